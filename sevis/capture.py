@@ -1,0 +1,143 @@
+"""Record the attention values a forward pass used.
+
+    with sevis.capture(model) as cap:
+        logits = model(x)
+    cap.excitations["SE_2_1"]   # (N, C): the SE gate s = sigmoid(W2 relu(W1 z))
+    cap.masks["SGE_3_4"]        # (N, G, H, W): the SGE spatial masks sigmoid(a)
+
+A forward hook on each layer's gate child stores the gate's output, detached and
+reshaped (a view, no copy), so the values are the very tensors the forward pass
+multiplied by: nothing is recomputed. Hooks live exactly as long as the ``with``
+block.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from .attention import AttentionLayer, find_attention
+
+__all__ = ["Capture", "capture"]
+
+
+class Capture:
+    """Context manager that captures SE excitations and SGE masks of ``model``.
+
+    Only forward passes run by the thread that entered the block are recorded, so
+    several threads may capture on one shared model at the same time, each getting
+    its own images' values. Several forward passes inside one block are concatenated
+    along the batch dimension.
+
+    Args:
+        model: any network with registered attention layers (see
+            :func:`sevis.attention.register_attention`).
+        layers: names of the layers to record (default: all).
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[str] | None = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        self.model = model
+        found = find_attention(model)
+        if not found:
+            raise ValueError(
+                f"{type(model).__name__} has no SE or SGE layers sevis knows; "
+                "register the attention class with sevis.register_attention"
+            )
+        if layers is not None:
+            wanted = list(layers)
+            known = {layer.name for layer in found}
+            unknown = [name for name in wanted if name not in known]
+            if unknown:
+                raise ValueError(f"layers {unknown} not in model; it has {sorted(known)}")
+            found = [layer for layer in found if layer.name in set(wanted)]
+        self.layers: list[AttentionLayer] = found
+        self._handles: list[RemovableHandle] = []
+        self._chunks: dict[str, list[torch.Tensor]] = {layer.name: [] for layer in found}
+        self._owner: int | None = None
+
+    def __enter__(self) -> Capture:
+        if self._handles:
+            raise RuntimeError("this Capture is already active; make a new one to nest")
+        self._owner = threading.get_ident()
+        try:
+            for layer in self.layers:
+                self._handles.append(layer.gate.register_forward_hook(self._make_hook(layer)))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._remove()  # returns None: an exception inside the block propagates
+
+    def _remove(self) -> None:
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+
+    def _make_hook(self, layer: AttentionLayer):
+        store = self._chunks[layer.name]
+        owner = self._owner
+        if layer.kind == "se":
+
+            def hook(module: nn.Module, args: object, output: torch.Tensor) -> None:
+                if threading.get_ident() == owner:
+                    store.append(output.detach().flatten(1))  # (N, C, 1, 1) -> (N, C)
+
+        else:
+            groups = int(getattr(layer.module, "groups"))
+
+            def hook(module: nn.Module, args: object, output: torch.Tensor) -> None:
+                if threading.get_ident() == owner:
+                    h, w = output.shape[-2:]
+                    store.append(output.detach().reshape(-1, groups, h, w))  # (N*G,1,H,W)
+
+        return hook
+
+    def _gather(self, kind: str | None) -> dict[str, torch.Tensor]:
+        out = {}
+        for layer in self.layers:
+            chunks = self._chunks[layer.name]
+            if kind in (None, layer.kind) and chunks:
+                out[layer.name] = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+        return out
+
+    @property
+    def excitations(self) -> dict[str, torch.Tensor]:
+        """SE layer name -> excitation s, shape (N, C), in depth order."""
+        return self._gather("se")
+
+    @property
+    def masks(self) -> dict[str, torch.Tensor]:
+        """SGE layer name -> spatial masks sigmoid(a), shape (N, G, H, W), in depth order."""
+        return self._gather("sge")
+
+    def clear(self) -> None:
+        """Forget what was recorded so far (e.g. between batches of a long run)."""
+        for chunks in self._chunks.values():
+            chunks.clear()
+
+    @property
+    def values(self) -> Mapping[str, torch.Tensor]:
+        """Every recorded layer, SE and SGE, in depth order."""
+        return self._gather(None)
+
+
+def capture(model: nn.Module, layers: Iterable[str] | None = None) -> Capture:
+    """Capture the attention values of every SE and SGE layer of ``model``.
+
+    See :class:`Capture`.
+    """
+    return Capture(model, layers)

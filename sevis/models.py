@@ -1,0 +1,254 @@
+"""Models sevis knows, where their weights come from, and :func:`load_model`.
+
+A small registry (after timm's ``_registry.py``) maps a name to how the network is
+built, where its default weights live, and how a checkpoint's keys map onto it:
+
+* ``se_resnet50``: SE-ResNet-50 with the SENet authors' ImageNet weights, converted
+  from Caffe (timm ``legacy_seresnet50.in1k``; the same file as the ``pretrainedmodels``
+  package's ``se_resnet50``). Hu et al., arXiv:1709.01507.
+* ``sge_resnet50``: SGE-ResNet-50, the PytorchInsight reference network. Its
+  checkpoints are downloaded by hand; put the file in :func:`weights_dir`.
+  Li et al., arXiv:1905.09646.
+* any timm model id whose network has SE modules, e.g. ``seresnet50.ra2_in1k``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from timm.data import ImageNetInfo, infer_imagenet_subset, resolve_model_data_config
+from torch import nn
+
+from ._checkpoint import load_strict, read_checkpoint
+from .attention import find_attention
+from .errors import UnknownModelError, WeightsUnavailableError
+from .sge import SpatialGroupEnhance
+
+__all__ = [
+    "ModelInfo",
+    "PRETRAINED",
+    "UNTRAINED",
+    "list_models",
+    "list_weights_files",
+    "load_model",
+    "model_info",
+    "weights_dir",
+]
+
+PRETRAINED = "pretrained"
+UNTRAINED = "untrained"
+WEIGHT_SUFFIXES = (".pth", ".pth.tar", ".pt", ".bin", ".safetensors")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model loaded by sevis knows about itself (``model.sevis_info``).
+
+    Attributes:
+        name: the name given to :func:`load_model`.
+        weights: where the weights came from, for people: a URL or hub id, a file path,
+            or ``"untrained"``.
+        weights_sha256: SHA-256 of the weights file, when one was read.
+        untrained: True for random weights; every output should say so.
+        data_config: timm data config: input_size, interpolation, crop_pct, mean, std.
+        class_names: one human-readable name per output class.
+    """
+
+    name: str
+    weights: str
+    weights_sha256: str | None
+    untrained: bool
+    data_config: dict[str, Any]
+    class_names: tuple[str, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    description: str
+    build: Callable[[bool], nn.Module]  # pretrained -> model
+    pretrained_source: str
+    adapt_keys: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = lambda sd: sd
+    local_pretrained: str | None = None  # glob in weights_dir() for hand-downloaded weights
+
+
+def _timm_builder(model_id: str) -> Callable[[bool], nn.Module]:
+    return lambda pretrained: timm.create_model(model_id, pretrained=pretrained)
+
+
+_SGE_CFG = {
+    "input_size": (3, 224, 224),
+    "interpolation": "bilinear",
+    "crop_pct": 0.875,
+    "crop_mode": "center",
+    "mean": (0.485, 0.456, 0.406),
+    "std": (0.229, 0.224, 0.225),
+    "num_classes": 1000,
+    "first_conv": "conv1",
+    "classifier": "fc",
+}
+
+
+def _build_sge_resnet50(pretrained: bool) -> nn.Module:
+    from timm.models.resnet import Bottleneck, ResNet
+
+    assert not pretrained, "SGE weights come from a local file"
+    model = ResNet(
+        block=Bottleneck,
+        layers=(3, 4, 6, 3),
+        block_args={"attn_layer": SpatialGroupEnhance},
+    )
+    model.pretrained_cfg = dict(_SGE_CFG)
+    return model
+
+
+def _pytorchinsight_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # NOTE timm's Bottleneck calls its attention slot `se`; PytorchInsight named it `sge`.
+    return {k.replace(".sge.", ".se."): v for k, v in state.items()}
+
+
+_REGISTRY: dict[str, _Spec] = {
+    "se_resnet50": _Spec(
+        "SE-ResNet-50, SENet authors' ImageNet weights (77.6 top-1)",
+        _timm_builder("legacy_seresnet50.in1k"),
+        "timm legacy_seresnet50.in1k (se_resnet50-ce0d4300.pth, downloaded once and cached)",
+    ),
+    "sge_resnet50": _Spec(
+        "SGE-ResNet-50, PytorchInsight reference weights (77.58 top-1)",
+        _build_sge_resnet50,
+        "PytorchInsight (https://github.com/implus/PytorchInsight), downloaded by hand",
+        adapt_keys=_pytorchinsight_keys,
+        local_pretrained="*sge*resnet50*",
+    ),
+}
+
+
+def list_models() -> dict[str, str]:
+    """sevis's own model names and a one-line description of each."""
+    return {name: spec.description for name, spec in _REGISTRY.items()}
+
+
+def weights_dir() -> Path:
+    """Folder searched for hand-downloaded weights: ``$SEVIS_WEIGHTS_DIR`` or
+    ``~/.cache/sevis/weights``."""
+    return Path(os.environ.get("SEVIS_WEIGHTS_DIR") or Path.home() / ".cache" / "sevis" / "weights")
+
+
+def list_weights_files(folder: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Weights files in ``folder`` (default :func:`weights_dir`), sorted by name."""
+    folder = Path(folder) if folder is not None else weights_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(WEIGHT_SUFFIXES)
+    )
+
+
+def _spec_for(name: str) -> _Spec:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if timm.is_model(name):
+        return _Spec(f"timm {name}", _timm_builder(name), f"timm {name} (hub weights, cached)")
+    raise UnknownModelError(
+        f"unknown model {name!r}: use one of {sorted(_REGISTRY)} or a timm model id "
+        "with SE modules (e.g. 'seresnet50.ra2_in1k', 'seresnext50_32x4d')"
+    )
+
+
+def load_model(
+    name: str,
+    weights: str | os.PathLike[str] = PRETRAINED,
+    *,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """Build ``name`` with ``weights`` and return it in eval mode.
+
+    Args:
+        name: ``"se_resnet50"``, ``"sge_resnet50"`` or a timm model id with SE modules.
+        weights: ``"pretrained"`` (the default source, downloaded once and cached),
+            ``"untrained"`` (random init, flagged in ``model.sevis_info``), or the path of
+            a ``.pth``, ``.pth.tar``, ``.pt``, ``.bin`` or ``.safetensors`` file, with or
+            without a training wrapper and ``module.`` prefixes. Files are read without
+            executing pickled code and must fit the architecture exactly.
+        device: where the model lives.
+
+    Returns:
+        The model, with :class:`ModelInfo` at ``model.sevis_info``.
+
+    Raises:
+        UnknownModelError: ``name`` is unknown, or the network has no SE/SGE layers.
+        CheckpointError: the file is unsafe, corrupt, or for another architecture.
+        WeightsUnavailableError: the pretrained source cannot be reached.
+    """
+    spec = _spec_for(name)
+    sha256 = None
+    if isinstance(weights, os.PathLike) or weights not in (PRETRAINED, UNTRAINED):
+        model = spec.build(False)
+        checkpoint = read_checkpoint(weights)
+        load_strict(model, spec.adapt_keys(checkpoint.state_dict), checkpoint.path.name, name)
+        source, sha256 = str(checkpoint.path), checkpoint.sha256
+    elif weights == UNTRAINED:
+        model, source = spec.build(False), UNTRAINED
+    elif spec.local_pretrained is not None:
+        return load_model(name, _find_local_pretrained(name, spec), device=device)
+    else:
+        try:
+            model = spec.build(True)
+        except Exception as err:  # urllib, huggingface_hub and socket errors differ by source
+            raise WeightsUnavailableError(
+                f"could not fetch the pretrained weights of {name} from {spec.pretrained_source}: "
+                f"{err}. Without network access, pass weights= the path of a local weights file "
+                f"(or put it in {weights_dir()}), or weights='untrained' for random weights."
+            ) from err
+        source = spec.pretrained_source
+
+    if not find_attention(model):
+        raise UnknownModelError(f"{name} has no SE or SGE layers for sevis to show")
+    model.sevis_info = ModelInfo(
+        name=name,
+        weights=source,
+        weights_sha256=sha256,
+        untrained=weights == UNTRAINED,
+        data_config=resolve_model_data_config(model),
+        class_names=_class_names(model),
+    )
+    return model.eval().to(device)
+
+
+def _find_local_pretrained(name: str, spec: _Spec) -> Path:
+    assert spec.local_pretrained is not None
+    folder = weights_dir()
+    files = [p for p in list_weights_files(folder) if p.match(spec.local_pretrained)]
+    if not files:
+        raise WeightsUnavailableError(
+            f"no pretrained weights for {name} in {folder}: they come from "
+            f"{spec.pretrained_source}. Put the file there (its name containing "
+            f"'{spec.local_pretrained.strip('*')}'), or pass weights= its path, "
+            "or weights='untrained' for random weights."
+        )
+    return files[0]
+
+
+def _class_names(model: nn.Module) -> tuple[str, ...]:
+    num_classes = getattr(model, "num_classes", 0)
+    subset = infer_imagenet_subset(model)
+    if subset is not None:
+        info = ImageNetInfo(subset)
+        if info.num_classes() == num_classes:
+            return tuple(info.index_to_description(i) for i in range(num_classes))
+    return tuple(f"class {i}" for i in range(num_classes))
+
+
+def model_info(model: nn.Module) -> ModelInfo:
+    """The :class:`ModelInfo` of a model loaded by :func:`load_model`."""
+    info = getattr(model, "sevis_info", None)
+    if not isinstance(info, ModelInfo):
+        raise ValueError("model was not loaded by sevis.load_model (no sevis_info)")
+    return info
