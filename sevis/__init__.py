@@ -12,7 +12,7 @@ from .analysis import Analysis, Failure, ImageResult, analyse
 from .attention import AttentionLayer, find_attention, register_attention
 from .capture import Capture, capture
 from .errors import CheckpointError, ImageError, UnknownModelError, WeightsUnavailableError
-from .images import decode_image, model_view, preprocess
+from .images import decode_image, model_view, normalise, preprocess
 from .models import ModelInfo, list_models, list_weights_files, load_model, model_info, weights_dir
 from .sge import SpatialGroupEnhance
 from .stats import ALL, ExcitationStats, MaskStats, mask_summary, predicted_labels
@@ -44,6 +44,7 @@ __all__ = [
     "mask_summary",
     "model_info",
     "model_view",
+    "normalise",
     "predicted_labels",
     "preprocess",
     "register_attention",

@@ -45,7 +45,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     data = path.read_bytes()
     if not data:
         raise CheckpointError(f"{path.name}: the file is empty")
-    obj = _safetensors(data, path) if _is_safetensors(data) else _torch_load(data, path)
+    if _is_safetensors(data) or path.name.lower().endswith(".safetensors"):
+        obj: object = _safetensors(data, path)
+    else:
+        obj = _torch_load(data, path)
     return Checkpoint(path, _state_dict_of(obj, path), hashlib.sha256(data).hexdigest())
 
 
@@ -74,6 +77,15 @@ def _torch_load(data: bytes, path: Path) -> object:
             f"{path.name}: not a PyTorch or safetensors weights file "
             "(expected .pth, .pth.tar, .pt, .bin or .safetensors)"
         )
+    if is_zip:
+        # NOTE torch.load does not check the archive's CRCs: flipped bytes inside a
+        # tensor would load as silently wrong weights.
+        try:
+            bad = zipfile.ZipFile(io.BytesIO(data)).testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise CheckpointError(f"{path.name}: corrupt or truncated file ({err})") from err
+        if bad is not None:
+            raise CheckpointError(f"{path.name}: corrupt or truncated file (bad CRC in {bad})")
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

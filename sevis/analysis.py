@@ -16,7 +16,7 @@ from torch import nn
 
 from .capture import Capture, capture
 from .errors import ImageError
-from .images import decode_image, model_view, preprocess
+from .images import decode_image, model_view, normalise
 from .models import model_info
 from .stats import ExcitationStats, MaskStats, mask_summary, predicted_labels
 
@@ -116,7 +116,7 @@ def analyse(
             batch.append((name, labels[i] if labels is not None else None))
             views.append(model_view(info.data_config, image))
         if batch:
-            x = preprocess(info.data_config, views).to(device)
+            x = normalise(info.data_config, views).to(device)
             with torch.inference_mode(), capture(model) as cap:
                 logits = model(x)
             _collect(result, batch, views, logits, cap, info.class_names, keep_masks)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,7 +26,7 @@ from torchvision.transforms import functional as TF
 
 from .errors import ImageError
 
-__all__ = ["ACCEPTED_FORMATS", "MAX_PIXELS", "decode_image", "model_view", "preprocess"]
+__all__ = ["ACCEPTED_FORMATS", "MAX_PIXELS", "decode_image", "model_view", "normalise", "preprocess"]
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 MAX_PIXELS = 64_000_000
@@ -53,16 +54,16 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError:
         raise ImageError(_not_accepted(data)) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"the image declares too many pixels (limit {max_pixels:,})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        # Pillow refuses before sevis sees the size; its message carries the pixel count.
+        declared = re.search(r"\((\d+) pixels\)", str(err))
+        count = f"{int(declared[1]):,} pixels" if declared else "too many pixels"
+        raise ImageError(_too_large(count, max_pixels)) from None
     except Exception as err:  # a damaged header can raise nearly anything in a plugin
         raise ImageError(f"the image header is damaged ({err})") from None
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageError(
-            f"the image declares {width} x {height} pixels, more than the limit of "
-            f"{max_pixels:,}; downscale it first"
-        )
+        raise ImageError(_too_large(f"{width} x {height} pixels", max_pixels))
     if width == 0 or height == 0:
         raise ImageError("the image has no pixels")
     try:
@@ -72,6 +73,10 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     except Exception as err:  # truncated data: OSError; corrupt streams: SyntaxError, ValueError
         raise ImageError(f"the {image.format} file is truncated or corrupt ({err})") from None
     return _to_rgb(image)
+
+
+def _too_large(declared: str, max_pixels: int) -> str:
+    return f"the image declares {declared}, more than the limit of {max_pixels:,}; downscale it first"
 
 
 def _not_accepted(data: bytes) -> str:
@@ -131,6 +136,15 @@ def model_view(model: nn.Module | Mapping[str, Any], image: Image.Image) -> Imag
     return TF.center_crop(image, list(size))
 
 
+def normalise(model: nn.Module | Mapping[str, Any], views: Sequence[Image.Image]) -> torch.Tensor:
+    """Batch (N, 3, H, W) of views already made by :func:`model_view`, normalised."""
+    config = _data_config(model)
+    batch = torch.stack([TF.pil_to_tensor(view) for view in views]).float().div_(255)
+    mean = torch.tensor(config["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(config["std"]).view(1, 3, 1, 1)
+    return batch.sub_(mean).div_(std)
+
+
 def preprocess(
     model: nn.Module | Mapping[str, Any], images: Image.Image | Sequence[Image.Image]
 ) -> torch.Tensor:
@@ -140,8 +154,4 @@ def preprocess(
         images = [images]
     if not images:
         raise ValueError("images must hold at least one image")
-    tensors = [TF.pil_to_tensor(model_view(config, im)) for im in images]
-    batch = torch.stack(tensors).float().div_(255)
-    mean = torch.tensor(config["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(config["std"]).view(1, 3, 1, 1)
-    return batch.sub_(mean).div_(std)
+    return normalise(config, [model_view(config, image) for image in images])

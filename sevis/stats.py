@@ -38,7 +38,7 @@ BIN_EDGES = np.linspace(0.0, 1.0, N_BINS + 1)
 
 def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(x, torch.Tensor):
-        x = x.detach().float().cpu().numpy()
+        x = x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=np.float64)
 
 

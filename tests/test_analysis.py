@@ -1,0 +1,64 @@
+"""analyse(): the shared decode -> preprocess -> capture -> statistics path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose
+
+import sevis
+
+
+def test_broken_file_among_good_ones_is_reported_and_the_rest_analysed(se_model, photos):
+    names = list(photos)
+    files = [(n, photos[n]) for n in names]
+    rocket = photos["rocket.jpg"]
+    files.insert(2, ("broken.jpg", rocket[: len(rocket) // 2]))
+    files.append(("notes.txt", b"hello"))
+    calls = []
+    result = sevis.analyse(se_model, files, batch_size=4, progress=lambda d, t: calls.append((d, t)))
+    assert [f.name for f in result.failures] == ["broken.jpg", "notes.txt"]
+    assert "truncated" in result.failures[0].reason and "not an image" in result.failures[1].reason
+    assert [r.name for r in result.images] == names
+    assert calls == [(4, 8), (8, 8)]
+    assert result.se.count() == len(names)
+
+    # Same numbers as capturing by hand on the same images.
+    x = sevis.preprocess(se_model, [sevis.decode_image(photos[n]) for n in names])
+    with torch.no_grad(), sevis.capture(se_model) as cap:
+        logits = se_model(x)
+    for i, image in enumerate(result.images):
+        for layer, values in cap.excitations.items():
+            assert_allclose(image.excitations[layer], values[i].numpy(), rtol=1e-5, atol=1e-6)
+        probs = logits[i].softmax(0)
+        top = probs.argsort(descending=True)[:5]
+        assert image.top_classes == [se_model.sevis_info.class_names[j] for j in top]
+        assert_allclose(image.top_probs, probs[top].numpy(), rtol=1e-5)
+        assert image.label == image.top_classes[0]  # no label given: predicted class
+        assert image.view.shape == (224, 224, 3) and image.view.dtype == np.uint8
+    assert_allclose(result.se.mean("SE_4_6"), cap.excitations["SE_4_6"].double().mean(0).numpy(), rtol=1e-5)
+
+
+def test_given_labels_and_sge_summaries(sge_model, photos):
+    files = [("a.png", photos["chelsea.png"]), ("b.png", photos["coffee.png"]), ("c.jpg", photos["rocket.jpg"])]
+    result = sevis.analyse(sge_model, files, labels=["cat", None, "cat"], keep_masks=True)
+    assert result.sge.classes == ["cat", result.images[1].top_classes[0]]
+    image = result.images[0]
+    assert image.label == "cat"
+    assert image.masks["SGE_2_1"].shape == (64, 56, 56) and image.masks["SGE_5_3"].shape == (64, 7, 7)
+    assert_allclose(image.mask_means["SGE_3_2"], image.masks["SGE_3_2"].mean(axis=(1, 2)), rtol=1e-5)
+    assert_allclose(image.mask_variances["SGE_3_2"], image.masks["SGE_3_2"].reshape(64, -1).var(1), rtol=1e-4)
+    cats = [r for r in result.images if r.label == "cat"]
+    expected = np.mean([r.masks["SGE_4_1"].mean(axis=(1, 2)) for r in cats], axis=0)
+    assert_allclose(result.sge.group_mean("SGE_4_1", "cat"), expected, rtol=1e-5)
+    assert sevis.analyse(sge_model, files[:1]).images[0].masks == {}
+
+
+def test_argument_errors(se_model, photos):
+    with pytest.raises(ValueError, match="one entry per file: 1 for 2"):
+        sevis.analyse(se_model, [("a", b"1"), ("b", b"2")], labels=["x"])
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        sevis.analyse(se_model, [], batch_size=0)
+    with pytest.raises(ValueError, match="not loaded by sevis.load_model"):
+        sevis.analyse(torch.nn.Linear(2, 2), [])

@@ -1,0 +1,177 @@
+"""load_model: every weights source and layout, and every way it refuses."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+from torch.testing import assert_close
+
+import sevis
+from sevis import CheckpointError, UnknownModelError, WeightsUnavailableError
+
+from conftest import randomize_
+
+
+def test_se_resnet50_matches_timm_legacy_seresnet50(se_model, senet_state, batch):
+    reference = timm.create_model("legacy_seresnet50")
+    reference.load_state_dict(senet_state)  # timm's own loading of the SENet layout
+    reference.eval()
+    with torch.no_grad():
+        assert_close(se_model(batch), reference(batch))
+    info = se_model.sevis_info
+    assert info.name == "se_resnet50" and not info.untrained
+    assert info.data_config["crop_pct"] == 0.875 and info.data_config["interpolation"] == "bilinear"
+    assert info.class_names[1].startswith("goldfish") and info.class_names[254].startswith("pug")
+    assert not se_model.training
+
+
+def test_senet_layout_keys_are_the_converted_caffe_ones(senet_state):
+    assert "layer0.conv1.weight" in senet_state and "last_linear.weight" in senet_state
+    assert "layer1.0.se_module.fc1.weight" in senet_state
+    assert senet_state["layer1.0.se_module.fc1.weight"].shape == (16, 256, 1, 1)
+
+
+def test_untrained_is_flagged():
+    model = sevis.load_model("se_resnet50", "untrained")
+    assert model.sevis_info.untrained and model.sevis_info.weights == "untrained"
+    assert model.sevis_info.weights_sha256 is None
+
+
+@pytest.mark.parametrize("wrap", ["plain", "state_dict", "module_prefix", "compiled"])
+def test_wrappers_and_prefixes_are_removed(tmp_path, senet_state, wrap):
+    state = {
+        "plain": senet_state,
+        "state_dict": {"state_dict": senet_state, "epoch": 3},
+        "module_prefix": {"model": {f"module.{k}": v for k, v in senet_state.items()}},
+        "compiled": {f"_orig_mod.{k}": v for k, v in senet_state.items()},
+    }[wrap]
+    path = tmp_path / "w.pth"
+    torch.save(state, path)
+    model = sevis.load_model("se_resnet50", path)
+    assert torch.equal(model.state_dict()["last_linear.weight"], senet_state["last_linear.weight"])
+
+
+def test_safetensors_and_bin(tmp_path, senet_state):
+    save_file({k: v.contiguous() for k, v in senet_state.items()}, tmp_path / "w.safetensors")
+    torch.save(senet_state, tmp_path / "pytorch_model.bin")
+    a = sevis.load_model("se_resnet50", tmp_path / "w.safetensors")
+    b = sevis.load_model("se_resnet50", str(tmp_path / "pytorch_model.bin"))
+    for key, value in senet_state.items():
+        assert torch.equal(a.state_dict()[key], value) and torch.equal(b.state_dict()[key], value)
+    assert a.sevis_info.weights_sha256 != b.sevis_info.weights_sha256
+
+
+def test_timm_model_id_with_its_own_layout(tmp_path):
+    state = randomize_(timm.create_model("seresnet50"), seed=3).state_dict()
+    torch.save(state, tmp_path / "seresnet50.pth")
+    model = sevis.load_model("seresnet50.ra2_in1k", tmp_path / "seresnet50.pth")
+    assert model.sevis_info.data_config["interpolation"] == "bicubic"
+    names = [layer.name for layer in sevis.find_attention(model)]
+    assert names[0] == "SE_2_1" and names[-1] == "SE_5_3" and len(names) == 16
+    assert [layer.name for layer in sevis.find_attention(sevis.load_model("seresnext50_32x4d", "untrained"))] == names
+
+
+def test_unknown_name_is_refused():
+    with pytest.raises(UnknownModelError, match="unknown model 'se_resnet5'.*se_resnet50"):
+        sevis.load_model("se_resnet5")
+    with pytest.raises(UnknownModelError, match="no SE or SGE layers"):
+        sevis.load_model("resnet18", "untrained")
+    with pytest.raises(TypeError, match="name must be a str"):
+        sevis.load_model(50)
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    plain = timm.create_model("resnet50").state_dict()
+    torch.save(plain, tmp_path / "resnet50.pth")
+    expected = timm.create_model("legacy_seresnet50").state_dict()
+    missing = [k for k in expected if k not in plain and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in plain if k not in expected]
+    with pytest.raises(CheckpointError) as err:
+        sevis.load_model("se_resnet50", tmp_path / "resnet50.pth")
+    message = str(err.value)
+    assert f"resnet50.pth does not fit se_resnet50: {len(missing)} keys missing, {len(unexpected)} unexpected" in message
+    assert f"missing: {', '.join(missing[:5])} and {len(missing) - 5} more." in message
+    assert f"unexpected: {', '.join(unexpected[:5])} and {len(unexpected) - 5} more." in message
+
+
+def test_shape_mismatch_is_refused(tmp_path, senet_state):
+    state = dict(senet_state)
+    state["last_linear.weight"] = torch.zeros(10, 2048)
+    state["last_linear.bias"] = torch.zeros(10)
+    torch.save(state, tmp_path / "ten_classes.pth")
+    with pytest.raises(CheckpointError, match=r"2 of another shape.*last_linear.weight \(10, 2048\) vs \(1000, 2048\)"):
+        sevis.load_model("se_resnet50", tmp_path / "ten_classes.pth")
+
+
+def test_sge_checkpoint_is_refused_for_se_and_vice_versa(sge_file, senet_file):
+    with pytest.raises(CheckpointError, match="does not fit se_resnet50"):
+        sevis.load_model("se_resnet50", sge_file)
+    with pytest.raises(CheckpointError, match="does not fit sge_resnet50"):
+        sevis.load_model("sge_resnet50", senet_file)
+
+
+def test_corrupt_truncated_empty_missing_and_foreign_files(tmp_path, senet_file):
+    data = senet_file.read_bytes()
+    (tmp_path / "truncated.pth").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "notes.pth").write_text("these are not weights")
+    flipped = bytearray(data)
+    flipped[len(data) // 3 : len(data) // 3 + 4096] = os.urandom(4096)
+    (tmp_path / "corrupt.pth").write_bytes(bytes(flipped))
+    (tmp_path / "cut.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": {\"dtype")
+    cases = {
+        "truncated.pth": "truncated.pth: corrupt or truncated",
+        "empty.pth": "empty.pth: the file is empty",
+        "notes.pth": "notes.pth: not a PyTorch or safetensors weights file",
+        "corrupt.pth": "corrupt.pth: corrupt or truncated",
+        "cut.safetensors": "cut.safetensors: corrupt or truncated safetensors",
+        "absent.pth": "does not exist",
+    }
+    for name, message in cases.items():
+        with pytest.raises(CheckpointError, match=message.replace(".", r"\.")):
+            sevis.load_model("se_resnet50", tmp_path / name)
+
+
+class _Payload:
+    """Unpickling this would run a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_that_would_run_code_is_refused_and_not_run(tmp_path, senet_state):
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": senet_state, "hook": _Payload(marker)}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match="refused.*could run code.*not executed"):
+        sevis.load_model("se_resnet50", tmp_path / "evil.pth")
+    assert not marker.exists()
+    # The payload is real: an unsafe load would have run it.
+    torch.load(tmp_path / "evil.pth", weights_only=False)
+    assert marker.exists()
+
+
+def test_pretrained_source_unreachable(offline):
+    with pytest.raises(WeightsUnavailableError) as err:
+        sevis.load_model("se_resnet50")
+    message = str(err.value)
+    assert "could not fetch the pretrained weights of se_resnet50" in message
+    assert "se_resnet50-ce0d4300.pth" in message
+    assert "weights='untrained'" in message and "local weights file" in message
+
+
+def test_sge_pretrained_comes_from_the_weights_folder(offline, sge_file):
+    with pytest.raises(WeightsUnavailableError, match=r"no pretrained weights for sge_resnet50 in .*PytorchInsight"):
+        sevis.load_model("sge_resnet50")
+    target = offline / "sevis-weights" / "sge_resnet50_pytorchinsight.pth.tar"
+    target.write_bytes(sge_file.read_bytes())
+    assert sevis.list_weights_files() == [target]
+    model = sevis.load_model("sge_resnet50")
+    assert model.sevis_info.weights == str(target) and not model.sevis_info.untrained

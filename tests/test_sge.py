@@ -1,0 +1,137 @@
+"""SGE module and SGE-ResNet-50 against independent statements of the paper's formula."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.testing import assert_close
+
+import sevis
+from sevis.sge import SpatialGroupEnhance
+
+
+class PytorchInsightSGE(nn.Module):
+    """The reference implementation, PytorchInsight's SpatialGroupEnhance, verbatim."""
+
+    def __init__(self, groups=64):
+        super().__init__()
+        self.groups = groups
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.weight = nn.Parameter(torch.zeros(1, groups, 1, 1))
+        self.bias = nn.Parameter(torch.ones(1, groups, 1, 1))
+        self.sig = nn.Sigmoid()
+
+    def forward(self, x):  # (b, c, h, w)
+        b, c, h, w = x.size()
+        x = x.view(b * self.groups, -1, h, w)
+        xn = x * self.avg_pool(x)
+        xn = xn.sum(dim=1, keepdim=True)
+        t = xn.view(b * self.groups, -1)
+        t = t - t.mean(dim=1, keepdim=True)
+        std = t.std(dim=1, keepdim=True) + 1e-5
+        t = t / std
+        t = t.view(b, self.groups, h, w)
+        t = t * self.weight + self.bias
+        t = t.view(b * self.groups, 1, h, w)
+        x = x * self.sig(t)
+        x = x.view(b, c, h, w)
+        return x
+
+
+def formula_masks(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, groups: int) -> torch.Tensor:
+    """SCIENCE.md steps 1-5, written out with einsum, float64: masks (N, G, H, W)."""
+    n, c, h, w = x.shape
+    xs = x.double().reshape(n, groups, c // groups, h * w)  # x_i: the C/G-vector at position i
+    g = xs.mean(dim=3)  # 1. the group's global average
+    coef = torch.einsum("ngc,ngcm->ngm", g, xs)  # 2. c_i = g . x_i
+    mu = coef.mean(dim=2, keepdim=True)
+    sigma = ((coef - mu) ** 2).sum(dim=2, keepdim=True).div(h * w - 1).sqrt()  # unbiased
+    normed = (coef - mu) / (sigma + 1e-5)  # 3.
+    a = gamma.double().view(1, groups, 1) * normed + beta.double().view(1, groups, 1)  # 4.
+    return torch.sigmoid(a).reshape(n, groups, h, w)  # 5. the spatial mask
+
+
+def test_init_follows_reference():
+    sge = SpatialGroupEnhance(256)
+    assert sge.groups == 64 and sge.eps == 1e-5
+    assert_close(sge.weight, torch.zeros(1, 64, 1, 1))
+    assert_close(sge.bias, torch.ones(1, 64, 1, 1))
+    assert sorted(sge.state_dict()) == ["bias", "weight"]
+    assert isinstance(sge.gate, nn.Sigmoid)
+
+
+def test_module_equals_reference_and_formula():
+    torch.manual_seed(0)
+    ours, ref = SpatialGroupEnhance(128, groups=16), PytorchInsightSGE(groups=16)
+    with torch.no_grad():
+        ours.weight.normal_()
+        ours.bias.normal_()
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.randn(3, 128, 9, 7)
+    assert_close(ours(x), ref(x))
+
+    with sevis.capture(nn.Sequential(ours)) as cap:
+        ours(x)
+    (masks,) = cap.masks.values()
+    assert masks.shape == (3, 16, 9, 7)
+    assert_close(masks, formula_masks(x, ours.weight, ours.bias, 16).float())
+
+
+def test_channels_last_input_gives_same_output():
+    torch.manual_seed(1)
+    sge = SpatialGroupEnhance(64, groups=8)
+    with torch.no_grad():
+        sge.weight.normal_()
+    x = torch.randn(2, 64, 5, 5)
+    assert_close(sge(x.to(memory_format=torch.channels_last)), sge(x))
+
+
+def test_bad_group_count_is_refused():
+    try:
+        SpatialGroupEnhance(100, groups=64)
+    except ValueError as err:
+        assert "divisible" in str(err)
+    else:
+        raise AssertionError("100 channels in 64 groups must be refused")
+
+
+def test_pytorchinsight_checkpoint_loads_every_key(sge_file, sge_state):
+    checkpoint = torch.load(sge_file, weights_only=True)
+    assert all(k.startswith("module.") for k in checkpoint["state_dict"])
+    assert any(".sge.weight" in k for k in checkpoint["state_dict"])
+    model = sevis.load_model("sge_resnet50", sge_file)
+    loaded = model.state_dict()
+    assert loaded.keys() == sge_state.keys()
+    for key, value in sge_state.items():
+        assert torch.equal(loaded[key], value), key
+    assert model.sevis_info.untrained is False
+    assert len(model.sevis_info.weights_sha256) == 64
+
+
+def test_sge_resnet50_masks_and_logits_equal_reference(sge_model, batch):
+    # Same weights in a network whose SGE layers are PytorchInsight's own module.
+    reference = sevis.load_model("sge_resnet50", "untrained")
+    reference.load_state_dict(sge_model.state_dict())
+    inputs: dict[str, torch.Tensor] = {}
+    for (name, block), layer in zip(
+        [(n, m) for n, m in reference.named_modules() if hasattr(m, "se") and m.se is not None],
+        sevis.find_attention(sge_model),
+    ):
+        ref = PytorchInsightSGE(64)
+        ref.load_state_dict(block.se.state_dict())
+        block.se = ref
+        ref.register_forward_pre_hook(lambda m, args, key=layer.name: inputs.__setitem__(key, args[0]))
+
+    with torch.no_grad(), sevis.capture(sge_model) as cap:
+        logits = sge_model(batch)
+    with torch.no_grad():
+        expected = reference(batch)
+    assert not sevis.find_attention(reference)  # really the reference module, not ours
+    assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+
+    assert list(cap.masks) == [f"SGE_{s}_{b}" for s, n in zip((2, 3, 4, 5), (3, 4, 6, 3)) for b in range(1, n + 1)]
+    for layer in sevis.find_attention(sge_model):
+        x = inputs[layer.name]
+        assert cap.masks[layer.name].shape == (3, 64, *x.shape[-2:])
+        expected_masks = formula_masks(x, layer.module.weight, layer.module.bias, 64)
+        assert_close(cap.masks[layer.name], expected_masks.float(), rtol=1e-4, atol=1e-4)
