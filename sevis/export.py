@@ -1,0 +1,50 @@
+"""Exports of statistics and figures: CSV, Parquet, PNG, standalone HTML (as bytes)."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import plotly.graph_objects as go
+
+__all__ = ["figure_html", "figure_png", "frame_csv", "frame_parquet", "with_provenance"]
+
+
+def with_provenance(frame: pd.DataFrame, model: str, weights: str, untrained: bool) -> pd.DataFrame:
+    """The frame with leading ``model``, ``weights`` and ``untrained`` columns, so an
+    exported table always says which weights produced it."""
+    out = frame.copy()
+    for i, (column, value) in enumerate((("model", model), ("weights", weights), ("untrained", untrained))):
+        out.insert(i, column, value)
+    return out
+
+
+def frame_csv(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def frame_parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False, engine="pyarrow")
+    return buffer.getvalue()
+
+
+def figure_html(fig: go.Figure) -> bytes:
+    """A standalone page: plotly.js inlined, opens without a network."""
+    return fig.to_html(include_plotlyjs=True, full_html=True).encode()
+
+
+def figure_png(fig: go.Figure, scale: float = 2.0) -> bytes:
+    """PNG through kaleido, which drives a local Chrome/Chromium.
+
+    Raises:
+        RuntimeError: no Chromium for kaleido; the message says what to install.
+    """
+    try:
+        return fig.to_image(format="png", scale=scale, width=fig.layout.width or 1000,
+                            height=fig.layout.height or 500)
+    except Exception as err:  # kaleido raises its own types when Chrome is missing
+        raise RuntimeError(
+            f"PNG export needs kaleido and a Chrome or Chromium browser ({err}); "
+            "the chart's camera icon saves a PNG from the browser instead"
+        ) from err
