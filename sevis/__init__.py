@@ -9,9 +9,10 @@
 """
 
 from .analysis import Analysis, Failure, ImageResult, analyse
+from .archive import LabelledFile, read_zip
 from .attention import AttentionLayer, find_attention, register_attention
 from .capture import Capture, capture
-from .errors import CheckpointError, ImageError, UnknownModelError, WeightsUnavailableError
+from .errors import ArchiveError, CheckpointError, ImageError, UnknownModelError, WeightsUnavailableError
 from .images import decode_image, model_view, normalise, preprocess
 from .models import ModelInfo, list_models, list_weights_files, load_model, model_info, weights_dir
 from .sge import SpatialGroupEnhance
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ALL",
     "Analysis",
+    "ArchiveError",
     "AttentionLayer",
     "Capture",
     "CheckpointError",
@@ -29,6 +31,7 @@ __all__ = [
     "Failure",
     "ImageError",
     "ImageResult",
+    "LabelledFile",
     "MaskStats",
     "ModelInfo",
     "SpatialGroupEnhance",
@@ -47,6 +50,7 @@ __all__ = [
     "normalise",
     "predicted_labels",
     "preprocess",
+    "read_zip",
     "register_attention",
     "weights_dir",
 ]

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
 from torch import nn
@@ -71,6 +72,22 @@ class Analysis:
     failures: list[Failure] = field(default_factory=list)
     se: ExcitationStats = field(default_factory=ExcitationStats)
     sge: MaskStats = field(default_factory=MaskStats)
+
+    def excitation_frame(
+        self, layers: Sequence[str] | None = None, images: Sequence[ImageResult] | None = None
+    ) -> pd.DataFrame:
+        """Long table of per-image excitations: image, label, layer, channel, excitation."""
+        images = self.images if images is None else images
+        frames = [
+            pd.DataFrame({
+                "image": r.name, "label": r.label, "layer": layer,
+                "channel": np.arange(len(r.excitations[layer])), "excitation": r.excitations[layer],
+            })
+            for r in images
+            for layer in (layers if layers is not None else r.excitations)
+        ]
+        columns = ["image", "label", "layer", "channel", "excitation"]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def analyse(

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ImageError", "UnknownModelError", "WeightsUnavailableError"]
+__all__ = [
+    "ArchiveError",
+    "CheckpointError",
+    "ImageError",
+    "UnknownModelError",
+    "WeightsUnavailableError",
+]
 
 
 class UnknownModelError(ValueError):
@@ -19,3 +25,7 @@ class ImageError(ValueError):
 
 class WeightsUnavailableError(OSError):
     """The default pretrained weights could not be fetched; the message names alternatives."""
+
+
+class ArchiveError(ValueError):
+    """A zip upload that cannot be read as a whole (single files in it are reported apart)."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["figure_html", "figure_png", "frame_csv", "frame_parquet", "with_provenance"]
+__all__ = ["figure_html", "figure_png", "frame_csv", "frame_parquet", "png_available", "with_provenance"]
 
 
 def with_provenance(frame: pd.DataFrame, model: str, weights: str, untrained: bool) -> pd.DataFrame:
@@ -32,6 +34,13 @@ def frame_parquet(frame: pd.DataFrame) -> bytes:
 def figure_html(fig: go.Figure) -> bytes:
     """A standalone page: plotly.js inlined, opens without a network."""
     return fig.to_html(include_plotlyjs=True, full_html=True).encode()
+
+
+def png_available() -> bool:
+    """Whether :func:`figure_png` can work here: kaleido needs a Chrome or Chromium."""
+    if os.environ.get("BROWSER_PATH"):
+        return True
+    return any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome"))
 
 
 def figure_png(fig: go.Figure, scale: float = 2.0) -> bytes:

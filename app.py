@@ -1,0 +1,24 @@
+"""sevis dashboard: what SE and SGE attention layers do, for images you upload.
+
+    streamlit run app.py
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="sevis: SE and SGE attention", page_icon="🔎", layout="wide")
+
+from app_pages.common import model_panel  # noqa: E402  (set_page_config must come first)
+
+page = st.navigation(
+    [
+        st.Page("app_pages/images.py", title="Images", icon=":material/image:", default=True),
+        st.Page("app_pages/classes.py", title="Classes", icon=":material/stacked_line_chart:"),
+        st.Page("app_pages/compare.py", title="SE vs SGE", icon=":material/compare:"),
+    ]
+)
+st.session_state["models"] = model_panel()
+st.sidebar.caption(
+    "SE: Hu et al., arXiv:1709.01507 · SGE: Li et al., arXiv:1905.09646 · "
+    "Models are loaded once per server and shared by every session."
+)
+page.run()

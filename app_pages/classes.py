@@ -1,0 +1,140 @@
+"""Classes page: the SENet paper's excitation analysis (Figures 6 and 7) for any classes."""
+
+import streamlit as st
+
+import sevis
+from app_pages.common import IMAGE_TYPES, Loaded, analyse, report_failures, show_figure
+from sevis import figures
+
+MODES = {
+    "batches": "Upload images per class",
+    "zip": "A .zip with one folder per class",
+    "predicted": "Group by the model's predicted class",
+}
+
+
+def gather_inputs() -> tuple[list[tuple[str, bytes]], list[str | None], list[sevis.Failure]]:
+    """Files, one label per file (None: predicted), and zip entries that failed."""
+    mode = st.radio("Images", list(MODES), format_func=MODES.get, horizontal=True, key="classes_mode")
+    files: list[tuple[str, bytes]] = []
+    labels: list[str | None] = []
+    failures: list[sevis.Failure] = []
+    if mode == "batches":
+        count = st.number_input("Number of classes", 1, 12, 2, key="classes_count")
+        for column, i in zip(st.columns(int(count)), range(int(count))):
+            label = column.text_input("Class label", f"class {i + 1}", key=f"classes_label_{i}").strip()
+            uploads = column.file_uploader(
+                f"Images of {label or 'this class'}", type=IMAGE_TYPES, accept_multiple_files=True,
+                key=f"classes_upload_{i}",
+            )
+            for upload in uploads or []:
+                files.append((upload.name, upload.getvalue()))
+                labels.append(label or f"class {i + 1}")
+    elif mode == "zip":
+        upload = st.file_uploader("Zip of class folders (cats/1.jpg, dogs/2.jpg, …)", type=["zip"], key="classes_zip")
+        if upload is not None:
+            try:
+                entries, failures = sevis.read_zip(upload.getvalue())
+            except sevis.ArchiveError as err:
+                st.error(f"{upload.name}: {err}")
+                entries = []
+            files = [(e.name, e.data) for e in entries]
+            labels = [e.label for e in entries]
+    else:
+        uploads = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="classes_predicted")
+        files = [(u.name, u.getvalue()) for u in uploads or []]
+        labels = [None] * len(files)
+    return files, labels, failures
+
+
+def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) -> tuple:
+    """The channels to plot and, for a sort order, the axis title."""
+    how = st.radio(
+        "Channels", ["50 uniformly spaced (as the paper)", "all", "sorted by the difference of two classes"],
+        horizontal=True, key="classes_channels",
+    )
+    n = len(stats.mean(layer))
+    if how.startswith("50"):
+        return figures.sample_channels(n, 50), None
+    if how == "all" or len(classes) < 2:
+        return None, None
+    a, b = st.columns(2)
+    first = a.selectbox("Class A", classes, index=0, key="classes_diff_a")
+    second = b.selectbox("Class B", classes, index=1, key="classes_diff_b")
+    order = figures.sort_by_difference(stats, layer, first, second)
+    return order, f"channels sorted by mean({figures.short_label(first, 20)}) − mean({figures.short_label(second, 20)})"
+
+
+def se_figures(loaded: Loaded, result: sevis.Analysis) -> None:
+    stats = result.se
+    left, right = st.columns([2, 3])
+    layer = left.selectbox("SE layer", stats.layers, index=stats.layers.index("SE_4_6"), key="classes_layer")
+    classes = right.multiselect("Classes", stats.classes, default=stats.classes[:6], key="classes_shown")
+    if not classes:
+        st.info("Choose at least one class.")
+        return
+    band = st.toggle("± one standard deviation across images (the paper's Figure 7)", key="classes_band")
+    channels, ordered_by = channel_order(stats, layer, classes)
+    frame = stats.to_frame()
+    show_figure(
+        figures.class_profiles(stats, layer, classes, channels=channels, band=band, ordered_by=ordered_by),
+        f"{loaded.name}_{layer}_class_profiles", loaded, frame[frame.layer == layer],
+    )
+    side = st.toggle("Histograms side by side", key="classes_side")
+    hist = stats.histogram_frame()
+    show_figure(
+        figures.class_histograms(stats, layer, classes, side_by_side=side),
+        f"{loaded.name}_{layer}_histograms", loaded, hist[hist.layer == layer],
+    )
+    if len(stats.classes) > 1:
+        show_figure(
+            figures.specificity_curve({loaded.label: stats}), f"{loaded.name}_specificity", loaded,
+            stats.specificity_frame(),
+        )
+    else:
+        st.caption("The class-specificity curve needs images of at least two classes.")
+
+
+def sge_figures(loaded: Loaded, result: sevis.Analysis) -> None:
+    stats = result.sge
+    left, right = st.columns([2, 3])
+    layer = left.selectbox("SGE layer", stats.layers, index=stats.layers.index("SGE_4_6"), key="classes_sge_layer")
+    classes = right.multiselect("Classes", stats.classes, default=stats.classes[:6], key="classes_sge_shown")
+    frame = stats.to_frame()
+    show_figure(
+        figures.mask_class_stats(stats, layer, classes), f"{loaded.name}_{layer}_mask_stats", loaded,
+        frame[frame.layer == layer],
+    )
+
+
+st.title("Classes")
+st.caption(
+    "Per-class excitation, as in the SENet paper's section 'Role of Excitation': mean excitation "
+    "per channel for each class, the spread across images, and how class-specific each layer is."
+)
+models: list[Loaded] = st.session_state.get("models", [])
+if not models:
+    st.info("Choose a model and its weights in the sidebar.")
+    st.stop()
+
+files, labels, zip_failures = gather_inputs()
+if not files:
+    report_failures(zip_failures)
+    st.info("Upload images to compare classes.")
+    st.stop()
+
+results = {m.label: analyse(m, files, labels) for m in models}
+first = next(iter(results.values()))
+report_failures([*zip_failures, *first.failures])
+if not first.images:
+    st.error("None of the files could be analysed.")
+    st.stop()
+for loaded in models:
+    st.header(loaded.label)
+    images = results[loaded.label].images
+    counts = {label: sum(r.label == label for r in images) for label in dict.fromkeys(r.label for r in images)}
+    st.write("Images per class: " + ", ".join(f"**{figures.short_label(c)}** {n}" for c, n in counts.items()))
+    if loaded.kind == "se":
+        se_figures(loaded, results[loaded.label])
+    else:
+        sge_figures(loaded, results[loaded.label])

@@ -1,0 +1,107 @@
+"""Images page: one or more photographs through every SE and SGE layer."""
+
+import streamlit as st
+
+from app_pages.common import (
+    IMAGE_TYPES,
+    Loaded,
+    analyse,
+    grad_cam,
+    report_failures,
+    sample_files,
+    show_figure,
+)
+from sevis import Analysis, ImageResult, figures
+
+MAX_MASK_IMAGES = 8  # keep every image's SGE masks (3.5 MB each) only for small sets
+
+
+def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
+    all_layers = list(image.excitations)
+    default = [layer for layer in figures.PAPER_LAYERS if layer in all_layers] or all_layers[:6]
+    layers = st.multiselect("SE layers", all_layers, default=default, key=f"{loaded.name}_layers")
+    several = len(result.images) > 1
+    shown = result.images if several and st.toggle("Overlay all images", key=f"{loaded.name}_overlay") else [image]
+    if layers:
+        show_figure(
+            figures.excitation_profiles({r.name: r.excitations for r in shown}, layers),
+            f"{loaded.name}_profiles", loaded, result.excitation_frame(layers, shown),
+        )
+    show_figure(
+        figures.excitation_overview(image.excitations), f"{loaded.name}_overview", loaded,
+        result.excitation_frame(None, [image]),
+    )
+
+
+def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> None:
+    layers = list(image.mask_means)
+    layer = st.selectbox("SGE layer", layers, index=layers.index("SGE_4_6") if "SGE_4_6" in layers else 0,
+                         key=f"{loaded.name}_sge_layer")
+    if not image.masks:  # a large upload: masks are kept only for the image on show
+        image = analyse(loaded, [(image.name, files[image.name])], keep_masks=True).images[0]
+    masks = image.masks[layer]
+    show_figure(figures.mask_grid(masks, layer), f"{loaded.name}_{layer}_masks", loaded)
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{loaded.name}_opacity")
+    left, right = st.columns(2)
+    with left:
+        fig = figures.heat_overlay(
+            image.view, masks.mean(0), title=f"{layer}: mean of the {len(masks)} group masks",
+            opacity=opacity, zrange=None, colorbar_title="mean σ(a)",
+        )
+        show_figure(fig, f"{loaded.name}_{layer}_overlay", loaded)
+    with right:
+        gradcam_panel(loaded, image, opacity)
+
+
+def gradcam_panel(loaded: Loaded, image: ImageResult, opacity: float) -> None:
+    names = loaded.info.class_names
+    target = st.selectbox(
+        "Grad-CAM class", range(len(names)), index=names.index(image.top_classes[0]),
+        format_func=names.__getitem__, key=f"{loaded.name}_cam_class",
+    )
+    cam, _ = grad_cam(loaded.key, image.view, target, loaded)
+    fig = figures.heat_overlay(
+        image.view, cam, title=f"Grad-CAM: {figures.short_label(names[target])}",
+        opacity=opacity, colorbar_title="Grad-CAM",
+    )
+    show_figure(fig, f"{loaded.name}_gradcam", loaded)
+
+
+st.title("Images")
+models: list[Loaded] = st.session_state.get("models", [])
+if not models:
+    st.info("Choose a model and its weights in the sidebar.")
+    st.stop()
+
+uploads = st.file_uploader(
+    "Upload photographs", type=IMAGE_TYPES, accept_multiple_files=True, key="images_upload",
+    help="JPEG, PNG, WebP, BMP, GIF or TIFF. With nothing uploaded the sample photographs are shown.",
+)
+files = [(u.name, u.getvalue()) for u in uploads] if uploads else sample_files()
+if not uploads:
+    st.caption("Showing the sample photographs in `assets/`; upload your own above.")
+
+results = {m.label: analyse(m, files, keep_masks=len(files) <= MAX_MASK_IMAGES) for m in models}
+first = next(iter(results.values()))
+report_failures(first.failures)
+if not first.images:
+    st.error("None of the files could be analysed.")
+    st.stop()
+
+names = [r.name for r in first.images]
+index = names.index(st.selectbox("Image", names, key="image_choice")) if len(names) > 1 else 0
+
+for loaded in models:
+    result = results[loaded.label]
+    image = result.images[index]
+    st.header(loaded.label)
+    left, right = st.columns([1, 2])
+    left.image(image.view, caption=f"{image.name}: the {image.view.shape[1]}×{image.view.shape[0]} crop the model sees")
+    with right:
+        show_figure(figures.top_classes(image.top_classes, image.top_probs), f"{loaded.name}_top5", loaded)
+    if loaded.kind == "se":
+        se_section(loaded, result, image)
+        with st.expander("Grad-CAM"):
+            gradcam_panel(loaded, image, 0.5)
+    else:
+        sge_section(loaded, image, dict(files))

@@ -1,0 +1,216 @@
+"""Dashboard flows through Streamlit's AppTest: the real app script, real uploads."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+import streamlit as st
+import timm
+import torch
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = sorted(p.name for p in (ROOT / "assets").iterdir() if p.suffix in (".png", ".jpg"))
+
+
+@pytest.fixture
+def app(offline, monkeypatch) -> AppTest:
+    """The app, offline, with fresh caches (the weights folder differs per test)."""
+    monkeypatch.chdir(ROOT)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    return at
+
+
+def charts(at: AppTest) -> int:
+    return len(at.get("plotly_chart"))
+
+
+def no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def untrained(at: AppTest, *names: str) -> AppTest:
+    for name in names or ("se_resnet50",):
+        at.sidebar.selectbox(key=f"{name}_source").set_value("untrained")
+    return at.run()
+
+
+def png(photos, name: str) -> tuple[str, bytes, str]:
+    return (name, photos[name], "image/png" if name.endswith("png") else "image/jpeg")
+
+
+def test_first_open_offline_says_pretrained_is_unreachable_and_offers_the_rest(app):
+    assert not app.exception
+    message = app.error[0].value
+    assert "SE-ResNet-50 could not be loaded" in message and "could not fetch the pretrained weights" in message
+    assert "weights='untrained'" in message and "local weights file" in message
+    assert "Traceback" not in message
+    options = app.sidebar.selectbox(key="se_resnet50_source").options
+    assert len(options) == 4 and any("Untrained" in o for o in options) and any("Upload" in o for o in options)
+    assert any("Choose a model" in i.value for i in app.info)
+
+
+def test_untrained_shows_samples_banner_and_charts(app):
+    untrained(app)
+    no_errors(app)
+    assert any("UNTRAINED" in w.value for w in app.warning)
+    assert app.selectbox(key="image_choice").options == SAMPLES
+    # top-5, SE profiles, overview of all 16 layers, Grad-CAM
+    assert charts(app) == 4
+    assert app.multiselect(key="se_resnet50_layers").value == ["SE_2_3", "SE_3_4", "SE_4_6", "SE_5_1", "SE_5_2", "SE_5_3"]
+    assert len(app.multiselect(key="se_resnet50_layers").options) == 16
+    labels = [b.label for b in app.get("download_button")]
+    assert labels.count("CSV") == 2 and labels.count("Parquet") == 2 and labels.count("HTML") == 4
+    app.selectbox(key="image_choice").set_value("rocket.jpg").run()
+    app.toggle(key="se_resnet50_overlay").set_value(True).run()
+    no_errors(app)
+    assert charts(app) == 4
+
+
+def test_single_and_several_uploads_with_a_broken_file(app, photos):
+    untrained(app)
+    uploader = app.get("file_uploader")[0]
+    uploader.set_value(png(photos, "chelsea.png")).run()
+    no_errors(app)
+    assert not [s for s in app.selectbox if s.key == "image_choice"]  # one image: no selector
+    assert charts(app) == 4
+
+    rocket = photos["rocket.jpg"]
+    app.get("file_uploader")[0].set_value([
+        png(photos, "coffee.png"),
+        ("broken.jpg", rocket[: len(rocket) // 2], "image/jpeg"),
+        png(photos, "astronaut.png"),
+    ]).run()
+    assert not app.exception
+    warning = next(w.value for w in app.warning if "could not be analysed" in w.value)
+    assert "**broken.jpg**" in warning and "truncated" in warning
+    assert app.selectbox(key="image_choice").options == ["coffee.png", "astronaut.png"]
+    assert charts(app) == 4
+
+
+def test_sge_from_a_server_checkpoint_shows_masks_overlay_and_gradcam(app, offline, sge_file):
+    target = offline / "sevis-weights" / "sge_resnet50.pth.tar"
+    target.write_bytes(sge_file.read_bytes())
+    app.sidebar.radio(key="model_choice").set_value("SGE-ResNet-50").run()
+    app.sidebar.selectbox(key="sge_resnet50_source").set_value("server").run()
+    app.sidebar.selectbox(key="sge_resnet50_file").set_value(str(target)).run()
+    no_errors(app)
+    assert not any("UNTRAINED" in w.value for w in app.warning)
+    assert charts(app) == 4  # top-5, 64-mask grid, mean-mask overlay, Grad-CAM
+    assert len(app.selectbox(key="sge_resnet50_sge_layer").options) == 16
+    app.selectbox(key="sge_resnet50_sge_layer").set_value("SGE_2_1").run()
+    app.slider(key="sge_resnet50_opacity").set_value(0.8).run()
+    app.selectbox(key="sge_resnet50_cam_class").set_value(1).run()  # goldfish
+    no_errors(app)
+    assert charts(app) == 4
+
+
+def test_uploaded_checkpoints_good_and_bad(app, senet_file, tmp_path):
+    app.sidebar.selectbox(key="se_resnet50_source").set_value("upload").run()
+    assert any("choose a checkpoint" in i.value for i in app.sidebar.info)
+    wrong = tmp_path / "resnet50.pth"
+    torch.save(timm.create_model("resnet50").state_dict(), wrong)
+    app.sidebar.get("file_uploader")[0].set_value(("resnet50.pth", wrong.read_bytes(), "application/octet-stream")).run()
+    assert not app.exception
+    assert any("does not fit se_resnet50" in e.value for e in app.error)
+    app.sidebar.get("file_uploader")[0].set_value(
+        ("se_resnet50-ce0d4300.pth", senet_file.read_bytes(), "application/octet-stream")
+    ).run()
+    no_errors(app)
+    assert charts(app) == 4
+
+
+def test_same_inputs_do_not_run_the_model_again(app):
+    from app_pages.common import load_model
+
+    untrained(app)
+    model = load_model("se_resnet50", "untrained")  # the cached, shared instance
+    calls = []
+    handle = model.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    try:
+        app.run()
+        app.run()
+        app.selectbox(key="image_choice").set_value("coffee.png").run()
+    finally:
+        handle.remove()
+    no_errors(app)
+    assert calls == []
+
+
+def class_zip(photos) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("data/cat/chelsea.png", photos["chelsea.png"])
+        archive.writestr("data/cat/astronaut.png", photos["astronaut.png"])
+        archive.writestr("data/cup/coffee.png", photos["coffee.png"])
+        archive.writestr("data/cup/broken.jpg", photos["rocket.jpg"][:3000])
+        archive.writestr("data/cup/.DS_Store", b"\0\0")
+        archive.writestr("__MACOSX/data/cup/._coffee.png", b"\0")
+    return buffer.getvalue()
+
+
+def test_classes_from_uploads_per_class(app, photos):
+    untrained(app)
+    app.switch_page("app_pages/classes.py").run()
+    assert any("Upload images" in i.value for i in app.info)
+    app.text_input(key="classes_label_0").set_value("cat")
+    app.text_input(key="classes_label_1").set_value("vehicle")
+    app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")])
+    app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "motorcycle_left.png")]).run()
+    no_errors(app)
+    assert app.multiselect(key="classes_shown").value == ["cat", "vehicle"]
+    assert charts(app) == 3  # Figure 6 profiles, histograms, specificity against depth
+    app.toggle(key="classes_band").set_value(True).run()
+    app.radio(key="classes_channels").set_value("sorted by the difference of two classes").run()
+    app.toggle(key="classes_side").set_value(True).run()
+    app.selectbox(key="classes_layer").set_value("SE_5_2").run()
+    no_errors(app)
+    assert charts(app) == 3
+
+
+def test_classes_from_a_zip_with_a_broken_file_and_both_models(app, photos):
+    app.sidebar.radio(key="model_choice").set_value("Both").run()
+    untrained(app, "se_resnet50", "sge_resnet50")
+    app.switch_page("app_pages/classes.py").run()
+    app.radio(key="classes_mode").set_value("zip").run()
+    app.get("file_uploader")[0].set_value(("classes.zip", class_zip(photos), "application/zip")).run()
+    assert not app.exception
+    warning = next(w.value for w in app.warning if "could not be analysed" in w.value)
+    assert "data/cup/broken.jpg" in warning and ".DS_Store" not in warning
+    assert app.multiselect(key="classes_shown").value == ["cat", "cup"]
+    assert charts(app) == 3 + 1  # SE figures, then the SGE mask statistics
+    assert any("**cat** 2" in m.value and "**cup** 1" in m.value for m in app.markdown)
+
+
+def test_classes_from_predictions_and_a_bad_zip(app, photos):
+    untrained(app)
+    app.switch_page("app_pages/classes.py").run()
+    app.radio(key="classes_mode").set_value("predicted").run()
+    app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "coffee.png")]).run()
+    no_errors(app)
+    assert charts(app) >= 2
+    app.radio(key="classes_mode").set_value("zip").run()
+    app.get("file_uploader")[0].set_value(("fake.zip", b"not a zip at all", "application/zip")).run()
+    assert not app.exception
+    assert any("fake.zip: not a readable zip archive" in e.value for e in app.error)
+
+
+def test_compare_needs_both_then_shows_stages(app):
+    untrained(app)
+    app.switch_page("app_pages/compare.py").run()
+    assert any("Choose **Both**" in i.value for i in app.info)
+    app.sidebar.radio(key="model_choice").set_value("Both").run()
+    untrained(app, "se_resnet50", "sge_resnet50")
+    no_errors(app)
+    assert charts(app) == 2 + 2 * 4  # predictions, then 4 stages x (SE profile, SGE overlay)
+    assert [m.value for m in app.markdown if m.value.startswith("#### Stage")] == [
+        "#### Stage 2: SE_2_3 and SGE_2_3", "#### Stage 3: SE_3_4 and SGE_3_4",
+        "#### Stage 4: SE_4_6 and SGE_4_6", "#### Stage 5: SE_5_3 and SGE_5_3",
+    ]
