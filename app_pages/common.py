@@ -211,8 +211,20 @@ def show_figure(
             ("CSV", f"{name}.csv", "text/csv", lambda: export.frame_csv(frame)),
             ("Parquet", f"{name}.parquet", "application/vnd.apache.parquet", lambda: export.frame_parquet(frame)),
         ]
-    for column, (label, file_name, mime, make) in zip(st.columns(len(buttons) + 4), buttons):
-        column.download_button(
+    row = st.container(horizontal=True, gap="small")
+    for label, file_name, mime, make in buttons:
+        row.download_button(
             label, make, file_name=file_name, mime=mime, key=f"dl_{key or name}_{label}",
             on_click="ignore", icon=":material/download:",
         )
+
+
+def top_frame(image: sevis.ImageResult) -> pd.DataFrame:
+    return pd.DataFrame({"image": image.name, "rank": range(1, len(image.top_classes) + 1),
+                         "class": image.top_classes, "probability": image.top_probs})
+
+
+def grid_frame(values: np.ndarray, column: str) -> pd.DataFrame:
+    """A 2-D map as a long table: y, x, value."""
+    y, x = np.indices(values.shape)
+    return pd.DataFrame({"y": y.ravel(), "x": x.ravel(), column: values.ravel()})

@@ -3,7 +3,16 @@
 import numpy as np
 import streamlit as st
 
-from app_pages.common import IMAGE_TYPES, Loaded, analyse, report_failures, sample_files, show_figure
+from app_pages.common import (
+    IMAGE_TYPES,
+    Loaded,
+    analyse,
+    grid_frame,
+    report_failures,
+    sample_files,
+    show_figure,
+    top_frame,
+)
 from sevis import figures
 
 STAGES = (2, 3, 4, 5)
@@ -42,10 +51,12 @@ se_image, sge_image = se_result.images[0], sge_result.images[0]
 left, right = st.columns(2)
 with left:
     st.subheader(se.label)
-    show_figure(figures.top_classes(se_image.top_classes, se_image.top_probs), "se_top5_compare", se)
+    show_figure(figures.top_classes(se_image.top_classes, se_image.top_probs), "se_top5_compare", se,
+                top_frame(se_image))
 with right:
     st.subheader(sge.label)
-    show_figure(figures.top_classes(sge_image.top_classes, sge_image.top_probs), "sge_top5_compare", sge)
+    show_figure(figures.top_classes(sge_image.top_classes, sge_image.top_probs), "sge_top5_compare", sge,
+                top_frame(sge_image))
 
 for stage in STAGES:
     se_layer = last_block(list(se_image.excitations), stage)
@@ -65,7 +76,7 @@ for stage in STAGES:
         show_figure(
             figures.heat_overlay(sge_image.view, masks.mean(0), title=f"{sge_layer}: mean group mask",
                                  zrange=None, colorbar_title="mean σ(a)"),
-            f"compare_{sge_layer}", sge,
+            f"compare_{sge_layer}", sge, grid_frame(masks.mean(0), "mean_mask"),
         )
         st.caption(f"{sge_layer}: mean {masks.mean():.3f}, mean spatial variance per group "
                    f"{masks.reshape(len(masks), -1).var(1).mean():.4f}")

@@ -1,5 +1,7 @@
 """Images page: one or more photographs through every SE and SGE layer."""
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from app_pages.common import (
@@ -7,9 +9,11 @@ from app_pages.common import (
     Loaded,
     analyse,
     grad_cam,
+    grid_frame,
     report_failures,
     sample_files,
     show_figure,
+    top_frame,
 )
 from sevis import Analysis, ImageResult, figures
 
@@ -40,7 +44,11 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
     if not image.masks:  # a large upload: masks are kept only for the image on show
         image = analyse(loaded, [(image.name, files[image.name])], keep_masks=True).images[0]
     masks = image.masks[layer]
-    show_figure(figures.mask_grid(masks, layer), f"{loaded.name}_{layer}_masks", loaded)
+    groups = pd.DataFrame({
+        "image": image.name, "layer": layer, "group": np.arange(len(masks)),
+        "mask_mean": image.mask_means[layer], "spatial_variance": image.mask_variances[layer],
+    })
+    show_figure(figures.mask_grid(masks, layer), f"{loaded.name}_{layer}_masks", loaded, groups)
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{loaded.name}_opacity")
     left, right = st.columns(2)
     with left:
@@ -48,7 +56,7 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
             image.view, masks.mean(0), title=f"{layer}: mean of the {len(masks)} group masks",
             opacity=opacity, zrange=None, colorbar_title="mean σ(a)",
         )
-        show_figure(fig, f"{loaded.name}_{layer}_overlay", loaded)
+        show_figure(fig, f"{loaded.name}_{layer}_overlay", loaded, grid_frame(masks.mean(0), "mean_mask"))
     with right:
         gradcam_panel(loaded, image, opacity)
 
@@ -64,7 +72,7 @@ def gradcam_panel(loaded: Loaded, image: ImageResult, opacity: float) -> None:
         image.view, cam, title=f"Grad-CAM: {figures.short_label(names[target])}",
         opacity=opacity, colorbar_title="Grad-CAM",
     )
-    show_figure(fig, f"{loaded.name}_gradcam", loaded)
+    show_figure(fig, f"{loaded.name}_gradcam", loaded, grid_frame(cam, "grad_cam"))
 
 
 st.title("Images")
@@ -98,7 +106,8 @@ for loaded in models:
     left, right = st.columns([1, 2])
     left.image(image.view, caption=f"{image.name}: the {image.view.shape[1]}×{image.view.shape[0]} crop the model sees")
     with right:
-        show_figure(figures.top_classes(image.top_classes, image.top_probs), f"{loaded.name}_top5", loaded)
+        show_figure(figures.top_classes(image.top_classes, image.top_probs), f"{loaded.name}_top5", loaded,
+                    top_frame(image))
     if loaded.kind == "se":
         se_section(loaded, result, image)
         with st.expander("Grad-CAM"):

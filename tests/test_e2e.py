@@ -1,0 +1,201 @@
+"""End to end: `streamlit run app.py` driven by Debian's Chromium through Playwright.
+
+The server runs offline with its default "pretrained" sources satisfied the way a
+user's machine would satisfy them: the SENet file in torch hub's cache (where timm's
+download puts it) and a PytorchInsight SGE checkpoint in the sevis weights folder.
+Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import PHOTOS
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot'
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+UPLOAD_PHOTOS = [PHOTOS / n for n in ("chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, senet_state, sge_file):
+    home = tmp_path_factory.mktemp("server")
+    (home / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(senet_state, home / "torch" / "hub" / "checkpoints" / "se_resnet50-ce0d4300.pth")
+    (home / "weights").mkdir()
+    shutil.copy(sge_file, home / "weights" / "sge_resnet50.pth.tar")
+    port = free_port()
+    env = {
+        **os.environ, "TORCH_HOME": str(home / "torch"), "HF_HOME": str(home / "hf"),
+        "HF_HUB_OFFLINE": "1", "SEVIS_WEIGHTS_DIR": str(home / "weights"),
+    }
+    log = open(home / "server.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"streamlit did not start:\n{(home / 'server.log').read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield url
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(home / "server.log", ARTIFACTS / "server.log")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: `make browser` installs Debian's package")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    # Tall enough that a full-page screenshot holds every chart (Streamlit scrolls its
+    # main block itself, so the page never grows past the viewport).
+    context = browser.new_context(viewport={"width": 1400, "height": 4200}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    yield page
+    context.close()
+
+
+def wait_for_charts(page, count: int, timeout: float = 120) -> None:
+    """Wait until the app has settled with exactly ``count`` Plotly charts drawn.
+
+    Settled: no script running, no stale element left from the previous run, and
+    the same chart count on three polls in a row. The old run's charts stay on the
+    page while a rerun starts, so a plain 'at least n charts' wait would pass early.
+    """
+    deadline = time.monotonic() + timeout
+    steady, last = 0, None
+    while time.monotonic() < deadline:
+        state = page.evaluate(
+            """([chart]) => [
+                document.querySelectorAll(chart).length,
+                document.querySelectorAll('[data-stale="true"]').length,
+                document.querySelectorAll('[data-testid="stStatusWidget"]').length,
+            ]""",
+            [CHART],
+        )
+        steady = steady + 1 if state == last and state[1:] == [0, 0] else 0
+        last = state
+        if steady >= 3 and state[0] == count:
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError(f"charts, stale elements, running widgets: {last}; expected {count} charts")
+
+
+def no_errors(page) -> None:
+    errors = page.locator(ERRORS)
+    assert errors.count() == 0, errors.all_inner_texts()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_images_page_samples_then_uploads(server, page):
+    page.goto(server)
+    page.get_by_role("heading", name="Images").wait_for()
+    # Samples: top-5, SE profiles of the paper's six blocks, the 16-layer overview,
+    # and Grad-CAM (drawn inside its closed expander).
+    wait_for_charts(page, 4)
+    no_errors(page)
+    assert page.get_by_text("UNTRAINED").count() == 0
+    shot(page, "images-samples")
+
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
+        [str(p) for p in UPLOAD_PHOTOS]
+    )
+    page.get_by_text("chelsea.png: the 224×224 crop").wait_for()  # only the new run shows it
+    wait_for_charts(page, 4)
+    no_errors(page)
+    # Axis titles and layer names are on the page.
+    for text in ("channel index", "excitation", "SE_2_3", "SE_5_3", "Top-5 predictions"):
+        assert page.locator(CHART).get_by_text(text).count() > 0, text
+    shot(page, "images-uploads")
+
+
+def test_images_page_sge_masks_and_csv_export(server, page):
+    page.goto(server)
+    page.get_by_text("SGE-ResNet-50", exact=True).first.click()
+    page.get_by_role("heading", name="SGE-ResNet-50").wait_for()
+    wait_for_charts(page, 4)  # top-5, 64-mask grid, mean-mask overlay, Grad-CAM
+    no_errors(page)
+    shot(page, "images-sge")
+    with page.expect_download() as info:
+        page.get_by_role("button", name="CSV").first.click()
+    assert info.value.suggested_filename == "sge_resnet50_top5.csv"
+    lines = Path(info.value.path()).read_text().splitlines()
+    assert lines[0] == "model,weights,untrained,image,rank,class,probability"
+    assert len(lines) == 6 and lines[1].startswith("sge_resnet50,") and ",False," in lines[1]
+
+
+def test_classes_page_two_classes(server, page, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    jpeg = (PHOTOS / "rocket.jpg").read_bytes()
+    broken.write_bytes(jpeg[: len(jpeg) // 2])
+    page.goto(f"{server}/classes")
+    page.get_by_role("heading", name="Classes").wait_for()
+    uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploaders.nth(0).set_input_files([str(PHOTOS / "chelsea.png"), str(PHOTOS / "astronaut.png")])
+    page.get_by_text("astronaut.png").first.wait_for()
+    uploaders.nth(1).set_input_files([
+        str(PHOTOS / "rocket.jpg"), str(PHOTOS / "motorcycle_left.png"), str(broken),
+    ])
+    wait_for_charts(page, 3)  # Figure 6 profiles, histograms, specificity against depth
+    no_errors(page)
+    warnings = page.locator('[data-testid="stAlertContentWarning"]').all_inner_texts()
+    assert any("broken.jpg" in w and "truncated" in w for w in warnings), warnings
+    for text in ("class 1 (n=2)", "class 2 (n=2)", "all images (n=4)", "mean excitation"):
+        assert page.locator(CHART).get_by_text(text).count() > 0, text
+    shot(page, "classes")
