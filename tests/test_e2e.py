@@ -133,6 +133,11 @@ def wait_for_charts(page, count: int, timeout: float = 120) -> None:
     raise AssertionError(f"charts, stale elements, running widgets: {last}; expected {count} charts")
 
 
+def download_button(page, label: str):
+    """sevis's export buttons (not Plotly's own 'Download plot as a png')."""
+    return page.locator('[data-testid="stDownloadButton"] button', has_text=label)
+
+
 def no_errors(page) -> None:
     errors = page.locator(ERRORS)
     assert errors.count() == 0, errors.all_inner_texts()
@@ -165,7 +170,7 @@ def test_images_page_samples_then_uploads(server, page):
     shot(page, "images-uploads")
 
 
-def test_images_page_sge_masks_and_csv_export(server, page):
+def test_images_page_sge_masks_and_exports(server, page):
     page.goto(server)
     page.get_by_text("SGE-ResNet-50", exact=True).first.click()
     page.get_by_role("heading", name="SGE-ResNet-50").wait_for()
@@ -173,11 +178,25 @@ def test_images_page_sge_masks_and_csv_export(server, page):
     no_errors(page)
     shot(page, "images-sge")
     with page.expect_download() as info:
-        page.get_by_role("button", name="CSV").first.click()
+        download_button(page, "CSV").first.click()
     assert info.value.suggested_filename == "sge_resnet50_top5.csv"
     lines = Path(info.value.path()).read_text().splitlines()
     assert lines[0] == "model,weights,untrained,image,rank,class,probability"
     assert len(lines) == 6 and lines[1].startswith("sge_resnet50,") and ",False," in lines[1]
+
+    with page.expect_download() as info:
+        download_button(page, "Parquet").nth(1).click()  # the 64 masks' statistics
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(info.value.path()).to_pandas()
+    assert info.value.suggested_filename == "sge_resnet50_SGE_4_6_masks.parquet"
+    assert len(table) == 64 and list(table.columns)[-2:] == ["mask_mean", "spatial_variance"]
+
+    with page.expect_download() as info:
+        download_button(page, "PNG").nth(1).click()
+    data = Path(info.value.path()).read_bytes()
+    assert info.value.suggested_filename.endswith("_masks.png") and data[:8] == b"\x89PNG\r\n\x1a\n"
+    (ARTIFACTS / "export-mask-grid.png").write_bytes(data)
 
 
 def test_classes_page_two_classes(server, page, tmp_path):

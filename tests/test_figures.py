@@ -1,0 +1,126 @@
+"""Figures show the numbers they are given, where a reader expects them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from sevis import figures
+from sevis.stats import ExcitationStats, MaskStats
+
+
+@pytest.fixture
+def stats() -> ExcitationStats:
+    rng = np.random.default_rng(0)
+    s = ExcitationStats()
+    s.update({"SE_4_6": rng.random((6, 1024)), "SE_5_2": rng.random((6, 2048))}, ["goldfish"] * 3 + ["pug"] * 3)
+    return s
+
+
+def test_sample_channels_is_uniform():
+    assert list(figures.sample_channels(1024, 5)) == [0, 256, 512, 767, 1023]
+    assert len(figures.sample_channels(2048, 50)) == 50
+    assert list(figures.sample_channels(3, 50)) == [0, 1, 2]
+
+
+def test_class_profiles_plot_means_at_channel_indices(stats):
+    channels = figures.sample_channels(1024, 50)
+    fig = figures.class_profiles(stats, "SE_4_6", ["goldfish", "pug"], channels=channels, band=True)
+    lines = [t for t in fig.data if t.mode and "lines" in t.mode]
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert [t.name for t in lines] == ["goldfish (n=3)", "pug (n=3)", "all images (n=6)"]
+    assert len(bands) == 3
+    assert list(lines[0].x) == list(channels)
+    assert_allclose(lines[1].y, stats.mean("SE_4_6", "pug")[channels])
+    upper = np.asarray(bands[0].y[: len(channels)])
+    assert_allclose(upper, (stats.mean("SE_4_6", "goldfish") + stats.std("SE_4_6", "goldfish"))[channels])
+    assert fig.layout.xaxis.title.text == "channel index" and fig.layout.yaxis.title.text == "mean excitation"
+    assert "SE_4_6" in fig.layout.title.text
+
+
+def test_sorted_channels_plot_by_rank(stats):
+    order = figures.sort_by_difference(stats, "SE_5_2", "goldfish", "pug")
+    diff = stats.mean("SE_5_2", "goldfish") - stats.mean("SE_5_2", "pug")
+    assert np.all(np.diff(diff[order]) <= 0)
+    fig = figures.class_profiles(stats, "SE_5_2", ["goldfish", "pug"], channels=order, ordered_by="by difference")
+    assert list(fig.data[0].x) == list(range(2048)) and list(fig.data[0].customdata) == list(order)
+    assert fig.layout.xaxis.title.text == "by difference"
+
+
+def test_histograms_are_shares_per_class(stats):
+    fig = figures.class_histograms(stats, "SE_4_6", ["goldfish", "pug"], side_by_side=True)
+    assert [t.name for t in fig.data] == ["goldfish", "pug"]
+    assert_allclose(sum(fig.data[0].y), 1.0)
+    assert_allclose(fig.data[1].y, stats.histogram("SE_4_6", "pug") / (3 * 1024))
+    assert fig.data[1].xaxis == "x2"  # second panel
+
+
+def test_specificity_curve_in_depth_order(stats):
+    fig = figures.specificity_curve({"SE-ResNet-50": stats})
+    assert list(fig.data[0].x) == ["SE_4_6", "SE_5_2"]
+    assert_allclose(fig.data[0].y, [stats.specificity("SE_4_6"), stats.specificity("SE_5_2")])
+
+
+def test_overview_bins_each_layer():
+    v = {"SE_2_1": np.arange(256) / 256, "SE_5_3": np.ones(2048)}
+    fig = figures.excitation_overview(v, bins=4)
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (2, 4)
+    assert_allclose(z[0], [np.mean(np.arange(i * 64, i * 64 + 64) / 256) for i in range(4)])
+    assert_allclose(z[1], 1.0)
+    assert fig.data[0].customdata[0][0] == "0–63"
+
+
+def test_profiles_one_panel_per_layer_one_line_per_image():
+    rng = np.random.default_rng(1)
+    profiles = {f"img{i}.jpg": {"SE_2_3": rng.random(256), "SE_5_1": rng.random(2048)} for i in range(3)}
+    fig = figures.excitation_profiles(profiles, ["SE_2_3", "SE_5_1"])
+    assert len(fig.data) == 6
+    assert [a.text for a in fig.layout.annotations] == ["SE_2_3", "SE_5_1"]
+    assert sum(t.showlegend for t in fig.data) == 3
+    assert_allclose(fig.data[1].y, profiles["img0.jpg"]["SE_5_1"])
+
+
+def test_mask_grid_places_group_k_at_row_k_div_8():
+    masks = np.stack([np.full((7, 7), k / 64) for k in range(64)])
+    fig = figures.mask_grid(masks, "SGE_5_3")
+    tile = np.asarray(fig.data[0].z, dtype=float)
+    assert tile.shape == (8 * 8 - 1, 8 * 8 - 1)
+    r, c = divmod(19, 8)
+    assert_allclose(tile[r * 8 : r * 8 + 7, c * 8 : c * 8 + 7], 19 / 64)
+    assert np.isnan(tile[7, 0])  # the gap between tiles
+    assert np.asarray(fig.data[0].customdata)[r * 8, c * 8] == 19
+
+
+def test_upsample_keeps_cells_in_place():
+    heat = np.zeros((7, 7))
+    heat[0, 6] = 1.0  # top-right cell
+    up = figures.upsample(heat, (224, 224))
+    assert up.shape == (224, 224)
+    y, x = np.unravel_index(up.argmax(), up.shape)
+    assert y < 32 and x >= 192  # inside the top-right 32 x 32 block
+    assert_allclose(figures.upsample(np.full((7, 7), 0.3), (224, 224)), 0.3, rtol=1e-6)
+
+
+def test_overlay_puts_the_map_over_the_view():
+    view = np.zeros((224, 224, 3), np.uint8)
+    fig = figures.heat_overlay(view, np.eye(14), title="SGE_4_6", opacity=0.3, zrange=None)
+    assert fig.data[0].type == "image" and fig.data[1].type == "heatmap"
+    assert np.asarray(fig.data[1].z).shape == (224, 224) and fig.data[1].opacity == 0.3
+    assert fig.data[1].zmin is None
+
+
+def test_untrained_mark_and_mask_statistics():
+    stats = MaskStats()
+    stats.update({"SGE_4_6": np.random.default_rng(2).random((4, 64, 14, 14))}, ["a", "a", "b", "b"])
+    fig = figures.mark_untrained(figures.mask_class_stats(stats, "SGE_4_6", ["a", "b"]))
+    assert figures.UNTRAINED_NOTE in fig.layout.title.text and "SGE_4_6" in fig.layout.title.text
+    assert [t.name for t in fig.data[::2]] == ["a", "b", "all images"]
+    assert_allclose(fig.data[3].y, stats.group_variance("SGE_4_6", "b"))
+
+
+def test_short_labels():
+    assert figures.short_label("goldfish, Carassius auratus") == "goldfish, Carassius auratus"
+    long = figures.short_label("trailer truck, tractor trailer, trucking rig, rig", 20)
+    assert len(long) <= 20 and long.endswith("…")

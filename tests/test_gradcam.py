@@ -1,0 +1,41 @@
+"""Grad-CAM through captum against Grad-CAM written out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from numpy.testing import assert_allclose
+
+from sevis.gradcam import grad_cam
+
+
+def test_equals_the_definition(se_model, batch):
+    x = batch[:1]
+    stage = se_model.layer4
+    store = {}
+    handle = stage.register_forward_hook(lambda m, a, out: store.update(a=out))
+    try:
+        logits = se_model(x)
+        target = int(logits.argmax(1))
+        (grads,) = torch.autograd.grad(logits[0, target], store["a"])
+    finally:
+        handle.remove()
+    weights = grads.mean(dim=(2, 3), keepdim=True)  # alpha_k: pooled gradients
+    cam = torch.relu((weights * store["a"]).sum(1, keepdim=True))
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    expected = (cam / cam.max()).detach().numpy()
+
+    ours, chosen = grad_cam(se_model, x)
+    assert chosen == target
+    assert ours.shape == (224, 224) and ours.max() == pytest.approx(1.0)
+    assert_allclose(ours, expected, atol=1e-4)
+    other, chosen = grad_cam(se_model, x, target=1)
+    assert chosen == 1 and not np.allclose(other, ours)
+    assert sum(len(m._forward_hooks) + len(m._backward_hooks) for m in se_model.modules()) == 0
+
+
+def test_one_image_only(se_model, batch):
+    with pytest.raises(ValueError, match=r"one image of shape \(1, 3, H, W\)"):
+        grad_cam(se_model, batch)
