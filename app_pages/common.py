@@ -56,6 +56,10 @@ class Loaded:
         return self.model.sevis_info
 
     @property
+    def provenance(self) -> export.Provenance:
+        return export.Provenance(self.info.name, self.info.weights, self.info.untrained)
+
+    @property
     def kind(self) -> str:
         return "sge" if self.info.name == "sge_resnet50" else "se"
 
@@ -194,15 +198,17 @@ def report_failures(failures: Sequence[sevis.Failure]) -> None:
 
 
 def show_figure(
-    fig: go.Figure, name: str, loaded: Loaded | None = None, frame: pd.DataFrame | None = None, key: str = ""
+    fig: go.Figure, name: str, source: Loaded | export.Provenance, frame: pd.DataFrame | None = None, key: str = ""
 ) -> None:
     """A chart and its exports: PNG and standalone HTML of the figure, CSV and Parquet
-    of the numbers behind it. Files are made only when a button is clicked."""
-    if loaded is not None and loaded.info.untrained:
+    of the numbers behind it, which name the model and weights. Files are made only
+    when a button is clicked."""
+    provenance = source.provenance if isinstance(source, Loaded) else source
+    if provenance.untrained:
         fig = mark_untrained(fig)
     st.plotly_chart(fig, key=f"chart_{key or name}")
-    if loaded is not None and frame is not None:
-        frame = export.with_provenance(frame, loaded.info.name, loaded.info.weights, loaded.info.untrained)
+    if frame is not None:
+        frame = export.with_provenance(frame, provenance)
     buttons = [("HTML", f"{name}.html", "text/html", lambda: export.figure_html(fig))]
     if export.png_available():
         buttons.insert(0, ("PNG", f"{name}.png", "image/png", lambda: export.figure_png(fig)))

@@ -5,18 +5,30 @@ from __future__ import annotations
 import io
 import os
 import shutil
+from dataclasses import dataclass
 
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["figure_html", "figure_png", "frame_csv", "frame_parquet", "png_available", "with_provenance"]
+__all__ = ["Provenance", "figure_html", "figure_png", "frame_csv", "frame_parquet", "png_available", "with_provenance"]
 
 
-def with_provenance(frame: pd.DataFrame, model: str, weights: str, untrained: bool) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Provenance:
+    """Which model and weights produced a result."""
+
+    model: str
+    weights: str
+    untrained: bool
+
+
+def with_provenance(frame: pd.DataFrame, provenance: Provenance) -> pd.DataFrame:
     """The frame with leading ``model``, ``weights`` and ``untrained`` columns, so an
     exported table always says which weights produced it."""
     out = frame.copy()
-    for i, (column, value) in enumerate((("model", model), ("weights", weights), ("untrained", untrained))):
+    for i, (column, value) in enumerate(
+        (("model", provenance.model), ("weights", provenance.weights), ("untrained", provenance.untrained))
+    ):
         out.insert(i, column, value)
     return out
 

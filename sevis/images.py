@@ -136,10 +136,18 @@ def model_view(model: nn.Module | Mapping[str, Any], image: Image.Image) -> Imag
     return TF.center_crop(image, list(size))
 
 
-def normalise(model: nn.Module | Mapping[str, Any], views: Sequence[Image.Image]) -> torch.Tensor:
-    """Batch (N, 3, H, W) of views already made by :func:`model_view`, normalised."""
+def normalise(
+    model: nn.Module | Mapping[str, Any], views: Sequence[Image.Image] | torch.Tensor
+) -> torch.Tensor:
+    """Batch (N, 3, H, W) of views already made by :func:`model_view`, normalised.
+
+    Args:
+        views: the views as images, or as a uint8 tensor (N, 3, H, W).
+    """
     config = _data_config(model)
-    batch = torch.stack([TF.pil_to_tensor(view) for view in views]).float().div_(255)
+    if not isinstance(views, torch.Tensor):
+        views = torch.stack([TF.pil_to_tensor(view) for view in views])
+    batch = views.float().div_(255)
     mean = torch.tensor(config["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(config["std"]).view(1, 3, 1, 1)
     return batch.sub_(mean).div_(std)

@@ -250,9 +250,9 @@ class MaskStats:
         self._classes: dict[str, None] = {}
 
     def update(self, masks: Mapping[str, torch.Tensor | np.ndarray], labels: Sequence[str]) -> None:
+        """Add a batch of masks ``{layer: (N, G, H, W)}`` with one label per image."""
         labels = [str(label) for label in labels]
-        for label in labels:
-            self._classes.setdefault(label, None)
+        means, variances = {}, {}
         for layer, values in masks.items():
             values = _numpy(values)
             if values.ndim != 4 or len(values) != len(labels):
@@ -260,12 +260,28 @@ class MaskStats:
                     f"masks[{layer!r}] must have shape (N, G, H, W) with N = {len(labels)} "
                     f"labels, got {values.shape}"
                 )
-            mean, var = mask_summary(values)
+            means[layer], variances[layer] = mask_summary(values)
+            for key, index in _groups(labels).items():
+                hist = self._hist.setdefault(layer, {}).setdefault(key, np.zeros(N_BINS, np.int64))
+                hist += _histogram(values[index])
+        self.update_summaries(means, variances, labels)
+
+    def update_summaries(
+        self,
+        means: Mapping[str, np.ndarray],
+        variances: Mapping[str, np.ndarray],
+        labels: Sequence[str],
+    ) -> None:
+        """Add per-image summaries ``{layer: (N, G)}`` (see :func:`mask_summary`), as a
+        saved run keeps them; the value histograms need the masks and stay untouched."""
+        labels = [str(label) for label in labels]
+        for label in labels:
+            self._classes.setdefault(label, None)
+        for layer in means:
+            mean, var = _numpy(means[layer]), _numpy(variances[layer])
             for key, index in _groups(labels).items():
                 self._mean.setdefault(layer, {}).setdefault(key, _Moments(mean.shape[1])).add(mean[index])
                 self._var.setdefault(layer, {}).setdefault(key, _Moments(var.shape[1])).add(var[index])
-                hist = self._hist.setdefault(layer, {}).setdefault(key, np.zeros(N_BINS, np.int64))
-                hist += _histogram(values[index])
 
     @property
     def layers(self) -> list[str]:
@@ -284,8 +300,9 @@ class MaskStats:
         return self._var[layer][cls].mean.copy()
 
     def histogram(self, layer: str, cls: str = ALL) -> np.ndarray:
-        """Counts of all mask values in :data:`BIN_EDGES` bins, shape (N_BINS,)."""
-        return self._hist[layer][cls].copy()
+        """Counts of all mask values in :data:`BIN_EDGES` bins, shape (N_BINS,); zeros
+        for images added as summaries only."""
+        return self._hist.get(layer, {}).get(cls, np.zeros(N_BINS, np.int64)).copy()
 
     def to_frame(self) -> pd.DataFrame:
         """Long table: layer, class, group, count, mask_mean, spatial_variance."""

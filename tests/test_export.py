@@ -19,7 +19,7 @@ def frame() -> pd.DataFrame:
 
 
 def test_provenance_columns_lead(frame):
-    out = export.with_provenance(frame, "se_resnet50", "untrained", True)
+    out = export.with_provenance(frame, export.Provenance("se_resnet50", "untrained", True))
     assert list(out.columns) == ["model", "weights", "untrained", "layer", "channel", "mean"]
     assert out["untrained"].all() and list(frame.columns) == ["layer", "channel", "mean"]
 

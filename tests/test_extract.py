@@ -1,0 +1,212 @@
+"""sevis extract: rows equal capture's values, bad files reported, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from numpy.testing import assert_allclose
+
+import sevis
+from sevis.cli import main
+from sevis.extract import discover, extract
+from sevis.runs import read_run
+
+from conftest import PHOTOS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    """A real ImageFolder: 3 classes of photographs, one corrupt file, one stray text file."""
+    root = tmp_path_factory.mktemp("imagefolder")
+    layout = {
+        "cat": ["chelsea.png", "astronaut.png"],
+        "cup": ["coffee.png", "camera.png"],
+        "vehicle": ["rocket.jpg", "motorcycle_left.png", "motorcycle_right.png"],
+    }
+    for label, names in layout.items():
+        (root / label).mkdir()
+        for name in names:
+            shutil.copy(PHOTOS / name, root / label / name)
+    jpeg = (PHOTOS / "rocket.jpg").read_bytes()
+    (root / "vehicle" / "broken.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (root / "cup" / "notes.txt").write_text("not an image")
+    return root
+
+
+def rows(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+def test_rows_equal_capture_and_the_corrupt_file_is_reported(se_model, image_folder, tmp_path, capsys):
+    out = extract(se_model, image_folder, tmp_path / "run.parquet", batch_size=3, workers=2, progress=False)
+    table = pq.read_table(out)
+    assert table.num_rows == 7
+    assert table.column("path").to_pylist() == [
+        "cat/astronaut.png", "cat/chelsea.png", "cup/camera.png", "cup/coffee.png",
+        "vehicle/motorcycle_left.png", "vehicle/motorcycle_right.png", "vehicle/rocket.jpg",
+    ]
+    assert table.column("label").to_pylist() == ["cat"] * 2 + ["cup"] * 2 + ["vehicle"] * 3
+    assert set(table.column("label_source").to_pylist()) == {"folder"}
+    meta = json.loads(table.schema.metadata[b"sevis"])
+    assert [f["path"] for f in meta["failures"]] == ["vehicle/broken.jpg"]
+    assert "truncated" in meta["failures"][0]["reason"]
+    assert "skipped vehicle/broken.jpg" in capsys.readouterr().err
+    assert meta["model"] == "se_resnet50" and meta["weights_sha256"] == se_model.sevis_info.weights_sha256
+    assert meta["untrained"] is False and meta["images"] == 7 and meta["data_config"]["crop_pct"] == 0.875
+    assert len(meta["se_layers"]) == 16 and meta["sge_layers"] == []
+
+    paths = table.column("path").to_pylist()
+    x = sevis.preprocess(se_model, [sevis.decode_image((image_folder / p).read_bytes()) for p in paths])
+    with torch.inference_mode(), sevis.capture(se_model) as cap:
+        logits = se_model(x)
+    for layer, values in cap.excitations.items():
+        column = np.array(table.column(layer).to_pylist(), dtype=np.float32)
+        assert column.shape == values.shape
+        assert_allclose(column, values.numpy(), rtol=1e-4, atol=1e-5)
+    top = logits.softmax(1).topk(5)
+    assert table.column("top5_classes").to_pylist()[0] == [se_model.sevis_info.class_names[i] for i in top.indices[0]]
+    assert_allclose(np.array(table.column("top5_probs").to_pylist()), top.values.numpy(), rtol=1e-4)
+
+    run = read_run(out)
+    assert run.se.classes == ["cat", "cup", "vehicle"] and run.se.count("vehicle") == 3
+    assert_allclose(run.se.mean("SE_4_6", "cat"), cap.excitations["SE_4_6"][:2].double().mean(0).numpy(), rtol=1e-4)
+
+
+def test_sge_summaries_flat_folder_and_zip(sge_model, image_folder, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in (image_folder / "cat").iterdir():
+        shutil.copy(p, flat / p.name)
+    out = extract(sge_model, flat, tmp_path / "flat.parquet", workers=0, progress=False)
+    table = pq.read_table(out)
+    assert set(table.column("label_source").to_pylist()) == {"predicted"}
+    assert table.column("label").to_pylist() == [c[0] for c in table.column("top5_classes").to_pylist()]
+    image = sevis.decode_image((flat / "chelsea.png").read_bytes())
+    with torch.inference_mode(), sevis.capture(sge_model) as cap:
+        sge_model(sevis.preprocess(sge_model, image))
+    row = table.to_pylist()[1]
+    masks = cap.masks["SGE_3_2"][0].numpy()
+    assert_allclose(row["SGE_3_2_mean"], masks.mean(axis=(1, 2)), rtol=1e-4)
+    assert_allclose(row["SGE_3_2_var"], masks.reshape(64, -1).var(1), rtol=1e-3, atol=1e-7)
+
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for p in sorted(image_folder.rglob("*")):
+            if p.is_file():
+                z.write(p, f"dataset/{p.relative_to(image_folder)}")
+    zipped = extract(sge_model, archive, tmp_path / "zip.parquet", workers=2, layers=["SGE_4_6"], progress=False)
+    table = pq.read_table(zipped)
+    assert table.column_names[5:] == ["SGE_4_6_mean", "SGE_4_6_var"]
+    assert table.column("path").to_pylist()[0] == "dataset/cat/astronaut.png"
+    assert table.column("label").to_pylist()[:2] == ["cat", "cat"] and table.num_rows == 7
+
+
+def test_per_class_sampling_is_seeded(image_folder):
+    a = discover(image_folder, per_class=2, seed=7)
+    assert [i.label for i in a] == ["cat"] * 2 + ["cup"] * 2 + ["vehicle"] * 2
+    assert a == discover(image_folder, per_class=2, seed=7)
+    seeds = {tuple(i.path for i in discover(image_folder, per_class=1, seed=s)) for s in range(12)}
+    assert len(seeds) > 1
+    text_only = image_folder.parent / "text-only"
+    text_only.mkdir(exist_ok=True)
+    (text_only / "notes.txt").write_text("no images here")
+    with pytest.raises(ValueError, match="no image files"):
+        discover(text_only)
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+import sevis
+from sevis.extract import extract
+model = sevis.load_model("se_resnet50", {weights!r})
+seen = []
+def die(module, args):
+    seen.append(1)
+    if len(seen) == {after}:
+        os.kill(os.getpid(), signal.{signal})
+model.register_forward_pre_hook(die)
+extract(model, {data!r}, {out!r}, batch_size=1, workers=0, part_size=2, progress=False)
+"""
+
+
+def run_until_killed(tmp_path, senet_file, image_folder, out, sig: str, after: int) -> subprocess.CompletedProcess:
+    script = KILL_SCRIPT.format(
+        root=str(ROOT), weights=str(senet_file), data=str(image_folder), out=str(out), signal=sig, after=after,
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+
+
+def test_resume_after_a_kill_gives_the_uninterrupted_file(se_model, senet_file, image_folder, tmp_path):
+    whole = extract(se_model, image_folder, tmp_path / "whole.parquet", batch_size=1, workers=0, progress=False)
+
+    out = tmp_path / "killed.parquet"
+    # The probe forward is call 1; images follow. Killed while the 6th image runs:
+    # parts of 2 hold 4 images, the 5th is lost with the process.
+    done = run_until_killed(tmp_path, senet_file, image_folder, out, "SIGKILL", after=1 + 6)
+    assert done.returncode == -signal.SIGKILL
+    parts = out.with_name(out.name + ".parts")
+    assert not out.exists() and len(list(parts.glob("part-*.parquet"))) == 2
+    with pytest.raises(FileExistsError, match="--resume"):
+        extract(se_model, image_folder, out, progress=False)
+    # NOTE batch size 1 on both sides: a batch of a different make-up may change the
+    # last bits of a convolution's result, which would hide what this test is about.
+    extract(se_model, image_folder, out, batch_size=1, workers=2, resume=True, progress=False)
+    assert rows(out) == rows(whole)
+    assert pq.read_schema(out).metadata == pq.read_schema(whole).metadata
+    assert not parts.exists()
+
+
+def test_ctrl_c_leaves_a_valid_file_and_resume_finishes_it(se_model, senet_file, image_folder, tmp_path):
+    out = tmp_path / "interrupted.parquet"
+    done = run_until_killed(tmp_path, senet_file, image_folder, out, "SIGINT", after=1 + 4)
+    assert done.returncode != 0 and "run again with --resume" in done.stderr
+    partial = pq.read_table(out)  # a valid Parquet file with what was done
+    assert 0 < partial.num_rows < 7
+    assert json.loads(partial.schema.metadata[b"sevis"])["images"] == partial.num_rows
+    extract(se_model, image_folder, out, resume=True, batch_size=1, workers=0, progress=False)
+    whole = extract(se_model, image_folder, tmp_path / "whole.parquet", batch_size=1, workers=0, progress=False)
+    assert rows(out) == rows(whole)
+    # Resuming a finished run has nothing left to do and changes nothing.
+    extract(se_model, image_folder, out, resume=True, workers=0, progress=False)
+    assert rows(out) == rows(whole)
+
+
+def test_resume_with_other_settings_is_refused(se_model, image_folder, tmp_path):
+    out = tmp_path / "run.parquet"
+    parts = out.with_name(out.name + ".parts")
+    parts.mkdir()
+    (parts / "run.json").write_text(json.dumps({"model": "sge_resnet50"}))
+    with pytest.raises(ValueError, match="cannot resume .* other settings .*model"):
+        extract(se_model, image_folder, out, resume=True, progress=False)
+
+
+def test_cli_extract_and_report(senet_file, image_folder, tmp_path, capsys):
+    out, html = tmp_path / "cli.parquet", tmp_path / "report.html"
+    assert main(["extract", str(image_folder), "--weights", str(senet_file), "--out", str(out),
+                 "--per-class", "2", "--layers", "SE_4_6", "SE_5_2", "--quiet"]) == 0
+    table = pq.read_table(out)
+    assert table.num_rows == 6 and table.column_names[5:] == ["SE_4_6", "SE_5_2"]
+    assert main(["report", str(out), "--out", str(html), "--classes", "cat", "vehicle"]) == 0
+    text = html.read_text()
+    assert text.count("Plotly.newPlot") == 5  # 2 layers x (profiles, histograms) + specificity
+    assert "SE_4_6: mean excitation per class" in text and "<script src=" not in text
+    assert main(["report", str(out), "--out", str(html), "--classes", "dog"]) == 2
+    assert "classes ['dog'] not in the run" in capsys.readouterr().err
+    assert main(["extract", str(tmp_path / "absent"), "--weights", "untrained", "--out", str(out)]) == 2
+    assert "not a folder or a zip archive" in capsys.readouterr().err
+    assert main(["extract", str(image_folder), "--weights", str(tmp_path / "nope.pth"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
