@@ -1,21 +1,26 @@
 """Classes page: the SENet paper's excitation analysis (Figures 6 and 7) for any classes."""
 
+import tempfile
+from pathlib import Path
+
 import streamlit as st
 
 import sevis
 from app_pages.common import IMAGE_TYPES, Loaded, analyse, report_failures, show_figure
 from sevis import figures
+from sevis.export import Provenance
+from sevis.runs import read_run
 
 MODES = {
     "batches": "Upload images per class",
     "zip": "A .zip with one folder per class",
     "predicted": "Group by the model's predicted class",
+    "run": "A saved run (sevis extract)",
 }
 
 
-def gather_inputs() -> tuple[list[tuple[str, bytes]], list[str | None], list[sevis.Failure]]:
+def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None], list[sevis.Failure]]:
     """Files, one label per file (None: predicted), and zip entries that failed."""
-    mode = st.radio("Images", list(MODES), format_func=MODES.get, horizontal=True, key="classes_mode")
     files: list[tuple[str, bytes]] = []
     labels: list[str | None] = []
     failures: list[sevis.Failure] = []
@@ -65,8 +70,7 @@ def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) 
     return order, f"channels sorted by mean({figures.short_label(first, 20)}) − mean({figures.short_label(second, 20)})"
 
 
-def se_figures(loaded: Loaded, result: sevis.Analysis) -> None:
-    stats = result.se
+def se_figures(stats: sevis.ExcitationStats, source: Loaded | Provenance, name: str) -> None:
     left, right = st.columns([2, 3])
     layer = left.selectbox("SE layer", stats.layers, index=stats.layers.index("SE_4_6"), key="classes_layer")
     classes = right.multiselect("Classes", stats.classes, default=stats.classes[:6], key="classes_shown")
@@ -78,33 +82,66 @@ def se_figures(loaded: Loaded, result: sevis.Analysis) -> None:
     frame = stats.to_frame()
     show_figure(
         figures.class_profiles(stats, layer, classes, channels=channels, band=band, ordered_by=ordered_by),
-        f"{loaded.name}_{layer}_class_profiles", loaded, frame[frame.layer == layer],
+        f"{name}_{layer}_class_profiles", source, frame[frame.layer == layer],
     )
     side = st.toggle("Histograms side by side", key="classes_side")
     hist = stats.histogram_frame()
     show_figure(
         figures.class_histograms(stats, layer, classes, side_by_side=side),
-        f"{loaded.name}_{layer}_histograms", loaded, hist[hist.layer == layer],
+        f"{name}_{layer}_histograms", source, hist[hist.layer == layer],
     )
     if len(stats.classes) > 1:
         show_figure(
-            figures.specificity_curve({loaded.label: stats}), f"{loaded.name}_specificity", loaded,
+            figures.specificity_curve({name: stats}), f"{name}_specificity", source,
             stats.specificity_frame(),
         )
     else:
         st.caption("The class-specificity curve needs images of at least two classes.")
 
 
-def sge_figures(loaded: Loaded, result: sevis.Analysis) -> None:
-    stats = result.sge
+def sge_figures(stats: sevis.MaskStats, source: Loaded | Provenance, name: str) -> None:
     left, right = st.columns([2, 3])
     layer = left.selectbox("SGE layer", stats.layers, index=stats.layers.index("SGE_4_6"), key="classes_sge_layer")
     classes = right.multiselect("Classes", stats.classes, default=stats.classes[:6], key="classes_sge_shown")
     frame = stats.to_frame()
     show_figure(
-        figures.mask_class_stats(stats, layer, classes), f"{loaded.name}_{layer}_mask_stats", loaded,
+        figures.mask_class_stats(stats, layer, classes), f"{name}_{layer}_mask_stats", source,
         frame[frame.layer == layer],
     )
+
+
+def saved_run() -> None:
+    """A run from `sevis extract`: dataset-scale statistics without running a model."""
+    upload = st.file_uploader("Saved run (.parquet)", type=["parquet"], key="classes_run_upload")
+    path = st.text_input("…or its path on the server", key="classes_run_path").strip()
+    if upload is None and not path:
+        st.info("Upload a run written by `sevis extract`, or give its path on the server.")
+        st.stop()
+    try:
+        run = load_run(upload.getvalue(), upload.name) if upload is not None else load_run(None, path)
+    except (ValueError, OSError) as err:  # the message starts with the file's name
+        st.error(str(err))
+        st.stop()
+    m = run.metadata
+    st.write(f"**{m['model']}** ({m['weights']}), {m['images']} images from `{m['source']}`, "
+             f"{len(run.failures)} unreadable.")
+    if m["untrained"]:
+        st.warning(f"This run was made with untrained weights: {figures.UNTRAINED_NOTE}", icon="⚠️")
+    if run.se.layers:
+        se_figures(run.se, run.provenance, m["model"])
+    if run.sge.layers:
+        sge_figures(run.sge, run.provenance, m["model"])
+
+
+@st.cache_data(show_spinner="Reading the run…", max_entries=8)
+def load_run(data: bytes | None, name: str) -> sevis.runs.Run:
+    """A run from uploaded bytes (``name`` is the upload's) or from the path ``name``."""
+    if data is None:
+        return read_run(name)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(name).name
+        path.write_bytes(data)
+        return read_run(path)
 
 
 st.title("Classes")
@@ -112,12 +149,16 @@ st.caption(
     "Per-class excitation, as in the SENet paper's section 'Role of Excitation': mean excitation "
     "per channel for each class, the spread across images, and how class-specific each layer is."
 )
+mode = st.radio("Images", list(MODES), format_func=MODES.get, horizontal=True, key="classes_mode")
+if mode == "run":  # no model runs: the statistics come from the file
+    saved_run()
+    st.stop()
 models: list[Loaded] = st.session_state.get("models", [])
 if not models:
     st.info("Choose a model and its weights in the sidebar.")
     st.stop()
 
-files, labels, zip_failures = gather_inputs()
+files, labels, zip_failures = gather_inputs(mode)
 if not files:
     report_failures(zip_failures)
     st.info("Upload images to compare classes.")
@@ -129,12 +170,13 @@ report_failures([*zip_failures, *first.failures])
 if not first.images:
     st.error("None of the files could be analysed.")
     st.stop()
+
 for loaded in models:
     st.header(loaded.label)
     images = results[loaded.label].images
     counts = {label: sum(r.label == label for r in images) for label in dict.fromkeys(r.label for r in images)}
     st.write("Images per class: " + ", ".join(f"**{figures.short_label(c)}** {n}" for c, n in counts.items()))
     if loaded.kind == "se":
-        se_figures(loaded, results[loaded.label])
+        se_figures(results[loaded.label].se, loaded, loaded.name)
     else:
-        sge_figures(loaded, results[loaded.label])
+        sge_figures(results[loaded.label].sge, loaded, loaded.name)

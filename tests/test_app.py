@@ -214,3 +214,31 @@ def test_compare_needs_both_then_shows_stages(app):
         "#### Stage 2: SE_2_3 and SGE_2_3", "#### Stage 3: SE_3_4 and SGE_3_4",
         "#### Stage 4: SE_4_6 and SGE_4_6", "#### Stage 5: SE_5_3 and SGE_5_3",
     ]
+
+
+def test_classes_opens_a_saved_run_without_running_a_model(app, se_model, photos, tmp_path):
+    from sevis.extract import extract
+
+    folder = tmp_path / "data"
+    for label, names in {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]}.items():
+        (folder / label).mkdir(parents=True)
+        for name in names:
+            (folder / label / name).write_bytes(photos[name])
+    run = extract(se_model, folder, tmp_path / "run.parquet", workers=0, progress=False)
+
+    app.switch_page("app_pages/classes.py").run()
+    app.radio(key="classes_mode").set_value("run").run()
+    assert any("Upload a run" in i.value for i in app.info)
+    app.text_input(key="classes_run_path").set_value(str(run)).run()
+    assert not app.exception
+    assert charts(app) == 3 and app.multiselect(key="classes_shown").value == ["cat", "cup"]
+    assert any("3 images from" in m.value for m in app.markdown)
+    # The sidebar's model failed to load (offline, pretrained): the run needs none.
+    assert any("could not be loaded" in e.value for e in app.error)
+
+    app.text_input(key="classes_run_path").set_value("")
+    app.get("file_uploader")[0].set_value(("run.parquet", run.read_bytes(), "application/octet-stream")).run()
+    assert not app.exception and charts(app) == 3
+    app.get("file_uploader")[0].set_value(("bad.parquet", b"PAR1 nonsense", "application/octet-stream")).run()
+    assert not app.exception
+    assert any("bad.parquet: not a readable Parquet file" in e.value for e in app.error)

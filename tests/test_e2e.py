@@ -218,3 +218,23 @@ def test_classes_page_two_classes(server, page, tmp_path):
     for text in ("class 1 (n=2)", "class 2 (n=2)", "all images (n=4)", "mean excitation"):
         assert page.locator(CHART).get_by_text(text).count() > 0, text
     shot(page, "classes")
+
+
+def test_report_opens_in_chromium_with_its_charts(se_model, page, tmp_path):
+    from sevis.extract import extract
+    from sevis.report import write_report
+
+    for label, names in {"cat": ["chelsea.png", "astronaut.png"], "vehicle": ["rocket.jpg", "motorcycle_left.png"]}.items():
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for name in names:
+            shutil.copy(PHOTOS / name, tmp_path / "data" / label / name)
+    run = extract(se_model, tmp_path / "data", tmp_path / "run.parquet", workers=0, progress=False)
+    report = write_report(run, tmp_path / "report.html")
+    page.goto(report.as_uri())
+    # Six paper blocks x (profiles with bands, histograms) + specificity against depth.
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 13")
+    assert page.locator(".js-plotly-plot").count() == 13
+    for text in ("SE_2_3: mean excitation per class ± std", "SE_5_3: distribution of excitation values per class",
+                 "Class-specificity of excitations against depth", "cat (n=2)"):
+        assert page.get_by_text(text).count() > 0, text
+    shot(page, "report")
