@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.model, args.weights, args.data, args.out, address=args.address,
                     batch_size=args.batch_size, workers=args.workers, device=args.device,
                     per_class=args.per_class, seed=args.seed, layers=args.layers,
-                    overwrite=args.overwrite,
+                    resume=args.resume, overwrite=args.overwrite,
                 )
             else:
                 from sevis.extract import extract

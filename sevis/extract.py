@@ -188,26 +188,7 @@ def extract(
     data, out = Path(data), Path(out)
     parts = out.with_name(out.name + ".parts")
     info = model_info(model)
-    items = discover(data, per_class, seed)
-    labelled = any(i.label is not None for i in items)
-
-    with torch.inference_mode(), capture(model, layers) as probe:
-        model(torch.zeros(1, 3, *info.data_config["input_size"][-2:], device=next(model.parameters()).device))
-    se_layers = {k: v.shape[1] for k, v in probe.excitations.items()}
-    sge_layers = {k: v.shape[1] for k, v in probe.masks.items()}
-    run = {
-        "model": info.name, "weights": info.weights, "weights_sha256": info.weights_sha256,
-        "untrained": info.untrained, "sevis_version": __version__, "data_config": info.data_config,
-        "se_layers": list(se_layers), "sge_layers": list(sge_layers), "source": str(data),
-        "labels": "folder" if labelled else "predicted", "per_class": per_class, "seed": seed,
-        "layers": list(layers) if layers is not None else None,
-    }
-    _prepare(out, parts, run, resume, overwrite, log)
-    done, failures = _load_parts(parts)
-    todo = [i for i in items if i.path not in done and i.path not in {f["path"] for f in failures}]
-    if done or failures:
-        log(f"resuming: {len(done)} images done, {len(failures)} failed, {len(todo)} to go")
-
+    run, se_layers, sge_layers, todo = _start(model, data, out, per_class, seed, layers, resume, overwrite, log)
     try:
         _run(model, data, todo, info, parts, se_layers, sge_layers, batch_size, workers, progress, part_size, log)
     except KeyboardInterrupt:
@@ -219,7 +200,33 @@ def extract(
     return out
 
 
-def _prepare(out: Path, parts: Path, run: dict, resume: bool, overwrite: bool, log) -> None:
+def _start(model, data: Path, out: Path, per_class, seed, layers, resume, overwrite, log):
+    """What both engines do first: the run's settings and layer sizes, the output
+    folder made ready, and the images still to do."""
+    info = model_info(model)
+    items = discover(data, per_class, seed)
+    with torch.inference_mode(), capture(model, layers) as probe:
+        model(torch.zeros(1, 3, *info.data_config["input_size"][-2:], device=next(model.parameters()).device))
+    se_layers = {k: v.shape[1] for k, v in probe.excitations.items()}
+    sge_layers = {k: v.shape[1] for k, v in probe.masks.items()}
+    run = {
+        "model": info.name, "weights": info.weights, "weights_sha256": info.weights_sha256,
+        "untrained": info.untrained, "sevis_version": __version__, "data_config": info.data_config,
+        "se_layers": list(se_layers), "sge_layers": list(sge_layers), "source": str(data),
+        "labels": "folder" if any(i.label is not None for i in items) else "predicted",
+        "per_class": per_class, "seed": seed, "layers": list(layers) if layers is not None else None,
+    }
+    parts = out.with_name(out.name + ".parts")
+    _prepare(out, parts, run, resume, overwrite)
+    done, failures = _load_parts(parts)
+    failed = {f["path"] for f in failures}
+    todo = [i for i in items if i.path not in done and i.path not in failed]
+    if done or failures:
+        log(f"resuming: {len(done)} images done, {len(failures)} failed, {len(todo)} to go")
+    return run, se_layers, sge_layers, todo
+
+
+def _prepare(out: Path, parts: Path, run: dict, resume: bool, overwrite: bool) -> None:
     if overwrite:
         shutil.rmtree(parts, ignore_errors=True)
         out.unlink(missing_ok=True)

@@ -1,0 +1,150 @@
+"""``sevis extract --engine ray``: the same extraction on a Ray cluster.
+
+Ray Data reads and decodes the images in tasks, and a pool of actors, each holding its
+own model (one per worker, a GPU each when ``device="cuda"``), runs the hooked forward
+passes. The driver writes the rows through the local engine's part files, so the
+output has the same schema, metadata and order (``preserve_order``), and ``--resume``
+works the same. Ray is an optional extra: ``pip install sevis[ray]``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from .extract import PART_SIZE, Item, _finish, _forward, _Images, _start, _write_part
+from .models import load_model, model_info
+from .runs import run_schema
+
+__all__ = ["extract_ray"]
+
+
+def _decode(batch: dict[str, np.ndarray], data: str, items: list[Item], data_config: dict) -> dict[str, np.ndarray]:
+    """Ray task: indices in, views (N, 3, H, W) uint8 and error texts out."""
+    images = _Images(Path(data), items, data_config)
+    h, w = data_config["input_size"][-2:]
+    views = np.zeros((len(batch["index"]), 3, h, w), np.uint8)
+    errors = []
+    for k, index in enumerate(batch["index"]):
+        _, view, error = images[int(index)]
+        if view is not None:
+            views[k] = view.numpy()
+        errors.append(error or "")
+    return {"index": batch["index"], "view": views, "error": np.array(errors, dtype=object)}
+
+
+class _Extractor:
+    """Ray actor: one model, loaded once, turning decoded batches into run rows."""
+
+    def __init__(self, name: str, weights: str, device: str, items: list[Item], schema: pa.Schema,
+                 layers: list[str]) -> None:
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        self.model = load_model(name, weights, device=device)
+        self.info = model_info(self.model)
+        self.items, self.schema, self.layers = items, schema, layers
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        good = np.flatnonzero(batch["error"] == "")
+        bad = np.flatnonzero(batch["error"] != "")
+        tables = []
+        if len(good):
+            items = [self.items[int(batch["index"][k])] for k in good]
+            table = _forward(self.model, self.info, self.schema, self.layers, items, torch.from_numpy(batch["view"][good]))
+            tables.append(table.append_column("error", pa.nulls(len(good), pa.string())))
+        if len(bad):
+            nulls = {f.name: pa.nulls(len(bad), f.type) for f in self.schema}
+            nulls["path"] = pa.array([self.items[int(batch["index"][k])].path for k in bad], pa.string())
+            nulls["error"] = pa.array([str(batch["error"][k]) for k in bad], pa.string())
+            tables.append(pa.table(nulls))
+        order = np.concatenate([good, bad])
+        table = pa.concat_tables(tables)
+        # Keep the batch's own order, so the driver sees images in dataset order.
+        return table.take(pa.array(np.argsort(order, kind="stable")))
+
+
+def extract_ray(
+    name: str,
+    weights: str,
+    data: str | Path,
+    out: str | Path,
+    *,
+    address: str | None = None,
+    batch_size: int = 32,
+    workers: int = 2,
+    device: str = "cpu",
+    per_class: int | None = None,
+    seed: int = 0,
+    layers: Sequence[str] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    part_size: int = PART_SIZE,
+    ray_init: dict[str, Any] | None = None,
+    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+) -> Path:
+    """Extract ``data`` into ``out`` on Ray; arguments as :func:`sevis.extract.extract`.
+
+    Args:
+        address: a Ray cluster (``ray://host:10001``); default: start Ray locally.
+        workers: model-holding actors (one model each).
+        device: ``"cuda"`` gives each actor a GPU.
+        ray_init: more keyword arguments for ``ray.init`` (e.g. ``num_cpus``).
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--engine ray needs Ray: pip install 'sevis[ray]'") from None
+
+    data, out = Path(data).resolve(), Path(out)
+    parts = out.with_name(out.name + ".parts")
+    probe = load_model(name, weights)  # on the driver, on the CPU: settings and layer sizes only
+    info = model_info(probe)
+    run, se_layers, sge_layers, todo = _start(probe, data, out, per_class, seed, layers, resume, overwrite, log)
+    del probe
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, **(ray_init or {}))
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+
+    schema = run_schema(se_layers, sge_layers, {})
+    # NOTE a checkpoint path must exist on every node of a cluster (a shared disk).
+    source = str(Path(weights).resolve()) if Path(weights).is_file() else weights
+    dataset = (
+        ray.data.from_items([{"index": i} for i in range(len(todo))])
+        .map_batches(_decode, fn_kwargs={"data": str(data), "items": todo, "data_config": info.data_config},
+                     batch_size=batch_size, batch_format="numpy")
+        .map_batches(_Extractor, fn_constructor_kwargs={
+            "name": name, "weights": source, "device": device, "items": todo, "schema": schema,
+            "layers": [*se_layers, *sge_layers],
+        }, concurrency=workers, batch_size=batch_size, batch_format="numpy",
+            num_gpus=1 if device.startswith("cuda") else 0)
+    )
+    pending, pending_rows = [], 0
+    with open(parts / "failures.jsonl", "a") as failure_log:
+        for block in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            failed = block.filter(pc.is_valid(block.column("error")))
+            for path, error in zip(failed.column("path").to_pylist(), failed.column("error").to_pylist()):
+                log(f"skipped {path}: {error}")
+                failure_log.write(json.dumps({"path": path, "reason": error}) + "\n")
+            good = block.filter(pc.is_null(block.column("error"))).select(schema.names).cast(schema)
+            if good.num_rows:
+                pending.append(good)
+                pending_rows += good.num_rows
+            if pending_rows >= part_size:
+                failure_log.flush()
+                _write_part(parts, pa.concat_tables(pending))
+                pending, pending_rows = [], 0
+        failure_log.flush()
+        if pending:
+            _write_part(parts, pa.concat_tables(pending))
+    rows = _finish(parts, out, run, se_layers, sge_layers, keep_parts=False)
+    log(f"wrote {rows} images to {out} with Ray" + (f" ({len(run['failures'])} unreadable, skipped)" if run["failures"] else ""))
+    return out
