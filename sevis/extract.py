@@ -143,6 +143,9 @@ def _write_part(parts: Path, table: pa.Table) -> None:
     tmp = parts / f".part-{index:06d}.tmp"
     pq.write_table(table, tmp)
     tmp.rename(parts / f"part-{index:06d}.parquet")  # whole or absent, whatever kills us
+    # NOTE Arrow's allocator keeps freed buffers for reuse; hand them back, or the
+    # process's footprint grows with the largest part ever written.
+    pa.default_memory_pool().release_unused()
 
 
 def _merge(parts: Path, out: Path, schema: pa.Schema) -> None:
@@ -151,7 +154,8 @@ def _merge(parts: Path, out: Path, schema: pa.Schema) -> None:
     tmp = out.with_name(out.name + ".tmp")
     with pq.ParquetWriter(tmp, schema) as writer:
         for part in sorted(parts.glob("part-*.parquet")):
-            writer.write_table(pq.read_table(part).replace_schema_metadata(schema.metadata))
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=256):
+                writer.write_batch(batch.replace_schema_metadata(schema.metadata))
     tmp.replace(out)
 
 
