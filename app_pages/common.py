@@ -11,6 +11,7 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +60,10 @@ class Loaded:
     def provenance(self) -> export.Provenance:
         return export.Provenance(self.info.name, self.info.weights, self.info.untrained)
 
-    @property
+    @cached_property
     def kind(self) -> str:
-        return "sge" if self.info.name == "sge_resnet50" else "se"
+        """"sge" for a network with SGE layers, else "se"."""
+        return "sge" if any(layer.kind == "sge" for layer in sevis.find_attention(self.model)) else "se"
 
 
 # NOTE one model per (name, weights) for the whole server: every session shares it.

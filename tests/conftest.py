@@ -128,6 +128,10 @@ def offline(monkeypatch, tmp_path):
 
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+    # NOTE without this, huggingface_hub retries a refused connection for 46 s.
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("SEVIS_WEIGHTS_DIR", str(tmp_path / "sevis-weights"))

@@ -167,6 +167,11 @@ def test_pretrained_source_unreachable(offline):
     assert "weights='untrained'" in message and "local weights file" in message
 
 
+def test_timm_hub_weights_unreachable(offline):
+    with pytest.raises(WeightsUnavailableError, match=r"seresnet50.ra2_in1k from timm seresnet50.ra2_in1k \(hub weights"):
+        sevis.load_model("seresnet50.ra2_in1k")
+
+
 def test_sge_pretrained_comes_from_the_weights_folder(offline, sge_file):
     with pytest.raises(WeightsUnavailableError, match=r"no pretrained weights for sge_resnet50 in .*PytorchInsight"):
         sevis.load_model("sge_resnet50")

@@ -44,6 +44,10 @@ debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-cert
 ln -s /usr/bin/python3 "$WORK/rootfs/usr/local/bin/python"
 ln -s /usr/bin/pip3 "$WORK/rootfs/usr/local/bin/pip"
 rm -f "$WORK"/rootfs/usr/lib/python3*/EXTERNALLY-MANAGED
+# This network reaches PyPI through TLS interception: the stand-in trusts what the host
+# trusts, as the machine's own pip does (pip reads /etc/pip.conf in any image).
+cp /etc/ssl/certs/ca-certificates.crt "$WORK/rootfs/etc/ssl/certs/ca-certificates.crt"
+printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$WORK/rootfs/etc/pip.conf"
 rm -rf "$WORK"/rootfs/var/cache/apt/archives/*.deb "$WORK"/rootfs/var/lib/apt/lists/*
 tar -C "$WORK/rootfs" -cf "$WORK/rootfs.tar" .
 rm -rf "$WORK/rootfs"
@@ -62,23 +66,29 @@ t0=$(date +%s)
     --build-arg TORCH_INDEX_URL=https://pypi.org/simple -t "$IMAGE" "$ROOT" >"$WORK/build.log" 2>&1 \
     || { tail -40 "$WORK/build.log"; exit 1; }
 BUILD_S=$(( $(date +%s) - t0 ))
-SIZE=$("${B[@]}" inspect --type image --format '{{.Docker.Size}}' "$IMAGE" 2>/dev/null || echo 0)
-if [ "$SIZE" = "0" ] || [ -z "$SIZE" ]; then
-    SIZE=$("${B[@]}" images --json "$IMAGE" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["size"])')
-fi
-say "built in ${BUILD_S} s; image size $(( SIZE / 1024 / 1024 )) MB"
+"${B[@]}" inspect --type image "$IMAGE" >"$WORK/image.json"
+"${B[@]}" images --json "$IMAGE" >"$WORK/images.json"
+field() { python3 - "$WORK/image.json" "$1" <<'PY'
+import json, sys
+value = json.load(open(sys.argv[1]))["Docker"]["config"]
+for key in sys.argv[2].split("."):
+    value = (value or {}).get(key)
+print(json.dumps(value) if not isinstance(value, str) else value)
+PY
+}
+SIZE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["size"])' "$WORK/images.json")
+say "built in ${BUILD_S} s; image size ${SIZE} (buildah's figure)"
 
-inspect() { "${B[@]}" inspect --type image --format "$1" "$IMAGE"; }
-USER_NAME=$(inspect '{{.Docker.Config.User}}')
-[ "$USER_NAME" = "10001:10001" ] || { say "image user is $USER_NAME, expected 10001:10001"; exit 1; }
-inspect '{{json .Docker.Config.ExposedPorts}}' | grep -q '8501/tcp' || { say "port 8501 not exposed"; exit 1; }
-inspect '{{json .Docker.Config.Volumes}}' | grep -q '/weights' || { say "no /weights volume"; exit 1; }
-CMD=$(inspect '{{json .Docker.Config.Cmd}}')
-HEALTH=$(inspect '{{json .Docker.Config.Healthcheck.Test}}')
-[ "$HEALTH" != "null" ] && [ -n "$HEALTH" ] || { say "no HEALTHCHECK in the image"; exit 1; }
+[ "$(field User)" = "10001:10001" ] || { say "image user is $(field User), expected 10001:10001"; exit 1; }
+field ExposedPorts | grep -q '8501/tcp' || { say "port 8501 not exposed"; exit 1; }
+field Volumes | grep -q '/weights' || { say "no /weights volume"; exit 1; }
+CMD=$(field Cmd)
+HEALTH=$(field Healthcheck.Test)
+[ "$HEALTH" != "null" ] || { say "no HEALTHCHECK in the image"; exit 1; }
 
 say "starting the container: $CMD on port $PORT"
 ctr=$("${B[@]}" from "$IMAGE")
+say "uncompressed root filesystem: $(du -sxm "$("${B[@]}" mount "$ctr")" | cut -f1) MB"
 mapfile -t cmd < <(python3 -c 'import json,sys; print("\n".join(json.loads(sys.argv[1])))' "$CMD")
 t0=$(date +%s.%N)
 "${B[@]}" run --isolation chroot --network host --env STREAMLIT_SERVER_PORT="$PORT" \
@@ -103,7 +113,11 @@ assert "<noscript>" in page and "streamlit" in page.lower(), page[:300]
 print("[docker-check] page served")
 PY
 
-SERVER=$(pgrep -f "streamlit run app.py --server.port $PORT" | head -1)
+# The server itself, not the `buildah run` that started it (which runs as root here).
+SERVER=
+for pid in $(pgrep -f "streamlit run app.py --server.port $PORT"); do
+    [ "$(cat "/proc/$pid/comm")" != "buildah" ] && SERVER=$pid && break
+done
 [ -n "$SERVER" ] || { say "no streamlit process found"; exit 1; }
 UIDS=$(awk '/^Uid:/ {print $2, $3}' "/proc/$SERVER/status")
 [ "${UIDS%% *}" != "0" ] || { say "the server runs as root"; exit 1; }
@@ -114,4 +128,17 @@ probe=$("${B[@]}" from "$IMAGE")
 "${B[@]}" run --isolation chroot --network host --env STREAMLIT_SERVER_PORT="$PORT" "$probe" -- "${health[@]}" \
     || { say "the image's HEALTHCHECK command failed"; exit 1; }
 say "the image's HEALTHCHECK command succeeds"
-say "OK: build ${BUILD_S} s, size $(( SIZE / 1024 / 1024 )) MB"
+
+# The page above is static; run the app script itself inside the image (offline: the
+# default weights cannot be fetched, which the page must say without a traceback).
+"${B[@]}" run --isolation chroot --network host "$probe" -- python -c '
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file("app.py", default_timeout=300).run()
+assert not at.exception, at.exception
+at.sidebar.selectbox(key="se_resnet50_source").set_value("untrained").run()
+assert not at.exception and not at.error, (at.exception, at.error)
+charts = len(at.get("plotly_chart"))
+assert charts == 4, charts
+print("[docker-check] the app runs inside the image:", charts, "charts for the sample photographs")
+' || { say "the app does not run inside the image"; exit 1; }
+say "OK: build ${BUILD_S} s, size ${SIZE}"
