@@ -35,6 +35,7 @@ SOURCES = {
     "upload": "Upload a checkpoint",
     "untrained": "Untrained (random weights)",
 }
+MAX_MASK_IMAGES = 8  # keep every image's SGE masks (3.5 MB each) only for small sets
 USER_ERRORS = (sevis.CheckpointError, sevis.WeightsUnavailableError, sevis.UnknownModelError)
 
 

@@ -6,6 +6,7 @@ import streamlit as st
 
 from app_pages.common import (
     IMAGE_TYPES,
+    MAX_MASK_IMAGES,
     Loaded,
     analyse,
     grad_cam,
@@ -16,8 +17,6 @@ from app_pages.common import (
     top_frame,
 )
 from sevis import Analysis, ImageResult, figures
-
-MAX_MASK_IMAGES = 8  # keep every image's SGE masks (3.5 MB each) only for small sets
 
 
 def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:

@@ -242,3 +242,28 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, se_model, photos
     app.get("file_uploader")[0].set_value(("bad.parquet", b"PAR1 nonsense", "application/octet-stream")).run()
     assert not app.exception
     assert any("bad.parquet: not a readable Parquet file" in e.value for e in app.error)
+
+
+def test_sge_with_many_uploads_keeps_masks_only_for_the_image_shown(app, photos):
+    import io
+
+    from PIL import Image
+
+    from app_pages.common import MAX_MASK_IMAGES
+
+    app.sidebar.radio(key="model_choice").set_value("SGE-ResNet-50").run()
+    untrained(app, "sge_resnet50")
+    uploads = []
+    for i in range(MAX_MASK_IMAGES + 1):  # one more than the masks kept for every image
+        name = list(photos)[i % len(photos)]
+        image = Image.open(io.BytesIO(photos[name])).convert("RGB").rotate(7 * i)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90)
+        uploads.append((f"photo{i}.jpg", buffer.getvalue(), "image/jpeg"))
+    app.get("file_uploader")[0].set_value(uploads).run()
+    no_errors(app)
+    assert len(app.selectbox(key="image_choice").options) == MAX_MASK_IMAGES + 1
+    assert charts(app) == 4  # top-5, mask grid, overlay, Grad-CAM
+    app.selectbox(key="image_choice").set_value("photo8.jpg").run()
+    no_errors(app)
+    assert charts(app) == 4
