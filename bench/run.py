@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     repeats = "5" if args.quick else "15"
     sections = [
         ("1. Capture overhead (target <= 1.03)",
-         run("capture_overhead.py", "--batch", "1", "8", "--repeats", repeats)),
+         run("capture_overhead.py", "--batch", "1", "8", "--repeats", "11" if args.quick else "31")),
         ("2. One photograph through the dashboard's code path; upload to charts",
          run("dashboard.py", "--repeats", repeats)),
         ("3-4. Batch throughput of `sevis extract` against the bare forward (target >= 0.85), and peak memory",

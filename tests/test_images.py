@@ -167,3 +167,13 @@ def test_preprocess_equals_timm_eval_transform(cat):
         assert_close(sevis.preprocess(model, [cat, cat.rotate(90, expand=True)]), expected)
     view = sevis.model_view(model, cat)
     assert view.size == (224, 224)
+
+
+def test_phone_mpo_jpeg_gives_its_first_picture(cat):
+    # Phones save JPEGs with a second picture inside (MPO); Pillow opens them as MPO.
+    second = cat.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    data = encode(cat, "MPO", save_all=True, append_images=[second], quality=95)
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    out = sevis.decode_image(data)
+    assert out.size == cat.size
+    assert np.abs(np.asarray(out, np.int16) - np.asarray(cat, np.int16)).mean() < 2
