@@ -52,6 +52,11 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
     return files, labels, failures
 
 
+def only(frame, layer: str):
+    """The rows of one layer."""
+    return frame[frame.layer == layer].reset_index(drop=True)
+
+
 def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) -> tuple:
     """The channels to plot and, for a sort order, the axis title."""
     how = st.radio(
@@ -79,16 +84,14 @@ def se_figures(stats: sevis.ExcitationStats, source: Loaded | Provenance, name: 
         return
     band = st.toggle("± one standard deviation across images (the paper's Figure 7)", key="classes_band")
     channels, ordered_by = channel_order(stats, layer, classes)
-    frame = stats.to_frame()
     show_figure(
         figures.class_profiles(stats, layer, classes, channels=channels, band=band, ordered_by=ordered_by),
-        f"{name}_{layer}_class_profiles", source, frame[frame.layer == layer],
+        f"{name}_{layer}_class_profiles", source, lambda: only(stats.to_frame(), layer),
     )
     side = st.toggle("Histograms side by side", key="classes_side")
-    hist = stats.histogram_frame()
     show_figure(
         figures.class_histograms(stats, layer, classes, side_by_side=side),
-        f"{name}_{layer}_histograms", source, hist[hist.layer == layer],
+        f"{name}_{layer}_histograms", source, lambda: only(stats.histogram_frame(), layer),
     )
     if len(stats.classes) > 1:
         show_figure(
@@ -103,10 +106,9 @@ def sge_figures(stats: sevis.MaskStats, source: Loaded | Provenance, name: str) 
     left, right = st.columns([2, 3])
     layer = left.selectbox("SGE layer", stats.layers, index=stats.layers.index("SGE_4_6"), key="classes_sge_layer")
     classes = right.multiselect("Classes", stats.classes, default=stats.classes[:6], key="classes_sge_shown")
-    frame = stats.to_frame()
     show_figure(
         figures.mask_class_stats(stats, layer, classes), f"{name}_{layer}_mask_stats", source,
-        frame[frame.layer == layer],
+        lambda: only(stats.to_frame(), layer),
     )
 
 

@@ -9,7 +9,7 @@ import copy
 import hashlib
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -201,24 +201,30 @@ def report_failures(failures: Sequence[sevis.Failure]) -> None:
 
 
 def show_figure(
-    fig: go.Figure, name: str, source: Loaded | export.Provenance, frame: pd.DataFrame | None = None, key: str = ""
+    fig: go.Figure,
+    name: str,
+    source: Loaded | export.Provenance,
+    frame: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
+    key: str = "",
 ) -> None:
     """A chart and its exports: PNG and standalone HTML of the figure, CSV and Parquet
-    of the numbers behind it, which name the model and weights. Files are made only
-    when a button is clicked."""
+    of the numbers behind it, which name the model and weights. Files, and a table
+    given as a callable, are made only when a button is clicked."""
     provenance = source.provenance if isinstance(source, Loaded) else source
     if provenance.untrained:
         fig = mark_untrained(fig)
     st.plotly_chart(fig, key=f"chart_{key or name}")
-    if frame is not None:
-        frame = export.with_provenance(frame, provenance)
+
+    def table() -> pd.DataFrame:
+        return export.with_provenance(frame() if callable(frame) else frame, provenance)
+
     buttons = [("HTML", f"{name}.html", "text/html", lambda: export.figure_html(fig))]
     if export.png_available():
         buttons.insert(0, ("PNG", f"{name}.png", "image/png", lambda: export.figure_png(fig)))
     if frame is not None:
         buttons += [
-            ("CSV", f"{name}.csv", "text/csv", lambda: export.frame_csv(frame)),
-            ("Parquet", f"{name}.parquet", "application/vnd.apache.parquet", lambda: export.frame_parquet(frame)),
+            ("CSV", f"{name}.csv", "text/csv", lambda: export.frame_csv(table())),
+            ("Parquet", f"{name}.parquet", "application/vnd.apache.parquet", lambda: export.frame_parquet(table())),
         ]
     row = st.container(horizontal=True, gap="small")
     for label, file_name, mime, make in buttons:

@@ -28,11 +28,11 @@ def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
     if layers:
         show_figure(
             figures.excitation_profiles({r.name: r.excitations for r in shown}, layers),
-            f"{loaded.name}_profiles", loaded, result.excitation_frame(layers, shown),
+            f"{loaded.name}_profiles", loaded, lambda: result.excitation_frame(layers, shown),
         )
     show_figure(
         figures.excitation_overview(image.excitations), f"{loaded.name}_overview", loaded,
-        result.excitation_frame(None, [image]),
+        lambda: result.excitation_frame(None, [image]),
     )
 
 

@@ -19,7 +19,7 @@ from .capture import Capture, capture
 from .errors import ImageError
 from .images import decode_image, model_view, normalise
 from .models import model_info
-from .stats import ExcitationStats, MaskStats, mask_summary, predicted_labels
+from .stats import ExcitationStats, MaskStats, predicted_labels
 
 __all__ = ["Analysis", "Failure", "ImageResult", "analyse"]
 
@@ -158,8 +158,7 @@ def _collect(
     se = {k: v.float().cpu().numpy() for k, v in cap.excitations.items()}
     sge = {k: v.float().cpu().numpy() for k, v in cap.masks.items()}
     result.se.update(se, labels)
-    result.sge.update(sge, labels)
-    summaries = {k: mask_summary(m) for k, m in sge.items()}
+    means, variances = result.sge.update(sge, labels)
     for i, (name, _) in enumerate(batch):
         result.images.append(
             ImageResult(
@@ -170,7 +169,7 @@ def _collect(
                 top_probs=top_probs[i].tolist(),
                 excitations={k: v[i] for k, v in se.items()},
                 masks={k: v[i] for k, v in sge.items()} if keep_masks else {},
-                mask_means={k: s[0][i].astype(np.float32) for k, s in summaries.items()},
-                mask_variances={k: s[1][i].astype(np.float32) for k, s in summaries.items()},
+                mask_means={k: v[i].astype(np.float32) for k, v in means.items()},
+                mask_variances={k: v[i].astype(np.float32) for k, v in variances.items()},
             )
         )

@@ -249,8 +249,15 @@ class MaskStats:
         self._hist: dict[str, dict[str, np.ndarray]] = {}
         self._classes: dict[str, None] = {}
 
-    def update(self, masks: Mapping[str, torch.Tensor | np.ndarray], labels: Sequence[str]) -> None:
-        """Add a batch of masks ``{layer: (N, G, H, W)}`` with one label per image."""
+    def update(
+        self, masks: Mapping[str, torch.Tensor | np.ndarray], labels: Sequence[str]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Add a batch of masks ``{layer: (N, G, H, W)}`` with one label per image.
+
+        Returns:
+            The per-image summaries it computed on the way, ``(means, variances)``, each
+            ``{layer: (N, G)}`` (see :func:`mask_summary`), so callers need not redo them.
+        """
         labels = [str(label) for label in labels]
         means, variances = {}, {}
         for layer, values in masks.items():
@@ -265,6 +272,7 @@ class MaskStats:
                 hist = self._hist.setdefault(layer, {}).setdefault(key, np.zeros(N_BINS, np.int64))
                 hist += _histogram(values[index])
         self.update_summaries(means, variances, labels)
+        return means, variances
 
     def update_summaries(
         self,

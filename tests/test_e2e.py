@@ -219,6 +219,17 @@ def test_classes_page_two_classes(server, page, tmp_path):
         assert page.locator(CHART).get_by_text(text).count() > 0, text
     shot(page, "classes")
 
+    # The table behind Figure 6 is built only when its download is asked for.
+    with page.expect_download() as info:
+        download_button(page, "CSV").first.click()
+    assert info.value.suggested_filename == "se_resnet50_SE_4_6_class_profiles.csv"
+    import pandas as pd
+
+    table = pd.read_csv(info.value.path())
+    assert list(table.columns) == ["model", "weights", "untrained", "layer", "class", "channel", "count", "mean", "std"]
+    assert set(table["layer"]) == {"SE_4_6"} and len(table) == 3 * 1024  # 2 classes and all images
+    assert table.groupby("class")["count"].first().to_dict() == {"all images": 4, "class 1": 2, "class 2": 2}
+
 
 def test_report_opens_in_chromium_with_its_charts(se_model, page, tmp_path):
     from sevis.extract import extract
