@@ -43,7 +43,8 @@ def build_report(run: Run, classes: Sequence[str] | None = None, layers: Sequenc
     if m["untrained"]:
         figs = [figures.mark_untrained(f) for f in figs]
 
-    counts = ", ".join(f"{html.escape(c)}: {run.se.count(c) if run.se.layers else ''}" for c in classes)
+    stats = run.se if run.se.layers else run.sge
+    counts = ", ".join(f"{html.escape(c)}: {stats.count(c)}" for c in classes)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>sevis report: {html.escape(m['model'])}</title>",

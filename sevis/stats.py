@@ -299,6 +299,10 @@ class MaskStats:
     def classes(self) -> list[str]:
         return list(self._classes)
 
+    def count(self, cls: str = ALL) -> int:
+        first = next(iter(self._mean.values()), {})
+        return first[cls].n if cls in first else 0
+
     def group_mean(self, layer: str, cls: str = ALL) -> np.ndarray:
         """Mean over images of each group's mask mean, shape (G,)."""
         return self._mean[layer][cls].mean.copy()

@@ -119,6 +119,10 @@ def test_sge_summaries_flat_folder_and_zip(sge_model, image_folder, tmp_path):
             if p.is_file():
                 z.write(p, f"dataset/{p.relative_to(image_folder)}")
     zipped = extract(sge_model, archive, tmp_path / "zip.parquet", workers=2, layers=["SGE_4_6"], progress=False)
+    from sevis.report import build_report
+
+    page = build_report(read_run(zipped), classes=["cat", "cup"])
+    assert "cat: 2, cup: 2" in page and "SGE_4_6: SGE mask statistics per class" in page
     table = pq.read_table(zipped)
     assert table.column_names[5:] == ["SGE_4_6_mean", "SGE_4_6_var"]
     assert table.column("path").to_pylist()[0] == "dataset/cat/astronaut.png"

@@ -124,6 +124,7 @@ def test_mask_statistics_by_hand():
     assert_allclose(stats.group_mean("M"), [0.375, 0.5])
     assert_allclose(stats.group_variance("M"), [0.125, 0.125])
     assert_allclose(stats.group_mean("M", "x"), [0.5, 0.5])
+    assert (stats.count(), stats.count("x"), stats.count("nope")) == (2, 1, 0)
     assert stats.histogram("M").sum() == 16 and stats.histogram("M", "y")[12] == 4  # 0.25 -> bin 12
     frame = stats.to_frame()
     assert list(frame.columns) == ["layer", "class", "group", "count", "mask_mean", "spatial_variance"]
