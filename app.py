@@ -7,7 +7,7 @@ import streamlit as st
 
 st.set_page_config(page_title="sevis: SE and SGE attention", page_icon="🔎", layout="wide")
 
-from app_pages.common import model_panel  # noqa: E402  (set_page_config must come first)
+from app_pages.widgets import model_panel  # noqa: E402  (set_page_config must come first)
 
 page = st.navigation(
     [

@@ -1,15 +1,14 @@
 """Classes page: the SENet paper's excitation analysis (Figures 6 and 7) for any classes."""
 
-import tempfile
-from pathlib import Path
+from collections.abc import Callable
 
 import streamlit as st
 
 import sevis
-from app_pages.common import IMAGE_TYPES, Loaded, analyse, report_failures, show_figure
-from sevis import figures
-from sevis.export import Provenance
-from sevis.runs import read_run
+from app_pages.services import IMAGE_TYPES, Loaded, analyse, load_run
+from app_pages.widgets import report_failures, show_figure
+from sevis import Provenance, figures
+from sevis.stats import ClassStats, ExcitationStats, MaskStats
 
 MODES = {
     "batches": "Upload images per class",
@@ -75,9 +74,12 @@ def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) 
     return order, f"channels sorted by mean({figures.short_label(first, 20)}) − mean({figures.short_label(second, 20)})"
 
 
-def se_figures(stats: sevis.ExcitationStats, source: Loaded | Provenance, name: str) -> None:
+def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str) -> None:
+    assert isinstance(stats, ExcitationStats)
     left, right = st.columns([2, 3])
-    layer = left.selectbox("SE layer", stats.layers, index=stats.layers.index("SE_4_6"), key="classes_layer")
+    layer = left.selectbox(
+        "SE layer", stats.layers, index=stats.layers.index(sevis.default_layer(stats.layers)), key="classes_layer"
+    )
     classes = right.multiselect("Classes", stats.classes, default=stats.classes[:6], key="classes_shown")
     if not classes:
         st.info("Choose at least one class.")
@@ -95,21 +97,52 @@ def se_figures(stats: sevis.ExcitationStats, source: Loaded | Provenance, name: 
     )
     if len(stats.classes) > 1:
         show_figure(
-            figures.specificity_curve({name: stats}), f"{name}_specificity", source,
+            figures.specificity_curve({name: stats}, "SE"), f"{name}_specificity", source,
             stats.specificity_frame(),
         )
     else:
         st.caption("The class-specificity curve needs images of at least two classes.")
 
 
-def sge_figures(stats: sevis.MaskStats, source: Loaded | Provenance, name: str) -> None:
+def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str) -> None:
+    assert isinstance(stats, MaskStats)
     left, right = st.columns([2, 3])
-    layer = left.selectbox("SGE layer", stats.layers, index=stats.layers.index("SGE_4_6"), key="classes_sge_layer")
+    layer = left.selectbox(
+        "SGE layer", stats.layers, index=stats.layers.index(sevis.default_layer(stats.layers)),
+        key="classes_sge_layer",
+    )
     classes = right.multiselect("Classes", stats.classes, default=stats.classes[:6], key="classes_sge_shown")
     show_figure(
         figures.mask_class_stats(stats, layer, classes), f"{name}_{layer}_mask_stats", source,
         lambda: only(stats.to_frame(), layer),
     )
+
+
+def kind_figures(kind: sevis.AttentionKind, stats: ClassStats, source: Loaded | Provenance, name: str) -> None:
+    """Any other registered kind of attention: its own default figures."""
+    left, right = st.columns([2, 3])
+    layer = left.selectbox(
+        f"{kind.prefix} layer", stats.layers, index=stats.layers.index(sevis.default_layer(stats.layers)),
+        key=f"classes_{kind.name}_layer",
+    )
+    classes = right.multiselect("Classes", stats.classes, default=stats.classes[:6], key=f"classes_{kind.name}_shown")
+    for i, fig in enumerate(kind.figures(stats, layer, classes)):
+        show_figure(fig, f"{name}_{layer}_{kind.name}_{i}", source, lambda: only(stats.to_frame(), layer))
+
+
+# The kinds with pages of their own widgets; every other kind draws its default figures.
+PAGES: dict[str, Callable[[ClassStats, Loaded | Provenance, str], None]] = {"se": se_figures, "sge": sge_figures}
+
+
+def kind_sections(stats_by_kind: dict[str, ClassStats], source: Loaded | Provenance, name: str) -> None:
+    for kind_name, stats in stats_by_kind.items():
+        if not stats.layers:
+            continue
+        page = PAGES.get(kind_name)
+        if page is not None:
+            page(stats, source, name)
+        else:
+            kind_figures(sevis.get_kind(kind_name), stats, source, name)
 
 
 def saved_run() -> None:
@@ -121,29 +154,14 @@ def saved_run() -> None:
         st.stop()
     try:
         run = load_run(upload.getvalue(), upload.name) if upload is not None else load_run(None, path)
-    except (ValueError, OSError) as err:  # the message starts with the file's name
+    except (sevis.SevisError, OSError) as err:  # the message starts with the file's name
         st.error(str(err))
         st.stop()
     m = run.metadata
-    st.write(f"**{m['model']}** ({m['weights']}), {m['images']} images from `{m['source']}`, "
-             f"{len(run.failures)} unreadable.")
-    if m["untrained"]:
+    st.write(f"**{m.model}** ({m.weights}), {m.images} images from `{m.source}`, {len(run.failures)} unreadable.")
+    if m.untrained:
         st.warning(f"This run was made with untrained weights: {figures.UNTRAINED_NOTE}", icon="⚠️")
-    if run.se.layers:
-        se_figures(run.se, run.provenance, m["model"])
-    if run.sge.layers:
-        sge_figures(run.sge, run.provenance, m["model"])
-
-
-@st.cache_data(show_spinner="Reading the run…", max_entries=8)
-def load_run(data: bytes | None, name: str) -> sevis.runs.Run:
-    """A run from uploaded bytes (``name`` is the upload's) or from the path ``name``."""
-    if data is None:
-        return read_run(name)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / Path(name).name
-        path.write_bytes(data)
-        return read_run(path)
+    kind_sections(run.stats, run.provenance, m.model)
 
 
 st.title("Classes")
@@ -175,10 +193,9 @@ if not first.images:
 
 for loaded in models:
     st.header(loaded.label)
-    images = results[loaded.label].images
-    counts = {label: sum(r.label == label for r in images) for label in dict.fromkeys(r.label for r in images)}
-    st.write("Images per class: " + ", ".join(f"**{figures.short_label(c)}** {n}" for c, n in counts.items()))
-    if loaded.kind == "se":
-        se_figures(results[loaded.label].se, loaded, loaded.name)
-    else:
-        sge_figures(results[loaded.label].sge, loaded, loaded.name)
+    stats = results[loaded.label].stats
+    counted = next(iter(stats.values()))
+    st.write("Images per class: " + ", ".join(
+        f"**{figures.short_label(c)}** {counted.count(c)}" for c in counted.classes
+    ))
+    kind_sections(stats, loaded, loaded.name)

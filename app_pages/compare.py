@@ -1,27 +1,13 @@
 """SE vs SGE page: the same images through both models, side by side, stage by stage."""
 
-import numpy as np
 import streamlit as st
 
-from app_pages.common import (
-    IMAGE_TYPES,
-    Loaded,
-    analyse,
-    grid_frame,
-    report_failures,
-    sample_files,
-    show_figure,
-    top_frame,
-)
-from sevis import figures
-
-STAGES = (2, 3, 4, 5)
-
-
-def last_block(layers: list[str], stage: int) -> str:
-    """The stage's last block: the paper's choice before each downsampling."""
-    return [layer for layer in layers if layer.split("_")[1] == str(stage)][-1]
-
+import sevis
+import sevis.layers
+from app_pages.services import IMAGE_TYPES, Loaded, analyse, sample_files
+from app_pages.widgets import report_failures, show_figure
+from sevis import export, figures
+from sevis.stats import mask_overview, mean_mask, saturation
 
 st.title("SE vs SGE")
 st.caption(
@@ -29,11 +15,11 @@ st.caption(
     "channel group), on the same images, for the last block of each stage."
 )
 models: list[Loaded] = st.session_state.get("models", [])
-kinds = {m.kind: m for m in models}
-if set(kinds) != {"se", "sge"}:
+by_kind = {kind: m for m in models for kind in m.kinds}
+if not {"se", "sge"} <= set(by_kind):
     st.info("Choose **Both** in the sidebar's model panel to compare SE-ResNet-50 with SGE-ResNet-50.")
     st.stop()
-se, sge = kinds["se"], kinds["sge"]
+se, sge = by_kind["se"], by_kind["sge"]
 
 uploads = st.file_uploader("Upload photographs", type=IMAGE_TYPES, accept_multiple_files=True, key="compare_upload")
 files = [(u.name, u.getvalue()) for u in uploads] if uploads else sample_files()
@@ -42,7 +28,7 @@ if not uploads:
 name = st.selectbox("Image", [n for n, _ in files], key="compare_choice")
 chosen = [(n, data) for n, data in files if n == name]
 
-se_result, sge_result = analyse(se, chosen), analyse(sge, chosen, keep_masks=True)
+se_result, sge_result = analyse(se, chosen), analyse(sge, chosen, keep_values=True)
 report_failures(se_result.failures)
 if not se_result.images:
     st.stop()
@@ -52,31 +38,33 @@ left, right = st.columns(2)
 with left:
     st.subheader(se.label)
     show_figure(figures.top_classes(se_image.top_classes, se_image.top_probs), "se_top5_compare", se,
-                top_frame(se_image))
+                export.top_frame(se_image))
 with right:
     st.subheader(sge.label)
     show_figure(figures.top_classes(sge_image.top_classes, sge_image.top_probs), "sge_top5_compare", sge,
-                top_frame(sge_image))
+                export.top_frame(sge_image))
 
-for stage in STAGES:
-    se_layer = last_block(list(se_image.excitations), stage)
-    sge_layer = last_block(list(sge_image.masks), stage)
-    st.markdown(f"#### Stage {stage}: {se_layer} and {sge_layer}")
+for se_layer, sge_layer in zip(
+    sevis.stage_ends(list(se_image.excitations)), sevis.stage_ends(list(sge_image.masks)), strict=False
+):
+    stage = sevis.layers.parse_layer(se_layer).stage
+    st.markdown(f"#### Stage {stage}: {se_layer} and {sge_layer}" if stage else f"#### {se_layer} and {sge_layer}")
     left, right = st.columns(2)
     with left:
         show_figure(
             figures.excitation_profiles({se_image.name: se_image.excitations}, [se_layer]),
             f"compare_{se_layer}", se, se_result.excitation_frame([se_layer]),
         )
-        s = se_image.excitations[se_layer]
-        st.caption(f"{se_layer}: mean {s.mean():.3f}, {np.mean(s > 0.9):.0%} of channels above 0.9, "
-                   f"{np.mean(s < 0.1):.0%} below 0.1")
+        s = saturation(se_image.excitations[se_layer], high=0.9, low=0.1)
+        st.caption(f"{se_layer}: mean {s['mean']:.3f}, {s['share_high']:.0%} of channels at 0.9 or above, "
+                   f"{s['share_low']:.0%} at 0.1 or below")
     with right:
         masks = sge_image.masks[sge_layer]
+        mean = mean_mask(masks)
         show_figure(
-            figures.heat_overlay(sge_image.view, masks.mean(0), title=f"{sge_layer}: mean group mask",
+            figures.heat_overlay(sge_image.view, mean, title=f"{sge_layer}: mean group mask",
                                  zrange=None, colorbar_title="mean σ(a)"),
-            f"compare_{sge_layer}", sge, grid_frame(masks.mean(0), "mean_mask"),
+            f"compare_{sge_layer}", sge, export.grid_frame(mean, "mean_mask"),
         )
-        st.caption(f"{sge_layer}: mean {masks.mean():.3f}, mean spatial variance per group "
-                   f"{masks.reshape(len(masks), -1).var(1).mean():.4f}")
+        m = mask_overview(masks)
+        st.caption(f"{sge_layer}: mean {m['mean']:.3f}, mean spatial variance per group {m['spatial_variance']:.4f}")

@@ -1,28 +1,20 @@
 """Images page: one or more photographs through every SE and SGE layer."""
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import (
-    IMAGE_TYPES,
-    MAX_MASK_IMAGES,
-    Loaded,
-    analyse,
-    grad_cam,
-    grid_frame,
-    report_failures,
-    sample_files,
-    show_figure,
-    top_frame,
-)
-from sevis import Analysis, ImageResult, figures
+import sevis
+from app_pages.services import IMAGE_TYPES, MAX_VALUE_IMAGES, Loaded, analyse, grad_cam, sample_files
+from app_pages.widgets import report_failures, show_figure
+from sevis import Analysis, ImageResult, export, figures
+from sevis.stats import mean_mask
 
 
 def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
     all_layers = list(image.excitations)
-    default = [layer for layer in figures.PAPER_LAYERS if layer in all_layers] or all_layers[:6]
-    layers = st.multiselect("SE layers", all_layers, default=default, key=f"{loaded.name}_layers")
+    layers = st.multiselect(
+        "SE layers", all_layers, default=sevis.paper_layers(all_layers), key=f"{loaded.name}_layers"
+    )
     several = len(result.images) > 1
     shown = result.images if several and st.toggle("Overlay all images", key=f"{loaded.name}_overlay") else [image]
     if layers:
@@ -38,24 +30,25 @@ def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
 
 def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> None:
     layers = list(image.mask_means)
-    layer = st.selectbox("SGE layer", layers, index=layers.index("SGE_4_6") if "SGE_4_6" in layers else 0,
+    layer = st.selectbox("SGE layer", layers, index=layers.index(sevis.default_layer(layers)),
                          key=f"{loaded.name}_sge_layer")
     if not image.masks:  # a large upload: masks are kept only for the image on show
-        image = analyse(loaded, [(image.name, files[image.name])], keep_masks=True).images[0]
+        image = analyse(loaded, [(image.name, files[image.name])], keep_values=True).images[0]
     masks = image.masks[layer]
     groups = pd.DataFrame({
-        "image": image.name, "layer": layer, "group": np.arange(len(masks)),
+        "image": image.name, "layer": layer, "group": range(len(masks)),
         "mask_mean": image.mask_means[layer], "spatial_variance": image.mask_variances[layer],
     })
     show_figure(figures.mask_grid(masks, layer), f"{loaded.name}_{layer}_masks", loaded, groups)
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{loaded.name}_opacity")
     left, right = st.columns(2)
+    mean = mean_mask(masks)
     with left:
         fig = figures.heat_overlay(
-            image.view, masks.mean(0), title=f"{layer}: mean of the {len(masks)} group masks",
+            image.view, mean, title=f"{layer}: mean of the {len(masks)} group masks",
             opacity=opacity, zrange=None, colorbar_title="mean σ(a)",
         )
-        show_figure(fig, f"{loaded.name}_{layer}_overlay", loaded, grid_frame(masks.mean(0), "mean_mask"))
+        show_figure(fig, f"{loaded.name}_{layer}_overlay", loaded, export.grid_frame(mean, "mean_mask"))
     with right:
         gradcam_panel(loaded, image, opacity)
 
@@ -71,7 +64,7 @@ def gradcam_panel(loaded: Loaded, image: ImageResult, opacity: float) -> None:
         image.view, cam, title=f"Grad-CAM: {figures.short_label(names[target])}",
         opacity=opacity, colorbar_title="Grad-CAM",
     )
-    show_figure(fig, f"{loaded.name}_gradcam", loaded, grid_frame(cam, "grad_cam"))
+    show_figure(fig, f"{loaded.name}_gradcam", loaded, export.grid_frame(cam, "grad_cam"))
 
 
 st.title("Images")
@@ -88,7 +81,7 @@ files = [(u.name, u.getvalue()) for u in uploads] if uploads else sample_files()
 if not uploads:
     st.caption("Showing the sample photographs in `assets/`; upload your own above.")
 
-results = {m.label: analyse(m, files, keep_masks=len(files) <= MAX_MASK_IMAGES) for m in models}
+results = {m.label: analyse(m, files, keep_values=len(files) <= MAX_VALUE_IMAGES) for m in models}
 first = next(iter(results.values()))
 report_failures(first.failures)
 if not first.images:
@@ -106,10 +99,10 @@ for loaded in models:
     left.image(image.view, caption=f"{image.name}: the {image.view.shape[1]}×{image.view.shape[0]} crop the model sees")
     with right:
         show_figure(figures.top_classes(image.top_classes, image.top_probs), f"{loaded.name}_top5", loaded,
-                    top_frame(image))
-    if loaded.kind == "se":
+                    export.top_frame(image))
+    if "se" in loaded.kinds:
         se_section(loaded, result, image)
         with st.expander("Grad-CAM"):
             gradcam_panel(loaded, image, 0.5)
-    else:
+    if "sge" in loaded.kinds:
         sge_section(loaded, image, dict(files))

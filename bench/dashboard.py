@@ -91,13 +91,13 @@ def model_side(repeats: int) -> None:
 
     def build():
         figures.top_classes(image.top_classes, image.top_probs)
-        figures.excitation_profiles({image.name: image.excitations}, figures.PAPER_LAYERS)
+        figures.excitation_profiles({image.name: image.excitations}, sevis.paper_layers(list(image.excitations)))
         figures.excitation_overview(image.excitations)
 
     build()
     se_s = median_time(build, repeats)
     sge = sevis.load_model("sge_resnet50", "untrained")
-    sge_image = sevis.analyse(sge, [("chelsea.png", data)], keep_masks=True).images[0]
+    sge_image = sevis.analyse(sge, [("chelsea.png", data)], keep_values=True).images[0]
 
     def build_sge():
         figures.top_classes(sge_image.top_classes, sge_image.top_probs)

@@ -1,7 +1,8 @@
-"""One pass over a set of images: decode, preprocess, hooked forward, statistics.
+"""Analyse a set of image files: per image, per class, and what failed.
 
-This is the code path the dashboard and the command line share. A file that cannot
-be decoded is reported by name with the reason, and the others are analysed.
+A file that cannot be decoded is reported by name with the reason, and the others
+are analysed. Batches go through :mod:`sevis.pipeline`, the path ``sevis extract``
+uses too.
 """
 
 from __future__ import annotations
@@ -11,19 +12,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 from torch import nn
 
-from .capture import Capture, capture
 from .errors import ImageError
-from .images import decode_image, model_view, normalise
 from .models import model_info
-from .stats import ExcitationStats, MaskStats, predicted_labels
+from .pipeline import TOP_K, BatchResult, forward_batch, load_view
+from .provenance import Provenance
+from .stats import ClassStats, ExcitationStats, MaskStats
 
-__all__ = ["Analysis", "Failure", "ImageResult", "analyse"]
-
-TOP_K = 5
+__all__ = ["TOP_K", "Analysis", "Failure", "ImageResult", "analyse"]
 
 
 @dataclass
@@ -36,10 +34,11 @@ class ImageResult:
         view: the resized, centre-cropped RGB image the model saw, (H, W, 3) uint8.
         top_classes: the ``TOP_K`` most probable class names, most probable first.
         top_probs: their softmax probabilities.
-        excitations: SE layer -> excitation vector, (C,) float32.
-        masks: SGE layer -> spatial masks, (G, H, W) float32; empty unless asked for.
-        mask_means: SGE layer -> each group's mask mean, (G,) float32.
-        mask_variances: SGE layer -> each group's spatial variance, (G,) float32.
+        kinds: layer -> its kind's name, in depth order.
+        summaries: layer -> field -> the image's summary vector (D,) (see
+            :meth:`sevis.kinds.AttentionKind.summarise`).
+        values: layer -> the captured values of this image (SE (C,), SGE (G, H, W));
+            only when :func:`analyse` was asked to keep them.
     """
 
     name: str
@@ -47,10 +46,32 @@ class ImageResult:
     view: np.ndarray = field(repr=False)
     top_classes: list[str]
     top_probs: list[float]
-    excitations: dict[str, np.ndarray] = field(repr=False)
-    masks: dict[str, np.ndarray] = field(repr=False)
-    mask_means: dict[str, np.ndarray] = field(repr=False)
-    mask_variances: dict[str, np.ndarray] = field(repr=False)
+    kinds: dict[str, str] = field(repr=False)
+    summaries: dict[str, dict[str, np.ndarray]] = field(repr=False)
+    values: dict[str, np.ndarray] = field(repr=False)
+
+    def _of_kind(self, kind: str, field_name: str) -> dict[str, np.ndarray]:
+        return {k: self.summaries[k][field_name] for k, v in self.kinds.items() if v == kind}
+
+    @property
+    def excitations(self) -> dict[str, np.ndarray]:
+        """SE layer -> excitation vector, (C,) float32."""
+        return self._of_kind("se", "excitation")
+
+    @property
+    def masks(self) -> dict[str, np.ndarray]:
+        """SGE layer -> spatial masks, (G, H, W) float32; empty unless kept."""
+        return {k: v for k, v in self.values.items() if self.kinds[k] == "sge"}
+
+    @property
+    def mask_means(self) -> dict[str, np.ndarray]:
+        """SGE layer -> each group's mask mean, (G,)."""
+        return self._of_kind("sge", "mean")
+
+    @property
+    def mask_variances(self) -> dict[str, np.ndarray]:
+        """SGE layer -> each group's spatial variance of the mask, (G,)."""
+        return self._of_kind("sge", "var")
 
 
 @dataclass(frozen=True)
@@ -63,15 +84,24 @@ class Failure:
 
 @dataclass
 class Analysis:
-    """Results of :func:`analyse`: per image, per class, and what failed."""
+    """Results of :func:`analyse`: per image, per class (per kind of attention), failures."""
 
-    model: str
-    weights: str
-    untrained: bool
+    provenance: Provenance
     images: list[ImageResult] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
-    se: ExcitationStats = field(default_factory=ExcitationStats)
-    sge: MaskStats = field(default_factory=MaskStats)
+    stats: dict[str, ClassStats] = field(default_factory=dict)
+
+    @property
+    def se(self) -> ExcitationStats:
+        """Per-class statistics of the SE layers (empty for a network without)."""
+        stats = self.stats.get("se")
+        return stats if isinstance(stats, ExcitationStats) else ExcitationStats()
+
+    @property
+    def sge(self) -> MaskStats:
+        """Per-class statistics of the SGE layers (empty for a network without)."""
+        stats = self.stats.get("sge")
+        return stats if isinstance(stats, MaskStats) else MaskStats()
 
     def excitation_frame(
         self, layers: Sequence[str] | None = None, images: Sequence[ImageResult] | None = None
@@ -96,7 +126,7 @@ def analyse(
     labels: Sequence[str | None] | None = None,
     *,
     batch_size: int = 8,
-    keep_masks: bool = False,
+    keep_values: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Analysis:
     """Analyse image files with a model loaded by :func:`sevis.load_model`.
@@ -106,8 +136,8 @@ def analyse(
         files: ``(name, bytes)`` pairs.
         labels: one label per file; ``None`` (for all or one) means the predicted class.
         batch_size: images per forward pass.
-        keep_masks: keep every image's SGE masks (3.5 MB per image for SGE-ResNet-50);
-            the per-group summaries and the class statistics are always kept.
+        keep_values: keep every image's captured values, e.g. its SGE masks (3.5 MB per
+            image for SGE-ResNet-50); summaries and class statistics are always kept.
         progress: called as ``progress(done, total)`` after each batch.
     """
     if batch_size < 1:
@@ -116,27 +146,24 @@ def analyse(
     files = list(files)
     if labels is not None and len(labels) != len(files):
         raise ValueError(f"labels must have one entry per file: {len(labels)} for {len(files)}")
-    result = Analysis(info.name, info.weights, info.untrained)
-
-    device = next(model.parameters()).device
+    result = Analysis(info.provenance)
     total = len(files)
     for start in range(0, total, batch_size):
         # Decode per batch: a folder of large photographs never sits in memory at once.
-        batch, views = [], []
+        names: list[str] = []
+        given: list[str | None] = []
+        views: list[Image.Image] = []
         for i in range(start, min(start + batch_size, total)):
             name, data = files[i]
             try:
-                image = decode_image(data)
+                views.append(load_view(data, info.data_config))
             except ImageError as err:
                 result.failures.append(Failure(name, str(err)))
                 continue
-            batch.append((name, labels[i] if labels is not None else None))
-            views.append(model_view(info.data_config, image))
-        if batch:
-            x = normalise(info.data_config, views).to(device)
-            with torch.inference_mode(), capture(model) as cap:
-                logits = model(x)
-            _collect(result, batch, views, logits, cap, info.class_names, keep_masks)
+            names.append(name)
+            given.append(labels[i] if labels is not None else None)
+        if views:
+            _collect(result, names, given, views, forward_batch(model, views), keep_values)
         if progress is not None:
             progress(min(start + batch_size, total), total)
     return result
@@ -144,32 +171,24 @@ def analyse(
 
 def _collect(
     result: Analysis,
-    batch: list[tuple[str, str | None]],
+    names: list[str],
+    given: list[str | None],
     views: list[Image.Image],
-    logits: torch.Tensor,
-    cap: Capture,
-    class_names: Sequence[str],
-    keep_masks: bool,
+    batch: BatchResult,
+    keep_values: bool,
 ) -> None:
-    probs = logits.float().softmax(dim=1)
-    top_probs, top_index = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
-    predicted = predicted_labels(logits, class_names)
-    labels = [given if given is not None else predicted[i] for i, (_, given) in enumerate(batch)]
-    se = {k: v.float().cpu().numpy() for k, v in cap.excitations.items()}
-    sge = {k: v.float().cpu().numpy() for k, v in cap.masks.items()}
-    result.se.update(se, labels)
-    means, variances = result.sge.update(sge, labels)
-    for i, (name, _) in enumerate(batch):
+    labels = [label if label is not None else predicted for label, predicted in zip(given, batch.predicted, strict=True)]
+    batch.accumulate(result.stats, labels)
+    for i, name in enumerate(names):
         result.images.append(
             ImageResult(
                 name=name,
                 label=labels[i],
                 view=np.asarray(views[i]),
-                top_classes=[class_names[j] for j in top_index[i].tolist()],
-                top_probs=top_probs[i].tolist(),
-                excitations={k: v[i] for k, v in se.items()},
-                masks={k: v[i] for k, v in sge.items()} if keep_masks else {},
-                mask_means={k: v[i].astype(np.float32) for k, v in means.items()},
-                mask_variances={k: v[i].astype(np.float32) for k, v in variances.items()},
+                top_classes=batch.top_classes[i],
+                top_probs=batch.top_probs[i].tolist(),
+                kinds=batch.kinds,
+                summaries={k: {f: v[i] for f, v in s.items()} for k, s in batch.summaries.items()},
+                values={k: v[i] for k, v in batch.values.items()} if keep_values else {},
             )
         )

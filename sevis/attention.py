@@ -1,57 +1,61 @@
 """How sevis finds the attention layers of a network.
 
 Layers are found by module *type*, never by name strings: a small registry maps each
-known attention class to its kind (``"se"``: channel gate, ``"sge"``: spatial masks)
-and to the name of its gate child, the submodule whose output is the attention value.
-Users add their own classes with :func:`register_attention`.
+known attention class to its kind (see :mod:`sevis.kinds`: ``"se"``, channel gates;
+``"sge"``, spatial masks; or any registered kind) and to the name of its gate child,
+the submodule whose output is the attention value. Users add their own classes with
+:func:`register_attention`.
 
 Names follow the SENet paper's ``SE_stageID_blockID`` scheme (arXiv:1709.01507) for
 ResNet-style networks (``layer1`` is the paper's stage 2): ``SE_2_1`` ... ``SE_5_3``
 and ``SGE_2_1`` ... ``SGE_5_3``. Other networks get ``SE_1``, ``SE_2``, ... in depth
-order.
+order (see :mod:`sevis.layers`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
 
 from torch import nn
 
+from .kinds import AttentionKind, get_kind
 from .sge import SpatialGroupEnhance
 
-__all__ = ["AttentionKind", "AttentionLayer", "find_attention", "register_attention"]
-
-AttentionKind = Literal["se", "sge"]
-_PREFIX = {"se": "SE", "sge": "SGE"}
+__all__ = ["AttentionLayer", "find_attention", "register_attention", "unregister_attention"]
 
 
 @dataclass(frozen=True)
 class _AttentionType:
-    kind: AttentionKind
+    kind: str
     gate: str
 
 
 _REGISTRY: dict[type[nn.Module], _AttentionType] = {}
 
 
-def register_attention(cls: type[nn.Module], *, kind: AttentionKind, gate: str) -> None:
+def register_attention(cls: type[nn.Module], *, kind: str, gate: str) -> None:
     """Teach sevis a new attention module class.
 
     Args:
         cls: the module class; subclasses match too.
-        kind: ``"se"`` if the gate outputs one value per channel, shape (N, C, 1, 1) or
-            (N, 1, 1, C); ``"sge"`` if it outputs spatial masks, shape (N * G, 1, H, W).
+        kind: a registered kind (:func:`sevis.kinds.register_kind`): ``"se"`` if the gate
+            outputs one value per channel, shape (N, C, 1, 1) or (N, 1, 1, C); ``"sge"``
+            if it outputs spatial masks, shape (N * G, 1, H, W), and the module has
+            ``groups``.
         gate: attribute name of the child module whose output is the attention.
     """
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise TypeError(f"cls must be an nn.Module subclass, got {cls!r}")
-    if kind not in _PREFIX:
-        raise ValueError(f"kind must be one of {sorted(_PREFIX)}, got {kind!r}")
+    get_kind(kind)  # raises ValueError naming the registered kinds
     if not isinstance(gate, str) or not gate:
         raise TypeError(f"gate must be the name of a child module, got {gate!r}")
     _REGISTRY[cls] = _AttentionType(kind, gate)
+
+
+def unregister_attention(cls: type[nn.Module]) -> None:
+    """Forget a class added by :func:`register_attention`."""
+    _REGISTRY.pop(cls, None)
 
 
 def _register_builtins() -> None:
@@ -83,17 +87,26 @@ class AttentionLayer:
 
     Attributes:
         name: ``SE_2_1``-style name, unique within the model.
-        kind: ``"se"`` or ``"sge"``.
+        kind: the kind's name, ``"se"``, ``"sge"`` or another registered one.
         path: dotted module path inside the model, e.g. ``layer1.0.se_module``.
         module: the attention module.
         gate: its gate child; a forward hook on it sees the attention values.
+        stage: the paper's stage number (2 to 5 in a ResNet-50), None outside stages.
+        block: the block's number within its stage from 1, or the depth index.
     """
 
     name: str
-    kind: AttentionKind
+    kind: str
     path: str
     module: nn.Module
     gate: nn.Module
+    stage: int | None
+    block: int
+
+    @property
+    def spec(self) -> AttentionKind:
+        """The registered kind of this layer."""
+        return get_kind(self.kind)
 
 
 def _lookup(module: nn.Module) -> _AttentionType | None:
@@ -105,10 +118,12 @@ def _lookup(module: nn.Module) -> _AttentionType | None:
 
 _RESNET_BLOCK = re.compile(r"^layer(\d+)\.(\d+)\.")
 
+_Found = tuple[str, nn.Module, _AttentionType]
+
 
 def find_attention(model: nn.Module) -> list[AttentionLayer]:
     """All registered attention layers of ``model`` in depth (registration) order."""
-    found: list[tuple[str, nn.Module, _AttentionType]] = []
+    found: list[_Found] = []
     for path, module in model.named_modules():
         spec = _lookup(module)
         if spec is None:
@@ -121,29 +136,31 @@ def find_attention(model: nn.Module) -> list[AttentionLayer]:
             )
         found.append((path, module, spec))
 
-    names = _paper_names(found) or _depth_names(found)
-    return [
-        AttentionLayer(name, spec.kind, path, module, getattr(module, spec.gate))
-        for name, (path, module, spec) in zip(names, found)
-    ]
+    places = _paper_places(found) or _depth_places(found)
+    layers = []
+    for (path, module, spec), (stage, block) in zip(found, places, strict=True):
+        prefix = get_kind(spec.kind).prefix
+        name = f"{prefix}_{stage}_{block}" if stage is not None else f"{prefix}_{block}"
+        layers.append(AttentionLayer(name, spec.kind, path, module, getattr(module, spec.gate), stage, block))
+    return layers
 
 
-def _paper_names(found: list[tuple[str, nn.Module, _AttentionType]]) -> list[str] | None:
-    """``SE_<stage>_<block>`` names if every layer sits in a ResNet ``layerX.Y`` block."""
-    names = []
+def _paper_places(found: list[_Found]) -> list[tuple[int | None, int]] | None:
+    """(stage, block) of each layer if every one sits in its own ResNet ``layerX.Y`` block."""
+    places: list[tuple[int | None, int]] = []
     for path, _, spec in found:
         match = _RESNET_BLOCK.match(path)
         if match is None:
             return None
-        stage, block = int(match[1]) + 1, int(match[2]) + 1
-        names.append(f"{_PREFIX[spec.kind]}_{stage}_{block}")
-    return names if len(set(names)) == len(names) else None
+        places.append((int(match[1]) + 1, int(match[2]) + 1))
+    keys = [(spec.kind, place) for (_, _, spec), place in zip(found, places, strict=True)]
+    return places if len(set(keys)) == len(keys) else None
 
 
-def _depth_names(found: list[tuple[str, nn.Module, _AttentionType]]) -> list[str]:
-    counts = {kind: 0 for kind in _PREFIX}
-    names = []
+def _depth_places(found: list[_Found]) -> list[tuple[int | None, int]]:
+    counts: dict[str, int] = {}
+    places: list[tuple[int | None, int]] = []
     for _, _, spec in found:
-        counts[spec.kind] += 1
-        names.append(f"{_PREFIX[spec.kind]}_{counts[spec.kind]}")
-    return names
+        counts[spec.kind] = counts.get(spec.kind, 0) + 1
+        places.append((None, counts[spec.kind]))
+    return places

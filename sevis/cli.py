@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 __all__ = ["main"]
@@ -38,8 +39,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_to_stderr(quiet: bool) -> None:
+    """sevis logs through :mod:`logging`; the command line shows its messages plainly."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("sevis")
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _log_to_stderr(getattr(args, "quiet", False))
+    # NOTE imported after parsing: `sevis --help` must not wait for torch.
     import sevis
 
     try:
@@ -48,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 import torch
 
                 if not torch.cuda.is_available():
-                    raise ValueError("--device cuda: no CUDA device is available here")
+                    raise sevis.SevisError("--device cuda: no CUDA device is available here")
             if args.engine == "ray":
                 from sevis.ray_engine import extract_ray
 
@@ -71,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             from sevis.report import write_report
 
             out = write_report(args.run, args.out, args.classes, args.layers)
-            print(f"wrote {out}", file=sys.stderr)
+            logging.getLogger("sevis").info("wrote %s", out)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, OSError) as err:  # sevis's user errors are ValueError / OSError subclasses
+    except (sevis.SevisError, OSError) as err:  # a person's input or the file system, not a bug
         print(f"sevis {args.command}: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,36 +1,52 @@
-"""Exports of statistics and figures: CSV, Parquet, PNG, standalone HTML (as bytes)."""
+"""Exports of statistics and figures: tables, CSV, Parquet, PNG, standalone HTML (as bytes)."""
 
 from __future__ import annotations
 
 import io
 import os
 import shutil
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["Provenance", "figure_html", "figure_png", "frame_csv", "frame_parquet", "png_available", "with_provenance"]
+from .provenance import Provenance
 
+if TYPE_CHECKING:
+    from .analysis import ImageResult
 
-@dataclass(frozen=True)
-class Provenance:
-    """Which model and weights produced a result."""
-
-    model: str
-    weights: str
-    untrained: bool
+__all__ = [
+    "figure_html",
+    "figure_png",
+    "frame_csv",
+    "frame_parquet",
+    "grid_frame",
+    "png_available",
+    "top_frame",
+    "with_provenance",
+]
 
 
 def with_provenance(frame: pd.DataFrame, provenance: Provenance) -> pd.DataFrame:
-    """The frame with leading ``model``, ``weights`` and ``untrained`` columns, so an
-    exported table always says which weights produced it."""
+    """The frame with leading ``model``, ``weights``, ``weights_sha256`` and ``untrained``
+    columns, so an exported table always says which weights produced it."""
     out = frame.copy()
-    for i, (column, value) in enumerate(
-        (("model", provenance.model), ("weights", provenance.weights), ("untrained", provenance.untrained))
-    ):
+    for i, (column, value) in enumerate(provenance.columns().items()):
         out.insert(i, column, value)
     return out
+
+
+def top_frame(image: ImageResult) -> pd.DataFrame:
+    """One image's predictions: image, rank, class, probability."""
+    return pd.DataFrame({"image": image.name, "rank": range(1, len(image.top_classes) + 1),
+                         "class": image.top_classes, "probability": image.top_probs})
+
+
+def grid_frame(values: np.ndarray, column: str) -> pd.DataFrame:
+    """A 2-D map as a long table: y, x, value."""
+    y, x = np.indices(values.shape)
+    return pd.DataFrame({"y": y.ravel(), "x": x.ravel(), column: values.ravel()})
 
 
 def frame_csv(frame: pd.DataFrame) -> bytes:

@@ -17,15 +17,15 @@ import torch.nn.functional as F
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from .stats import ALL, BIN_EDGES, ExcitationStats, MaskStats
+from .stats import ALL, BIN_EDGES, ClassKey, ClassStats, ExcitationStats, MaskStats
 
 __all__ = [
-    "PAPER_LAYERS",
     "UNTRAINED_NOTE",
     "class_histograms",
     "class_profiles",
     "excitation_overview",
     "excitation_profiles",
+    "field_profiles",
     "heat_overlay",
     "mark_untrained",
     "mask_class_stats",
@@ -37,9 +37,6 @@ __all__ = [
     "top_classes",
     "upsample",
 ]
-
-PAPER_LAYERS = ("SE_2_3", "SE_3_4", "SE_4_6", "SE_5_1", "SE_5_2", "SE_5_3")
-"""The blocks the SENet paper's Figure 6 shows."""
 
 _COLOURS = qualitative.Plotly
 _ALL_COLOUR = "#444444"
@@ -185,23 +182,23 @@ def class_profiles(
     by_index = ordered_by is None and bool(np.all(np.diff(channels) > 0))
     x = channels if by_index else np.arange(len(channels))
     fig = go.Figure()
-    series = [(c, _colour(i)) for i, c in enumerate(classes)]
+    series: list[tuple[ClassKey, str]] = [(c, _colour(i)) for i, c in enumerate(classes)]
     if include_all:
         series.append((ALL, _ALL_COLOUR))
     for cls, colour in series:
         mean = stats.mean(layer, cls)[channels]
-        label = f"{short_label(cls)} (n={stats.count(cls)})"
+        label = f"{short_label(str(cls))} (n={stats.count(cls)})"
         if band:
             std = stats.std(layer, cls)[channels]
             fig.add_trace(go.Scatter(
                 x=np.concatenate([x, x[::-1]]), y=np.concatenate([mean + std, (mean - std)[::-1]]),
                 fill="toself", fillcolor=_rgba(colour, 0.15), line=dict(width=0),
-                hoverinfo="skip", legendgroup=cls, showlegend=False,
+                hoverinfo="skip", legendgroup=repr(cls), showlegend=False,
             ))
         fig.add_trace(go.Scatter(
             x=x, y=mean, mode="lines+markers" if len(x) <= 64 else "lines", name=label,
-            legendgroup=cls, customdata=channels, marker=dict(size=4),
-            line=dict(color=colour, width=2.5 if cls == ALL else 1.5, dash="dot" if cls == ALL else None),
+            legendgroup=repr(cls), customdata=channels, marker=dict(size=4),
+            line=dict(color=colour, width=2.5 if cls is ALL else 1.5, dash="dot" if cls is ALL else None),
             hovertemplate=f"{cls}<br>channel %{{customdata}}: %{{y:.3f}}<extra></extra>",
         ))
     suffix = " ± std" if band else ""
@@ -240,11 +237,13 @@ def class_histograms(
     return fig
 
 
-def specificity_curve(curves: Mapping[str, ExcitationStats]) -> go.Figure:
+def specificity_curve(curves: Mapping[str, ClassStats], prefix: str = "SE") -> go.Figure:
     """Class-specificity (variance share explained by the class) against depth.
 
     Args:
-        curves: legend name -> statistics; each gives one line over its layers.
+        curves: legend name -> statistics; each gives one line over its layers (for a
+            kind with several summary fields, its first field).
+        prefix: the layers' kind, for the titles.
     """
     fig = go.Figure()
     for i, (name, stats) in enumerate(curves.items()):
@@ -254,8 +253,8 @@ def specificity_curve(curves: Mapping[str, ExcitationStats]) -> go.Figure:
             line=dict(color=_colour(i)),
             hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
         ))
-    fig.update_layout(title="Class-specificity of excitations against depth", height=380, **_LAYOUT)
-    fig.update_xaxes(title="SE layer (shallow → deep)")
+    fig.update_layout(title=f"Class-specificity of {prefix} layers against depth", height=380, **_LAYOUT)
+    fig.update_xaxes(title=f"{prefix} layer (shallow → deep)")
     fig.update_yaxes(title="share of variance explained by class", rangemode="tozero")
     return fig
 
@@ -320,17 +319,37 @@ def heat_overlay(
     return fig
 
 
+def field_profiles(stats: ClassStats, layer: str, classes: Sequence[str], field: str) -> go.Figure:
+    """One summary field of any attention kind: its mean per position, one line per
+    class and one for all images (dotted)."""
+    fig = go.Figure()
+    keys: list[ClassKey] = [*classes, ALL]
+    for i, cls in enumerate(keys):
+        values = stats.mean(layer, cls, field)
+        fig.add_trace(go.Scatter(
+            x=np.arange(len(values)), y=values, mode="lines+markers", name=short_label(str(cls)),
+            marker=dict(size=4), line=dict(color=_ALL_COLOUR if cls is ALL else _colour(i),
+                                           dash="dot" if cls is ALL else None),
+            hovertemplate=f"{cls}<br>{stats.index_name} %{{x}}: %{{y:.4f}}<extra></extra>",
+        ))
+    fig.update_layout(title=f"{layer}: mean {field} per class", height=400, **_LAYOUT)
+    fig.update_xaxes(title=stats.index_name)
+    fig.update_yaxes(title=f"mean {field}")
+    return fig
+
+
 def mask_class_stats(stats: MaskStats, layer: str, classes: Sequence[str]) -> go.Figure:
     """Per group: mean mask value and spatial variance, one line per class."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True,
                         subplot_titles=["mean mask value", "spatial variance of the mask"])
-    for i, cls in enumerate([*classes, ALL]):
-        colour = _ALL_COLOUR if cls == ALL else _colour(i)
+    keys: list[ClassKey] = [*classes, ALL]
+    for i, cls in enumerate(keys):
+        colour = _ALL_COLOUR if cls is ALL else _colour(i)
         for row, values in ((1, stats.group_mean(layer, cls)), (2, stats.group_variance(layer, cls))):
             fig.add_trace(go.Scatter(
-                x=np.arange(len(values)), y=values, mode="lines+markers", name=short_label(cls),
-                legendgroup=cls, showlegend=row == 1, marker=dict(size=4),
-                line=dict(color=colour, dash="dot" if cls == ALL else None),
+                x=np.arange(len(values)), y=values, mode="lines+markers", name=short_label(str(cls)),
+                legendgroup=repr(cls), showlegend=row == 1, marker=dict(size=4),
+                line=dict(color=colour, dash="dot" if cls is ALL else None),
                 hovertemplate=f"{cls}<br>group %{{x}}: %{{y:.4f}}<extra></extra>",
             ), row=row, col=1)
     fig.update_layout(title=f"{layer}: SGE mask statistics per class", height=520, **_LAYOUT)

@@ -28,6 +28,7 @@ from torch import nn
 from ._checkpoint import load_strict, read_checkpoint
 from .attention import find_attention
 from .errors import UnknownModelError, WeightsUnavailableError
+from .provenance import Provenance
 from .sge import SpatialGroupEnhance
 
 __all__ = [
@@ -38,11 +39,15 @@ __all__ = [
     "list_weights_files",
     "load_model",
     "model_info",
+    "register_model",
+    "unregister_model",
     "weights_dir",
 ]
 
 PRETRAINED = "pretrained"
 UNTRAINED = "untrained"
+UNTRAINED_SEED = 0
+"""Seed of the random initialisation behind ``weights="untrained"``."""
 WEIGHT_SUFFIXES = (".pth", ".pth.tar", ".pt", ".bin", ".safetensors")
 
 
@@ -67,13 +72,22 @@ class ModelInfo:
     data_config: dict[str, Any]
     class_names: tuple[str, ...] = field(repr=False)
 
+    @property
+    def provenance(self) -> Provenance:
+        """Model, weights and untrained flag, as every result and export records them."""
+        return Provenance(self.name, self.weights, self.untrained, self.weights_sha256)
+
+
+def _same_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return state
+
 
 @dataclass(frozen=True)
 class _Spec:
     description: str
     build: Callable[[bool], nn.Module]  # pretrained -> model
     pretrained_source: str
-    adapt_keys: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = lambda sd: sd
+    adapt_keys: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = _same_keys
     local_pretrained: str | None = None  # glob in weights_dir() for hand-downloaded weights
 
 
@@ -126,6 +140,36 @@ _REGISTRY: dict[str, _Spec] = {
         local_pretrained="*sge*resnet50*",
     ),
 }
+
+
+def register_model(
+    name: str,
+    build: Callable[[bool], nn.Module],
+    *,
+    description: str,
+    pretrained_source: str = "none: pass a weights file",
+    adapt_keys: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = _same_keys,
+    local_pretrained: str | None = None,
+) -> None:
+    """Add a model name to :func:`load_model` (after timm's registry).
+
+    Args:
+        build: ``build(pretrained)`` returns the network; with ``pretrained=True`` it
+            fetches its own weights, or raises if it cannot.
+        description: one line for people.
+        pretrained_source: where the pretrained weights come from, for messages.
+        adapt_keys: maps a checkpoint's state dict onto the network's key names.
+        local_pretrained: a file-name pattern: a match in :func:`weights_dir` is used as
+            the pretrained weights (then ``build(True)`` is never called).
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty str, got {name!r}")
+    _REGISTRY[name] = _Spec(description, build, pretrained_source, adapt_keys, local_pretrained)
+
+
+def unregister_model(name: str) -> None:
+    """Remove a name added by :func:`register_model`."""
+    _REGISTRY.pop(name, None)
 
 
 def list_models() -> dict[str, str]:
@@ -195,7 +239,12 @@ def load_model(
         load_strict(model, spec.adapt_keys(checkpoint.state_dict), checkpoint.path.name, name)
         source, sha256 = str(checkpoint.path), checkpoint.sha256
     elif weights == UNTRAINED:
-        model, source = spec.build(False), UNTRAINED
+        # NOTE a fixed seed: two loads (a resumed run, a Ray actor, another session) are
+        # the same network, and the global RNG is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(UNTRAINED_SEED)
+            model = spec.build(False)
+        source = UNTRAINED
     elif spec.local_pretrained is not None:
         return load_model(name, _find_local_pretrained(name, spec), device=device)
     else:

@@ -9,9 +9,7 @@ works the same. Ray is an optional extra: ``pip install sevis[ray]``.
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +18,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from .extract import PART_SIZE, Item, _finish, _forward, _Images, _start, _write_part
+from .errors import SevisError
+from .extract import ImageFiles, Item, prepare_run
 from .models import load_model, model_info
-from .runs import run_schema
+from .pipeline import forward_batch
+from .runs import batch_table
+from .runwriter import PART_SIZE
 
 __all__ = ["extract_ray"]
 
 
 def _decode(batch: dict[str, np.ndarray], data: str, items: list[Item], data_config: dict) -> dict[str, np.ndarray]:
     """Ray task: indices in, views (N, 3, H, W) uint8 and error texts out."""
-    images = _Images(Path(data), items, data_config)
+    images = ImageFiles(Path(data), items, data_config)
     h, w = data_config["input_size"][-2:]
     views = np.zeros((len(batch["index"]), 3, h, w), np.uint8)
     errors = []
@@ -48,7 +49,6 @@ class _Extractor:
                  layers: list[str]) -> None:
         torch.set_num_threads(max(1, torch.get_num_threads()))
         self.model = load_model(name, weights, device=device)
-        self.info = model_info(self.model)
         self.items, self.schema, self.layers = items, schema, layers
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
@@ -57,7 +57,8 @@ class _Extractor:
         tables = []
         if len(good):
             items = [self.items[int(batch["index"][k])] for k in good]
-            table = _forward(self.model, self.info, self.schema, self.layers, items, torch.from_numpy(batch["view"][good]))
+            result = forward_batch(self.model, torch.from_numpy(batch["view"][good]), layers=self.layers)
+            table = batch_table(self.schema, [i.path for i in items], [i.label for i in items], result)
             tables.append(table.append_column("error", pa.nulls(len(good), pa.string())))
         if len(bad):
             nulls = {f.name: pa.nulls(len(bad), f.type) for f in self.schema}
@@ -87,7 +88,6 @@ def extract_ray(
     overwrite: bool = False,
     part_size: int = PART_SIZE,
     ray_init: dict[str, Any] | None = None,
-    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
 ) -> Path:
     """Extract ``data`` into ``out`` on Ray; arguments as :func:`sevis.extract.extract`.
 
@@ -100,13 +100,15 @@ def extract_ray(
     try:
         import ray
     except ImportError:
-        raise ValueError("--engine ray needs Ray: pip install 'sevis[ray]'") from None
+        raise SevisError("--engine ray needs Ray: pip install 'sevis[ray]'") from None
 
     data, out = Path(data).resolve(), Path(out)
-    parts = out.with_name(out.name + ".parts")
     probe = load_model(name, weights)  # on the driver, on the CPU: settings and layer sizes only
     info = model_info(probe)
-    run, se_layers, sge_layers, todo = _start(probe, data, out, per_class, seed, layers, resume, overwrite, log)
+    writer, todo = prepare_run(
+        probe, data, out, per_class=per_class, seed=seed, layers=layers, resume=resume, overwrite=overwrite,
+        part_size=part_size,
+    )
     del probe
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, **(ray_init or {}))
@@ -114,7 +116,7 @@ def extract_ray(
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
 
-    schema = run_schema(se_layers, sge_layers, {})
+    schema = writer.schema
     # NOTE a checkpoint path must exist on every node of a cluster (a shared disk).
     source = str(Path(weights).resolve()) if Path(weights).is_file() else weights
     dataset = (
@@ -123,28 +125,14 @@ def extract_ray(
                      batch_size=batch_size, batch_format="numpy")
         .map_batches(_Extractor, fn_constructor_kwargs={
             "name": name, "weights": source, "device": device, "items": todo, "schema": schema,
-            "layers": [*se_layers, *sge_layers],
+            "layers": list(writer.metadata.layer_kinds),
         }, concurrency=workers, batch_size=batch_size, batch_format="numpy",
             num_gpus=1 if device.startswith("cuda") else 0)
     )
-    pending, pending_rows = [], 0
-    with open(parts / "failures.jsonl", "a") as failure_log:
-        for block in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+    with writer:
+        for block in (dataset.iter_batches(batch_format="pyarrow", batch_size=None) if todo else ()):
             failed = block.filter(pc.is_valid(block.column("error")))
-            for path, error in zip(failed.column("path").to_pylist(), failed.column("error").to_pylist()):
-                log(f"skipped {path}: {error}")
-                failure_log.write(json.dumps({"path": path, "reason": error}) + "\n")
-            good = block.filter(pc.is_null(block.column("error"))).select(schema.names).cast(schema)
-            if good.num_rows:
-                pending.append(good)
-                pending_rows += good.num_rows
-            if pending_rows >= part_size:
-                failure_log.flush()
-                _write_part(parts, pa.concat_tables(pending))
-                pending, pending_rows = [], 0
-        failure_log.flush()
-        if pending:
-            _write_part(parts, pa.concat_tables(pending))
-    rows = _finish(parts, out, run, se_layers, sge_layers, keep_parts=False)
-    log(f"wrote {rows} images to {out} with Ray" + (f" ({len(run['failures'])} unreadable, skipped)" if run["failures"] else ""))
+            for path, error in zip(failed.column("path").to_pylist(), failed.column("error").to_pylist(), strict=True):
+                writer.fail(path, error)
+            writer.add(block.filter(pc.is_null(block.column("error"))).select(schema.names).cast(schema))
     return out

@@ -6,17 +6,17 @@ Columns:
 * ``label`` (string): the folder's name, or the predicted class for a flat folder;
 * ``label_source`` (string): ``"folder"`` or ``"predicted"``;
 * ``top5_classes`` (list<string>) and ``top5_probs`` (list<float32>);
-* one ``SE_s_b`` column per SE layer: the excitation vector, fixed_size_list<float32>[C];
-* two columns per SGE layer, ``SGE_s_b_mean`` and ``SGE_s_b_var``: each group's mask mean
-  and spatial variance, fixed_size_list<float32>[G].
+* per attention layer, one column per summary field of its kind (see
+  :mod:`sevis.kinds`), fixed_size_list<float32>[D]: SE layers one column named by the
+  layer (``SE_4_6``, the excitation vector), SGE layers two (``SGE_4_6_mean``,
+  ``SGE_4_6_var``: each group's mask mean and spatial variance).
 
-The schema's metadata key ``sevis`` holds JSON: model, weights, weights_sha256,
-untrained, sevis_version, data_config (the preprocessing), layers, source, images,
-and the files that failed with their reasons.
+The schema's metadata key ``sevis`` holds :class:`RunMetadata` as JSON.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,16 +27,84 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .export import Provenance
-from .stats import ExcitationStats, MaskStats
+from .errors import RunError, UnknownLayerError
+from .kinds import get_kind
+from .pipeline import BatchResult
+from .provenance import Provenance
+from .stats import ClassStats, ExcitationStats, MaskStats
 
-__all__ = ["METADATA_KEY", "Run", "batch_table", "read_run", "run_schema"]
+__all__ = ["METADATA_KEY", "Run", "RunMetadata", "batch_table", "read_run", "run_schema"]
 
 METADATA_KEY = b"sevis"
 
 
-def run_schema(se_layers: Mapping[str, int], sge_layers: Mapping[str, int], metadata: dict[str, Any]) -> pa.Schema:
-    """Schema of a run: ``se_layers`` and ``sge_layers`` map layer names to C and G."""
+@dataclass
+class RunMetadata:
+    """What a saved run records about how it was made (the schema's ``sevis`` key).
+
+    Attributes:
+        model, weights, weights_sha256, untrained: the :class:`Provenance`.
+        sevis_version: the version that wrote the run.
+        data_config: the preprocessing (input size, interpolation, crop_pct, mean, std).
+        attention: kind name -> its layers kept, in depth order.
+        dims: layer -> field -> vector length D.
+        source: the dataset folder or zip.
+        labels: ``"folder"`` or ``"predicted"``.
+        per_class, seed: the per-class sample asked for, if any.
+        layers: the layers asked for (None: all).
+        images: rows written; failures: ``{"path", "reason"}`` of each unreadable file.
+    """
+
+    model: str
+    weights: str
+    weights_sha256: str | None
+    untrained: bool
+    sevis_version: str
+    data_config: dict[str, Any]
+    attention: dict[str, list[str]]
+    dims: dict[str, dict[str, int]]
+    source: str
+    labels: str
+    per_class: int | None = None
+    seed: int = 0
+    layers: list[str] | None = None
+    images: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    OUTCOMES = ("images", "failures")
+    """Fields that record what happened, not how the run was set up."""
+
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance(self.model, self.weights, self.untrained, self.weights_sha256)
+
+    @property
+    def layer_kinds(self) -> dict[str, str]:
+        """Layer -> kind name, in depth order within each kind."""
+        return {layer: kind for kind, layers in self.attention.items() for layer in layers}
+
+    def settings(self) -> dict[str, Any]:
+        """Everything that changes a row, as JSON values (for comparing two runs)."""
+        data = dataclasses.asdict(self)
+        return json.loads(json.dumps({k: v for k, v in data.items() if k not in self.OUTCOMES}))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> RunMetadata:
+        """Read the JSON back, also as written by sevis 0.1 (``se_layers``/``sge_layers``)."""
+        data = json.loads(text)
+        if "attention" not in data:  # sevis 0.1
+            se, sge = data.pop("se_layers", []), data.pop("sge_layers", [])
+            data["attention"] = {k: v for k, v in (("se", se), ("sge", sge)) if v}
+            data["dims"] = {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def run_schema(metadata: RunMetadata) -> pa.Schema:
+    """The Parquet schema of a run: the fixed columns, then each layer's fields."""
     fields = [
         pa.field("path", pa.string()),
         pa.field("label", pa.string()),
@@ -44,42 +112,42 @@ def run_schema(se_layers: Mapping[str, int], sge_layers: Mapping[str, int], meta
         pa.field("top5_classes", pa.list_(pa.string())),
         pa.field("top5_probs", pa.list_(pa.float32())),
     ]
-    fields += [pa.field(name, pa.list_(pa.float32(), c)) for name, c in se_layers.items()]
-    for name, g in sge_layers.items():
-        fields += [pa.field(f"{name}_mean", pa.list_(pa.float32(), g)), pa.field(f"{name}_var", pa.list_(pa.float32(), g))]
-    return pa.schema(fields, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    for layer, kind_name in metadata.layer_kinds.items():
+        kind = get_kind(kind_name)
+        for name in kind.fields:
+            fields.append(pa.field(kind.column(layer, name), pa.list_(pa.float32(), metadata.dims[layer][name])))
+    return pa.schema(fields, metadata={METADATA_KEY: metadata.to_json()})
 
 
 def _fixed(values: np.ndarray) -> pa.FixedSizeListArray:
-    values = np.ascontiguousarray(values, dtype=np.float32)
+    values = np.ascontiguousarray(values, dtype=np.float32).reshape(len(values), -1)
     return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1])
 
 
 def batch_table(
     schema: pa.Schema,
     paths: Sequence[str],
-    labels: Sequence[str],
-    label_sources: Sequence[str],
-    top_classes: Sequence[Sequence[str]],
-    top_probs: np.ndarray,
-    excitations: Mapping[str, np.ndarray],
-    mask_means: Mapping[str, np.ndarray],
-    mask_vars: Mapping[str, np.ndarray],
+    labels: Sequence[str | None],
+    batch: BatchResult,
 ) -> pa.Table:
-    """One batch of rows, built column by column from (N, ...) arrays."""
+    """The rows of one batch; a ``None`` label becomes the predicted class."""
     columns: dict[str, pa.Array] = {
         "path": pa.array(list(paths), pa.string()),
-        "label": pa.array(list(labels), pa.string()),
-        "label_source": pa.array(list(label_sources), pa.string()),
-        "top5_classes": pa.array([list(c) for c in top_classes], pa.list_(pa.string())),
-        "top5_probs": pa.array([list(map(float, p)) for p in top_probs], pa.list_(pa.float32())),
+        "label": pa.array([given if given is not None else top for given, top in zip(labels, batch.predicted, strict=True)], pa.string()),
+        "label_source": pa.array(["folder" if given is not None else "predicted" for given in labels], pa.string()),
+        "top5_classes": pa.array(batch.top_classes, pa.list_(pa.string())),
+        "top5_probs": _fixed(batch.top_probs).cast(pa.list_(pa.float32())),
     }
-    for name in excitations:
-        columns[name] = _fixed(excitations[name])
-    for name in mask_means:
-        columns[f"{name}_mean"] = _fixed(mask_means[name])
-        columns[f"{name}_var"] = _fixed(mask_vars[name])
+    for layer, kind_name in batch.kinds.items():
+        kind = get_kind(kind_name)
+        for name, values in batch.summaries[layer].items():
+            columns[kind.column(layer, name)] = _fixed(values)
     return pa.Table.from_pydict(columns, schema=schema)
+
+
+def dims_of(batch: BatchResult) -> dict[str, dict[str, int]]:
+    """Layer -> field -> D of a batch (what :class:`RunMetadata` records)."""
+    return {layer: {name: int(np.prod(v.shape[1:])) for name, v in s.items()} for layer, s in batch.summaries.items()}
 
 
 @dataclass
@@ -87,18 +155,47 @@ class Run:
     """A saved run, read back: its metadata and the statistics of its images."""
 
     path: Path
-    metadata: dict[str, Any]
-    se: ExcitationStats = field(default_factory=ExcitationStats)
-    sge: MaskStats = field(default_factory=MaskStats)
+    metadata: RunMetadata
+    stats: dict[str, ClassStats] = field(default_factory=dict)
 
     @property
     def provenance(self) -> Provenance:
-        m = self.metadata
-        return Provenance(m["model"], m["weights"], bool(m["untrained"]))
+        return self.metadata.provenance
 
     @property
     def failures(self) -> list[dict[str, str]]:
-        return self.metadata.get("failures", [])
+        return self.metadata.failures
+
+    @property
+    def se(self) -> ExcitationStats:
+        """Per-class statistics of the run's SE layers (empty if it has none)."""
+        stats = self.stats.get("se")
+        return stats if isinstance(stats, ExcitationStats) else ExcitationStats()
+
+    @property
+    def sge(self) -> MaskStats:
+        """Per-class statistics of the run's SGE layers (empty if it has none)."""
+        stats = self.stats.get("sge")
+        return stats if isinstance(stats, MaskStats) else MaskStats()
+
+
+def read_metadata(path: str | Path) -> RunMetadata:
+    """The metadata of a run, from its schema alone.
+
+    Raises:
+        RunError: not a Parquet file written by ``sevis extract``.
+    """
+    path = Path(path)
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as err:
+        raise RunError(f"{path.name}: not a readable Parquet file ({err})") from None
+    if not schema.metadata or METADATA_KEY not in schema.metadata:
+        raise RunError(f"{path.name}: not a run written by `sevis extract` (no sevis metadata)")
+    try:
+        return RunMetadata.from_json(schema.metadata[METADATA_KEY])
+    except (ValueError, TypeError) as err:
+        raise RunError(f"{path.name}: its sevis metadata cannot be read ({type(err).__name__})") from None
 
 
 def _batches(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
@@ -108,33 +205,35 @@ def _batches(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
 def read_run(path: str | Path, layers: Sequence[str] | None = None) -> Run:
     """Read a run and rebuild its per-class statistics, a record batch at a time.
 
+    Args:
+        layers: the layers to read (default all); others are skipped unread.
+
     Raises:
-        ValueError: not a Parquet file written by ``sevis extract``.
+        RunError: not a Parquet file written by ``sevis extract``.
+        UnknownLayerError: none of ``layers`` is in the run.
     """
     path = Path(path)
-    try:
-        schema = pq.read_schema(path)
-    except Exception as err:  # ArrowInvalid, OSError
-        raise ValueError(f"{path.name}: not a readable Parquet file ({err})") from None
-    if not schema.metadata or METADATA_KEY not in schema.metadata:
-        raise ValueError(f"{path.name}: not a run written by `sevis extract` (no sevis metadata)")
-    metadata = json.loads(schema.metadata[METADATA_KEY])
+    metadata = read_metadata(path)
     run = Run(path, metadata)
-    se = [n for n in metadata["se_layers"] if layers is None or n in layers]
-    sge = [n for n in metadata["sge_layers"] if layers is None or n in layers]
-    columns = ["label", *se, *(f"{n}_{s}" for n in sge for s in ("mean", "var"))]
-    for batch in _batches(path, columns):
+    kept = {k: v for k, v in metadata.layer_kinds.items() if layers is None or k in layers}
+    if layers is not None and not kept:
+        raise UnknownLayerError(f"none of the layers {list(layers)} is in {path.name}; it has {list(metadata.layer_kinds)}")
+    columns = {
+        (layer, name): get_kind(kind).column(layer, name) for layer, kind in kept.items() for name in get_kind(kind).fields
+    }
+    for batch in _batches(path, ["label", *columns.values()]):
         labels = batch.column("label").to_pylist()
-        if se:
-            run.se.update({n: _matrix(batch.column(n)) for n in se}, labels)
-        if sge:
-            run.sge.update_summaries(
-                {n: _matrix(batch.column(f"{n}_mean")) for n in sge},
-                {n: _matrix(batch.column(f"{n}_var")) for n in sge},
-                labels,
-            )
+        for layer, kind_name in kept.items():
+            kind = get_kind(kind_name)
+            summaries = {name: _matrix(batch.column(columns[layer, name])) for name in kind.fields}
+            if kind_name not in run.stats:
+                run.stats[kind_name] = kind.new_stats()
+            histogram = kind.histogram_from_summaries(summaries)
+            run.stats[kind_name].add({layer: summaries}, labels, None if histogram is None else {layer: histogram})
     return run
 
 
-def _matrix(column: pa.FixedSizeListArray) -> np.ndarray:
+def _matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
     return column.flatten().to_numpy().reshape(len(column), column.type.list_size)

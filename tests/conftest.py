@@ -1,18 +1,26 @@
 """Shared fixtures: seeded models, checkpoint files in each real layout, real photographs.
 
+Tests that need no real ResNet-50 use the tiny networks of tests/tiny.py (``tiny_se``,
+``tiny_sge``); those that check fidelity to references or checkpoint layouts use the
+real architectures and are marked ``slow`` where they take seconds.
+
 No pretrained weights can be downloaded where the tests run, so checkpoints are
 written here with random values, in exactly the layouts users bring (SCIENCE.md).
 """
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
 import skimage
 import timm
 import torch
+from tiny import randomize_
 from torch import nn
 
 import sevis
@@ -20,32 +28,61 @@ import sevis
 PHOTOS = Path(skimage.__file__).parent / "data"
 
 
-def randomize_(model: nn.Module, seed: int) -> nn.Module:
-    """Random but well-conditioned values for every parameter and buffer.
+def hook_count(model: nn.Module) -> int:
+    """Forward hooks and pre-hooks left anywhere in ``model``."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
-    Default inits leave BatchNorm at identity and timm zero-initialises each block's
-    last BN, so every residual branch (and so every SE input) would be zero; SGE's
-    gamma = 0 would make every mask constant. Tests need attention that varies.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
-            elif name.endswith("running_mean"):
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.1)
-            elif name.endswith(".weight") and tensor.ndim == 1:  # BatchNorm scale
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) * 0.5 + 0.5)
-            elif tensor.ndim == 4 and tensor.shape[0] == 1:  # SGE gamma and beta, (1, G, 1, 1)
-                tensor.copy_(torch.randn(tensor.shape, generator=gen))
-            elif tensor.ndim >= 2:  # conv and linear weights: He init
-                fan_in = tensor[0].numel()
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
-            else:  # biases
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.1)
-    return model
+
+def make_zip(entries: dict[str, bytes]) -> bytes:
+    """A zip archive of ``{path inside the archive: bytes}``, deflated."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _restore_registries():
+    """Tests that register models, attention classes or kinds leave no trace behind."""
+    from sevis import attention, kinds, models
+
+    saved = [(r, dict(r)) for r in (attention._REGISTRY, kinds._KINDS, models._REGISTRY)]
+    yield
+    for registry, before in saved:
+        registry.clear()
+        registry.update(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_se() -> nn.Module:
+    """A tiny seeded SE network named like SE-ResNet-50 (see tests/tiny.py)."""
+    return sevis.load_model("tiny_se", "untrained")
+
+
+@pytest.fixture(scope="session")
+def tiny_sge() -> nn.Module:
+    """A tiny seeded SGE network named like SGE-ResNet-50 (see tests/tiny.py)."""
+    return sevis.load_model("tiny_sge", "untrained")
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    """A real ImageFolder: 3 classes of photographs, one corrupt file, one stray text file."""
+    root = tmp_path_factory.mktemp("imagefolder")
+    layout = {
+        "cat": ["chelsea.png", "astronaut.png"],
+        "cup": ["coffee.png", "camera.png"],
+        "vehicle": ["rocket.jpg", "motorcycle_left.png", "motorcycle_right.png"],
+    }
+    for label, names in layout.items():
+        (root / label).mkdir()
+        for name in names:
+            shutil.copy(PHOTOS / name, root / label / name)
+    jpeg = (PHOTOS / "rocket.jpg").read_bytes()
+    (root / "vehicle" / "broken.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (root / "cup" / "notes.txt").write_text("not an image")
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,7 @@ def test_broken_file_among_good_ones_is_reported_and_the_rest_analysed(se_model,
 
 def test_given_labels_and_sge_summaries(sge_model, photos):
     files = [("a.png", photos["chelsea.png"]), ("b.png", photos["coffee.png"]), ("c.jpg", photos["rocket.jpg"])]
-    result = sevis.analyse(sge_model, files, labels=["cat", None, "cat"], keep_masks=True)
+    result = sevis.analyse(sge_model, files, labels=["cat", None, "cat"], keep_values=True)
     assert result.sge.classes == ["cat", result.images[1].top_classes[0]]
     image = result.images[0]
     assert image.label == "cat"

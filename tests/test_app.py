@@ -128,7 +128,7 @@ def test_uploaded_checkpoints_good_and_bad(app, senet_file, tmp_path):
 
 
 def test_same_inputs_do_not_run_the_model_again(app):
-    from app_pages.common import load_model
+    from app_pages.services import load_model
 
     untrained(app)
     model = load_model("se_resnet50", "untrained")  # the cached, shared instance
@@ -249,12 +249,12 @@ def test_sge_with_many_uploads_keeps_masks_only_for_the_image_shown(app, photos)
 
     from PIL import Image
 
-    from app_pages.common import MAX_MASK_IMAGES
+    from app_pages.services import MAX_VALUE_IMAGES
 
     app.sidebar.radio(key="model_choice").set_value("SGE-ResNet-50").run()
     untrained(app, "sge_resnet50")
     uploads = []
-    for i in range(MAX_MASK_IMAGES + 1):  # one more than the masks kept for every image
+    for i in range(MAX_VALUE_IMAGES + 1):  # one more than the masks kept for every image
         name = list(photos)[i % len(photos)]
         image = Image.open(io.BytesIO(photos[name])).convert("RGB").rotate(7 * i)
         buffer = io.BytesIO()
@@ -262,7 +262,7 @@ def test_sge_with_many_uploads_keeps_masks_only_for_the_image_shown(app, photos)
         uploads.append((f"photo{i}.jpg", buffer.getvalue(), "image/jpeg"))
     app.get("file_uploader")[0].set_value(uploads).run()
     no_errors(app)
-    assert len(app.selectbox(key="image_choice").options) == MAX_MASK_IMAGES + 1
+    assert len(app.selectbox(key="image_choice").options) == MAX_VALUE_IMAGES + 1
     assert charts(app) == 4  # top-5, mask grid, overlay, Grad-CAM
     app.selectbox(key="image_choice").set_value("photo8.jpg").run()
     no_errors(app)

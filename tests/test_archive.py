@@ -8,15 +8,8 @@ import zipfile
 import pytest
 
 import sevis
+from conftest import make_zip
 from sevis import ArchiveError
-
-
-def make_zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def test_labels_are_folder_names_and_junk_is_skipped(photos):

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import pyarrow.parquet as pq
 import pytest
 
+import sevis
 from sevis import export
 from sevis.figures import mark_untrained
 
@@ -19,8 +20,8 @@ def frame() -> pd.DataFrame:
 
 
 def test_provenance_columns_lead(frame):
-    out = export.with_provenance(frame, export.Provenance("se_resnet50", "untrained", True))
-    assert list(out.columns) == ["model", "weights", "untrained", "layer", "channel", "mean"]
+    out = export.with_provenance(frame, sevis.Provenance("se_resnet50", "untrained", True))
+    assert list(out.columns) == ["model", "weights", "weights_sha256", "untrained", "layer", "channel", "mean"]
     assert out["untrained"].all() and list(frame.columns) == ["layer", "channel", "mean"]
 
 

@@ -101,9 +101,9 @@ def test_frames():
 
 
 def test_shape_errors_name_the_layer():
-    with pytest.raises(ValueError, match=r"excitations\['L'\] must have shape \(N, C\) with N = 3"):
+    with pytest.raises(ValueError, match=r"summaries\['L'\]\['excitation'\] must have shape \(N, D\) with N = 3"):
         ExcitationStats().update({"L": A}, ["a", "b", "c"])
-    with pytest.raises(ValueError, match=r"masks\['M'\] must have shape \(N, G, H, W\)"):
+    with pytest.raises(ValueError, match=r"masks must have shape \(N, G, H, W\)"):
         MaskStats().update({"M": A}, ["a", "b"])
 
 
@@ -127,7 +127,9 @@ def test_mask_statistics_by_hand():
     assert (stats.count(), stats.count("x"), stats.count("nope")) == (2, 1, 0)
     assert stats.histogram("M").sum() == 16 and stats.histogram("M", "y")[12] == 4  # 0.25 -> bin 12
     frame = stats.to_frame()
-    assert list(frame.columns) == ["layer", "class", "group", "count", "mask_mean", "spatial_variance"]
+    assert list(frame.columns) == [
+        "layer", "class", "group", "count", "mask_mean", "mask_mean_std", "spatial_variance", "spatial_variance_std",
+    ]
     assert len(frame) == 3 * 2
 
 

@@ -14,7 +14,7 @@ block.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 
 import torch
@@ -22,12 +22,14 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .attention import AttentionLayer, find_attention
+from .errors import UnknownLayerError
 
 __all__ = ["Capture", "capture"]
 
 
 class Capture:
-    """Context manager that captures SE excitations and SGE masks of ``model``.
+    """Context manager that captures SE excitations and SGE masks of ``model`` (and the
+    values of any other registered kind of attention, see :mod:`sevis.kinds`).
 
     Only forward passes run by the thread that entered the block are recorded, so
     several threads may capture on one shared model at the same time, each getting
@@ -47,7 +49,7 @@ class Capture:
         found = find_attention(model)
         if not found:
             raise ValueError(
-                f"{type(model).__name__} has no SE or SGE layers sevis knows; "
+                f"{type(model).__name__} has no attention layers sevis knows; "
                 "register the attention class with sevis.register_attention"
             )
         if layers is not None:
@@ -55,7 +57,7 @@ class Capture:
             known = {layer.name for layer in found}
             unknown = [name for name in wanted if name not in known]
             if unknown:
-                raise ValueError(f"layers {unknown} not in model; it has {sorted(known)}")
+                raise UnknownLayerError(f"layers {unknown} not in the model; it has {[x.name for x in found]}")
             found = [layer for layer in found if layer.name in set(wanted)]
         self.layers: list[AttentionLayer] = found
         self._handles: list[RemovableHandle] = []
@@ -87,22 +89,14 @@ class Capture:
         for handle in handles:
             handle.remove()
 
-    def _make_hook(self, layer: AttentionLayer):
+    def _make_hook(self, layer: AttentionLayer) -> Callable[[nn.Module, object, torch.Tensor], None]:
         store = self._chunks[layer.name]
         owner = self._owner
-        if layer.kind == "se":
+        kind, module = layer.spec, layer.module
 
-            def hook(module: nn.Module, args: object, output: torch.Tensor) -> None:
-                if threading.get_ident() == owner:
-                    store.append(output.detach().flatten(1))  # (N, C, 1, 1) -> (N, C)
-
-        else:
-            groups = int(getattr(layer.module, "groups"))
-
-            def hook(module: nn.Module, args: object, output: torch.Tensor) -> None:
-                if threading.get_ident() == owner:
-                    h, w = output.shape[-2:]
-                    store.append(output.detach().reshape(-1, groups, h, w))  # (N*G,1,H,W)
+        def hook(gate: nn.Module, args: object, output: torch.Tensor) -> None:
+            if threading.get_ident() == owner:
+                store.append(kind.per_image(module, output))  # a view: (N, ...) per image
 
         return hook
 
@@ -124,6 +118,10 @@ class Capture:
         """SGE layer name -> spatial masks sigmoid(a), shape (N, G, H, W), in depth order."""
         return self._gather("sge")
 
+    def of_kind(self, kind: str) -> dict[str, torch.Tensor]:
+        """Layer name -> recorded values of every layer of ``kind``, in depth order."""
+        return self._gather(kind)
+
     def clear(self) -> None:
         """Forget what was recorded so far (e.g. between batches of a long run)."""
         for chunks in self._chunks.values():
@@ -131,7 +129,7 @@ class Capture:
 
     @property
     def values(self) -> Mapping[str, torch.Tensor]:
-        """Every recorded layer, SE and SGE, in depth order."""
+        """Every recorded layer, of every kind, in depth order."""
         return self._gather(None)
 
 
