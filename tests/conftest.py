@@ -26,6 +26,7 @@ from torch import nn
 import sevis
 
 PHOTOS = Path(skimage.__file__).parent / "data"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def hook_count(model: nn.Module) -> int:

@@ -244,6 +244,29 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, se_model, photos
     assert any("bad.parquet: not a readable Parquet file" in e.value for e in app.error)
 
 
+def test_a_saved_run_without_se_4_6_and_with_a_class_named_all_images(app, tiny_se, photos, tmp_path):
+    from sevis.extract import extract
+
+    folder = tmp_path / "data"
+    for label, names in {"all images": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]}.items():
+        (folder / label).mkdir(parents=True)
+        for name in names:
+            (folder / label / name).write_bytes(photos[name])
+    run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, layers=["SE_5_2"], progress=False)
+
+    app.switch_page("app_pages/classes.py").run()
+    app.radio(key="classes_mode").set_value("run").run()
+    app.text_input(key="classes_run_path").set_value(str(run)).run()
+    assert not app.exception
+    assert app.selectbox(key="classes_layer").options == ["SE_5_2"]
+    assert app.multiselect(key="classes_shown").value == ["all images", "cup"]
+    # Profiles, histograms, and the depth curve (one point: the run kept one layer).
+    assert charts(app) == 3
+    profiles = app.get("plotly_chart")[0].proto.spec
+    # The class called "all images" (2 images) is its own line, next to the 3 images of the run.
+    assert "all images (n=2)" in profiles and "all images (n=3)" in profiles
+
+
 def test_sge_with_many_uploads_keeps_masks_only_for_the_image_shown(app, photos):
     import io
 

@@ -181,7 +181,7 @@ def test_images_page_sge_masks_and_exports(server, page):
         download_button(page, "CSV").first.click()
     assert info.value.suggested_filename == "sge_resnet50_top5.csv"
     lines = Path(info.value.path()).read_text().splitlines()
-    assert lines[0] == "model,weights,untrained,image,rank,class,probability"
+    assert lines[0] == "model,weights,weights_sha256,untrained,image,rank,class,probability"
     assert len(lines) == 6 and lines[1].startswith("sge_resnet50,") and ",False," in lines[1]
 
     with page.expect_download() as info:
@@ -226,9 +226,12 @@ def test_classes_page_two_classes(server, page, tmp_path):
     import pandas as pd
 
     table = pd.read_csv(info.value.path())
-    assert list(table.columns) == ["model", "weights", "untrained", "layer", "class", "channel", "count", "mean", "std"]
+    assert list(table.columns) == [
+        "model", "weights", "weights_sha256", "untrained", "layer", "class", "channel", "count", "mean", "std",
+    ]
     assert set(table["layer"]) == {"SE_4_6"} and len(table) == 3 * 1024  # 2 classes and all images
-    assert table.groupby("class")["count"].first().to_dict() == {"all images": 4, "class 1": 2, "class 2": 2}
+    assert table.groupby("class")["count"].first().to_dict() == {"class 1": 2, "class 2": 2}
+    assert set(table[table["class"].isna()]["count"]) == {4}  # all images: an empty class, never a name
 
 
 def test_report_opens_in_chromium_with_its_charts(se_model, page, tmp_path):
@@ -246,6 +249,6 @@ def test_report_opens_in_chromium_with_its_charts(se_model, page, tmp_path):
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 13")
     assert page.locator(".js-plotly-plot").count() == 13
     for text in ("SE_2_3: mean excitation per class ± std", "SE_5_3: distribution of excitation values per class",
-                 "Class-specificity of excitations against depth", "cat (n=2)"):
+                 "Class-specificity of SE layers against depth", "cat (n=2)"):
         assert page.get_by_text(text).count() > 0, text
     shot(page, "report")

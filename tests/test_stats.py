@@ -136,3 +136,17 @@ def test_mask_statistics_by_hand():
 def test_predicted_labels():
     logits = torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0]])
     assert predicted_labels(logits, ["tench", "goldfish", "shark"]) == ["goldfish", "tench"]
+
+
+def test_a_class_called_all_images_is_not_the_aggregate():
+    stats = ExcitationStats()
+    stats.update({"L": np.array([[0.2], [0.4], [0.9]])}, ["all images", "all images", "other"])
+    assert stats.classes == ["all images", "other"]
+    assert (stats.count("all images"), stats.count(ALL), stats.count()) == (2, 3, 3)
+    assert_allclose(stats.mean("L", "all images"), [0.3])
+    assert_allclose(stats.mean("L", ALL), [0.5])
+    frame = stats.to_frame()
+    assert frame["class"].tolist() == [None, "all images", "other"] and frame["count"].tolist() == [3, 2, 1]
+    import pickle
+
+    assert pickle.loads(pickle.dumps(ALL)) is ALL and str(ALL) == "all images" and ALL != "all images"

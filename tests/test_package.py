@@ -1,0 +1,75 @@
+"""First contact: imports stay light, errors share one base, the README's code runs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import sevis
+from conftest import ROOT
+
+
+def python(code: str, cwd=ROOT, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_the_command_line_parses_without_importing_torch():
+    done = python(
+        "import sys\n"
+        "from sevis.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'timm', 'pyarrow', 'plotly') if m in sys.modules))"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "sevis extract" in done.stdout or "extract" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_lazy_names_resolve_and_unknown_ones_fail():
+    assert sevis.capture.__name__ == "capture" and sevis.Capture.__module__ == "sevis.hooks"
+    assert set(sevis.__all__) <= set(dir(sevis))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        sevis.nope  # noqa: B018
+    from sevis import _version
+
+    assert sevis.__version__ == _version.__version__
+
+
+def test_every_user_error_is_a_sevis_error():
+    for name in ("ArchiveError", "CheckpointError", "DataError", "ImageError", "RunError",
+                 "UnknownLayerError", "UnknownModelError", "WeightsUnavailableError"):
+        assert issubclass(getattr(sevis, name), sevis.SevisError), name
+
+
+def readme_snippets() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+@pytest.mark.slow
+def test_the_readme_python_snippets_run_as_written(tmp_path, senet_state):
+    """The library section runs in a folder holding the README's photographs, with the
+    SENet checkpoint where timm's download lands (torch hub's cache), offline."""
+    snippets = readme_snippets()
+    assert snippets, "the README has Python snippets"
+    for name in ("cat.jpg", "cup.jpg"):
+        shutil.copy(ROOT / "assets" / ("chelsea.png" if name == "cat.jpg" else "coffee.png"), tmp_path / name)
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save(senet_state, hub / "se_resnet50-ce0d4300.pth")
+    env = {"PATH": "/usr/bin:/bin", "TORCH_HOME": str(tmp_path / "torch"), "HF_HUB_OFFLINE": "1",
+           "SEVIS_WEIGHTS_DIR": str(tmp_path / "weights"), "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    for i, code in enumerate(snippets):
+        # NOTE .show() needs a notebook or a browser; here each figure shown is counted.
+        prologue = "import plotly.graph_objects as go\nshown = []\ngo.Figure.show = lambda fig: shown.append(fig)\n"
+        epilogue = "\nprint('figures shown:', len(shown), 'traces:', sum(len(f.data) for f in shown))\n"
+        done = python(prologue + code + epilogue, cwd=tmp_path, env=env)
+        assert done.returncode == 0, f"snippet {i + 1} failed:\n{code}\n{done.stderr[-3000:]}"
+    assert "torch.Size([1, 2048])" in done.stdout
+    assert "['SE_2_3', 'SE_3_4', 'SE_4_6', 'SE_5_1', 'SE_5_2', 'SE_5_3']" in done.stdout
+    assert "figures shown: 1 traces: 6" in done.stdout  # cat and cup and all images, each a line and a band
