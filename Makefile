@@ -1,11 +1,32 @@
 # The two commands of the README's quick start are `make run` and `make test`.
+# Both make and use the project's own virtualenv (.venv): Debian and Ubuntu refuse
+# `pip install` into the system Python (PEP 668, "externally-managed-environment").
 PYTHON ?= python3
-PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
+VENV ?= .venv
+PY = $(VENV)/bin/python
+PIP = $(PY) -m pip install --quiet --disable-pip-version-check
+# The dashboard listens on this machine only unless told otherwise (Docker sets 0.0.0.0).
+ADDRESS ?= 127.0.0.1
+PORT ?= 8501
 
-.PHONY: install install-test browser docker-tools run test test-fast bench
+.PHONY: install install-test browser docker-tools run lint format test test-fast bench
 
-install:
+$(PY):
+	@$(PYTHON) -c "import ensurepip" 2>/dev/null || { \
+	  [ "$$(id -u)" = 0 ] || { echo "python3 -m venv needs Debian's python3-venv: sudo apt-get install python3-venv"; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps: a second `make run` starts at once; editing a requirements file reinstalls.
+$(VENV)/.installed: $(PY) requirements.txt pyproject.toml
 	$(PIP) -r requirements.txt -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.installed
 
 # Debian's Chromium drives the end-to-end tests (Playwright's own download needs the internet).
 browser:
@@ -15,17 +36,27 @@ browser:
 docker-tools:
 	@command -v buildah >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; }
 
-install-test: install browser docker-tools
-	$(PIP) -r requirements-dev.txt
+install-test: $(VENV)/.installed-dev browser docker-tools
 
 run: install
-	$(PYTHON) -m streamlit run app.py
+	$(PY) -m streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT)
 
-test: install-test
-	$(PYTHON) -m pytest
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
-test-fast:
-	$(PYTHON) -m pytest -m "not e2e and not docker"
+format: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: install-test lint
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
+
+# Minutes: no browser, no image build, no real ResNet-50 beyond a few fidelity checks.
+test-fast: $(VENV)/.installed-dev
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -m "not e2e and not docker and not slow"
 
 bench: install-test
-	$(PYTHON) bench/run.py
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) bench/run.py

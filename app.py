@@ -1,13 +1,13 @@
 """sevis dashboard: what SE and SGE attention layers do, for images you upload.
 
-    streamlit run app.py
+streamlit run app.py
 """
 
 import streamlit as st
 
 st.set_page_config(page_title="sevis: SE and SGE attention", page_icon="🔎", layout="wide")
 
-from app_pages.widgets import model_panel  # noqa: E402  (set_page_config must come first)
+from app_pages.widgets import model_panel
 
 page = st.navigation(
     [

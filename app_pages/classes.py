@@ -25,22 +25,24 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
     failures: list[sevis.Failure] = []
     if mode == "batches":
         count = st.number_input("Number of classes", 1, 12, 2, key="classes_count")
-        for column, i in zip(st.columns(int(count)), range(int(count))):
+        for i, column in enumerate(st.columns(int(count))):
             label = column.text_input("Class label", f"class {i + 1}", key=f"classes_label_{i}").strip()
             uploads = column.file_uploader(
-                f"Images of {label or 'this class'}", type=IMAGE_TYPES, accept_multiple_files=True,
+                f"Images of {label or 'this class'}",
+                type=IMAGE_TYPES,
+                accept_multiple_files=True,
                 key=f"classes_upload_{i}",
             )
             for upload in uploads or []:
                 files.append((upload.name, upload.getvalue()))
                 labels.append(label or f"class {i + 1}")
     elif mode == "zip":
-        upload = st.file_uploader("Zip of class folders (cats/1.jpg, dogs/2.jpg, …)", type=["zip"], key="classes_zip")
-        if upload is not None:
+        archive = st.file_uploader("Zip of class folders (cats/1.jpg, dogs/2.jpg, …)", type=["zip"], key="classes_zip")
+        if archive is not None:
             try:
-                entries, failures = sevis.read_zip(upload.getvalue())
+                entries, failures = sevis.read_zip(archive.getvalue())
             except sevis.ArchiveError as err:
-                st.error(f"{upload.name}: {err}")
+                st.error(f"{archive.name}: {err}")
                 entries = []
             files = [(e.name, e.data) for e in entries]
             labels = [e.label for e in entries]
@@ -59,8 +61,10 @@ def only(frame, layer: str):
 def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) -> tuple:
     """The channels to plot and, for a sort order, the axis title."""
     how = st.radio(
-        "Channels", ["50 uniformly spaced (as the paper)", "all", "sorted by the difference of two classes"],
-        horizontal=True, key="classes_channels",
+        "Channels",
+        ["50 uniformly spaced (as the paper)", "all", "sorted by the difference of two classes"],
+        horizontal=True,
+        key="classes_channels",
     )
     n = len(stats.mean(layer))
     if how.startswith("50"):
@@ -88,16 +92,22 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str) -> Non
     channels, ordered_by = channel_order(stats, layer, classes)
     show_figure(
         figures.class_profiles(stats, layer, classes, channels=channels, band=band, ordered_by=ordered_by),
-        f"{name}_{layer}_class_profiles", source, lambda: only(stats.to_frame(), layer),
+        f"{name}_{layer}_class_profiles",
+        source,
+        lambda: only(stats.to_frame(), layer),
     )
     side = st.toggle("Histograms side by side", key="classes_side")
     show_figure(
         figures.class_histograms(stats, layer, classes, side_by_side=side),
-        f"{name}_{layer}_histograms", source, lambda: only(stats.histogram_frame(), layer),
+        f"{name}_{layer}_histograms",
+        source,
+        lambda: only(stats.histogram_frame(), layer),
     )
     if len(stats.classes) > 1:
         show_figure(
-            figures.specificity_curve({name: stats}, "SE"), f"{name}_specificity", source,
+            figures.specificity_curve({name: stats}, "SE"),
+            f"{name}_specificity",
+            source,
             stats.specificity_frame(),
         )
     else:
@@ -108,12 +118,16 @@ def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str) -> No
     assert isinstance(stats, MaskStats)
     left, right = st.columns([2, 3])
     layer = left.selectbox(
-        "SGE layer", stats.layers, index=stats.layers.index(sevis.default_layer(stats.layers)),
+        "SGE layer",
+        stats.layers,
+        index=stats.layers.index(sevis.default_layer(stats.layers)),
         key="classes_sge_layer",
     )
     classes = right.multiselect("Classes", stats.classes, default=stats.classes[:6], key="classes_sge_shown")
     show_figure(
-        figures.mask_class_stats(stats, layer, classes), f"{name}_{layer}_mask_stats", source,
+        figures.mask_class_stats(stats, layer, classes),
+        f"{name}_{layer}_mask_stats",
+        source,
         lambda: only(stats.to_frame(), layer),
     )
 
@@ -122,7 +136,9 @@ def kind_figures(kind: sevis.AttentionKind, stats: ClassStats, source: Loaded | 
     """Any other registered kind of attention: its own default figures."""
     left, right = st.columns([2, 3])
     layer = left.selectbox(
-        f"{kind.prefix} layer", stats.layers, index=stats.layers.index(sevis.default_layer(stats.layers)),
+        f"{kind.prefix} layer",
+        stats.layers,
+        index=stats.layers.index(sevis.default_layer(stats.layers)),
         key=f"classes_{kind.name}_layer",
     )
     classes = right.multiselect("Classes", stats.classes, default=stats.classes[:6], key=f"classes_{kind.name}_shown")
@@ -195,7 +211,7 @@ for loaded in models:
     st.header(loaded.label)
     stats = results[loaded.label].stats
     counted = next(iter(stats.values()))
-    st.write("Images per class: " + ", ".join(
-        f"**{figures.short_label(c)}** {counted.count(c)}" for c in counted.classes
-    ))
+    st.write(
+        "Images per class: " + ", ".join(f"**{figures.short_label(c)}** {counted.count(c)}" for c in counted.classes)
+    )
     kind_sections(stats, loaded, loaded.name)

@@ -37,12 +37,17 @@ se_image, sge_image = se_result.images[0], sge_result.images[0]
 left, right = st.columns(2)
 with left:
     st.subheader(se.label)
-    show_figure(figures.top_classes(se_image.top_classes, se_image.top_probs), "se_top5_compare", se,
-                export.top_frame(se_image))
+    show_figure(
+        figures.top_classes(se_image.top_classes, se_image.top_probs), "se_top5_compare", se, export.top_frame(se_image)
+    )
 with right:
     st.subheader(sge.label)
-    show_figure(figures.top_classes(sge_image.top_classes, sge_image.top_probs), "sge_top5_compare", sge,
-                export.top_frame(sge_image))
+    show_figure(
+        figures.top_classes(sge_image.top_classes, sge_image.top_probs),
+        "sge_top5_compare",
+        sge,
+        export.top_frame(sge_image),
+    )
 
 for se_layer, sge_layer in zip(
     sevis.stage_ends(list(se_image.excitations)), sevis.stage_ends(list(sge_image.masks)), strict=False
@@ -53,18 +58,25 @@ for se_layer, sge_layer in zip(
     with left:
         show_figure(
             figures.excitation_profiles({se_image.name: se_image.excitations}, [se_layer]),
-            f"compare_{se_layer}", se, se_result.excitation_frame([se_layer]),
+            f"compare_{se_layer}",
+            se,
+            se_result.excitation_frame([se_layer]),
         )
         s = saturation(se_image.excitations[se_layer], high=0.9, low=0.1)
-        st.caption(f"{se_layer}: mean {s['mean']:.3f}, {s['share_high']:.0%} of channels at 0.9 or above, "
-                   f"{s['share_low']:.0%} at 0.1 or below")
+        st.caption(
+            f"{se_layer}: mean {s['mean']:.3f}, {s['share_high']:.0%} of channels at 0.9 or above, "
+            f"{s['share_low']:.0%} at 0.1 or below"
+        )
     with right:
         masks = sge_image.masks[sge_layer]
         mean = mean_mask(masks)
         show_figure(
-            figures.heat_overlay(sge_image.view, mean, title=f"{sge_layer}: mean group mask",
-                                 zrange=None, colorbar_title="mean σ(a)"),
-            f"compare_{sge_layer}", sge, export.grid_frame(mean, "mean_mask"),
+            figures.heat_overlay(
+                sge_image.view, mean, title=f"{sge_layer}: mean group mask", zrange=None, colorbar_title="mean σ(a)"
+            ),
+            f"compare_{sge_layer}",
+            sge,
+            export.grid_frame(mean, "mean_mask"),
         )
         m = mask_overview(masks)
         st.caption(f"{sge_layer}: mean {m['mean']:.3f}, mean spatial variance per group {m['spatial_variance']:.4f}")

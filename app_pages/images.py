@@ -20,33 +20,47 @@ def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
     if layers:
         show_figure(
             figures.excitation_profiles({r.name: r.excitations for r in shown}, layers),
-            f"{loaded.name}_profiles", loaded, lambda: result.excitation_frame(layers, shown),
+            f"{loaded.name}_profiles",
+            loaded,
+            lambda: result.excitation_frame(layers, shown),
         )
     show_figure(
-        figures.excitation_overview(image.excitations), f"{loaded.name}_overview", loaded,
+        figures.excitation_overview(image.excitations),
+        f"{loaded.name}_overview",
+        loaded,
         lambda: result.excitation_frame(None, [image]),
     )
 
 
 def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> None:
     layers = list(image.mask_means)
-    layer = st.selectbox("SGE layer", layers, index=layers.index(sevis.default_layer(layers)),
-                         key=f"{loaded.name}_sge_layer")
+    layer = st.selectbox(
+        "SGE layer", layers, index=layers.index(sevis.default_layer(layers)), key=f"{loaded.name}_sge_layer"
+    )
     if not image.masks:  # a large upload: masks are kept only for the image on show
         image = analyse(loaded, [(image.name, files[image.name])], keep_values=True).images[0]
     masks = image.masks[layer]
-    groups = pd.DataFrame({
-        "image": image.name, "layer": layer, "group": range(len(masks)),
-        "mask_mean": image.mask_means[layer], "spatial_variance": image.mask_variances[layer],
-    })
+    groups = pd.DataFrame(
+        {
+            "image": image.name,
+            "layer": layer,
+            "group": range(len(masks)),
+            "mask_mean": image.mask_means[layer],
+            "spatial_variance": image.mask_variances[layer],
+        }
+    )
     show_figure(figures.mask_grid(masks, layer), f"{loaded.name}_{layer}_masks", loaded, groups)
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{loaded.name}_opacity")
     left, right = st.columns(2)
     mean = mean_mask(masks)
     with left:
         fig = figures.heat_overlay(
-            image.view, mean, title=f"{layer}: mean of the {len(masks)} group masks",
-            opacity=opacity, zrange=None, colorbar_title="mean σ(a)",
+            image.view,
+            mean,
+            title=f"{layer}: mean of the {len(masks)} group masks",
+            opacity=opacity,
+            zrange=None,
+            colorbar_title="mean σ(a)",
         )
         show_figure(fig, f"{loaded.name}_{layer}_overlay", loaded, export.grid_frame(mean, "mean_mask"))
     with right:
@@ -56,13 +70,19 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
 def gradcam_panel(loaded: Loaded, image: ImageResult, opacity: float) -> None:
     names = loaded.info.class_names
     target = st.selectbox(
-        "Grad-CAM class", range(len(names)), index=names.index(image.top_classes[0]),
-        format_func=names.__getitem__, key=f"{loaded.name}_cam_class",
+        "Grad-CAM class",
+        range(len(names)),
+        index=names.index(image.top_classes[0]),
+        format_func=names.__getitem__,
+        key=f"{loaded.name}_cam_class",
     )
     cam, _ = grad_cam(loaded.key, image.view, target, loaded)
     fig = figures.heat_overlay(
-        image.view, cam, title=f"Grad-CAM: {figures.short_label(names[target])}",
-        opacity=opacity, colorbar_title="Grad-CAM",
+        image.view,
+        cam,
+        title=f"Grad-CAM: {figures.short_label(names[target])}",
+        opacity=opacity,
+        colorbar_title="Grad-CAM",
     )
     show_figure(fig, f"{loaded.name}_gradcam", loaded, export.grid_frame(cam, "grad_cam"))
 
@@ -74,7 +94,10 @@ if not models:
     st.stop()
 
 uploads = st.file_uploader(
-    "Upload photographs", type=IMAGE_TYPES, accept_multiple_files=True, key="images_upload",
+    "Upload photographs",
+    type=IMAGE_TYPES,
+    accept_multiple_files=True,
+    key="images_upload",
     help="JPEG, PNG, WebP, BMP, GIF or TIFF. With nothing uploaded the sample photographs are shown.",
 )
 files = [(u.name, u.getvalue()) for u in uploads] if uploads else sample_files()
@@ -98,8 +121,12 @@ for loaded in models:
     left, right = st.columns([1, 2])
     left.image(image.view, caption=f"{image.name}: the {image.view.shape[1]}×{image.view.shape[0]} crop the model sees")
     with right:
-        show_figure(figures.top_classes(image.top_classes, image.top_probs), f"{loaded.name}_top5", loaded,
-                    export.top_frame(image))
+        show_figure(
+            figures.top_classes(image.top_classes, image.top_probs),
+            f"{loaded.name}_top5",
+            loaded,
+            export.top_frame(image),
+        )
     if "se" in loaded.kinds:
         se_section(loaded, result, image)
         with st.expander("Grad-CAM"):

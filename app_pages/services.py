@@ -123,14 +123,20 @@ def _analyse(
 
 
 def analyse(
-    loaded: Loaded, files: Sequence[tuple[str, bytes]], labels: Sequence[str | None] | None = None,
+    loaded: Loaded,
+    files: Sequence[tuple[str, bytes]],
+    labels: Sequence[str | None] | None = None,
     keep_values: bool = False,
 ) -> sevis.Analysis:
     """sevis.analyse with a progress bar, cached by the model and the files' bytes: the
     same inputs never run the model twice."""
     return _analyse(
-        loaded.key, tuple(files), tuple(labels) if labels is not None else None, keep_values,
-        loaded.label, loaded.model,
+        loaded.key,
+        tuple(files),
+        tuple(labels) if labels is not None else None,
+        keep_values,
+        loaded.label,
+        loaded.model,
     )
 
 

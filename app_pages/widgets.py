@@ -30,7 +30,7 @@ WEIGHT_TYPES = ["pth", "tar", "pt", "bin", "safetensors"]
 def _weights_widget(label: str, key: str) -> str | None:
     """Sidebar widgets for one model's weights; returns the weights argument or None."""
     source = st.sidebar.selectbox(
-        f"{label} weights", list(SOURCES), format_func=SOURCES.get, key=f"{key}_source"
+        f"{label} weights", list(SOURCES), format_func=SOURCES.__getitem__, key=f"{key}_source"
     )
     if source in ("pretrained", "untrained"):
         return source
@@ -50,7 +50,9 @@ def model_panel() -> list[Loaded]:
     """The sidebar's model choice; loads what is chosen and reports what failed."""
     st.sidebar.header("Model")
     choice = st.sidebar.radio(
-        "Attention model", [*MODELS, "Both"], key="model_choice",
+        "Attention model",
+        [*MODELS, "Both"],
+        key="model_choice",
         help="SE: channel attention (Hu et al. 2018). SGE: spatial attention per channel group (Li et al. 2019).",
     )
     labels = list(MODELS) if choice == "Both" else [choice]
@@ -72,7 +74,8 @@ def model_panel() -> list[Loaded]:
         if item.info.untrained:
             st.warning(
                 f"{item.label} has UNTRAINED (random) weights: what it shows is not the "
-                "paper's model. Every figure and export says so.", icon="⚠️"
+                "paper's model. Every figure and export says so.",
+                icon="⚠️",
             )
     return loaded
 
@@ -115,6 +118,11 @@ def show_figure(
     row = st.container(horizontal=True, gap="small")
     for label, file_name, mime, make in buttons:
         row.download_button(
-            label, make, file_name=file_name, mime=mime, key=f"dl_{key or name}_{label}",
-            on_click="ignore", icon=":material/download:",
+            label,
+            make,
+            file_name=file_name,
+            mime=mime,
+            key=f"dl_{key or name}_{label}",
+            on_click="ignore",
+            icon=":material/download:",
         )

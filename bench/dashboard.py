@@ -35,7 +35,7 @@ PHOTOS = sorted((ROOT / "assets").glob("*.png")) + sorted((ROOT / "assets").glob
 def fifty_photographs() -> list[tuple[str, str, bytes]]:
     """50 real photographs in 4 classes: crops and flips of the four sample photographs."""
     out = []
-    for label, path in zip(("cat", "cup", "astronaut", "rocket"), sorted(PHOTOS)):
+    for label, path in zip(("cat", "cup", "astronaut", "rocket"), sorted(PHOTOS), strict=True):
         image = Image.open(path).convert("RGB")
         w, h = image.size
         for i in range(13 if label != "rocket" else 11):
@@ -65,6 +65,7 @@ def model_side(repeats: int) -> None:
         model(x)
     pairs = []
     for i in range(repeats):
+
         def bare():
             with torch.inference_mode():
                 model(x)

@@ -60,11 +60,21 @@ def throughput(name: str, n: int, batch: int, workers: int) -> None:
                 model(x[i : i + batch])
             bare = n / (time.perf_counter() - start)
         start = time.perf_counter()
-        extract(model, data, Path(tmp) / "run.parquet", batch_size=batch, workers=workers, progress=False,
-                log=lambda message: None)
+        extract(
+            model,
+            data,
+            Path(tmp) / "run.parquet",
+            batch_size=batch,
+            workers=workers,
+            progress=False,
+            log=lambda message: None,
+        )
         ours = n / (time.perf_counter() - start)
-    print(f"1. {name}, {n} images, batch {batch}, {workers} workers: extract {ours:.1f} img/s, "
-          f"bare forward {bare:.1f} img/s, ratio {ours / bare:.3f}  [target >= 0.85]", flush=True)
+    print(
+        f"1. {name}, {n} images, batch {batch}, {workers} workers: extract {ours:.1f} img/s, "
+        f"bare forward {bare:.1f} img/s, ratio {ours / bare:.3f}  [target >= 0.85]",
+        flush=True,
+    )
 
 
 CHILD = """
@@ -73,9 +83,9 @@ sys.path.insert(0, {root!r})
 import sevis
 from sevis.extract import extract
 model = sevis.load_model({name!r}, "untrained")
-extract(model, {data!r}, {out!r}, batch_size=32, workers=2, progress=False, log=lambda m: None)
-status = open("/proc/self/status").read()
-print(json.dumps({{k: int(v.split()[0]) for k, v in (l.split(":", 1) for l in status.splitlines()) if k in ("VmHWM", "VmRSS")}}))
+extract(model, {data!r}, {out!r}, batch_size=32, workers=2, progress=False)
+status = open("/proc/self/status").read().splitlines()
+print(json.dumps({{k: int(v.split()[0]) for k, v in (l.split(":", 1) for l in status) if k in ("VmHWM", "VmRSS")}}))
 """
 
 

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]
         fn()
     names = list(fns)
     for i in range(args.repeats):
-        for name in names[i % len(names):] + names[: i % len(names)]:  # rotate who goes first
+        for name in names[i % len(names) :] + names[: i % len(names)]:  # rotate who goes first
             start = time.perf_counter()
             fns[name]()
             times[name].append(time.perf_counter() - start)
@@ -83,8 +83,10 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]
     for name in names:
         t = statistics.median(times[name])
         rows.append((name, t, min(times[name]), max(times[name])))
-        print(f"   {name:38s} {1000 * t:7.1f} ms  ({t / bare:.2f}x the bare forward; "
-              f"min {1000 * min(times[name]):.1f}, max {1000 * max(times[name]):.1f})")
+        print(
+            f"   {name:38s} {1000 * t:7.1f} ms  ({t / bare:.2f}x the bare forward; "
+            f"min {1000 * min(times[name]):.1f}, max {1000 * max(times[name]):.1f})"
+        )
     return rows
 
 

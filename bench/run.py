@@ -11,6 +11,7 @@ the other, on a quiet machine, and records what they printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -39,10 +40,8 @@ def machine() -> list[str]:
     import torch
 
     cpu = "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as info:
+        cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     lines = [
         f"- date: {datetime.date.today().isoformat()}",
@@ -64,7 +63,8 @@ def run(script: str, *args: str) -> str:
     print("$", " ".join(command[1:]), flush=True)
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT.parent)
     output = "\n".join(
-        line for line in result.stdout.splitlines()
+        line
+        for line in result.stdout.splitlines()
         if not any(noise in line for noise in ("ScriptRunContext", "No runtime found", "Downloading"))
     )
     print(output, flush=True)
@@ -80,27 +80,49 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     repeats = "5" if args.quick else "15"
     sections = [
-        ("1. Capture overhead (target <= 1.03)",
-         run("capture_overhead.py", "--batch", "1", "8", "--repeats", "11" if args.quick else "31")),
-        ("2. One photograph through the dashboard's code path; upload to charts",
-         run("dashboard.py", "--repeats", repeats)),
-        ("3-4. Batch throughput of `sevis extract` against the bare forward (target >= 0.85), and peak memory",
-         run("extract.py", "--images", "64" if args.quick else "256",
-             "--memory", *(["100"] if args.quick else ["100", "500", "2000"]))),
-        ("3b. The same without decoding workers (what overlapping decode with the forward buys)",
-         run("extract.py", "--images", "64" if args.quick else "256", "--workers", "0", "--memory")),
+        (
+            "1. Capture overhead (target <= 1.03)",
+            run("capture_overhead.py", "--batch", "1", "8", "--repeats", "11" if args.quick else "31"),
+        ),
+        (
+            "2. One photograph through the dashboard's code path; upload to charts",
+            run("dashboard.py", "--repeats", repeats),
+        ),
+        (
+            "3-4. Batch throughput of `sevis extract` against the bare forward (target >= 0.85), and peak memory",
+            run(
+                "extract.py",
+                "--images",
+                "64" if args.quick else "256",
+                "--memory",
+                *(["100"] if args.quick else ["100", "500", "2000"]),
+            ),
+        ),
+        (
+            "3b. The same without decoding workers (what overlapping decode with the forward buys)",
+            run("extract.py", "--images", "64" if args.quick else "256", "--workers", "0", "--memory"),
+        ),
         ("5. Against peers: same image, same model, same run", run("peers.py", "--repeats", repeats)),
     ]
     import torch
 
     if torch.cuda.is_available():
-        sections.append(("6. CUDA: throughput with and without capture, batch 64",
-                         run("capture_overhead.py", "--device", "cuda", "--batch", "64", "--repeats", repeats)))
+        sections.append(
+            (
+                "6. CUDA: throughput with and without capture, batch 64",
+                run("capture_overhead.py", "--device", "cuda", "--batch", "64", "--repeats", repeats),
+            )
+        )
     else:
         sections.append(("6. CUDA", "No GPU on this machine: run `python bench/run.py` on one to fill this in."))
 
-    text = ["# Benchmarks", "", "Written by `python bench/run.py`; every number below is printed by the script named.", ""]
-    text += machine() + ["", *NOTES, ""]
+    text = [
+        "# Benchmarks",
+        "",
+        "Written by `python bench/run.py`; every number below is printed by the script named.",
+        "",
+    ]
+    text += [*machine(), "", *NOTES, ""]
     for title, output in sections:
         text += [f"## {title}", "", "```", output.strip(), "```", ""]
     Path(args.out).write_text("\n".join(text))

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from .analysis import Analysis, Failure, ImageResult, analyse
     from .archive import LabelledFile, read_zip
     from .attention import AttentionLayer, find_attention, register_attention, unregister_attention
-    from .hooks import Capture, capture
     from .errors import (
         ArchiveError,
         CheckpointError,
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
         UnknownModelError,
         WeightsUnavailableError,
     )
+    from .hooks import Capture, capture
     from .images import decode_image, model_view, normalise, preprocess
     from .kinds import AttentionKind, get_kind, list_kinds, register_kind, unregister_kind
     from .layers import default_layer, paper_layers, stage_ends
@@ -59,15 +59,28 @@ _EXPORTS = {
     "attention": ["AttentionLayer", "find_attention", "register_attention", "unregister_attention"],
     "hooks": ["Capture", "capture"],
     "errors": [
-        "ArchiveError", "CheckpointError", "DataError", "ImageError", "RunError", "SevisError",
-        "UnknownLayerError", "UnknownModelError", "WeightsUnavailableError",
+        "ArchiveError",
+        "CheckpointError",
+        "DataError",
+        "ImageError",
+        "RunError",
+        "SevisError",
+        "UnknownLayerError",
+        "UnknownModelError",
+        "WeightsUnavailableError",
     ],
     "images": ["decode_image", "model_view", "normalise", "preprocess"],
     "kinds": ["AttentionKind", "get_kind", "list_kinds", "register_kind", "unregister_kind"],
     "layers": ["default_layer", "paper_layers", "stage_ends"],
     "models": [
-        "ModelInfo", "list_models", "list_weights_files", "load_model", "model_info", "register_model",
-        "unregister_model", "weights_dir",
+        "ModelInfo",
+        "list_models",
+        "list_weights_files",
+        "load_model",
+        "model_info",
+        "register_model",
+        "unregister_model",
+        "weights_dir",
     ],
     "pipeline": ["BatchResult", "forward_batch", "load_view"],
     "provenance": ["Provenance"],

@@ -117,14 +117,12 @@ def _state_dict_of(obj: object, path: Path) -> dict[str, torch.Tensor]:
                 break
     if not _is_state_dict(obj):
         found = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
-        raise CheckpointError(
-            f"{path.name}: no state dict (a mapping of names to tensors) in the file; "
-            f"found {found}"
-        )
+        raise CheckpointError(f"{path.name}: no state dict (a mapping of names to tensors) in the file; found {found}")
+    assert isinstance(obj, dict)  # _is_state_dict checked it
     state = dict(obj)
     for prefix in _PREFIXES:
         if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
@@ -133,9 +131,7 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, a
     expected = model.state_dict()
     # NOTE BatchNorm fills in a missing num_batches_tracked itself (checkpoints older
     # than PyTorch 0.4.1, such as the SENet authors' converted Caffe weights, lack it).
-    missing = [
-        k for k in expected if k not in state and not k.endswith(".num_batches_tracked")
-    ]
+    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     reshaped = [
         f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
@@ -144,8 +140,10 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, a
     ]
     if missing or unexpected or reshaped:
         parts = [
-            f"{source} does not fit {arch}: {len(missing)} keys missing, "
-            f"{len(unexpected)} unexpected, {len(reshaped)} of another shape."
+            (
+                f"{source} does not fit {arch}: {len(missing)} keys missing, "
+                f"{len(unexpected)} unexpected, {len(reshaped)} of another shape."
+            )
         ]
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", reshaped)):
             if keys:

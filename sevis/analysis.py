@@ -109,10 +109,15 @@ class Analysis:
         """Long table of per-image excitations: image, label, layer, channel, excitation."""
         images = self.images if images is None else images
         frames = [
-            pd.DataFrame({
-                "image": r.name, "label": r.label, "layer": layer,
-                "channel": np.arange(len(r.excitations[layer])), "excitation": r.excitations[layer],
-            })
+            pd.DataFrame(
+                {
+                    "image": r.name,
+                    "label": r.label,
+                    "layer": layer,
+                    "channel": np.arange(len(r.excitations[layer])),
+                    "excitation": r.excitations[layer],
+                }
+            )
             for r in images
             for layer in (layers if layers is not None else r.excitations)
         ]
@@ -177,7 +182,9 @@ def _collect(
     batch: BatchResult,
     keep_values: bool,
 ) -> None:
-    labels = [label if label is not None else predicted for label, predicted in zip(given, batch.predicted, strict=True)]
+    labels = [
+        label if label is not None else predicted for label, predicted in zip(given, batch.predicted, strict=True)
+    ]
     batch.accumulate(result.stats, labels)
     for i, name in enumerate(names):
         result.images.append(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -42,7 +43,8 @@ def read_zip(
     except (zipfile.BadZipFile, OSError) as err:
         raise ArchiveError(f"not a readable zip archive ({err})") from None
     entries = [
-        info for info in archive.infolist()
+        info
+        for info in archive.infolist()
         if not info.is_dir()
         and "__MACOSX" not in PurePosixPath(info.filename).parts
         and not PurePosixPath(info.filename).name.startswith(".")
@@ -60,7 +62,8 @@ def read_zip(
         path = PurePosixPath(info.filename)
         try:
             content = archive.read(info)
-        except Exception as err:  # bad CRC, unsupported compression, encrypted entries
+        except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, EOFError, zlib.error) as err:
+            # bad CRC or data, unsupported compression, encrypted entries, truncated streams
             failures.append(Failure(info.filename, f"cannot be extracted from the zip ({err})"))
             continue
         label = path.parent.name if len(path.parts) > 1 else None

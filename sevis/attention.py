@@ -130,7 +130,7 @@ def find_attention(model: nn.Module) -> list[AttentionLayer]:
             continue
         gate = getattr(module, spec.gate, None)
         if not isinstance(gate, nn.Module):
-            raise ValueError(
+            raise TypeError(
                 f"{type(module).__name__} at {path!r} is registered with gate {spec.gate!r}, "
                 "but has no child module of that name"
             )
@@ -148,7 +148,7 @@ def find_attention(model: nn.Module) -> list[AttentionLayer]:
 def _paper_places(found: list[_Found]) -> list[tuple[int | None, int]] | None:
     """(stage, block) of each layer if every one sits in its own ResNet ``layerX.Y`` block."""
     places: list[tuple[int | None, int]] = []
-    for path, _, spec in found:
+    for path, _, _ in found:
         match = _RESNET_BLOCK.match(path)
         if match is None:
             return None

@@ -15,7 +15,9 @@ def _parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("extract", help="run a model over an image folder or zip; one Parquet row per image")
     ex.add_argument("data", help="folder of class folders (ImageFolder), flat folder, or a zip of either")
-    ex.add_argument("--model", default="se_resnet50", help="se_resnet50, sge_resnet50 or a timm id (default se_resnet50)")
+    ex.add_argument(
+        "--model", default="se_resnet50", help="se_resnet50, sge_resnet50 or a timm id (default se_resnet50)"
+    )
     ex.add_argument("--weights", default="pretrained", help="pretrained (default), untrained, or a weights file")
     ex.add_argument("--out", required=True, help="the Parquet file to write")
     ex.add_argument("--batch-size", type=int, default=32)
@@ -65,19 +67,36 @@ def main(argv: list[str] | None = None) -> int:
                 from sevis.ray_engine import extract_ray
 
                 extract_ray(
-                    args.model, args.weights, args.data, args.out, address=args.address,
-                    batch_size=args.batch_size, workers=args.workers, device=args.device,
-                    per_class=args.per_class, seed=args.seed, layers=args.layers,
-                    resume=args.resume, overwrite=args.overwrite,
+                    args.model,
+                    args.weights,
+                    args.data,
+                    args.out,
+                    address=args.address,
+                    batch_size=args.batch_size,
+                    workers=args.workers,
+                    device=args.device,
+                    per_class=args.per_class,
+                    seed=args.seed,
+                    layers=args.layers,
+                    resume=args.resume,
+                    overwrite=args.overwrite,
                 )
             else:
                 from sevis.extract import extract
 
                 model = sevis.load_model(args.model, args.weights, device=args.device)
                 extract(
-                    model, args.data, args.out, batch_size=args.batch_size, workers=args.workers,
-                    per_class=args.per_class, seed=args.seed, layers=args.layers, resume=args.resume,
-                    overwrite=args.overwrite, progress=not args.quiet,
+                    model,
+                    args.data,
+                    args.out,
+                    batch_size=args.batch_size,
+                    workers=args.workers,
+                    per_class=args.per_class,
+                    seed=args.seed,
+                    layers=args.layers,
+                    resume=args.resume,
+                    overwrite=args.overwrite,
+                    progress=not args.quiet,
                 )
         else:
             from sevis.report import write_report

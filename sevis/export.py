@@ -39,8 +39,14 @@ def with_provenance(frame: pd.DataFrame, provenance: Provenance) -> pd.DataFrame
 
 def top_frame(image: ImageResult) -> pd.DataFrame:
     """One image's predictions: image, rank, class, probability."""
-    return pd.DataFrame({"image": image.name, "rank": range(1, len(image.top_classes) + 1),
-                         "class": image.top_classes, "probability": image.top_probs})
+    return pd.DataFrame(
+        {
+            "image": image.name,
+            "rank": range(1, len(image.top_classes) + 1),
+            "class": image.top_classes,
+            "probability": image.top_probs,
+        }
+    )
 
 
 def grid_frame(values: np.ndarray, column: str) -> pd.DataFrame:
@@ -78,8 +84,7 @@ def figure_png(fig: go.Figure, scale: float = 2.0) -> bytes:
         RuntimeError: no Chromium for kaleido; the message says what to install.
     """
     try:
-        return fig.to_image(format="png", scale=scale, width=fig.layout.width or 1000,
-                            height=fig.layout.height or 500)
+        return fig.to_image(format="png", scale=scale, width=fig.layout.width or 1000, height=fig.layout.height or 500)
     except Exception as err:  # kaleido raises its own types when Chrome is missing
         raise RuntimeError(
             f"PNG export needs kaleido and a Chrome or Chromium browser ({err}); "

@@ -43,11 +43,7 @@ class Item:
 
 
 def _is_image_name(path: PurePosixPath) -> bool:
-    return (
-        path.suffix.lower() in IMAGE_SUFFIXES
-        and not path.name.startswith(".")
-        and "__MACOSX" not in path.parts
-    )
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and "__MACOSX" not in path.parts
 
 
 def discover(data: str | Path, per_class: int | None = None, seed: int = 0) -> list[Item]:
@@ -81,7 +77,11 @@ def discover(data: str | Path, per_class: int | None = None, seed: int = 0) -> l
         for item in items:
             by_label.setdefault(item.label, []).append(item)
         rng = random.Random(seed)
-        sampled = [i for group in by_label.values() for i in (rng.sample(group, per_class) if len(group) > per_class else group)]
+        sampled = [
+            i
+            for group in by_label.values()
+            for i in (rng.sample(group, per_class) if len(group) > per_class else group)
+        ]
         items = sorted(sampled, key=lambda i: i.path)
     return items
 
@@ -145,11 +145,19 @@ def prepare_run(
         attention.setdefault(kind, []).append(layer)
     provenance = info.provenance
     metadata = RunMetadata(
-        model=provenance.model, weights=provenance.weights, weights_sha256=provenance.weights_sha256,
-        untrained=provenance.untrained, sevis_version=__version__, data_config=dict(info.data_config),
-        attention=attention, dims=dims_of(probe), source=str(data),
+        model=provenance.model,
+        weights=provenance.weights,
+        weights_sha256=provenance.weights_sha256,
+        untrained=provenance.untrained,
+        sevis_version=__version__,
+        data_config=dict(info.data_config),
+        attention=attention,
+        dims=dims_of(probe),
+        source=str(data),
         labels="folder" if any(i.label is not None for i in items) else "predicted",
-        per_class=per_class, seed=seed, layers=list(layers) if layers is not None else None,
+        per_class=per_class,
+        seed=seed,
+        layers=list(layers) if layers is not None else None,
     )
     writer = RunWriter(out, metadata, resume=resume, overwrite=overwrite, part_size=part_size)
     todo = [i for i in items if i.path not in writer.done and i.path not in writer.failed]
@@ -188,7 +196,14 @@ def extract(
         done into ``out`` (a valid, partial run), keeps the parts, and re-raises.
     """
     writer, todo = prepare_run(
-        model, data, out, per_class=per_class, seed=seed, layers=layers, resume=resume, overwrite=overwrite,
+        model,
+        data,
+        out,
+        per_class=per_class,
+        seed=seed,
+        layers=layers,
+        resume=resume,
+        overwrite=overwrite,
         part_size=part_size,
     )
     with writer:
@@ -197,7 +212,13 @@ def extract(
 
 
 def _run(
-    model: nn.Module, data: Path, todo: list[Item], writer: RunWriter, batch_size: int, workers: int, progress: bool,
+    model: nn.Module,
+    data: Path,
+    todo: list[Item],
+    writer: RunWriter,
+    batch_size: int,
+    workers: int,
+    progress: bool,
 ) -> None:
     from tqdm.auto import tqdm
 
@@ -206,8 +227,12 @@ def _run(
     info = model_info(model)
     layers = list(writer.metadata.layer_kinds)
     loader = DataLoader(
-        ImageFiles(data, todo, info.data_config), batch_size=batch_size, num_workers=workers,
-        collate_fn=_collate, persistent_workers=False, prefetch_factor=4 if workers else None,
+        ImageFiles(data, todo, info.data_config),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
     )
     with tqdm(total=len(todo), unit="img", disable=not progress, dynamic_ncols=True, file=sys.stderr) as bar:
         for samples in loader:

@@ -9,6 +9,7 @@ the HTML report and notebooks draw the same figures.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 
 import numpy as np
 import plotly.graph_objects as go
@@ -76,9 +77,13 @@ def top_classes(classes: Sequence[str], probs: Sequence[float], title: str = "To
     """Horizontal bars, most probable on top."""
     fig = go.Figure(
         go.Bar(
-            x=list(probs)[::-1], y=[short_label(c, 40) for c in classes][::-1], orientation="h",
-            text=[f"{p:.1%}" for p in probs][::-1], textposition="auto",
-            hovertext=list(classes)[::-1], hoverinfo="text+x",
+            x=list(probs)[::-1],
+            y=[short_label(c, 40) for c in classes][::-1],
+            orientation="h",
+            text=[f"{p:.1%}" for p in probs][::-1],
+            textposition="auto",
+            hovertext=list(classes)[::-1],
+            hoverinfo="text+x",
         )
     )
     fig.update_layout(title=title, height=260, **_LAYOUT)
@@ -86,9 +91,7 @@ def top_classes(classes: Sequence[str], probs: Sequence[float], title: str = "To
     return fig
 
 
-def excitation_profiles(
-    profiles: Mapping[str, Mapping[str, np.ndarray]], layers: Sequence[str]
-) -> go.Figure:
+def excitation_profiles(profiles: Mapping[str, Mapping[str, np.ndarray]], layers: Sequence[str]) -> go.Figure:
     """Excitation against channel index, one panel per layer, one line per image.
 
     Args:
@@ -103,17 +106,25 @@ def excitation_profiles(
             y = np.asarray(vectors[layer])
             fig.add_trace(
                 go.Scatter(
-                    x=np.arange(len(y)), y=y, mode="lines", name=short_label(image),
-                    legendgroup=image, showlegend=row == 1, line=dict(width=1, color=_colour(i)),
+                    x=np.arange(len(y)),
+                    y=y,
+                    mode="lines",
+                    name=short_label(image),
+                    legendgroup=image,
+                    showlegend=row == 1,
+                    line=dict(width=1, color=_colour(i)),
                     hovertemplate=f"{image}<br>{layer} channel %{{x}}: %{{y:.3f}}<extra></extra>",
                 ),
-                row=row, col=1,
+                row=row,
+                col=1,
             )
             fig.update_yaxes(title_text="excitation", range=[0, 1], row=row, col=1)
     fig.update_xaxes(title_text="channel index", row=len(layers), col=1)
     fig.update_layout(
-        title="SE excitation per channel", height=170 * len(layers) + 120,
-        showlegend=len(profiles) > 1, **_LAYOUT,
+        title="SE excitation per channel",
+        height=170 * len(layers) + 120,
+        showlegend=len(profiles) > 1,
+        **_LAYOUT,
     )
     return fig
 
@@ -130,12 +141,18 @@ def excitation_overview(excitations: Mapping[str, np.ndarray], bins: int = 128) 
     for r, layer in enumerate(layers):
         v = np.asarray(excitations[layer], dtype=np.float64)
         edges = np.linspace(0, len(v), bins + 1).astype(int)
-        z[r] = [v[a:b].mean() for a, b in zip(edges[:-1], edges[1:])]
-        spans.append([f"{a}–{b - 1}" for a, b in zip(edges[:-1], edges[1:])])
+        z[r] = [v[a:b].mean() for a, b in pairwise(edges)]
+        spans.append([f"{a}–{b - 1}" for a, b in pairwise(edges)])
     fig = go.Figure(
         go.Heatmap(
-            z=z, y=layers, x=(np.arange(bins) + 0.5) / bins, customdata=np.array(spans),
-            zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="excitation"),
+            z=z,
+            y=layers,
+            x=(np.arange(bins) + 0.5) / bins,
+            customdata=np.array(spans),
+            zmin=0,
+            zmax=1,
+            colorscale="Viridis",
+            colorbar=dict(title="excitation"),
             hovertemplate="%{y} channels %{customdata}: mean %{z:.3f}<extra></extra>",
         )
     )
@@ -190,17 +207,31 @@ def class_profiles(
         label = f"{short_label(str(cls))} (n={stats.count(cls)})"
         if band:
             std = stats.std(layer, cls)[channels]
-            fig.add_trace(go.Scatter(
-                x=np.concatenate([x, x[::-1]]), y=np.concatenate([mean + std, (mean - std)[::-1]]),
-                fill="toself", fillcolor=_rgba(colour, 0.15), line=dict(width=0),
-                hoverinfo="skip", legendgroup=repr(cls), showlegend=False,
-            ))
-        fig.add_trace(go.Scatter(
-            x=x, y=mean, mode="lines+markers" if len(x) <= 64 else "lines", name=label,
-            legendgroup=repr(cls), customdata=channels, marker=dict(size=4),
-            line=dict(color=colour, width=2.5 if cls is ALL else 1.5, dash="dot" if cls is ALL else None),
-            hovertemplate=f"{cls}<br>channel %{{customdata}}: %{{y:.3f}}<extra></extra>",
-        ))
+            fig.add_trace(
+                go.Scatter(
+                    x=np.concatenate([x, x[::-1]]),
+                    y=np.concatenate([mean + std, (mean - std)[::-1]]),
+                    fill="toself",
+                    fillcolor=_rgba(colour, 0.15),
+                    line=dict(width=0),
+                    hoverinfo="skip",
+                    legendgroup=repr(cls),
+                    showlegend=False,
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=mean,
+                mode="lines+markers" if len(x) <= 64 else "lines",
+                name=label,
+                legendgroup=repr(cls),
+                customdata=channels,
+                marker=dict(size=4),
+                line=dict(color=colour, width=2.5 if cls is ALL else 1.5, dash="dot" if cls is ALL else None),
+                hovertemplate=f"{cls}<br>channel %{{customdata}}: %{{y:.3f}}<extra></extra>",
+            )
+        )
     suffix = " ± std" if band else ""
     fig.update_layout(title=f"{layer}: mean excitation per class{suffix}", height=420, **_LAYOUT)
     fig.update_xaxes(title="channel index" if by_index else (ordered_by or "channel (in the chosen order)"))
@@ -214,7 +245,9 @@ def class_histograms(
     """Distribution of excitation values per class (share of values per bin)."""
     centres = (BIN_EDGES[:-1] + BIN_EDGES[1:]) / 2
     fig = make_subplots(
-        rows=1, cols=len(classes) if side_by_side else 1, shared_yaxes=True,
+        rows=1,
+        cols=len(classes) if side_by_side else 1,
+        shared_yaxes=True,
         subplot_titles=[short_label(c) for c in classes] if side_by_side else None,
     )
     for i, cls in enumerate(classes):
@@ -222,15 +255,22 @@ def class_histograms(
         share = hist / max(hist.sum(), 1)
         fig.add_trace(
             go.Bar(
-                x=centres, y=share, width=BIN_EDGES[1] - BIN_EDGES[0], name=short_label(cls),
-                marker_color=_colour(i), opacity=1.0 if side_by_side else 0.55,
+                x=centres,
+                y=share,
+                width=BIN_EDGES[1] - BIN_EDGES[0],
+                name=short_label(cls),
+                marker_color=_colour(i),
+                opacity=1.0 if side_by_side else 0.55,
                 hovertemplate=f"{cls}<br>%{{x:.2f}}: %{{y:.1%}}<extra></extra>",
             ),
-            row=1, col=i + 1 if side_by_side else 1,
+            row=1,
+            col=i + 1 if side_by_side else 1,
         )
     fig.update_layout(
-        title=f"{layer}: distribution of excitation values per class", barmode="overlay",
-        height=360, **_LAYOUT,
+        title=f"{layer}: distribution of excitation values per class",
+        barmode="overlay",
+        height=360,
+        **_LAYOUT,
     )
     fig.update_xaxes(title_text="excitation", range=[0, 1])
     fig.update_yaxes(title_text="share of values", tickformat=".0%", col=1)
@@ -248,11 +288,16 @@ def specificity_curve(curves: Mapping[str, ClassStats], prefix: str = "SE") -> g
     fig = go.Figure()
     for i, (name, stats) in enumerate(curves.items()):
         frame = stats.specificity_frame()
-        fig.add_trace(go.Scatter(
-            x=frame["layer"], y=frame["specificity"], mode="lines+markers", name=name,
-            line=dict(color=_colour(i)),
-            hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=frame["layer"],
+                y=frame["specificity"],
+                mode="lines+markers",
+                name=name,
+                line=dict(color=_colour(i)),
+                hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
+            )
+        )
     fig.update_layout(title=f"Class-specificity of {prefix} layers against depth", height=380, **_LAYOUT)
     fig.update_xaxes(title=f"{prefix} layer (shallow → deep)")
     fig.update_yaxes(title="share of variance explained by class", rangemode="tozero")
@@ -269,11 +314,17 @@ def mask_grid(masks: np.ndarray, layer: str, columns: int = 8) -> go.Figure:
         r, c = divmod(k, columns)
         tile[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = masks[k]
         group[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = k
-    fig = go.Figure(go.Heatmap(
-        z=tile, customdata=group, zmin=0, zmax=1, colorscale="Viridis",
-        colorbar=dict(title="mask σ(a)"),
-        hovertemplate="group %{customdata}: %{z:.3f}<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Heatmap(
+            z=tile,
+            customdata=group,
+            zmin=0,
+            zmax=1,
+            colorscale="Viridis",
+            colorbar=dict(title="mask σ(a)"),
+            hovertemplate="group %{customdata}: %{z:.3f}<extra></extra>",
+        )
+    )
     fig.update_layout(title=f"{layer}: the {g} group masks ({h}×{w} each)", height=560, **_LAYOUT)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, title=f"{columns} groups per row")
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x")
@@ -307,12 +358,17 @@ def heat_overlay(
     """
     h, w = view.shape[:2]
     fig = go.Figure(go.Image(z=view, hoverinfo="skip"))
-    fig.add_trace(go.Heatmap(
-        z=upsample(heat, (h, w)), opacity=opacity, colorscale=colorscale,
-        zmin=zrange[0] if zrange else None, zmax=zrange[1] if zrange else None,
-        colorbar=dict(title=colorbar_title),
-        hovertemplate="x %{x}, y %{y}: %{z:.3f}<extra></extra>",
-    ))
+    fig.add_trace(
+        go.Heatmap(
+            z=upsample(heat, (h, w)),
+            opacity=opacity,
+            colorscale=colorscale,
+            zmin=zrange[0] if zrange else None,
+            zmax=zrange[1] if zrange else None,
+            colorbar=dict(title=colorbar_title),
+            hovertemplate="x %{x}, y %{y}: %{z:.3f}<extra></extra>",
+        )
+    )
     fig.update_layout(title=title, height=460, **_LAYOUT)
     fig.update_xaxes(showticklabels=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, scaleanchor="x")
@@ -326,12 +382,17 @@ def field_profiles(stats: ClassStats, layer: str, classes: Sequence[str], field:
     keys: list[ClassKey] = [*classes, ALL]
     for i, cls in enumerate(keys):
         values = stats.mean(layer, cls, field)
-        fig.add_trace(go.Scatter(
-            x=np.arange(len(values)), y=values, mode="lines+markers", name=short_label(str(cls)),
-            marker=dict(size=4), line=dict(color=_ALL_COLOUR if cls is ALL else _colour(i),
-                                           dash="dot" if cls is ALL else None),
-            hovertemplate=f"{cls}<br>{stats.index_name} %{{x}}: %{{y:.4f}}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=np.arange(len(values)),
+                y=values,
+                mode="lines+markers",
+                name=short_label(str(cls)),
+                marker=dict(size=4),
+                line=dict(color=_ALL_COLOUR if cls is ALL else _colour(i), dash="dot" if cls is ALL else None),
+                hovertemplate=f"{cls}<br>{stats.index_name} %{{x}}: %{{y:.4f}}<extra></extra>",
+            )
+        )
     fig.update_layout(title=f"{layer}: mean {field} per class", height=400, **_LAYOUT)
     fig.update_xaxes(title=stats.index_name)
     fig.update_yaxes(title=f"mean {field}")
@@ -340,18 +401,28 @@ def field_profiles(stats: ClassStats, layer: str, classes: Sequence[str], field:
 
 def mask_class_stats(stats: MaskStats, layer: str, classes: Sequence[str]) -> go.Figure:
     """Per group: mean mask value and spatial variance, one line per class."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True,
-                        subplot_titles=["mean mask value", "spatial variance of the mask"])
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, subplot_titles=["mean mask value", "spatial variance of the mask"]
+    )
     keys: list[ClassKey] = [*classes, ALL]
     for i, cls in enumerate(keys):
         colour = _ALL_COLOUR if cls is ALL else _colour(i)
         for row, values in ((1, stats.group_mean(layer, cls)), (2, stats.group_variance(layer, cls))):
-            fig.add_trace(go.Scatter(
-                x=np.arange(len(values)), y=values, mode="lines+markers", name=short_label(str(cls)),
-                legendgroup=repr(cls), showlegend=row == 1, marker=dict(size=4),
-                line=dict(color=colour, dash="dot" if cls is ALL else None),
-                hovertemplate=f"{cls}<br>group %{{x}}: %{{y:.4f}}<extra></extra>",
-            ), row=row, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=np.arange(len(values)),
+                    y=values,
+                    mode="lines+markers",
+                    name=short_label(str(cls)),
+                    legendgroup=repr(cls),
+                    showlegend=row == 1,
+                    marker=dict(size=4),
+                    line=dict(color=colour, dash="dot" if cls is ALL else None),
+                    hovertemplate=f"{cls}<br>group %{{x}}: %{{y:.4f}}<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
     fig.update_layout(title=f"{layer}: SGE mask statistics per class", height=520, **_LAYOUT)
     fig.update_xaxes(title_text="group", row=2, col=1)
     fig.update_yaxes(title_text="mean σ(a)", range=[0, 1], row=1, col=1)

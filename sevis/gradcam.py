@@ -17,9 +17,7 @@ __all__ = ["grad_cam"]
 def _last_stage(model: nn.Module) -> nn.Module:
     info = getattr(model, "feature_info", None)
     if not info:
-        raise ValueError(
-            f"{type(model).__name__} has no timm feature_info; pass layer= the module to explain"
-        )
+        raise ValueError(f"{type(model).__name__} has no timm feature_info; pass layer= the module to explain")
     return model.get_submodule(info[-1]["module"])
 
 

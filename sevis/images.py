@@ -59,7 +59,7 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
         declared = re.search(r"\((\d+) pixels\)", str(err))
         count = f"{int(declared[1]):,} pixels" if declared else "too many pixels"
         raise ImageError(_too_large(count, max_pixels)) from None
-    except Exception as err:  # a damaged header can raise nearly anything in a plugin
+    except Exception as err:  # noqa: BLE001  Pillow's plugins raise nearly any type on a damaged header
         raise ImageError(f"the image header is damaged ({err})") from None
     width, height = image.size
     if width * height > max_pixels:
@@ -69,10 +69,10 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     try:
         image.seek(0)
         image.load()
-        image = ImageOps.exif_transpose(image)
-    except Exception as err:  # truncated data: OSError; corrupt streams: SyntaxError, ValueError
+        upright = ImageOps.exif_transpose(image)
+    except Exception as err:  # noqa: BLE001  truncated: OSError; corrupt: SyntaxError, ValueError, struct.error…
         raise ImageError(f"the {image.format} file is truncated or corrupt ({err})") from None
-    return _to_rgb(image)
+    return _to_rgb(upright)
 
 
 def _too_large(declared: str, max_pixels: int) -> str:
@@ -83,7 +83,7 @@ def _not_accepted(data: bytes) -> str:
     accepted = ", ".join(ACCEPTED_FORMATS)
     try:
         other = Image.open(io.BytesIO(data)).format
-    except Exception:
+    except Exception:  # noqa: BLE001  only to name the format in the message; any failure means "unknown"
         return f"not an image this app can read (accepted formats: {accepted})"
     return f"{other} images are not accepted; use one of {accepted}"
 
@@ -136,9 +136,7 @@ def model_view(model: nn.Module | Mapping[str, Any], image: Image.Image) -> Imag
     return TF.center_crop(image, list(size))
 
 
-def normalise(
-    model: nn.Module | Mapping[str, Any], views: Sequence[Image.Image] | torch.Tensor
-) -> torch.Tensor:
+def normalise(model: nn.Module | Mapping[str, Any], views: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
     """Batch (N, 3, H, W) of views already made by :func:`model_view`, normalised.
 
     Args:
@@ -153,9 +151,7 @@ def normalise(
     return batch.sub_(mean).div_(std)
 
 
-def preprocess(
-    model: nn.Module | Mapping[str, Any], images: Image.Image | Sequence[Image.Image]
-) -> torch.Tensor:
+def preprocess(model: nn.Module | Mapping[str, Any], images: Image.Image | Sequence[Image.Image]) -> torch.Tensor:
     """Batch of normalised images, shape (N, 3, H, W), per the model's data config."""
     config = _data_config(model)
     if isinstance(images, Image.Image):

@@ -32,9 +32,9 @@ from .provenance import Provenance
 from .sge import SpatialGroupEnhance
 
 __all__ = [
-    "ModelInfo",
     "PRETRAINED",
     "UNTRAINED",
+    "ModelInfo",
     "list_models",
     "list_weights_files",
     "load_model",
@@ -113,11 +113,11 @@ def _build_sge_resnet50(pretrained: bool) -> nn.Module:
 
     assert not pretrained, "SGE weights come from a local file"
     model = ResNet(
-        block=Bottleneck,
+        block=Bottleneck,  # type: ignore[arg-type]  # timm annotates the class as an instance
         layers=(3, 4, 6, 3),
         block_args={"attn_layer": SpatialGroupEnhance},
     )
-    model.pretrained_cfg = dict(_SGE_CFG)
+    model.pretrained_cfg = dict(_SGE_CFG)  # type: ignore[assignment]  # what timm reads the data config from
     return model
 
 
@@ -188,9 +188,7 @@ def list_weights_files(folder: str | os.PathLike[str] | None = None) -> list[Pat
     folder = Path(folder) if folder is not None else weights_dir()
     if not folder.is_dir():
         return []
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(WEIGHT_SUFFIXES)
-    )
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(WEIGHT_SUFFIXES))
 
 
 def _spec_for(name: str) -> _Spec:
@@ -260,7 +258,7 @@ def load_model(
 
     if not find_attention(model):
         raise UnknownModelError(f"{name} has no SE or SGE layers for sevis to show")
-    model.sevis_info = ModelInfo(
+    model.sevis_info = ModelInfo(  # type: ignore[assignment]  # nn.Module's __setattr__ is typed for tensors
         name=name,
         weights=source,
         weights_sha256=sha256,
@@ -299,5 +297,5 @@ def model_info(model: nn.Module) -> ModelInfo:
     """The :class:`ModelInfo` of a model loaded by :func:`load_model`."""
     info = getattr(model, "sevis_info", None)
     if not isinstance(info, ModelInfo):
-        raise ValueError("model was not loaded by sevis.load_model (no sevis_info)")
+        raise TypeError("model was not loaded by sevis.load_model (no sevis_info)")
     return info

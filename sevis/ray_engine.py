@@ -9,7 +9,7 @@ works the same. Ray is an optional extra: ``pip install sevis[ray]``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,9 @@ def _decode(batch: dict[str, np.ndarray], data: str, items: list[Item], data_con
 class _Extractor:
     """Ray actor: one model, loaded once, turning decoded batches into run rows."""
 
-    def __init__(self, name: str, weights: str, device: str, items: list[Item], schema: pa.Schema,
-                 layers: list[str]) -> None:
+    def __init__(
+        self, name: str, weights: str, device: str, items: list[Item], schema: pa.Schema, layers: list[str]
+    ) -> None:
         torch.set_num_threads(max(1, torch.get_num_threads()))
         self.model = load_model(name, weights, device=device)
         self.items, self.schema, self.layers = items, schema, layers
@@ -106,7 +107,14 @@ def extract_ray(
     probe = load_model(name, weights)  # on the driver, on the CPU: settings and layer sizes only
     info = model_info(probe)
     writer, todo = prepare_run(
-        probe, data, out, per_class=per_class, seed=seed, layers=layers, resume=resume, overwrite=overwrite,
+        probe,
+        data,
+        out,
+        per_class=per_class,
+        seed=seed,
+        layers=layers,
+        resume=resume,
+        overwrite=overwrite,
         part_size=part_size,
     )
     del probe
@@ -121,16 +129,32 @@ def extract_ray(
     source = str(Path(weights).resolve()) if Path(weights).is_file() else weights
     dataset = (
         ray.data.from_items([{"index": i} for i in range(len(todo))])
-        .map_batches(_decode, fn_kwargs={"data": str(data), "items": todo, "data_config": info.data_config},
-                     batch_size=batch_size, batch_format="numpy")
-        .map_batches(_Extractor, fn_constructor_kwargs={
-            "name": name, "weights": source, "device": device, "items": todo, "schema": schema,
-            "layers": list(writer.metadata.layer_kinds),
-        }, concurrency=workers, batch_size=batch_size, batch_format="numpy",
-            num_gpus=1 if device.startswith("cuda") else 0)
+        .map_batches(
+            _decode,  # type: ignore[arg-type]  # Ray's stubs know no keyword arguments
+            fn_kwargs={"data": str(data), "items": todo, "data_config": info.data_config},
+            batch_size=batch_size,
+            batch_format="numpy",
+        )
+        .map_batches(
+            _Extractor,
+            fn_constructor_kwargs={
+                "name": name,
+                "weights": source,
+                "device": device,
+                "items": todo,
+                "schema": schema,
+                "layers": list(writer.metadata.layer_kinds),
+            },
+            concurrency=workers,
+            batch_size=batch_size,
+            batch_format="numpy",
+            num_gpus=1 if device.startswith("cuda") else 0,
+        )
     )
     with writer:
-        for block in (dataset.iter_batches(batch_format="pyarrow", batch_size=None) if todo else ()):
+        # NOTE batch_format="pyarrow" gives tables; Ray's annotation is the union of every format.
+        blocks: Iterable[pa.Table] = dataset.iter_batches(batch_format="pyarrow", batch_size=None) if todo else ()
+        for block in blocks:
             failed = block.filter(pc.is_valid(block.column("error")))
             for path, error in zip(failed.column("path").to_pylist(), failed.column("error").to_pylist(), strict=True):
                 writer.fail(path, error)

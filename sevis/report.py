@@ -47,20 +47,29 @@ def build_report(run: Run, classes: Sequence[str] | None = None, layers: Sequenc
     if m.untrained:
         figs = [figures.mark_untrained(f) for f in figs]
 
-    stats = next(iter(stats_by_kind.values()), None)
-    counts = ", ".join(f"{html.escape(c)}: {stats.count(c)}" for c in classes) if stats else ""
+    counted = next(iter(stats_by_kind.values()), None)
+    counts = ", ".join(f"{html.escape(c)}: {counted.count(c)}" for c in classes) if counted else ""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>sevis report: {html.escape(m.model)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        ".warn{color:#b00020;font-weight:bold}td{padding:0 1em 0 0}</style></head><body>",
+        (
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+            ".warn{color:#b00020;font-weight:bold}td{padding:0 1em 0 0}</style></head><body>"
+        ),
         f"<h1>sevis report: {html.escape(m.model)}</h1>",
         "<table>",
-        *(f"<tr><td>{k}</td><td>{html.escape(str(v))}</td></tr>" for k, v in (
-            ("weights", m.weights), ("weights SHA-256", m.weights_sha256), ("data", m.source),
-            ("images", m.images), ("unreadable files", len(run.failures)),
-            ("classes shown", counts), ("sevis", m.sevis_version),
-        )),
+        *(
+            f"<tr><td>{k}</td><td>{html.escape(str(v))}</td></tr>"
+            for k, v in (
+                ("weights", m.weights),
+                ("weights SHA-256", m.weights_sha256),
+                ("data", m.source),
+                ("images", m.images),
+                ("unreadable files", len(run.failures)),
+                ("classes shown", counts),
+                ("sevis", m.sevis_version),
+            )
+        ),
         "</table>",
     ]
     if m.untrained:

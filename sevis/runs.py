@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,10 @@ def batch_table(
     """The rows of one batch; a ``None`` label becomes the predicted class."""
     columns: dict[str, pa.Array] = {
         "path": pa.array(list(paths), pa.string()),
-        "label": pa.array([given if given is not None else top for given, top in zip(labels, batch.predicted, strict=True)], pa.string()),
+        "label": pa.array(
+            [given if given is not None else top for given, top in zip(labels, batch.predicted, strict=True)],
+            pa.string(),
+        ),
         "label_source": pa.array(["folder" if given is not None else "predicted" for given in labels], pa.string()),
         "top5_classes": pa.array(batch.top_classes, pa.list_(pa.string())),
         "top5_probs": _fixed(batch.top_probs).cast(pa.list_(pa.float32())),
@@ -217,9 +220,13 @@ def read_run(path: str | Path, layers: Sequence[str] | None = None) -> Run:
     run = Run(path, metadata)
     kept = {k: v for k, v in metadata.layer_kinds.items() if layers is None or k in layers}
     if layers is not None and not kept:
-        raise UnknownLayerError(f"none of the layers {list(layers)} is in {path.name}; it has {list(metadata.layer_kinds)}")
+        raise UnknownLayerError(
+            f"none of the layers {list(layers)} is in {path.name}; it has {list(metadata.layer_kinds)}"
+        )
     columns = {
-        (layer, name): get_kind(kind).column(layer, name) for layer, kind in kept.items() for name in get_kind(kind).fields
+        (layer, name): get_kind(kind).column(layer, name)
+        for layer, kind in kept.items()
+        for name in get_kind(kind).fields
     }
     for batch in _batches(path, ["label", *columns.values()]):
         labels = batch.column("label").to_pylist()

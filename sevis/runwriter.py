@@ -43,7 +43,12 @@ class RunWriter:
     """
 
     def __init__(
-        self, out: str | Path, metadata: RunMetadata, *, resume: bool = False, overwrite: bool = False,
+        self,
+        out: str | Path,
+        metadata: RunMetadata,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
         part_size: int = PART_SIZE,
     ) -> None:
         if part_size < 1:
@@ -145,8 +150,9 @@ class RunWriter:
             log.info("wrote %d images to %s%s", rows, self.out, f" ({failed} unreadable, skipped)" if failed else "")
         elif issubclass(exc_type, KeyboardInterrupt):
             rows = self.close(keep_parts=True)
-            log.warning("interrupted: %s holds the %d images done so far; run again with --resume to finish",
-                        self.out, rows)
+            log.warning(
+                "interrupted: %s holds the %d images done so far; run again with --resume to finish", self.out, rows
+            )
 
     def close(self, *, keep_parts: bool = False) -> int:
         """Write what is pending and merge the parts into ``out``; returns its rows.

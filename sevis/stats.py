@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import ClassVar, Final
 
 import numpy as np
 import pandas as pd
@@ -239,19 +239,19 @@ class ClassStats:
         """Add another accumulator's images to this one."""
         if other.fields != self.fields:
             raise ValueError(f"cannot merge statistics of fields {other.fields} into {self.fields}")
-        for cls in other.classes:
-            self._classes.setdefault(cls, None)
+        for label in other.classes:
+            self._classes.setdefault(label, None)
         for layer, per_field in other._moments.items():
             for name, per_class in per_field.items():
-                for cls, m in per_class.items():
+                for key, m in per_class.items():
                     mine = self._moments.setdefault(layer, {}).setdefault(name, {})
-                    mine.setdefault(cls, _Moments(m.dim)).merge(m.n, m.mean, m.m2)
+                    mine.setdefault(key, _Moments(m.dim)).merge(m.n, m.mean, m.m2)
         for layer, per_class_hist in other._hist.items():
-            for cls, counts in per_class_hist.items():
-                self._hist.setdefault(layer, {}).setdefault(cls, np.zeros(N_BINS, np.int64))
-                self._hist[layer][cls] += counts
+            for key, counts in per_class_hist.items():
+                self._hist.setdefault(layer, {}).setdefault(key, np.zeros(N_BINS, np.int64))
+                self._hist[layer][key] += counts
 
-    _COLUMNS: Mapping[str, str] = {}
+    _COLUMNS: ClassVar[Mapping[str, str]] = {}
     """Renames of the generic ``{field}_mean`` / ``{field}_std`` table columns."""
 
     def to_frame(self) -> pd.DataFrame:
@@ -293,7 +293,7 @@ class ClassStats:
 class ExcitationStats(ClassStats):
     """Per-class statistics of SE excitations: one summary field, the excitation s (C,)."""
 
-    _COLUMNS = {"excitation_mean": "mean", "excitation_std": "std"}
+    _COLUMNS: ClassVar[Mapping[str, str]] = {"excitation_mean": "mean", "excitation_std": "std"}
 
     def __init__(self) -> None:
         super().__init__(("excitation",), "channel")
@@ -324,7 +324,7 @@ class MaskStats(ClassStats):
     group's mask mean and spatial variance, and a histogram of all mask values. The masks
     themselves are not kept."""
 
-    _COLUMNS = {
+    _COLUMNS: ClassVar[Mapping[str, str]] = {
         "mean_mean": "mask_mean",
         "mean_std": "mask_mean_std",
         "var_mean": "spatial_variance",

@@ -60,5 +60,5 @@ def test_argument_errors(se_model, photos):
         sevis.analyse(se_model, [("a", b"1"), ("b", b"2")], labels=["x"])
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         sevis.analyse(se_model, [], batch_size=0)
-    with pytest.raises(ValueError, match="not loaded by sevis.load_model"):
+    with pytest.raises(TypeError, match="not loaded by sevis.load_model"):
         sevis.analyse(torch.nn.Linear(2, 2), [])

@@ -64,7 +64,14 @@ def test_untrained_shows_samples_banner_and_charts(app):
     assert app.selectbox(key="image_choice").options == SAMPLES
     # top-5, SE profiles, overview of all 16 layers, Grad-CAM
     assert charts(app) == 4
-    assert app.multiselect(key="se_resnet50_layers").value == ["SE_2_3", "SE_3_4", "SE_4_6", "SE_5_1", "SE_5_2", "SE_5_3"]
+    assert app.multiselect(key="se_resnet50_layers").value == [
+        "SE_2_3",
+        "SE_3_4",
+        "SE_4_6",
+        "SE_5_1",
+        "SE_5_2",
+        "SE_5_3",
+    ]
     assert len(app.multiselect(key="se_resnet50_layers").options) == 16
     labels = [b.label for b in app.get("download_button")]
     assert labels == ["PNG", "HTML", "CSV", "Parquet"] * 4  # every chart: figure and numbers
@@ -83,11 +90,13 @@ def test_single_and_several_uploads_with_a_broken_file(app, photos):
     assert charts(app) == 4
 
     rocket = photos["rocket.jpg"]
-    app.get("file_uploader")[0].set_value([
-        png(photos, "coffee.png"),
-        ("broken.jpg", rocket[: len(rocket) // 2], "image/jpeg"),
-        png(photos, "astronaut.png"),
-    ]).run()
+    app.get("file_uploader")[0].set_value(
+        [
+            png(photos, "coffee.png"),
+            ("broken.jpg", rocket[: len(rocket) // 2], "image/jpeg"),
+            png(photos, "astronaut.png"),
+        ]
+    ).run()
     assert not app.exception
     warning = next(w.value for w in app.warning if "could not be analysed" in w.value)
     assert "**broken.jpg**" in warning and "truncated" in warning
@@ -117,7 +126,9 @@ def test_uploaded_checkpoints_good_and_bad(app, senet_file, tmp_path):
     assert any("choose a checkpoint" in i.value for i in app.sidebar.info)
     wrong = tmp_path / "resnet50.pth"
     torch.save(timm.create_model("resnet50").state_dict(), wrong)
-    app.sidebar.get("file_uploader")[0].set_value(("resnet50.pth", wrong.read_bytes(), "application/octet-stream")).run()
+    app.sidebar.get("file_uploader")[0].set_value(
+        ("resnet50.pth", wrong.read_bytes(), "application/octet-stream")
+    ).run()
     assert not app.exception
     assert any("does not fit se_resnet50" in e.value for e in app.error)
     app.sidebar.get("file_uploader")[0].set_value(
@@ -211,8 +222,10 @@ def test_compare_needs_both_then_shows_stages(app):
     no_errors(app)
     assert charts(app) == 2 + 2 * 4  # predictions, then 4 stages x (SE profile, SGE overlay)
     assert [m.value for m in app.markdown if m.value.startswith("#### Stage")] == [
-        "#### Stage 2: SE_2_3 and SGE_2_3", "#### Stage 3: SE_3_4 and SGE_3_4",
-        "#### Stage 4: SE_4_6 and SGE_4_6", "#### Stage 5: SE_5_3 and SGE_5_3",
+        "#### Stage 2: SE_2_3 and SGE_2_3",
+        "#### Stage 3: SE_3_4 and SGE_3_4",
+        "#### Stage 4: SE_4_6 and SGE_4_6",
+        "#### Stage 5: SE_5_3 and SGE_5_3",
     ]
 
 

@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-import io
-import zipfile
-
 import pytest
+from conftest import make_zip
 
 import sevis
-from conftest import make_zip
 from sevis import ArchiveError
 
 
 def test_labels_are_folder_names_and_junk_is_skipped(photos):
-    data = make_zip({
-        "set/cat/b.png": photos["chelsea.png"],
-        "set/cat/a.png": photos["astronaut.png"],
-        "set/cup/c.png": photos["coffee.png"],
-        "loose.jpg": photos["rocket.jpg"],
-        "set/cup/.hidden.png": b"x",
-        "__MACOSX/set/cup/._c.png": b"x",
-        "set/empty/": b"",
-    })
+    data = make_zip(
+        {
+            "set/cat/b.png": photos["chelsea.png"],
+            "set/cat/a.png": photos["astronaut.png"],
+            "set/cup/c.png": photos["coffee.png"],
+            "loose.jpg": photos["rocket.jpg"],
+            "set/cup/.hidden.png": b"x",
+            "__MACOSX/set/cup/._c.png": b"x",
+            "set/empty/": b"",
+        }
+    )
     files, failures = sevis.read_zip(data)
     assert [(f.name, f.label) for f in files] == [
-        ("loose.jpg", None), ("set/cat/a.png", "cat"), ("set/cat/b.png", "cat"), ("set/cup/c.png", "cup"),
+        ("loose.jpg", None),
+        ("set/cat/a.png", "cat"),
+        ("set/cat/b.png", "cat"),
+        ("set/cup/c.png", "cup"),
     ]
     assert files[1].data == photos["astronaut.png"] and failures == []
 

@@ -6,13 +6,13 @@ import threading
 
 import pytest
 import torch
+from conftest import hook_count
 from torch import nn
 from torch.testing import assert_close
 
 import sevis
-from conftest import hook_count
 
-PAPER_SE = [f"SE_{s}_{b}" for s, n in zip((2, 3, 4, 5), (3, 4, 6, 3)) for b in range(1, n + 1)]
+PAPER_SE = [f"SE_{s}_{b}" for s, n in zip((2, 3, 4, 5), (3, 4, 6, 3), strict=True) for b in range(1, n + 1)]
 CHANNELS = {2: 256, 3: 512, 4: 1024, 5: 2048}
 
 
@@ -46,9 +46,7 @@ def test_excitations_equal_the_formula_from_each_block_input(se_model, batch):
 def test_values_are_the_ones_the_forward_pass_multiplied_by(se_model, batch):
     layer = sevis.find_attention(se_model)[4]
     seen = {}
-    handle = layer.module.register_forward_hook(
-        lambda m, args, out: seen.update(u=args[0], out=out)
-    )
+    handle = layer.module.register_forward_hook(lambda m, args, out: seen.update(u=args[0], out=out))
     try:
         with torch.no_grad(), sevis.capture(se_model) as cap:
             se_model(batch)
@@ -83,13 +81,11 @@ def test_no_hook_remains_after_the_block(se_model, sge_model, batch):
 
 
 def test_no_hook_remains_after_an_exception_which_propagates(se_model):
-    with pytest.raises(RuntimeError, match="channels"):
-        with sevis.capture(se_model):
-            se_model(torch.zeros(1, 4, 32, 32))  # wrong number of input channels
+    with pytest.raises(RuntimeError, match="channels"), sevis.capture(se_model):
+        se_model(torch.zeros(1, 4, 32, 32))  # wrong number of input channels
     assert hook_count(se_model) == 0
-    with pytest.raises(KeyboardInterrupt):
-        with sevis.capture(se_model):
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), sevis.capture(se_model):
+        raise KeyboardInterrupt
     assert hook_count(se_model) == 0
 
 
@@ -103,6 +99,7 @@ def test_two_threads_on_one_model_get_only_their_own_values(se_model, batch):
     # Both forward passes wait for each other inside layer2, so both captures are
     # active and both threads run the same modules at the same time.
     barrier = threading.Barrier(2, timeout=30)
+
     def meet(module: nn.Module, args: object) -> None:
         barrier.wait()
 

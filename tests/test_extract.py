@@ -21,8 +21,6 @@ from sevis.cli import main
 from sevis.extract import discover, extract
 from sevis.runs import read_run
 
-from conftest import PHOTOS
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,7 +31,7 @@ def rows(path: Path) -> list[dict]:
 def assert_same_rows(a: list[dict], b: list[dict], rtol: float) -> None:
     """Same rows, in the same order: text exactly, numbers to ``rtol``."""
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert x.keys() == y.keys()
         for key in x:
             if isinstance(x[key], list) and x[key] and isinstance(x[key][0], float):
@@ -48,8 +46,13 @@ def test_rows_equal_capture_and_the_corrupt_file_is_reported(tiny_se, image_fold
     table = pq.read_table(out)
     assert table.num_rows == 7
     assert table.column("path").to_pylist() == [
-        "cat/astronaut.png", "cat/chelsea.png", "cup/camera.png", "cup/coffee.png",
-        "vehicle/motorcycle_left.png", "vehicle/motorcycle_right.png", "vehicle/rocket.jpg",
+        "cat/astronaut.png",
+        "cat/chelsea.png",
+        "cup/camera.png",
+        "cup/coffee.png",
+        "vehicle/motorcycle_left.png",
+        "vehicle/motorcycle_right.png",
+        "vehicle/rocket.jpg",
     ]
     assert table.column("label").to_pylist() == ["cat"] * 2 + ["cup"] * 2 + ["vehicle"] * 3
     assert set(table.column("label_source").to_pylist()) == {"folder"}
@@ -196,8 +199,27 @@ def test_resume_with_other_settings_is_refused(tiny_se, image_folder, tmp_path):
 
 def test_cli_extract_and_report(image_folder, tmp_path, capsys):
     out, html = tmp_path / "cli.parquet", tmp_path / "report.html"
-    assert main(["extract", str(image_folder), "--model", "tiny_se", "--weights", "untrained", "--out", str(out),
-                 "--per-class", "2", "--layers", "SE_4_6", "SE_5_2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "extract",
+                str(image_folder),
+                "--model",
+                "tiny_se",
+                "--weights",
+                "untrained",
+                "--out",
+                str(out),
+                "--per-class",
+                "2",
+                "--layers",
+                "SE_4_6",
+                "SE_5_2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     table = pq.read_table(out)
     assert table.num_rows == 6 and table.column_names[5:] == ["SE_4_6", "SE_5_2"]
     assert main(["report", str(out), "--out", str(html), "--classes", "cat", "vehicle"]) == 0
@@ -215,15 +237,33 @@ def test_cli_extract_and_report(image_folder, tmp_path, capsys):
 @pytest.mark.slow
 def test_ray_engine_gives_the_local_engine_rows(senet_file, image_folder, tmp_path):
     import ray  # requirements-dev.txt installs it: a missing Ray must fail, not skip
+
     from sevis.ray_engine import extract_ray
 
     local = tmp_path / "local.parquet"
-    assert main(["extract", str(image_folder), "--weights", str(senet_file), "--out", str(local),
-                 "--batch-size", "3", "--workers", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "extract",
+                str(image_folder),
+                "--weights",
+                str(senet_file),
+                "--out",
+                str(local),
+                "--batch-size",
+                "3",
+                "--workers",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "ray.parquet"
     try:
-        extract_ray("se_resnet50", str(senet_file), image_folder, out, batch_size=3, workers=2,
-                    ray_init={"num_cpus": 2})
+        extract_ray(
+            "se_resnet50", str(senet_file), image_folder, out, batch_size=3, workers=2, ray_init={"num_cpus": 2}
+        )
         assert ray.is_initialized()
     finally:
         ray.shutdown()

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import timm
 import torch
+from conftest import PHOTOS
 from PIL import Image
 from torch.testing import assert_close
 
 import sevis
 from sevis import ImageError
-
-from conftest import PHOTOS
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -33,7 +32,10 @@ def cat() -> Image.Image:
 def huge_png_header(width: int, height: int) -> bytes:
     """A small PNG file whose header declares a huge image (a decompression bomb)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 

@@ -135,9 +135,8 @@ def test_a_toy_kind_flows_through_capture_stats_run_report_and_figure(toy_model,
 
 
 def test_the_classes_page_shows_a_saved_toy_run(toy_model, image_folder, tmp_path, monkeypatch, offline):
-    from streamlit.testing.v1 import AppTest
-
     from conftest import ROOT
+    from streamlit.testing.v1 import AppTest
 
     out = extract(toy_model, image_folder, tmp_path / "toy.parquet", workers=0, progress=False)
     monkeypatch.chdir(ROOT)

@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from conftest import randomize_
 from safetensors.torch import save_file
 from torch.testing import assert_close
 
 import sevis
 from sevis import CheckpointError, UnknownModelError, WeightsUnavailableError
-
-from conftest import randomize_
 
 
 def test_se_resnet50_matches_timm_legacy_seresnet50(se_model, senet_state, batch):
@@ -94,7 +93,9 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
     with pytest.raises(CheckpointError) as err:
         sevis.load_model("se_resnet50", tmp_path / "resnet50.pth")
     message = str(err.value)
-    assert f"resnet50.pth does not fit se_resnet50: {len(missing)} keys missing, {len(unexpected)} unexpected" in message
+    assert (
+        f"resnet50.pth does not fit se_resnet50: {len(missing)} keys missing, {len(unexpected)} unexpected" in message
+    )
     assert f"missing: {', '.join(missing[:5])} and {len(missing) - 5} more." in message
     assert f"unexpected: {', '.join(unexpected[:5])} and {len(unexpected) - 5} more." in message
 
@@ -123,7 +124,7 @@ def test_corrupt_truncated_empty_missing_and_foreign_files(tmp_path, senet_file)
     flipped = bytearray(data)
     flipped[len(data) // 3 : len(data) // 3 + 4096] = os.urandom(4096)
     (tmp_path / "corrupt.pth").write_bytes(bytes(flipped))
-    (tmp_path / "cut.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": {\"dtype")
+    (tmp_path / "cut.safetensors").write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": {"dtype')
     cases = {
         "truncated.pth": "truncated.pth: corrupt or truncated",
         "empty.pth": "empty.pth: the file is empty",
@@ -168,7 +169,9 @@ def test_pretrained_source_unreachable(offline):
 
 
 def test_timm_hub_weights_unreachable(offline):
-    with pytest.raises(WeightsUnavailableError, match=r"seresnet50.ra2_in1k from timm seresnet50.ra2_in1k \(hub weights"):
+    with pytest.raises(
+        WeightsUnavailableError, match=r"seresnet50.ra2_in1k from timm seresnet50.ra2_in1k \(hub weights"
+    ):
         sevis.load_model("seresnet50.ra2_in1k")
 
 

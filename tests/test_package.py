@@ -9,9 +9,9 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT
 
 import sevis
-from conftest import ROOT
 
 
 def python(code: str, cwd=ROOT, env=None) -> subprocess.CompletedProcess:
@@ -34,15 +34,23 @@ def test_lazy_names_resolve_and_unknown_ones_fail():
     assert sevis.capture.__name__ == "capture" and sevis.Capture.__module__ == "sevis.hooks"
     assert set(sevis.__all__) <= set(dir(sevis))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        sevis.nope  # noqa: B018
+        sevis.nope
     from sevis import _version
 
     assert sevis.__version__ == _version.__version__
 
 
 def test_every_user_error_is_a_sevis_error():
-    for name in ("ArchiveError", "CheckpointError", "DataError", "ImageError", "RunError",
-                 "UnknownLayerError", "UnknownModelError", "WeightsUnavailableError"):
+    for name in (
+        "ArchiveError",
+        "CheckpointError",
+        "DataError",
+        "ImageError",
+        "RunError",
+        "UnknownLayerError",
+        "UnknownModelError",
+        "WeightsUnavailableError",
+    ):
         assert issubclass(getattr(sevis, name), sevis.SevisError), name
 
 
@@ -62,8 +70,14 @@ def test_the_readme_python_snippets_run_as_written(tmp_path, senet_state):
     hub = tmp_path / "torch" / "hub" / "checkpoints"
     hub.mkdir(parents=True)
     torch.save(senet_state, hub / "se_resnet50-ce0d4300.pth")
-    env = {"PATH": "/usr/bin:/bin", "TORCH_HOME": str(tmp_path / "torch"), "HF_HUB_OFFLINE": "1",
-           "SEVIS_WEIGHTS_DIR": str(tmp_path / "weights"), "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "HF_HUB_OFFLINE": "1",
+        "SEVIS_WEIGHTS_DIR": str(tmp_path / "weights"),
+        "PYTHONPATH": str(ROOT),
+        "MPLBACKEND": "Agg",
+    }
     for i, code in enumerate(snippets):
         # NOTE .show() needs a notebook or a browser; here each figure shown is counted.
         prologue = "import plotly.graph_objects as go\nshown = []\ngo.Figure.show = lambda fig: shown.append(fig)\n"

@@ -14,9 +14,16 @@ from sevis.runs import METADATA_KEY, RunMetadata, read_metadata, read_run
 
 def metadata(**changes) -> RunMetadata:
     fields = dict(
-        model="se_resnet50", weights="/w/se.pth", weights_sha256="ab" * 32, untrained=False, sevis_version="0.2.0",
-        data_config={"crop_pct": 0.875}, attention={"se": ["SE_4_6"]}, dims={"SE_4_6": {"excitation": 2}},
-        source="/data", labels="folder",
+        model="se_resnet50",
+        weights="/w/se.pth",
+        weights_sha256="ab" * 32,
+        untrained=False,
+        sevis_version="0.2.0",
+        data_config={"crop_pct": 0.875},
+        attention={"se": ["SE_4_6"]},
+        dims={"SE_4_6": {"excitation": 2}},
+        source="/data",
+        labels="folder",
     )
     return RunMetadata(**{**fields, **changes})
 
@@ -32,9 +39,21 @@ def test_json_round_trip_and_settings():
 
 def test_a_sevis_0_1_run_is_read(tmp_path):
     legacy = {
-        "model": "se_resnet50", "weights": "w.pth", "weights_sha256": None, "untrained": False,
-        "sevis_version": "0.1.0", "data_config": {}, "se_layers": ["SE_4_6"], "sge_layers": [],
-        "source": "d", "labels": "folder", "per_class": None, "seed": 0, "layers": None, "images": 2, "failures": [],
+        "model": "se_resnet50",
+        "weights": "w.pth",
+        "weights_sha256": None,
+        "untrained": False,
+        "sevis_version": "0.1.0",
+        "data_config": {},
+        "se_layers": ["SE_4_6"],
+        "sge_layers": [],
+        "source": "d",
+        "labels": "folder",
+        "per_class": None,
+        "seed": 0,
+        "layers": None,
+        "images": 2,
+        "failures": [],
     }
     schema = pa.schema(
         [("path", pa.string()), ("label", pa.string()), ("SE_4_6", pa.list_(pa.float32(), 2))],

@@ -113,9 +113,10 @@ def test_sge_resnet50_masks_and_logits_equal_reference(sge_model, batch):
     reference = sevis.load_model("sge_resnet50", "untrained")
     reference.load_state_dict(sge_model.state_dict())
     inputs: dict[str, torch.Tensor] = {}
-    for (name, block), layer in zip(
-        [(n, m) for n, m in reference.named_modules() if hasattr(m, "se") and m.se is not None],
+    for block, layer in zip(
+        [m for _, m in reference.named_modules() if hasattr(m, "se") and m.se is not None],
         sevis.find_attention(sge_model),
+        strict=True,
     ):
         ref = PytorchInsightSGE(64)
         ref.load_state_dict(block.se.state_dict())
@@ -129,7 +130,9 @@ def test_sge_resnet50_masks_and_logits_equal_reference(sge_model, batch):
     assert not sevis.find_attention(reference)  # really the reference module, not ours
     assert_close(logits, expected, rtol=1e-4, atol=1e-4)
 
-    assert list(cap.masks) == [f"SGE_{s}_{b}" for s, n in zip((2, 3, 4, 5), (3, 4, 6, 3)) for b in range(1, n + 1)]
+    assert list(cap.masks) == [
+        f"SGE_{s}_{b}" for s, n in zip((2, 3, 4, 5), (3, 4, 6, 3), strict=True) for b in range(1, n + 1)
+    ]
     for layer in sevis.find_attention(sge_model):
         x = inputs[layer.name]
         assert cap.masks[layer.name].shape == (3, 64, *x.shape[-2:])

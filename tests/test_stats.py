@@ -128,7 +128,14 @@ def test_mask_statistics_by_hand():
     assert stats.histogram("M").sum() == 16 and stats.histogram("M", "y")[12] == 4  # 0.25 -> bin 12
     frame = stats.to_frame()
     assert list(frame.columns) == [
-        "layer", "class", "group", "count", "mask_mean", "mask_mean_std", "spatial_variance", "spatial_variance_std",
+        "layer",
+        "class",
+        "group",
+        "count",
+        "mask_mean",
+        "mask_mean_std",
+        "spatial_variance",
+        "spatial_variance_std",
     ]
     assert len(frame) == 3 * 2
 

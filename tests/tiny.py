@@ -64,7 +64,10 @@ def _build(attn_layer: object, seed: int, pretrained: bool) -> nn.Module:
     if pretrained:
         raise OSError("tiny test networks have no pretrained weights")
     model = ResNet(
-        block=Bottleneck, layers=(3, 4, 6, 3), channels=(8, 16, 32, 64), stem_width=8,
+        block=Bottleneck,
+        layers=(3, 4, 6, 3),
+        channels=(8, 16, 32, 64),
+        stem_width=8,
         block_args={"attn_layer": attn_layer},
     )
     model.pretrained_cfg = dict(CONFIG)
@@ -74,12 +77,16 @@ def _build(attn_layer: object, seed: int, pretrained: bool) -> nn.Module:
 def register() -> None:
     """Add ``tiny_se`` and ``tiny_sge`` to sevis's models."""
     sevis.register_model(
-        "tiny_se", partial(_build, SEModule, 0), description="tiny SE-ResNet (tests)",
+        "tiny_se",
+        partial(_build, SEModule, 0),
+        description="tiny SE-ResNet (tests)",
         pretrained_source="nowhere (a test network)",
     )
     sevis.register_model(
-        "tiny_sge", partial(_build, partial(sevis.SpatialGroupEnhance, groups=GROUPS), 1),
-        description="tiny SGE-ResNet (tests)", pretrained_source="nowhere (a test network)",
+        "tiny_sge",
+        partial(_build, partial(sevis.SpatialGroupEnhance, groups=GROUPS), 1),
+        description="tiny SGE-ResNet (tests)",
+        pretrained_source="nowhere (a test network)",
     )
 
 
