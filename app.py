@@ -1,13 +1,23 @@
 """sevis dashboard: what SE and SGE attention layers do, for images you upload.
 
-streamlit run app.py
+    streamlit run app.py
+
+Environment: ``SEVIS_PLUGINS`` (modules to import first, e.g. ones that register
+models or attention classes), ``SEVIS_DASHBOARD_MODELS`` (``Label=name,...``: the
+networks the model panel offers; default SE-ResNet-50 and SGE-ResNet-50).
 """
+
+import os
 
 import streamlit as st
 
 st.set_page_config(page_title="sevis: SE and SGE attention", page_icon="🔎", layout="wide")
 
+from app_pages.services import load_plugins
 from app_pages.widgets import model_panel
+
+for module, error in load_plugins(os.environ.get("SEVIS_PLUGINS", "")).items():
+    st.error(f"Plugin {module} could not be loaded ({error}); the dashboard runs without it.")
 
 page = st.navigation(
     [

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
+import os
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -28,6 +30,31 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 MAX_VALUE_IMAGES = 8  # keep every image's SGE masks (3.5 MB each) only for small sets
 USER_ERRORS = (sevis.SevisError,)
+DEFAULT_MODELS = {"SE-ResNet-50": "se_resnet50", "SGE-ResNet-50": "sge_resnet50"}
+
+
+@st.cache_resource
+def load_plugins(modules: str) -> dict[str, str]:
+    """Import the comma-separated ``modules`` of ``$SEVIS_PLUGINS`` once per server: they
+    register models, attention classes and kinds. Returns module -> error, if any."""
+    errors = {}
+    for module in filter(None, (m.strip() for m in modules.split(","))):
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # noqa: BLE001  an operator's module: any failure is reported, not fatal
+            errors[module] = f"{type(err).__name__}: {str(err)[:300]}"
+    return errors
+
+
+def dashboard_models() -> dict[str, str]:
+    """Menu label -> sevis model name: SE-ResNet-50 and SGE-ResNet-50, or what
+    ``$SEVIS_DASHBOARD_MODELS`` lists as ``Label=name,Label=name`` (any name
+    :func:`sevis.load_model` knows, a timm id or one a plugin registered)."""
+    spec = os.environ.get("SEVIS_DASHBOARD_MODELS", "").strip()
+    if not spec:
+        return dict(DEFAULT_MODELS)
+    pairs = [item.split("=", 1) for item in spec.split(",") if "=" in item]
+    return {label.strip(): name.strip() for label, name in pairs if label.strip() and name.strip()}
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import sevis
-from app_pages.services import USER_ERRORS, Loaded, load_model, upload_path
+from app_pages.services import USER_ERRORS, Loaded, dashboard_models, load_model, upload_path
 from sevis import export
 from sevis.figures import mark_untrained
 
-MODELS = {"SE-ResNet-50": "se_resnet50", "SGE-ResNet-50": "sge_resnet50"}
 SOURCES = {
     "pretrained": "Pretrained (default source)",
     "server": "Checkpoint file on the server",
@@ -49,16 +48,17 @@ def _weights_widget(label: str, key: str) -> str | None:
 def model_panel() -> list[Loaded]:
     """The sidebar's model choice; loads what is chosen and reports what failed."""
     st.sidebar.header("Model")
+    models = dashboard_models()
     choice = st.sidebar.radio(
         "Attention model",
-        [*MODELS, "Both"],
+        [*models, "Both"] if len(models) == 2 else list(models),
         key="model_choice",
         help="SE: channel attention (Hu et al. 2018). SGE: spatial attention per channel group (Li et al. 2019).",
     )
-    labels = list(MODELS) if choice == "Both" else [choice]
+    labels = list(models) if choice == "Both" else [choice]
     loaded = []
     for label in labels:
-        name = MODELS[label]
+        name = models[label]
         weights = _weights_widget(label, name)
         if weights is None:
             st.sidebar.info(f"{label}: choose a checkpoint file.")

@@ -140,9 +140,11 @@ def excitation_overview(excitations: Mapping[str, np.ndarray], bins: int = 128) 
     spans = []
     for r, layer in enumerate(layers):
         v = np.asarray(excitations[layer], dtype=np.float64)
+        # NOTE with fewer channels than bins a bin repeats its channel rather than go empty.
         edges = np.linspace(0, len(v), bins + 1).astype(int)
-        z[r] = [v[a:b].mean() for a, b in pairwise(edges)]
-        spans.append([f"{a}–{b - 1}" for a, b in pairwise(edges)])
+        slices = [(min(a, len(v) - 1), max(b, min(a, len(v) - 1) + 1)) for a, b in pairwise(edges)]
+        z[r] = [v[a:b].mean() for a, b in slices]
+        spans.append([f"{a}–{b - 1}" for a, b in slices])
     fig = go.Figure(
         go.Heatmap(
             z=z,

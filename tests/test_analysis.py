@@ -10,7 +10,8 @@ from numpy.testing import assert_allclose
 import sevis
 
 
-def test_broken_file_among_good_ones_is_reported_and_the_rest_analysed(se_model, photos):
+def test_broken_file_among_good_ones_is_reported_and_the_rest_analysed(tiny_se, photos):
+    se_model = tiny_se
     names = list(photos)
     files = [(n, photos[n]) for n in names]
     rocket = photos["rocket.jpg"]
@@ -40,25 +41,38 @@ def test_broken_file_among_good_ones_is_reported_and_the_rest_analysed(se_model,
     assert_allclose(result.se.mean("SE_4_6"), cap.excitations["SE_4_6"].double().mean(0).numpy(), rtol=1e-5)
 
 
-def test_given_labels_and_sge_summaries(sge_model, photos):
+def test_given_labels_and_sge_summaries(tiny_sge, photos):
+    sge_model, groups = tiny_sge, 8
     files = [("a.png", photos["chelsea.png"]), ("b.png", photos["coffee.png"]), ("c.jpg", photos["rocket.jpg"])]
     result = sevis.analyse(sge_model, files, labels=["cat", None, "cat"], keep_values=True)
     assert result.sge.classes == ["cat", result.images[1].top_classes[0]]
     image = result.images[0]
     assert image.label == "cat"
-    assert image.masks["SGE_2_1"].shape == (64, 56, 56) and image.masks["SGE_5_3"].shape == (64, 7, 7)
+    assert image.masks["SGE_2_1"].shape == (groups, 56, 56) and image.masks["SGE_5_3"].shape == (groups, 7, 7)
     assert_allclose(image.mask_means["SGE_3_2"], image.masks["SGE_3_2"].mean(axis=(1, 2)), rtol=1e-5)
-    assert_allclose(image.mask_variances["SGE_3_2"], image.masks["SGE_3_2"].reshape(64, -1).var(1), rtol=1e-4)
+    assert_allclose(image.mask_variances["SGE_3_2"], image.masks["SGE_3_2"].reshape(groups, -1).var(1), rtol=1e-4)
     cats = [r for r in result.images if r.label == "cat"]
     expected = np.mean([r.masks["SGE_4_1"].mean(axis=(1, 2)) for r in cats], axis=0)
     assert_allclose(result.sge.group_mean("SGE_4_1", "cat"), expected, rtol=1e-5)
     assert sevis.analyse(sge_model, files[:1]).images[0].masks == {}
 
 
-def test_argument_errors(se_model, photos):
+def test_argument_errors(tiny_se):
+    se_model = tiny_se
     with pytest.raises(ValueError, match="one entry per file: 1 for 2"):
         sevis.analyse(se_model, [("a", b"1"), ("b", b"2")], labels=["x"])
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         sevis.analyse(se_model, [], batch_size=0)
     with pytest.raises(TypeError, match="not loaded by sevis.load_model"):
         sevis.analyse(torch.nn.Linear(2, 2), [])
+
+
+def test_several_kinds_in_one_network_each_get_their_statistics(tiny_se, tiny_sge, photos):
+    """Analysis keeps statistics per kind: an SE network has no SGE statistics and the
+    other way round; the per-image summaries say which kind each layer is."""
+    files = [("a.png", photos["chelsea.png"]), ("b.png", photos["coffee.png"])]
+    se, sge = sevis.analyse(tiny_se, files), sevis.analyse(tiny_sge, files)
+    assert list(se.stats) == ["se"] and list(sge.stats) == ["sge"]
+    assert se.sge.layers == [] and sge.se.layers == [] and len(se.se.layers) == 16
+    assert set(se.images[0].kinds.values()) == {"se"} and se.images[0].masks == {}
+    assert se.provenance == tiny_se.sevis_info.provenance and se.provenance.untrained

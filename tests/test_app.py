@@ -16,15 +16,35 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(p.name for p in (ROOT / "assets").iterdir() if p.suffix in (".png", ".jpg"))
 
 
-@pytest.fixture
-def app(offline, monkeypatch) -> AppTest:
-    """The app, offline, with fresh caches (the weights folder differs per test)."""
+# The dashboard's model panel offers the tiny networks of tests/tiny.py (same layer
+# names and preprocessing as ResNet-50, milliseconds a forward pass) through the same
+# configuration an operator uses; tests of checkpoint files use the real ResNet-50s.
+SE, SGE = "tiny_se", "tiny_sge"
+SE_LABEL, SGE_LABEL = "SE (tiny)", "SGE (tiny)"
+
+
+def start(monkeypatch) -> AppTest:
     monkeypatch.chdir(ROOT)
     st.cache_resource.clear()
     st.cache_data.clear()
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.run()
     return at
+
+
+@pytest.fixture
+def app(offline, monkeypatch) -> AppTest:
+    """The app with the tiny networks, offline, with fresh caches."""
+    monkeypatch.setenv("SEVIS_PLUGINS", "tiny")
+    monkeypatch.setenv("SEVIS_DASHBOARD_MODELS", f"{SE_LABEL}={SE},{SGE_LABEL}={SGE}")
+    return start(monkeypatch)
+
+
+@pytest.fixture
+def real_app(offline, monkeypatch) -> AppTest:
+    """The app as shipped (SE-ResNet-50 and SGE-ResNet-50), offline, with fresh caches."""
+    monkeypatch.delenv("SEVIS_DASHBOARD_MODELS", raising=False)
+    return start(monkeypatch)
 
 
 def charts(at: AppTest) -> int:
@@ -37,7 +57,7 @@ def no_errors(at: AppTest) -> None:
 
 
 def untrained(at: AppTest, *names: str) -> AppTest:
-    for name in names or ("se_resnet50",):
+    for name in names or (SE,):
         at.sidebar.selectbox(key=f"{name}_source").set_value("untrained")
     return at.run()
 
@@ -46,15 +66,15 @@ def png(photos, name: str) -> tuple[str, bytes, str]:
     return (name, photos[name], "image/png" if name.endswith("png") else "image/jpeg")
 
 
-def test_first_open_offline_says_pretrained_is_unreachable_and_offers_the_rest(app):
-    assert not app.exception
-    message = app.error[0].value
+def test_first_open_offline_says_pretrained_is_unreachable_and_offers_the_rest(real_app):
+    assert not real_app.exception
+    message = real_app.error[0].value
     assert "SE-ResNet-50 could not be loaded" in message and "could not fetch the pretrained weights" in message
     assert "weights='untrained'" in message and "local weights file" in message
     assert "Traceback" not in message
-    options = app.sidebar.selectbox(key="se_resnet50_source").options
+    options = real_app.sidebar.selectbox(key="se_resnet50_source").options
     assert len(options) == 4 and any("Untrained" in o for o in options) and any("Upload" in o for o in options)
-    assert any("Choose a model" in i.value for i in app.info)
+    assert any("Choose a model" in i.value for i in real_app.info)
 
 
 def test_untrained_shows_samples_banner_and_charts(app):
@@ -64,7 +84,7 @@ def test_untrained_shows_samples_banner_and_charts(app):
     assert app.selectbox(key="image_choice").options == SAMPLES
     # top-5, SE profiles, overview of all 16 layers, Grad-CAM
     assert charts(app) == 4
-    assert app.multiselect(key="se_resnet50_layers").value == [
+    assert app.multiselect(key=f"{SE}_layers").value == [
         "SE_2_3",
         "SE_3_4",
         "SE_4_6",
@@ -72,11 +92,11 @@ def test_untrained_shows_samples_banner_and_charts(app):
         "SE_5_2",
         "SE_5_3",
     ]
-    assert len(app.multiselect(key="se_resnet50_layers").options) == 16
+    assert len(app.multiselect(key=f"{SE}_layers").options) == 16
     labels = [b.label for b in app.get("download_button")]
     assert labels == ["PNG", "HTML", "CSV", "Parquet"] * 4  # every chart: figure and numbers
     app.selectbox(key="image_choice").set_value("rocket.jpg").run()
-    app.toggle(key="se_resnet50_overlay").set_value(True).run()
+    app.toggle(key=f"{SE}_overlay").set_value(True).run()
     no_errors(app)
     assert charts(app) == 4
 
@@ -104,45 +124,45 @@ def test_single_and_several_uploads_with_a_broken_file(app, photos):
     assert charts(app) == 4
 
 
-def test_sge_from_a_server_checkpoint_shows_masks_overlay_and_gradcam(app, offline, sge_file):
+def test_sge_from_a_server_checkpoint_shows_masks_overlay_and_gradcam(real_app, offline, sge_file):
     target = offline / "sevis-weights" / "sge_resnet50.pth.tar"
     target.write_bytes(sge_file.read_bytes())
-    app.sidebar.radio(key="model_choice").set_value("SGE-ResNet-50").run()
-    app.sidebar.selectbox(key="sge_resnet50_source").set_value("server").run()
-    app.sidebar.selectbox(key="sge_resnet50_file").set_value(str(target)).run()
-    no_errors(app)
-    assert not any("UNTRAINED" in w.value for w in app.warning)
-    assert charts(app) == 4  # top-5, 64-mask grid, mean-mask overlay, Grad-CAM
-    assert len(app.selectbox(key="sge_resnet50_sge_layer").options) == 16
-    app.selectbox(key="sge_resnet50_sge_layer").set_value("SGE_2_1").run()
-    app.slider(key="sge_resnet50_opacity").set_value(0.8).run()
-    app.selectbox(key="sge_resnet50_cam_class").set_value(1).run()  # goldfish
-    no_errors(app)
-    assert charts(app) == 4
+    real_app.sidebar.radio(key="model_choice").set_value("SGE-ResNet-50").run()
+    real_app.sidebar.selectbox(key="sge_resnet50_source").set_value("server").run()
+    real_app.sidebar.selectbox(key="sge_resnet50_file").set_value(str(target)).run()
+    no_errors(real_app)
+    assert not any("UNTRAINED" in w.value for w in real_app.warning)
+    assert charts(real_app) == 4  # top-5, 64-mask grid, mean-mask overlay, Grad-CAM
+    assert len(real_app.selectbox(key="sge_resnet50_sge_layer").options) == 16
+    real_app.selectbox(key="sge_resnet50_sge_layer").set_value("SGE_2_1").run()
+    real_app.slider(key="sge_resnet50_opacity").set_value(0.8).run()
+    real_app.selectbox(key="sge_resnet50_cam_class").set_value(1).run()  # goldfish
+    no_errors(real_app)
+    assert charts(real_app) == 4
 
 
-def test_uploaded_checkpoints_good_and_bad(app, senet_file, tmp_path):
-    app.sidebar.selectbox(key="se_resnet50_source").set_value("upload").run()
-    assert any("choose a checkpoint" in i.value for i in app.sidebar.info)
+def test_uploaded_checkpoints_good_and_bad(real_app, senet_file, tmp_path):
+    real_app.sidebar.selectbox(key="se_resnet50_source").set_value("upload").run()
+    assert any("choose a checkpoint" in i.value for i in real_app.sidebar.info)
     wrong = tmp_path / "resnet50.pth"
     torch.save(timm.create_model("resnet50").state_dict(), wrong)
-    app.sidebar.get("file_uploader")[0].set_value(
+    real_app.sidebar.get("file_uploader")[0].set_value(
         ("resnet50.pth", wrong.read_bytes(), "application/octet-stream")
     ).run()
-    assert not app.exception
-    assert any("does not fit se_resnet50" in e.value for e in app.error)
-    app.sidebar.get("file_uploader")[0].set_value(
+    assert not real_app.exception
+    assert any("does not fit se_resnet50" in e.value for e in real_app.error)
+    real_app.sidebar.get("file_uploader")[0].set_value(
         ("se_resnet50-ce0d4300.pth", senet_file.read_bytes(), "application/octet-stream")
     ).run()
-    no_errors(app)
-    assert charts(app) == 4
+    no_errors(real_app)
+    assert charts(real_app) == 4
 
 
 def test_same_inputs_do_not_run_the_model_again(app):
     from app_pages.services import load_model
 
     untrained(app)
-    model = load_model("se_resnet50", "untrained")  # the cached, shared instance
+    model = load_model(SE, "untrained")  # the cached, shared instance
     calls = []
     handle = model.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
     try:
@@ -188,7 +208,7 @@ def test_classes_from_uploads_per_class(app, photos):
 
 def test_classes_from_a_zip_with_a_broken_file_and_both_models(app, photos):
     app.sidebar.radio(key="model_choice").set_value("Both").run()
-    untrained(app, "se_resnet50", "sge_resnet50")
+    untrained(app, SE, SGE)
     app.switch_page("app_pages/classes.py").run()
     app.radio(key="classes_mode").set_value("zip").run()
     app.get("file_uploader")[0].set_value(("classes.zip", class_zip(photos), "application/zip")).run()
@@ -218,7 +238,7 @@ def test_compare_needs_both_then_shows_stages(app):
     app.switch_page("app_pages/compare.py").run()
     assert any("Choose **Both**" in i.value for i in app.info)
     app.sidebar.radio(key="model_choice").set_value("Both").run()
-    untrained(app, "se_resnet50", "sge_resnet50")
+    untrained(app, SE, SGE)
     no_errors(app)
     assert charts(app) == 2 + 2 * 4  # predictions, then 4 stages x (SE profile, SGE overlay)
     assert [m.value for m in app.markdown if m.value.startswith("#### Stage")] == [
@@ -229,7 +249,7 @@ def test_compare_needs_both_then_shows_stages(app):
     ]
 
 
-def test_classes_opens_a_saved_run_without_running_a_model(app, se_model, photos, tmp_path):
+def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos, tmp_path):
     from sevis.extract import extract
 
     folder = tmp_path / "data"
@@ -237,7 +257,7 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, se_model, photos
         (folder / label).mkdir(parents=True)
         for name in names:
             (folder / label / name).write_bytes(photos[name])
-    run = extract(se_model, folder, tmp_path / "run.parquet", workers=0, progress=False)
+    run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
 
     app.switch_page("app_pages/classes.py").run()
     app.radio(key="classes_mode").set_value("run").run()
@@ -287,8 +307,8 @@ def test_sge_with_many_uploads_keeps_masks_only_for_the_image_shown(app, photos)
 
     from app_pages.services import MAX_VALUE_IMAGES
 
-    app.sidebar.radio(key="model_choice").set_value("SGE-ResNet-50").run()
-    untrained(app, "sge_resnet50")
+    app.sidebar.radio(key="model_choice").set_value(SGE_LABEL).run()
+    untrained(app, SGE)
     uploads = []
     for i in range(MAX_VALUE_IMAGES + 1):  # one more than the masks kept for every image
         name = list(photos)[i % len(photos)]
@@ -303,3 +323,18 @@ def test_sge_with_many_uploads_keeps_masks_only_for_the_image_shown(app, photos)
     app.selectbox(key="image_choice").set_value("photo8.jpg").run()
     no_errors(app)
     assert charts(app) == 4
+
+
+def test_a_plugin_that_fails_is_reported_and_the_dashboard_runs(offline, monkeypatch):
+    monkeypatch.setenv("SEVIS_PLUGINS", "tiny, no_such_sevis_plugin")
+    monkeypatch.setenv("SEVIS_DASHBOARD_MODELS", f"{SE_LABEL}={SE}")
+    at = start(monkeypatch)
+    assert not at.exception
+    expected = (
+        "Plugin no_such_sevis_plugin could not be loaded (ModuleNotFoundError: No module named "
+        "'no_such_sevis_plugin'); the dashboard runs without it."
+    )
+    assert [e.value for e in at.error if "Plugin" in e.value] == [expected]
+    assert at.sidebar.radio(key="model_choice").options == [SE_LABEL]  # one model: no "Both"
+    untrained(at)
+    assert charts(at) == 4

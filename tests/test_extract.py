@@ -150,6 +150,7 @@ def run_until_killed(image_folder, out, sig: str, after: int) -> subprocess.Comp
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_gives_the_uninterrupted_file(tiny_se, image_folder, tmp_path):
     se_model = tiny_se
     whole = extract(se_model, image_folder, tmp_path / "whole.parquet", batch_size=1, workers=0, progress=False)
@@ -171,6 +172,7 @@ def test_resume_after_a_kill_gives_the_uninterrupted_file(tiny_se, image_folder,
     assert not parts.exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_a_valid_file_and_resume_finishes_it(tiny_se, image_folder, tmp_path):
     se_model = tiny_se
     out = tmp_path / "interrupted.parquet"

@@ -183,3 +183,16 @@ def test_sge_pretrained_comes_from_the_weights_folder(offline, sge_file):
     assert sevis.list_weights_files() == [target]
     model = sevis.load_model("sge_resnet50")
     assert model.sevis_info.weights == str(target) and not model.sevis_info.untrained
+
+
+def test_untrained_weights_are_the_same_every_load_and_leave_the_rng_alone():
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    a = sevis.load_model("sge_resnet50", "untrained")
+    after = torch.rand(3)
+    b = sevis.load_model("sge_resnet50", "untrained")
+    assert torch.equal(before, after)  # the caller's random stream is untouched
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
+    assert a.sevis_info.provenance.weights == "untrained" and a.sevis_info.untrained
