@@ -25,7 +25,7 @@ RUN grep -E '^(torch|torchvision)==' requirements.txt > /tmp/torch.txt \
     && pip install -r requirements.txt \
     && rm /tmp/torch.txt
 
-COPY pyproject.toml README.md app.py ./
+COPY pyproject.toml README.md LICENSE app.py ./
 COPY .streamlit ./.streamlit
 COPY sevis ./sevis
 COPY app_pages ./app_pages

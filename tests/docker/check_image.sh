@@ -34,9 +34,18 @@ trap cleanup EXIT
 
 say() { printf '[docker-check] %s\n' "$*"; }
 
-say "making the base stand-in with debootstrap"
+# The stand-in is the same for every run on a machine: kept as a tar in CACHE, keyed by
+# what makes it (packages, suite, mirror, host CA bundle), and made again only if gone.
+CACHE=${SEVIS_DOCKER_CACHE:-/var/cache/sevis-docker}
+PACKAGES=python3,python3-pip,python3-venv,ca-certificates
+KEY=$(printf '%s\n' "$PACKAGES" bookworm "$MIRROR" "$(sha256sum /etc/ssl/certs/ca-certificates.crt)" | sha256sum | cut -c1-16)
+BASE_TAR="$CACHE/base-$KEY.tar"
 t0=$(date +%s)
-debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates \
+if [ -s "$BASE_TAR" ]; then
+    say "base stand-in from the cache ($BASE_TAR)"
+else
+say "making the base stand-in with debootstrap"
+debootstrap --variant=minbase --include="$PACKAGES" \
     bookworm "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
     || { tail -20 "$WORK/debootstrap.log"; exit 1; }
 # What python:3.11-slim has that Debian's Python lacks: python and pip on PATH in
@@ -49,15 +58,16 @@ rm -f "$WORK"/rootfs/usr/lib/python3*/EXTERNALLY-MANAGED
 cp /etc/ssl/certs/ca-certificates.crt "$WORK/rootfs/etc/ssl/certs/ca-certificates.crt"
 printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$WORK/rootfs/etc/pip.conf"
 rm -rf "$WORK"/rootfs/var/cache/apt/archives/*.deb "$WORK"/rootfs/var/lib/apt/lists/*
-tar -C "$WORK/rootfs" -cf "$WORK/rootfs.tar" .
+mkdir -p "$CACHE"
+tar -C "$WORK/rootfs" -cf "$BASE_TAR.tmp" . && mv "$BASE_TAR.tmp" "$BASE_TAR"  # whole or absent
 rm -rf "$WORK/rootfs"
+fi
 ctr=$("${B[@]}" from scratch)
-"${B[@]}" add "$ctr" "$WORK/rootfs.tar" / >/dev/null
+"${B[@]}" add "$ctr" "$BASE_TAR" / >/dev/null
 "${B[@]}" config --env PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env LANG=C.UTF-8 --cmd python3 "$ctr"
 "${B[@]}" commit --quiet "$ctr" "$BASE" >/dev/null
 "${B[@]}" rm "$ctr" >/dev/null
-rm -f "$WORK/rootfs.tar"
 say "base stand-in ready in $(( $(date +%s) - t0 )) s"
 
 say "building the Dockerfile (torch index: PyPI)"
