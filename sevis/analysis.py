@@ -19,7 +19,7 @@ from .errors import ImageError
 from .models import model_info
 from .pipeline import TOP_K, BatchResult, forward_batch, load_view
 from .provenance import Provenance
-from .stats import ClassStats, ExcitationStats, MaskStats
+from .stats import ClassStats, StatsByKind
 
 __all__ = ["TOP_K", "Analysis", "Failure", "ImageResult", "analyse"]
 
@@ -83,25 +83,13 @@ class Failure:
 
 
 @dataclass
-class Analysis:
+class Analysis(StatsByKind):
     """Results of :func:`analyse`: per image, per class (per kind of attention), failures."""
 
     provenance: Provenance
     images: list[ImageResult] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     stats: dict[str, ClassStats] = field(default_factory=dict)
-
-    @property
-    def se(self) -> ExcitationStats:
-        """Per-class statistics of the SE layers (empty for a network without)."""
-        stats = self.stats.get("se")
-        return stats if isinstance(stats, ExcitationStats) else ExcitationStats()
-
-    @property
-    def sge(self) -> MaskStats:
-        """Per-class statistics of the SGE layers (empty for a network without)."""
-        stats = self.stats.get("sge")
-        return stats if isinstance(stats, MaskStats) else MaskStats()
 
     def excitation_frame(
         self, layers: Sequence[str] | None = None, images: Sequence[ImageResult] | None = None

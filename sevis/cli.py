@@ -63,41 +63,27 @@ def main(argv: list[str] | None = None) -> int:
 
                 if not torch.cuda.is_available():
                     raise sevis.SevisError("--device cuda: no CUDA device is available here")
+            # What both engines take alike.
+            options = dict(
+                batch_size=args.batch_size,
+                workers=args.workers,
+                per_class=args.per_class,
+                seed=args.seed,
+                layers=args.layers,
+                resume=args.resume,
+                overwrite=args.overwrite,
+            )
             if args.engine == "ray":
                 from sevis.ray_engine import extract_ray
 
                 extract_ray(
-                    args.model,
-                    args.weights,
-                    args.data,
-                    args.out,
-                    address=args.address,
-                    batch_size=args.batch_size,
-                    workers=args.workers,
-                    device=args.device,
-                    per_class=args.per_class,
-                    seed=args.seed,
-                    layers=args.layers,
-                    resume=args.resume,
-                    overwrite=args.overwrite,
+                    args.model, args.weights, args.data, args.out, address=args.address, device=args.device, **options
                 )
             else:
                 from sevis.extract import extract
 
                 model = sevis.load_model(args.model, args.weights, device=args.device)
-                extract(
-                    model,
-                    args.data,
-                    args.out,
-                    batch_size=args.batch_size,
-                    workers=args.workers,
-                    per_class=args.per_class,
-                    seed=args.seed,
-                    layers=args.layers,
-                    resume=args.resume,
-                    overwrite=args.overwrite,
-                    progress=not args.quiet,
-                )
+                extract(model, args.data, args.out, progress=not args.quiet, **options)
         else:
             from sevis.report import write_report
 

@@ -377,24 +377,27 @@ def heat_overlay(
     return fig
 
 
+def _class_line(cls: ClassKey, i: int, values: np.ndarray, hover: str, **kwargs: object) -> go.Scatter:
+    """One class's values against position (all images: grey and dotted)."""
+    return go.Scatter(
+        x=np.arange(len(values)),
+        y=values,
+        mode="lines+markers",
+        name=short_label(str(cls)),
+        marker=dict(size=4),
+        line=dict(color=_ALL_COLOUR if cls is ALL else _colour(i), dash="dot" if cls is ALL else None),
+        hovertemplate=f"{cls}<br>{hover} %{{x}}: %{{y:.4f}}<extra></extra>",
+        **kwargs,
+    )
+
+
 def field_profiles(stats: ClassStats, layer: str, classes: Sequence[str], field: str) -> go.Figure:
     """One summary field of any attention kind: its mean per position, one line per
     class and one for all images (dotted)."""
     fig = go.Figure()
     keys: list[ClassKey] = [*classes, ALL]
     for i, cls in enumerate(keys):
-        values = stats.mean(layer, cls, field)
-        fig.add_trace(
-            go.Scatter(
-                x=np.arange(len(values)),
-                y=values,
-                mode="lines+markers",
-                name=short_label(str(cls)),
-                marker=dict(size=4),
-                line=dict(color=_ALL_COLOUR if cls is ALL else _colour(i), dash="dot" if cls is ALL else None),
-                hovertemplate=f"{cls}<br>{stats.index_name} %{{x}}: %{{y:.4f}}<extra></extra>",
-            )
-        )
+        fig.add_trace(_class_line(cls, i, stats.mean(layer, cls, field), stats.index_name))
     fig.update_layout(title=f"{layer}: mean {field} per class", height=400, **_LAYOUT)
     fig.update_xaxes(title=stats.index_name)
     fig.update_yaxes(title=f"mean {field}")
@@ -408,23 +411,9 @@ def mask_class_stats(stats: MaskStats, layer: str, classes: Sequence[str]) -> go
     )
     keys: list[ClassKey] = [*classes, ALL]
     for i, cls in enumerate(keys):
-        colour = _ALL_COLOUR if cls is ALL else _colour(i)
         for row, values in ((1, stats.group_mean(layer, cls)), (2, stats.group_variance(layer, cls))):
-            fig.add_trace(
-                go.Scatter(
-                    x=np.arange(len(values)),
-                    y=values,
-                    mode="lines+markers",
-                    name=short_label(str(cls)),
-                    legendgroup=repr(cls),
-                    showlegend=row == 1,
-                    marker=dict(size=4),
-                    line=dict(color=colour, dash="dot" if cls is ALL else None),
-                    hovertemplate=f"{cls}<br>group %{{x}}: %{{y:.4f}}<extra></extra>",
-                ),
-                row=row,
-                col=1,
-            )
+            trace = _class_line(cls, i, values, "group", legendgroup=repr(cls), showlegend=row == 1)
+            fig.add_trace(trace, row=row, col=1)
     fig.update_layout(title=f"{layer}: SGE mask statistics per class", height=520, **_LAYOUT)
     fig.update_xaxes(title_text="group", row=2, col=1)
     fig.update_yaxes(title_text="mean σ(a)", range=[0, 1], row=1, col=1)

@@ -32,6 +32,7 @@ from .provenance import Provenance
 from .sge import SpatialGroupEnhance
 
 __all__ = [
+    "IMAGENET_CONFIG",
     "PRETRAINED",
     "UNTRAINED",
     "ModelInfo",
@@ -95,7 +96,7 @@ def _timm_builder(model_id: str) -> Callable[[bool], nn.Module]:
     return lambda pretrained: timm.create_model(model_id, pretrained=pretrained)
 
 
-_SGE_CFG = {
+IMAGENET_CONFIG: dict[str, Any] = {  # a torchvision-style ResNet's ImageNet-1k evaluation at 224 px
     "input_size": (3, 224, 224),
     "interpolation": "bilinear",
     "crop_pct": 0.875,
@@ -117,7 +118,7 @@ def _build_sge_resnet50(pretrained: bool) -> nn.Module:
         layers=(3, 4, 6, 3),
         block_args={"attn_layer": SpatialGroupEnhance},
     )
-    model.pretrained_cfg = dict(_SGE_CFG)  # type: ignore[assignment]  # what timm reads the data config from
+    model.pretrained_cfg = dict(IMAGENET_CONFIG)  # type: ignore[assignment]  # what timm reads the data config from
     return model
 
 

@@ -31,7 +31,7 @@ from .errors import RunError, UnknownLayerError
 from .kinds import get_kind
 from .pipeline import BatchResult
 from .provenance import Provenance
-from .stats import ClassStats, ExcitationStats, MaskStats
+from .stats import ClassStats, StatsByKind
 
 __all__ = ["METADATA_KEY", "Run", "RunMetadata", "batch_table", "read_run", "run_schema"]
 
@@ -154,7 +154,7 @@ def dims_of(batch: BatchResult) -> dict[str, dict[str, int]]:
 
 
 @dataclass
-class Run:
+class Run(StatsByKind):
     """A saved run, read back: its metadata and the statistics of its images."""
 
     path: Path
@@ -168,18 +168,6 @@ class Run:
     @property
     def failures(self) -> list[dict[str, str]]:
         return self.metadata.failures
-
-    @property
-    def se(self) -> ExcitationStats:
-        """Per-class statistics of the run's SE layers (empty if it has none)."""
-        stats = self.stats.get("se")
-        return stats if isinstance(stats, ExcitationStats) else ExcitationStats()
-
-    @property
-    def sge(self) -> MaskStats:
-        """Per-class statistics of the run's SGE layers (empty if it has none)."""
-        stats = self.stats.get("sge")
-        return stats if isinstance(stats, MaskStats) else MaskStats()
 
 
 def read_metadata(path: str | Path) -> RunMetadata:

@@ -34,6 +34,7 @@ __all__ = [
     "ClassStats",
     "ExcitationStats",
     "MaskStats",
+    "StatsByKind",
     "mask_overview",
     "mask_summary",
     "mean_mask",
@@ -301,6 +302,25 @@ class ExcitationStats(ClassStats):
     def update(self, excitations: Mapping[str, torch.Tensor | np.ndarray], labels: Sequence[str]) -> None:
         """Add a batch of excitations ``{layer: (N, C)}`` with one label per image."""
         self.add({k: {"excitation": v} for k, v in excitations.items()}, labels, excitations)
+
+
+class StatsByKind:
+    """For results holding ``stats``, kind name -> :class:`ClassStats`: the SE and SGE
+    statistics by name (empty accumulators where the network has none)."""
+
+    stats: dict[str, ClassStats]
+
+    @property
+    def se(self) -> ExcitationStats:
+        """Per-class statistics of the SE layers."""
+        stats = self.stats.get("se")
+        return stats if isinstance(stats, ExcitationStats) else ExcitationStats()
+
+    @property
+    def sge(self) -> MaskStats:
+        """Per-class statistics of the SGE layers."""
+        stats = self.stats.get("sge")
+        return stats if isinstance(stats, MaskStats) else MaskStats()
 
 
 def mask_summary(masks: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

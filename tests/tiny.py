@@ -17,18 +17,9 @@ from timm.models.resnet import Bottleneck, ResNet
 from torch import nn
 
 import sevis
+import sevis.models
 
-CONFIG = {
-    "input_size": (3, 224, 224),
-    "interpolation": "bilinear",
-    "crop_pct": 0.875,
-    "crop_mode": "center",
-    "mean": (0.485, 0.456, 0.406),
-    "std": (0.229, 0.224, 0.225),
-    "num_classes": 1000,
-    "first_conv": "conv1",
-    "classifier": "fc",
-}
+CONFIG = sevis.models.IMAGENET_CONFIG  # ResNet-50's: 224 px, crop 0.875, ImageNet mean and std
 GROUPS = 8
 
 
