@@ -5,8 +5,24 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 
 __all__ = ["main"]
+
+
+def _count(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``least``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:40]!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,10 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--weights", default="pretrained", help="pretrained (default), untrained, or a weights file")
     ex.add_argument("--out", required=True, help="the Parquet file to write")
-    ex.add_argument("--batch-size", type=int, default=32)
-    ex.add_argument("--workers", type=int, default=2, help="data-loading processes (default 2)")
+    ex.add_argument("--batch-size", type=_count(1), default=32, help="images per forward pass (default 32)")
+    ex.add_argument("--workers", type=_count(0), default=2, help="data-loading processes (default 2)")
     ex.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    ex.add_argument("--per-class", type=int, default=None, help="sample at most N images per class, as the paper's 50")
+    ex.add_argument(
+        "--per-class", type=_count(1), default=None, help="sample at most N images per class, as the paper's 50"
+    )
     ex.add_argument("--seed", type=int, default=0, help="seed of the --per-class sample")
     ex.add_argument("--layers", nargs="+", default=None, help="layers to keep (default all), e.g. SE_4_6 SE_5_2")
     ex.add_argument("--engine", choices=["local", "ray"], default="local")

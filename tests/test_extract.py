@@ -232,6 +232,9 @@ def test_cli_extract_and_report(image_folder, tmp_path, capsys):
     assert "classes ['dog'] not in the run" in capsys.readouterr().err
     assert main(["extract", str(tmp_path / "absent"), "--weights", "untrained", "--out", str(out)]) == 2
     assert "not a folder or a zip archive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["extract", str(image_folder), "--per-class", "0", "--out", str(out)])
+    assert exit_info.value.code == 2 and "--per-class: must be at least 1, got 0" in capsys.readouterr().err
     assert main(["extract", str(image_folder), "--weights", str(tmp_path / "nope.pth"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
 
