@@ -1,14 +1,23 @@
 """Classes page: the SENet paper's excitation analysis (Figures 6 and 7) for any classes."""
 
+import functools
 from collections.abc import Callable
 
+import pandas as pd
 import streamlit as st
 
 import sevis
-from app_pages.services import IMAGE_TYPES, Loaded, analyse, load_run
+from app_pages.services import IMAGE_TYPES, Loaded, analyse, analysis_nulls, load_run, run_nulls
 from app_pages.widgets import report_failures, show_figure
 from sevis import Provenance, figures
-from sevis.stats import ClassStats, ExcitationStats, MaskStats
+from sevis.stats import ClassStats, ExcitationStats, MaskStats, NullBand
+
+REFERENCE_LINES = {
+    "both": "both",
+    "classes": "mean of class means (the paper's)",
+    "images": "mean over all images",
+    "none": "none",
+}
 
 MODES = {
     "batches": "Upload images per class",
@@ -78,7 +87,48 @@ def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) 
     return order, f"channels sorted by mean({figures.short_label(first, 20)}) − mean({figures.short_label(second, 20)})"
 
 
-def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str) -> None:
+Nulls = Callable[[], dict[str, NullBand]]
+
+
+def depth_figures(stats: ClassStats, prefix: str, source: Loaded | Provenance, name: str, nulls: Nulls) -> None:
+    """Class-specificity with its chance band and saturation against depth; the channels'
+    class selectivity per layer."""
+    if len(stats.classes) < 2:
+        st.caption("Class-specificity and selectivity need images of at least two classes.")
+        return
+    small = stats.small_classes()
+    if small:
+        st.caption(
+            f"{len(small)} class(es) with a single image ({', '.join(small[:5])}{'…' if len(small) > 5 else ''}): "
+            "no spread is drawn for them, and they add nothing to the within-class variation."
+        )
+    show_figure(
+        figures.specificity_curve({name: stats}, prefix, {name: nulls()}),
+        f"{name}_{prefix}_depth",
+        source,
+        stats.specificity_frame(),
+    )
+    show_figure(
+        figures.selectivity_distribution(stats, stats.layers),
+        f"{name}_{prefix}_selectivity",
+        source,
+        lambda: selectivity_frame(stats),
+    )
+
+
+def selectivity_frame(stats: ClassStats) -> pd.DataFrame:
+    """Layer, position, class selectivity index."""
+    return pd.concat(
+        [
+            pd.DataFrame({"layer": k, stats.index_name: range(len(v)), "selectivity": v})
+            for k in stats.layers
+            for v in [stats.selectivity(k)]
+        ],
+        ignore_index=True,
+    )
+
+
+def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls: Nulls) -> None:
     assert isinstance(stats, ExcitationStats)
     left, right = st.columns([2, 3])
     layer = left.selectbox(
@@ -89,9 +139,18 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str) -> Non
         st.info("Choose at least one class.")
         return
     band = st.toggle("± one standard deviation across images (the paper's Figure 7)", key="classes_band")
+    reference = st.radio(
+        "Reference line",
+        list(REFERENCE_LINES),
+        format_func=REFERENCE_LINES.__getitem__,
+        horizontal=True,
+        key="classes_reference",
+    )
     channels, ordered_by = channel_order(stats, layer, classes)
     show_figure(
-        figures.class_profiles(stats, layer, classes, channels=channels, band=band, ordered_by=ordered_by),
+        figures.class_profiles(
+            stats, layer, classes, channels=channels, band=band, reference=reference, ordered_by=ordered_by
+        ),
         f"{name}_{layer}_class_profiles",
         source,
         lambda: only(stats.to_frame(), layer),
@@ -103,18 +162,10 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str) -> Non
         source,
         lambda: only(stats.histogram_frame(), layer),
     )
-    if len(stats.classes) > 1:
-        show_figure(
-            figures.specificity_curve({name: stats}, "SE"),
-            f"{name}_specificity",
-            source,
-            stats.specificity_frame(),
-        )
-    else:
-        st.caption("The class-specificity curve needs images of at least two classes.")
+    depth_figures(stats, "SE", source, name, nulls)
 
 
-def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str) -> None:
+def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls: Nulls) -> None:
     assert isinstance(stats, MaskStats)
     left, right = st.columns([2, 3])
     layer = left.selectbox(
@@ -130,9 +181,12 @@ def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str) -> No
         source,
         lambda: only(stats.to_frame(), layer),
     )
+    depth_figures(stats, "SGE", source, name, nulls)
 
 
-def kind_figures(kind: sevis.AttentionKind, stats: ClassStats, source: Loaded | Provenance, name: str) -> None:
+def kind_figures(
+    kind: sevis.AttentionKind, stats: ClassStats, source: Loaded | Provenance, name: str, nulls: Nulls
+) -> None:
     """Any other registered kind of attention: its own default figures."""
     left, right = st.columns([2, 3])
     layer = left.selectbox(
@@ -144,21 +198,32 @@ def kind_figures(kind: sevis.AttentionKind, stats: ClassStats, source: Loaded | 
     classes = right.multiselect("Classes", stats.classes, default=stats.classes[:6], key=f"classes_{kind.name}_shown")
     for i, fig in enumerate(kind.figures(stats, layer, classes)):
         show_figure(fig, f"{name}_{layer}_{kind.name}_{i}", source, lambda: only(stats.to_frame(), layer))
+    depth_figures(stats, kind.prefix, source, name, nulls)
 
 
 # The kinds with pages of their own widgets; every other kind draws its default figures.
-PAGES: dict[str, Callable[[ClassStats, Loaded | Provenance, str], None]] = {"se": se_figures, "sge": sge_figures}
+PAGES: dict[str, Callable[[ClassStats, Loaded | Provenance, str, Nulls], None]] = {
+    "se": se_figures,
+    "sge": sge_figures,
+}
 
 
-def kind_sections(stats_by_kind: dict[str, ClassStats], source: Loaded | Provenance, name: str) -> None:
+def kind_sections(
+    stats_by_kind: dict[str, ClassStats],
+    source: Loaded | Provenance,
+    name: str,
+    nulls: Callable[[str], dict[str, NullBand]],
+) -> None:
+    """Each kind's figures; ``nulls(kind)`` gives its chance bands, computed only if drawn."""
     for kind_name, stats in stats_by_kind.items():
         if not stats.layers:
             continue
         page = PAGES.get(kind_name)
+        kind_nulls = functools.partial(nulls, kind_name)
         if page is not None:
-            page(stats, source, name)
+            page(stats, source, name, kind_nulls)
         else:
-            kind_figures(sevis.get_kind(kind_name), stats, source, name)
+            kind_figures(sevis.get_kind(kind_name), stats, source, name, kind_nulls)
 
 
 def saved_run() -> None:
@@ -168,8 +233,9 @@ def saved_run() -> None:
     if upload is None and not path:
         st.info("Upload a run written by `sevis extract`, or give its path on the server.")
         st.stop()
+    data, name = (upload.getvalue(), upload.name) if upload is not None else (None, path)
     try:
-        run = load_run(upload.getvalue(), upload.name) if upload is not None else load_run(None, path)
+        run = load_run(data, name)
     except (sevis.SevisError, OSError) as err:  # the message starts with the file's name
         st.error(str(err))
         st.stop()
@@ -177,7 +243,7 @@ def saved_run() -> None:
     st.write(f"**{m.model}** ({m.weights}), {m.images} images from `{m.source}`, {len(run.failures)} unreadable.")
     if m.untrained:
         st.warning(f"This run was made with untrained weights: {figures.UNTRAINED_NOTE}", icon="⚠️")
-    kind_sections(run.stats, run.provenance, m.model)
+    kind_sections(run.stats, run.provenance, m.model, functools.partial(run_nulls, data, name))
 
 
 st.title("Classes")
@@ -214,4 +280,5 @@ for loaded in models:
     st.write(
         "Images per class: " + ", ".join(f"**{figures.short_label(c)}** {counted.count(c)}" for c in counted.classes)
     )
-    kind_sections(stats, loaded, loaded.name)
+    result = results[loaded.label]
+    kind_sections(stats, loaded, loaded.name, functools.partial(analysis_nulls, loaded, files, labels, result))

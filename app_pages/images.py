@@ -7,7 +7,7 @@ import sevis
 from app_pages.services import IMAGE_TYPES, MAX_VALUE_IMAGES, Loaded, analyse, grad_cam, sample_files
 from app_pages.widgets import report_failures, show_figure
 from sevis import Analysis, ImageResult, export, figures
-from sevis.stats import mean_mask
+from sevis.stats import mean_mask, saturation
 
 
 def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
@@ -18,6 +18,11 @@ def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
     several = len(result.images) > 1
     shown = result.images if several and st.toggle("Overlay all images", key=f"{loaded.name}_overlay") else [image]
     if layers:
+        shares = {layer: saturation(image.excitations[layer])["share_high"] for layer in layers}
+        st.caption(
+            f"Saturation in {image.name} (share of gates ≥ 0.99, the block passing its channel unchanged): "
+            + ", ".join(f"{layer} {share:.0%}" for layer, share in shares.items())
+        )
         show_figure(
             figures.excitation_profiles({r.name: r.excitations for r in shown}, layers),
             f"{loaded.name}_profiles",

@@ -24,7 +24,8 @@ from PIL import Image
 from torch import nn
 
 import sevis
-from sevis.runs import Run, read_run
+from sevis.runs import Run, null_bands, read_run
+from sevis.stats import NullBand
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
@@ -165,6 +166,33 @@ def analyse(
         loaded.label,
         loaded.model,
     )
+
+
+@st.cache_data(show_spinner="Label permutations for the chance band…", max_entries=16)
+def _analysis_nulls(key: str, kind: str, _result: sevis.Analysis) -> dict[str, NullBand]:
+    return _result.null_bands(kind)
+
+
+def analysis_nulls(
+    loaded: Loaded, files: Sequence[tuple[str, bytes]], labels: Sequence[str | None], result: sevis.Analysis, kind: str
+) -> dict[str, NullBand]:
+    """Each layer's class-specificity under label permutations, cached by the model, the
+    files' bytes and the labels (as :func:`analyse`)."""
+    digest = hashlib.sha256(repr(list(labels)).encode())
+    for name, data in files:
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return _analysis_nulls(f"{loaded.key}|{digest.hexdigest()}", kind, result)
+
+
+@st.cache_data(show_spinner="Label permutations for the chance band…", max_entries=8)
+def run_nulls(data: bytes | None, name: str, kind: str) -> dict[str, NullBand]:
+    """:func:`sevis.runs.null_bands` of a run from uploaded bytes or the path ``name``."""
+    if data is None:
+        return null_bands(name, kind)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(name).name
+        path.write_bytes(data)
+        return null_bands(path, kind)
 
 
 @st.cache_data(show_spinner="Reading the run…", max_entries=8)

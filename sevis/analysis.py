@@ -16,10 +16,11 @@ from PIL import Image
 from torch import nn
 
 from .errors import ImageError
+from .kinds import get_kind
 from .models import model_info
 from .pipeline import TOP_K, BatchResult, forward_batch, load_view
 from .provenance import Provenance
-from .stats import ClassStats, StatsByKind
+from .stats import ClassStats, NullBand, StatsByKind, specificity_nulls
 
 __all__ = ["TOP_K", "Analysis", "Failure", "ImageResult", "analyse"]
 
@@ -90,6 +91,18 @@ class Analysis(StatsByKind):
     images: list[ImageResult] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     stats: dict[str, ClassStats] = field(default_factory=dict)
+
+    def rows(self, kind: str) -> dict[str, np.ndarray]:
+        """Per layer of ``kind``, its first summary field of every image, (N, D), in the
+        order of :attr:`images` (whose labels go with the rows)."""
+        field_name = get_kind(kind).fields[0]
+        layers = [k for k, v in (self.images[0].kinds.items() if self.images else ()) if v == kind]
+        return {layer: np.stack([r.summaries[layer][field_name] for r in self.images]) for layer in layers}
+
+    def null_bands(self, kind: str = "se", *, permutations: int = 200, seed: int = 0) -> dict[str, NullBand]:
+        """Each layer's class-specificity under label permutations (see
+        :func:`sevis.stats.specificity_null`): the chance level its depth curve is read against."""
+        return specificity_nulls(self.rows(kind), [r.label for r in self.images], permutations=permutations, seed=seed)
 
     def excitation_frame(
         self, layers: Sequence[str] | None = None, images: Sequence[ImageResult] | None = None

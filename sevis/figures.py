@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from .stats import ALL, BIN_EDGES, ClassKey, ClassStats, ExcitationStats, MaskStats
+from .stats import ALL, BIN_EDGES, ClassKey, ClassStats, ExcitationStats, MaskStats, NullBand
 
 __all__ = [
+    "REFERENCES",
     "UNTRAINED_NOTE",
     "class_histograms",
     "class_profiles",
@@ -32,6 +33,7 @@ __all__ = [
     "mask_class_stats",
     "mask_grid",
     "sample_channels",
+    "selectivity_distribution",
     "short_label",
     "sort_by_difference",
     "specificity_curve",
@@ -176,6 +178,12 @@ def sort_by_difference(stats: ExcitationStats, layer: str, first: str, second: s
     return np.argsort(-(stats.mean(layer, first) - stats.mean(layer, second)), kind="stable")
 
 
+REFERENCES = ("classes", "images", "both", "none")
+"""Reference lines of :func:`class_profiles`: the mean of the class means (the SENet
+paper's dotted line, every class weighted equally), the mean over all images, both, none."""
+_CLASS_MEANS_LABEL = "mean of class means (paper's reference)"
+
+
 def class_profiles(
     stats: ExcitationStats,
     layer: str,
@@ -183,7 +191,7 @@ def class_profiles(
     *,
     channels: np.ndarray | None = None,
     band: bool = False,
-    include_all: bool = True,
+    reference: str = "both",
     ordered_by: str | None = None,
 ) -> go.Figure:
     """Mean excitation per channel, one line per class (the paper's Figure 6), with an
@@ -192,23 +200,33 @@ def class_profiles(
     Args:
         channels: channel indices to plot, in plotting order (default: all). Increasing
             indices are plotted at their index; any other order at their rank.
-        band: shade mean +- standard deviation across the class's images.
-        include_all: add the mean over all images as a reference line.
+        band: shade mean +- the sample standard deviation across the class's images; a
+            class of one image has none (its legend says so).
+        reference: which reference lines to draw, one of :data:`REFERENCES`: the mean of
+            the shown classes' means (the paper's, dotted), the mean over all images of
+            the statistics (dash-dot), both, or none.
         ordered_by: axis title when ``channels`` is a sort order.
     """
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
     n = len(stats.mean(layer))
     channels = np.arange(n) if channels is None else np.asarray(channels)
     by_index = ordered_by is None and bool(np.all(np.diff(channels) > 0))
     x = channels if by_index else np.arange(len(channels))
     fig = go.Figure()
-    series: list[tuple[ClassKey, str]] = [(c, _colour(i)) for i, c in enumerate(classes)]
-    if include_all:
-        series.append((ALL, _ALL_COLOUR))
-    for cls, colour in series:
-        mean = stats.mean(layer, cls)[channels]
-        label = f"{short_label(str(cls))} (n={stats.count(cls)})"
-        if band:
-            std = stats.std(layer, cls)[channels]
+    lines: list[tuple[str, np.ndarray, np.ndarray | None, str, dict[str, object]]] = []
+    for i, cls in enumerate(classes):
+        std = stats.std(layer, cls)[channels] if band else None
+        label = f"{short_label(cls)} (n={stats.count(cls)}{', no std' if band and stats.count(cls) < 2 else ''})"
+        lines.append((label, stats.mean(layer, cls)[channels], std, _colour(i), dict(width=1.5)))
+    if reference in ("classes", "both") and classes:
+        means = np.mean([stats.mean(layer, cls) for cls in classes], axis=0)[channels]
+        lines.append((_CLASS_MEANS_LABEL, means, None, "#000000", dict(width=2.5, dash="dot")))
+    if reference in ("images", "both"):
+        label = f"{ALL} (n={stats.count(ALL)})"
+        lines.append((label, stats.mean(layer, ALL)[channels], None, _ALL_COLOUR, dict(width=2, dash="dashdot")))
+    for label, mean, std, colour, line in lines:
+        if std is not None and np.isfinite(std).all():
             fig.add_trace(
                 go.Scatter(
                     x=np.concatenate([x, x[::-1]]),
@@ -217,7 +235,7 @@ def class_profiles(
                     fillcolor=_rgba(colour, 0.15),
                     line=dict(width=0),
                     hoverinfo="skip",
-                    legendgroup=repr(cls),
+                    legendgroup=label,
                     showlegend=False,
                 )
             )
@@ -227,11 +245,11 @@ def class_profiles(
                 y=mean,
                 mode="lines+markers" if len(x) <= 64 else "lines",
                 name=label,
-                legendgroup=repr(cls),
+                legendgroup=label,
                 customdata=channels,
                 marker=dict(size=4),
-                line=dict(color=colour, width=2.5 if cls is ALL else 1.5, dash="dot" if cls is ALL else None),
-                hovertemplate=f"{cls}<br>channel %{{customdata}}: %{{y:.3f}}<extra></extra>",
+                line=dict(color=colour, **line),
+                hovertemplate=f"{label}<br>channel %{{customdata}}: %{{y:.3f}}<extra></extra>",
             )
         )
     suffix = " ± std" if band else ""
@@ -279,30 +297,93 @@ def class_histograms(
     return fig
 
 
-def specificity_curve(curves: Mapping[str, ClassStats], prefix: str = "SE") -> go.Figure:
-    """Class-specificity (variance share explained by the class) against depth.
+def specificity_curve(
+    curves: Mapping[str, ClassStats], prefix: str = "SE", nulls: Mapping[str, Mapping[str, NullBand]] | None = None
+) -> go.Figure:
+    """Class-specificity (omega squared, see :meth:`ClassStats.specificity`) and saturation
+    against depth, one line per curve.
+
+    Top: the specificity of each layer, with the band labels get by chance (the central
+    95 % of label permutations, :func:`sevis.stats.specificity_null`) where ``nulls``
+    gives it. Bottom: saturation of the attention values, the share at or above 0.99 and
+    the mean distance from 1, |1 - s|.
 
     Args:
         curves: legend name -> statistics; each gives one line over its layers (for a
             kind with several summary fields, its first field).
         prefix: the layers' kind, for the titles.
+        nulls: legend name -> layer -> null band.
     """
-    fig = go.Figure()
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.12,
+        subplot_titles=["class-specificity ω² (0: chance)", "saturation of the gates"],
+    )
     for i, (name, stats) in enumerate(curves.items()):
         frame = stats.specificity_frame()
+        colour = _colour(i)
+        band = (nulls or {}).get(name, {})
+        if band:
+            layers = [layer for layer in frame["layer"] if layer in band]
+            fig.add_trace(
+                go.Scatter(
+                    x=[*layers, *layers[::-1]],
+                    y=[band[k].high for k in layers] + [band[k].low for k in layers[::-1]],
+                    fill="toself",
+                    fillcolor=_rgba(colour, 0.15),
+                    line=dict(width=0),
+                    name=f"{name}: chance (95 % of label permutations)",
+                    hoverinfo="skip",
+                ),
+                row=1,
+                col=1,
+            )
         fig.add_trace(
             go.Scatter(
                 x=frame["layer"],
                 y=frame["specificity"],
                 mode="lines+markers",
-                name=name,
-                line=dict(color=_colour(i)),
-                hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
-            )
+                name=f"{name}: ω²",
+                line=dict(color=colour),
+                hovertemplate="%{x}: ω² %{y:.3f}<extra>" + name + "</extra>",
+            ),
+            row=1,
+            col=1,
         )
-    fig.update_layout(title=f"Class-specificity of {prefix} layers against depth", height=380, **_LAYOUT)
-    fig.update_xaxes(title=f"{prefix} layer (shallow → deep)")
-    fig.update_yaxes(title="share of variance explained by class", rangemode="tozero")
+        for column, label, dash in (("share_high", "share ≥ 0.99", None), ("mean_gap", "mean |1 − s|", "dot")):
+            fig.add_trace(
+                go.Scatter(
+                    x=frame["layer"],
+                    y=frame[column],
+                    mode="lines+markers",
+                    name=f"{name}: {label}",
+                    line=dict(color=colour, dash=dash),
+                    hovertemplate=f"%{{x}}: {label} %{{y:.3f}}<extra>{name}</extra>",
+                ),
+                row=2,
+                col=1,
+            )
+    fig.update_layout(title=f"Class-specificity and saturation of {prefix} layers against depth", height=560, **_LAYOUT)
+    fig.update_xaxes(title_text=f"{prefix} layer (shallow → deep)", row=2, col=1)
+    fig.update_yaxes(title_text="ω²", row=1, col=1)
+    fig.update_yaxes(title_text="share / distance", range=[0, 1], row=2, col=1)
+    return fig
+
+
+def selectivity_distribution(stats: ClassStats, layers: Sequence[str]) -> go.Figure:
+    """Each layer's class selectivity index over its channels (Morcos et al. 2018), as box
+    plots in depth order: 0, no class preferred; 1, one class only."""
+    fig = go.Figure()
+    for layer in layers:
+        values = stats.selectivity(layer)
+        fig.add_trace(go.Box(y=values[np.isfinite(values)], name=layer, boxpoints=False, marker_color=_colour(0)))
+    fig.update_layout(
+        title="Class selectivity index of the channels, per layer", height=380, showlegend=False, **_LAYOUT
+    )
+    fig.update_yaxes(title="(μ_max − μ_−max) / (μ_max + μ_−max)", range=[0, 1])
+    fig.update_xaxes(title="layer (shallow → deep)")
     return fig
 
 

@@ -31,9 +31,9 @@ from .errors import RunError, UnknownLayerError
 from .kinds import get_kind
 from .pipeline import BatchResult
 from .provenance import Provenance
-from .stats import ClassStats, StatsByKind
+from .stats import ClassStats, NullBand, StatsByKind, specificity_nulls
 
-__all__ = ["METADATA_KEY", "Run", "RunMetadata", "batch_table", "read_run", "run_schema"]
+__all__ = ["METADATA_KEY", "Run", "RunMetadata", "batch_table", "null_bands", "read_rows", "read_run", "run_schema"]
 
 METADATA_KEY = b"sevis"
 
@@ -226,6 +226,32 @@ def read_run(path: str | Path, layers: Sequence[str] | None = None) -> Run:
             histogram = kind.histogram_from_summaries(summaries)
             run.stats[kind_name].add({layer: summaries}, labels, None if histogram is None else {layer: histogram})
     return run
+
+
+def read_rows(
+    path: str | Path, kind: str, *, max_rows: int = 2000, seed: int = 0
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Per layer of ``kind``, its first summary field for at most ``max_rows`` images of the
+    run (a uniform sample, the same for the same ``seed``), (N, D), and their labels."""
+    path = Path(path)
+    metadata = read_metadata(path)
+    spec = get_kind(kind)
+    layers = metadata.attention.get(kind, [])
+    table = pq.read_table(path, columns=["label", *(spec.column(layer, spec.fields[0]) for layer in layers)])
+    if table.num_rows > max_rows:
+        pick = np.sort(np.random.default_rng(seed).choice(table.num_rows, max_rows, replace=False))
+        table = table.take(pa.array(pick))
+    rows = {layer: _matrix(table.column(spec.column(layer, spec.fields[0]))) for layer in layers}
+    return rows, table.column("label").to_pylist()
+
+
+def null_bands(
+    path: str | Path, kind: str = "se", *, max_rows: int = 2000, permutations: int = 200, seed: int = 0
+) -> dict[str, NullBand]:
+    """Each layer's class-specificity under label permutations, from a sample of at most
+    ``max_rows`` of the run's images (see :func:`sevis.stats.specificity_null`)."""
+    rows, labels = read_rows(path, kind, max_rows=max_rows, seed=seed)
+    return specificity_nulls(rows, labels, permutations=permutations, seed=seed)
 
 
 def _matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -11,7 +11,7 @@ squared deviations (Chan et al.), and counts attention values in fixed bins over
 [0, 1]. Memory is bounded by layers x classes x D, whatever the number of images.
 :class:`ExcitationStats` and :class:`MaskStats` name its parts in SE's and SGE's terms.
 
-Conventions: standard deviations across images are sample ones (ddof = 1, zero for a
+Conventions: standard deviations across images are sample ones (ddof = 1, undefined (NaN) for a
 single image); a mask's spatial variance is over its H x W positions (ddof = 0). The
 aggregate over all images is kept under :data:`ALL`, a key no class label can equal
 (a class may be called "all images"); tables write it as an empty class.
@@ -30,16 +30,23 @@ import torch
 __all__ = [
     "ALL",
     "BIN_EDGES",
+    "SATURATED_HIGH",
+    "SATURATED_LOW",
     "ClassKey",
     "ClassStats",
     "ExcitationStats",
     "MaskStats",
+    "NullBand",
     "StatsByKind",
+    "kept_positions",
     "mask_overview",
     "mask_summary",
     "mean_mask",
+    "omega_squared",
     "predicted_labels",
     "saturation",
+    "specificity_null",
+    "specificity_nulls",
 ]
 
 
@@ -113,7 +120,120 @@ class _Moments:
         self.n = total
 
     def std(self) -> np.ndarray:
-        return np.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else np.zeros(self.dim)
+        """Sample standard deviation (ddof = 1); NaN for fewer than two rows, where it is undefined."""
+        return np.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else np.full(self.dim, np.nan)
+
+
+SATURATED_HIGH = 0.99
+"""A gate at or above this passes its channel almost unchanged (saturated towards identity)."""
+SATURATED_LOW = 0.01
+"""A gate at or below this all but silences its channel."""
+MIN_STD = 1e-6
+"""Positions whose standard deviation across images is below this (about ten float32 steps
+at 1.0) count as constant in the class-specificity."""
+RELATIVE_STD = 1e-3
+"""... and so do positions whose standard deviation is below this share of the layer's
+largest: the rule is relative to the layer, so it does not change with the number of images."""
+
+
+@dataclass
+class _Saturation:
+    """How many attention values were counted, how many at or above ``SATURATED_HIGH``, at
+    or below ``SATURATED_LOW``, and the sum of their distances from 1 (identity)."""
+
+    count: int = 0
+    high: int = 0
+    low: int = 0
+    gap: float = 0.0
+
+    def add(self, values: np.ndarray) -> None:
+        self.count += values.size
+        self.high += int(np.count_nonzero(values >= SATURATED_HIGH))
+        self.low += int(np.count_nonzero(values <= SATURATED_LOW))
+        self.gap += float(np.abs(1.0 - values).sum())
+
+    def merge(self, other: _Saturation) -> None:
+        self.count += other.count
+        self.high += other.high
+        self.low += other.low
+        self.gap += other.gap
+
+
+def kept_positions(ss_total: np.ndarray, n: int) -> np.ndarray:
+    """Which positions (channels, groups) vary enough to count in the class-specificity:
+    std across the ``n`` images at least ``MIN_STD`` and at least ``RELATIVE_STD`` of the
+    layer's largest std."""
+    if n < 2:
+        return np.zeros(np.shape(ss_total), bool)
+    std = np.sqrt(np.maximum(ss_total, 0.0) / (n - 1))
+    return std >= max(MIN_STD, RELATIVE_STD * float(std.max(initial=0.0)))
+
+
+def omega_squared(counts: np.ndarray, means: np.ndarray, ss_total: np.ndarray) -> np.ndarray:
+    """Per position, the share of variance the class explains, corrected for chance (omega
+    squared, Hays 1963): (SS_between - (k - 1) MS_within) / (SS_total + MS_within), with
+    MS_within = SS_within / (N - k). With no class effect its expected value is about 0 for
+    any number and size of classes (eta squared's is (k - 1) / (N - 1)).
+
+    Args:
+        counts: images per class, (k,).
+        means: each class's mean, (k, D).
+        ss_total: sum of squared deviations from the overall mean over all N images, (D,).
+
+    Returns:
+        (D,); NaN where N - k < 1 (no within-class degrees of freedom) or k < 2.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    k, n = len(counts), counts.sum()
+    if k < 2 or n - k < 1:
+        return np.full(np.shape(ss_total), np.nan)
+    overall = (counts[:, None] * means).sum(0) / n
+    ss_between = (counts[:, None] * (means - overall) ** 2).sum(0)
+    ms_within = np.maximum(ss_total - ss_between, 0.0) / (n - k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (ss_between - (k - 1) * ms_within) / (ss_total + ms_within)
+
+
+@dataclass(frozen=True)
+class NullBand:
+    """A layer's class-specificity under label permutations: mean and central interval."""
+
+    mean: float
+    low: float
+    high: float
+    permutations: int
+
+
+def specificity_null(
+    values: np.ndarray, labels: Sequence[str], *, permutations: int = 200, level: float = 0.95, seed: int = 0
+) -> NullBand:
+    """The class-specificity a layer gets when the labels carry no information: its omega
+    squared (averaged over its kept positions, as :meth:`ClassStats.specificity`) for
+    ``permutations`` shufflings of ``labels`` over the rows of ``values`` (N, D); their mean
+    and central ``level`` interval (NaN with fewer than two classes or no varying position)."""
+    values = _numpy(values)
+    if values.ndim != 2 or len(values) != len(labels):
+        raise ValueError(f"values must have shape (N, D) with N = {len(labels)} labels, got {values.shape}")
+    _, codes = np.unique(np.asarray([str(label) for label in labels]), return_inverse=True)
+    k = int(codes.max()) + 1 if len(codes) else 0
+    centred = values - values.mean(0) if len(values) else values
+    ss_total = (centred**2).sum(0)
+    keep = kept_positions(ss_total, len(values))
+    if k < 2 or len(values) - k < 1 or not keep.any():
+        return NullBand(float("nan"), float("nan"), float("nan"), 0)
+    counts = np.bincount(codes, minlength=k)
+    x = centred[:, keep]
+    rng = np.random.default_rng(seed)
+    scores = np.empty(permutations)
+    onehot = np.zeros((len(x), k))
+    rows = np.arange(len(x))
+    for p in range(permutations):
+        onehot[:] = 0.0
+        onehot[rows, rng.permutation(codes)] = 1.0
+        scores[p] = np.mean(omega_squared(counts, (onehot.T @ x) / counts[:, None], ss_total[keep]))
+    tail = (1 - level) / 2
+    low, high = np.quantile(scores, [tail, 1 - tail])
+    return NullBand(float(scores.mean()), float(low), float(high), permutations)
 
 
 class ClassStats:
@@ -131,6 +251,7 @@ class ClassStats:
         self.index_name = index_name
         self._moments: dict[str, dict[str, dict[ClassKey, _Moments]]] = {}
         self._hist: dict[str, dict[ClassKey, np.ndarray]] = {}
+        self._saturation: dict[str, dict[ClassKey, _Saturation]] = {}
         self._classes: dict[str, None] = {}  # insertion-ordered set
 
     def add(
@@ -169,9 +290,11 @@ class ClassStats:
         for layer, raw in (histograms or {}).items():
             values = _numpy(raw).reshape(len(labels), -1)
             hists = self._hist.setdefault(layer, {})
+            saturation = self._saturation.setdefault(layer, {})
             for key, index in groups.items():
                 hist = hists.setdefault(key, np.zeros(N_BINS, np.int64))
                 hist += _histogram(values[index])
+                saturation.setdefault(key, _Saturation()).add(values[index])
 
     @property
     def layers(self) -> list[str]:
@@ -218,23 +341,82 @@ class ClassStats:
         """Whether any attention values of ``layer`` were counted."""
         return bool(self._hist.get(layer))
 
-    def specificity(self, layer: str, field: str | None = None) -> float:
-        """Share of each position's variance across images that the class explains
-        (between-class over total sum of squares, eta squared), averaged over positions.
-
-        0: the layer attends the same way whatever the class. NaN with fewer than two
-        classes or no variation at all.
-        """
+    def _classes_of(self, layer: str, field: str | None) -> tuple[np.ndarray, np.ndarray, _Moments]:
+        """Counts (k,) and means (k, D) of the classes, and the all-images moments."""
         per_class = [self._get(layer, cls, field) for cls in self.classes]
-        if len(per_class) < 2:
+        counts = np.array([m.n for m in per_class], dtype=np.float64)
+        means = np.array([m.mean for m in per_class]).reshape(len(per_class), -1)
+        return counts, means, self._get(layer, ALL, field)
+
+    def specificity(self, layer: str, field: str | None = None) -> float:
+        """How class-specific the layer is: omega squared (:func:`omega_squared`, the share
+        of each position's variance across images that the class explains, corrected for
+        chance) averaged over the positions that vary (:func:`kept_positions`).
+
+        About 0 with no class effect, whatever the number and size of classes (compare with
+        :func:`specificity_null`); 1 when every image of a class has the same values.
+        0 when no position varies at all (the layer does the same whatever the class);
+        NaN with fewer than two classes or no within-class degrees of freedom (one image
+        per class: see :meth:`small_classes`).
+        """
+        counts, means, overall = self._classes_of(layer, field)
+        if len(counts) < 2 or overall.n - len(counts) < 1:
             return float("nan")
-        overall = self._get(layer, ALL, field)
-        between = sum(m.n * (m.mean - overall.mean) ** 2 for m in per_class)
-        total = overall.m2
-        varying = total > 1e-12
-        if not varying.any():
+        keep = kept_positions(overall.m2, overall.n)
+        if not keep.any():
+            return 0.0
+        return float(np.mean(omega_squared(counts, means[:, keep], overall.m2[keep])))
+
+    def eta_squared(self, layer: str, field: str | None = None) -> float:
+        """Between-class over total sum of squares averaged over the varying positions (eta
+        squared). Biased: with no class effect it averages (k - 1) / (N - 1); kept for
+        comparison with earlier work, :meth:`specificity` is the measure to cite."""
+        counts, means, overall = self._classes_of(layer, field)
+        if len(counts) < 2:
             return float("nan")
-        return float(np.mean(between[varying] / total[varying]))
+        keep = kept_positions(overall.m2, overall.n)
+        if not keep.any():
+            return 0.0
+        between = (counts[:, None] * (means[:, keep] - overall.mean[keep]) ** 2).sum(0)
+        return float(np.mean(between / overall.m2[keep]))
+
+    def small_classes(self) -> list[str]:
+        """Classes with fewer than two images: their spread is undefined, and a run made
+        only of them has no class-specificity."""
+        return [cls for cls in self.classes if self.count(cls) < 2]
+
+    def mean_of_class_means(self, layer: str, field: str | None = None) -> np.ndarray:
+        """Each position's mean over the classes' means, every class weighted equally: the
+        SENet paper's reference line (the mean over all images weights classes by size)."""
+        _, means, _ = self._classes_of(layer, field)
+        return means.mean(0) if len(means) else np.full(self._get(layer, ALL, field).dim, np.nan)
+
+    def selectivity(self, layer: str, field: str | None = None) -> np.ndarray:
+        """Class selectivity index of each position (Morcos et al., ICLR 2018):
+        (mu_max - mu_-max) / (mu_max + mu_-max), mu_max the highest class mean and mu_-max
+        the mean of the other classes' means. 0: no class preferred; 1: only one class
+        activates it. (D,); NaN with fewer than two classes."""
+        _, means, overall = self._classes_of(layer, field)
+        if len(means) < 2:
+            return np.full(overall.dim, np.nan)
+        top = means.max(0)
+        rest = (means.sum(0) - top) / (len(means) - 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (top - rest) / (top + rest)
+
+    def saturation(self, layer: str, cls: ClassKey = ALL) -> dict[str, float]:
+        """Of the attention values counted (see :meth:`add`'s ``histograms``): the share at
+        or above ``SATURATED_HIGH`` (0.99), at or below ``SATURATED_LOW`` (0.01), and the
+        mean distance from 1, |1 - s| (0: the block passes its input unchanged). NaN where
+        no values were counted."""
+        counted = self._saturation.get(layer, {}).get(cls)
+        if counted is None or counted.count == 0:
+            return {"share_high": float("nan"), "share_low": float("nan"), "mean_gap": float("nan")}
+        return {
+            "share_high": counted.high / counted.count,
+            "share_low": counted.low / counted.count,
+            "mean_gap": counted.gap / counted.count,
+        }
 
     def merge(self, other: ClassStats) -> None:
         """Add another accumulator's images to this one."""
@@ -251,6 +433,9 @@ class ClassStats:
             for key, counts in per_class_hist.items():
                 self._hist.setdefault(layer, {}).setdefault(key, np.zeros(N_BINS, np.int64))
                 self._hist[layer][key] += counts
+        for layer, per_class_saturation in other._saturation.items():
+            for key, counted in per_class_saturation.items():
+                self._saturation.setdefault(layer, {}).setdefault(key, _Saturation()).merge(counted)
 
     _COLUMNS: ClassVar[Mapping[str, str]] = {}
     """Renames of the generic ``{field}_mean`` / ``{field}_std`` table columns."""
@@ -287,8 +472,34 @@ class ClassStats:
         return pd.DataFrame(rows, columns=["layer", "class", "bin_start", "bin_end", "count"])
 
     def specificity_frame(self) -> pd.DataFrame:
-        """Table: layer, specificity, in depth order."""
-        return pd.DataFrame({"layer": self.layers, "specificity": [self.specificity(k) for k in self.layers]})
+        """One row per layer in depth order: ``specificity`` (omega squared, see
+        :meth:`specificity`), ``eta_squared``, ``positions_kept`` of ``positions``, and the
+        saturation of all images' values: ``share_high`` (>= 0.99), ``share_low``
+        (<= 0.01), ``mean_gap`` (mean |1 - s|)."""
+        rows = []
+        for layer in self.layers:
+            overall = self._get(layer, ALL, None)
+            rows.append(
+                {
+                    "layer": layer,
+                    "specificity": self.specificity(layer),
+                    "eta_squared": self.eta_squared(layer),
+                    "positions_kept": int(kept_positions(overall.m2, overall.n).sum()),
+                    "positions": overall.dim,
+                    **self.saturation(layer),
+                }
+            )
+        columns = [
+            "layer",
+            "specificity",
+            "eta_squared",
+            "positions_kept",
+            "positions",
+            "share_high",
+            "share_low",
+            "mean_gap",
+        ]
+        return pd.DataFrame(rows, columns=columns)
 
 
 class ExcitationStats(ClassStats):
@@ -321,6 +532,16 @@ class StatsByKind:
         """Per-class statistics of the SGE layers."""
         stats = self.stats.get("sge")
         return stats if isinstance(stats, MaskStats) else MaskStats()
+
+
+def specificity_nulls(
+    rows: Mapping[str, np.ndarray], labels: Sequence[str], *, permutations: int = 200, seed: int = 0
+) -> dict[str, NullBand]:
+    """:func:`specificity_null` of every layer: ``rows`` maps a layer to its (N, D) per-image
+    values (the first summary field), one label per row."""
+    return {
+        layer: specificity_null(values, labels, permutations=permutations, seed=seed) for layer, values in rows.items()
+    }
 
 
 def mask_summary(masks: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -93,6 +93,8 @@ def test_untrained_shows_samples_banner_and_charts(app):
         "SE_5_3",
     ]
     assert len(app.multiselect(key=f"{SE}_layers").options) == 16
+    saturation = [c.value for c in app.caption if c.value.startswith("Saturation in astronaut.png")]
+    assert len(saturation) == 1 and "SE_2_3 " in saturation[0] and "SE_5_3 " in saturation[0]
     labels = [b.label for b in app.get("download_button")]
     assert labels == ["PNG", "HTML", "CSV", "Parquet"] * 4  # every chart: figure and numbers
     app.selectbox(key="image_choice").set_value("rocket.jpg").run()
@@ -197,13 +199,19 @@ def test_classes_from_uploads_per_class(app, photos):
     app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "motorcycle_left.png")]).run()
     no_errors(app)
     assert app.multiselect(key="classes_shown").value == ["cat", "vehicle"]
-    assert charts(app) == 3  # Figure 6 profiles, histograms, specificity against depth
+    # Figure 6 profiles, histograms, specificity and saturation against depth, selectivity
+    assert charts(app) == 4
+    titles = [c.proto.spec for c in app.get("plotly_chart")]
+    assert "chance (95 % of label permutations)" in titles[2] and "Class selectivity index" in titles[3]
     app.toggle(key="classes_band").set_value(True).run()
     app.radio(key="classes_channels").set_value("sorted by the difference of two classes").run()
     app.toggle(key="classes_side").set_value(True).run()
     app.selectbox(key="classes_layer").set_value("SE_5_2").run()
     no_errors(app)
-    assert charts(app) == 3
+    assert charts(app) == 4
+    app.radio(key="classes_reference").set_value("classes").run()
+    profiles = app.get("plotly_chart")[0].proto.spec
+    assert "mean of class means (paper's reference)" in profiles and "all images (n=4)" not in profiles
 
 
 def test_classes_from_a_zip_with_a_broken_file_and_both_models(app, photos):
@@ -216,7 +224,7 @@ def test_classes_from_a_zip_with_a_broken_file_and_both_models(app, photos):
     warning = next(w.value for w in app.warning if "could not be analysed" in w.value)
     assert "data/cup/broken.jpg" in warning and ".DS_Store" not in warning
     assert app.multiselect(key="classes_shown").value == ["cat", "cup"]
-    assert charts(app) == 3 + 1  # SE figures, then the SGE mask statistics
+    assert charts(app) == 4 + 3  # SE figures; SGE mask statistics, depth curve, selectivity
     assert any("**cat** 2" in m.value and "**cup** 1" in m.value for m in app.markdown)
 
 
@@ -264,14 +272,14 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos,
     assert any("Upload a run" in i.value for i in app.info)
     app.text_input(key="classes_run_path").set_value(str(run)).run()
     assert not app.exception
-    assert charts(app) == 3 and app.multiselect(key="classes_shown").value == ["cat", "cup"]
+    assert charts(app) == 4 and app.multiselect(key="classes_shown").value == ["cat", "cup"]
     assert any("3 images from" in m.value for m in app.markdown)
     # The sidebar's model failed to load (offline, pretrained): the run needs none.
     assert any("could not be loaded" in e.value for e in app.error)
 
     app.text_input(key="classes_run_path").set_value("")
     app.get("file_uploader")[0].set_value(("run.parquet", run.read_bytes(), "application/octet-stream")).run()
-    assert not app.exception and charts(app) == 3
+    assert not app.exception and charts(app) == 4
     app.get("file_uploader")[0].set_value(("bad.parquet", b"PAR1 nonsense", "application/octet-stream")).run()
     assert not app.exception
     assert any("bad.parquet: not a readable Parquet file" in e.value for e in app.error)
@@ -293,8 +301,8 @@ def test_a_saved_run_without_se_4_6_and_with_a_class_named_all_images(app, tiny_
     assert not app.exception
     assert app.selectbox(key="classes_layer").options == ["SE_5_2"]
     assert app.multiselect(key="classes_shown").value == ["all images", "cup"]
-    # Profiles, histograms, and the depth curve (one point: the run kept one layer).
-    assert charts(app) == 3
+    # Profiles, histograms, the depth curve (one point: the run kept one layer), selectivity.
+    assert charts(app) == 4
     profiles = app.get("plotly_chart")[0].proto.spec
     # The class called "all images" (2 images) is its own line, next to the 3 images of the run.
     assert "all images (n=2)" in profiles and "all images (n=3)" in profiles

@@ -234,11 +234,11 @@ def test_classes_page_two_classes(server, page, tmp_path):
             str(broken),
         ]
     )
-    wait_for_charts(page, 3)  # Figure 6 profiles, histograms, specificity against depth
+    wait_for_charts(page, 4)  # Figure 6 profiles, histograms, depth curve with chance band, selectivity
     no_errors(page)
     warnings = page.locator('[data-testid="stAlertContentWarning"]').all_inner_texts()
     assert any("broken.jpg" in w and "truncated" in w for w in warnings), warnings
-    for text in ("class 1 (n=2)", "class 2 (n=2)", "all images (n=4)", "mean excitation"):
+    for text in ("class 1 (n=2)", "class 2 (n=2)", "all images (n=4)", "mean excitation", "paper's reference"):
         assert page.locator(CHART).get_by_text(text).count() > 0, text
     shot(page, "classes")
 
@@ -280,13 +280,16 @@ def test_report_opens_in_chromium_with_its_charts(se_model, page, tmp_path):
     run = extract(se_model, tmp_path / "data", tmp_path / "run.parquet", workers=0, progress=False)
     report = write_report(run, tmp_path / "report.html")
     page.goto(report.as_uri())
-    # Six paper blocks x (profiles with bands, histograms) + specificity against depth.
-    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 13")
-    assert page.locator(".js-plotly-plot").count() == 13
+    # Six paper blocks x (profiles with bands, histograms), the depth curve, the selectivity boxes.
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 14")
+    assert page.locator(".js-plotly-plot").count() == 14
     for text in (
         "SE_2_3: mean excitation per class ± std",
         "SE_5_3: distribution of excitation values per class",
-        "Class-specificity of SE layers against depth",
+        "Class-specificity and saturation of SE layers against depth",
+        "chance (95 % of label permutations)",
+        "Class selectivity index of the channels, per layer",
+        "mean of class means (paper's reference)",
         "cat (n=2)",
     ):
         assert page.get_by_text(text).count() > 0, text

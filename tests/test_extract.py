@@ -226,7 +226,7 @@ def test_cli_extract_and_report(image_folder, tmp_path, capsys):
     assert table.num_rows == 6 and table.column_names[5:] == ["SE_4_6", "SE_5_2"]
     assert main(["report", str(out), "--out", str(html), "--classes", "cat", "vehicle"]) == 0
     text = html.read_text()
-    assert text.count("Plotly.newPlot") == 5  # 2 layers x (profiles, histograms) + specificity
+    assert text.count("Plotly.newPlot") == 6  # 2 layers x (profiles, histograms), depth curve, selectivity
     assert "SE_4_6: mean excitation per class" in text and "<script src=" not in text
     assert main(["report", str(out), "--out", str(html), "--classes", "dog"]) == 2
     assert "classes ['dog'] not in the run" in capsys.readouterr().err

@@ -29,8 +29,15 @@ def test_class_profiles_plot_means_at_channel_indices(stats):
     fig = figures.class_profiles(stats, "SE_4_6", ["goldfish", "pug"], channels=channels, band=True)
     lines = [t for t in fig.data if t.mode and "lines" in t.mode]
     bands = [t for t in fig.data if t.fill == "toself"]
-    assert [t.name for t in lines] == ["goldfish (n=3)", "pug (n=3)", "all images (n=6)"]
-    assert len(bands) == 3
+    assert [t.name for t in lines] == [
+        "goldfish (n=3)",
+        "pug (n=3)",
+        "mean of class means (paper's reference)",
+        "all images (n=6)",
+    ]
+    assert len(bands) == 2  # the classes' spread; reference lines have none
+    paper = (stats.mean("SE_4_6", "goldfish") + stats.mean("SE_4_6", "pug")) / 2
+    assert_allclose(lines[2].y, paper[channels]) and lines[2].line.dash == "dot"
     assert list(lines[0].x) == list(channels)
     assert_allclose(lines[1].y, stats.mean("SE_4_6", "pug")[channels])
     upper = np.asarray(bands[0].y[: len(channels)])
@@ -57,9 +64,34 @@ def test_histograms_are_shares_per_class(stats):
 
 
 def test_specificity_curve_in_depth_order(stats):
-    fig = figures.specificity_curve({"SE-ResNet-50": stats})
-    assert list(fig.data[0].x) == ["SE_4_6", "SE_5_2"]
-    assert_allclose(fig.data[0].y, [stats.specificity("SE_4_6"), stats.specificity("SE_5_2")])
+    from sevis.stats import NullBand
+
+    nulls = {"SE-ResNet-50": {"SE_4_6": NullBand(0.0, -0.1, 0.2, 100), "SE_5_2": NullBand(0.0, -0.3, 0.4, 100)}}
+    fig = figures.specificity_curve({"SE-ResNet-50": stats}, nulls=nulls)
+    band, omega, share, gap = fig.data
+    assert band.fill == "toself" and list(band.x) == ["SE_4_6", "SE_5_2", "SE_5_2", "SE_4_6"]
+    assert list(band.y) == [0.2, 0.4, -0.3, -0.1]
+    assert list(omega.x) == ["SE_4_6", "SE_5_2"] and omega.name == "SE-ResNet-50: ω²"
+    assert_allclose(omega.y, [stats.specificity("SE_4_6"), stats.specificity("SE_5_2")])
+    assert_allclose(share.y, [stats.saturation(k)["share_high"] for k in ("SE_4_6", "SE_5_2")])
+    assert_allclose(gap.y, [stats.saturation(k)["mean_gap"] for k in ("SE_4_6", "SE_5_2")])
+    assert share.yaxis == "y2"  # the saturation panel
+
+
+def test_one_image_class_has_no_band_and_says_so():
+    s = ExcitationStats()
+    s.update({"L": np.array([[0.2, 0.4], [0.4, 0.6], [0.9, 0.1]])}, ["a", "a", "b"])
+    fig = figures.class_profiles(s, "L", ["a", "b"], band=True, reference="none")
+    assert [t.name for t in fig.data if t.fill != "toself"] == ["a (n=2)", "b (n=1, no std)"]
+    assert len([t for t in fig.data if t.fill == "toself"]) == 1
+    with pytest.raises(ValueError, match="reference must be one of"):
+        figures.class_profiles(s, "L", ["a"], reference="paper")
+
+
+def test_selectivity_distribution_per_layer(stats):
+    fig = figures.selectivity_distribution(stats, ["SE_4_6", "SE_5_2"])
+    assert [t.name for t in fig.data] == ["SE_4_6", "SE_5_2"]
+    assert_allclose(sorted(fig.data[1].y), sorted(stats.selectivity("SE_5_2")))
 
 
 def test_overview_bins_each_layer():

@@ -131,7 +131,9 @@ def test_a_toy_kind_flows_through_capture_stats_run_report_and_figure(toy_model,
     assert [t.name for t in figs[1].data] == ["cat", "cup", "all images"]
     assert_allclose(figs[1].data[1].y, stats.mean("TOY_2", "cup", "peak"), rtol=1e-5)
     page = build_report(run, classes=["cat", "cup"])
-    assert "TOY_1: mean peak per class" in page and "Class-specificity of TOY layers against depth" in page
+    assert (
+        "TOY_1: mean peak per class" in page and "Class-specificity and saturation of TOY layers against depth" in page
+    )
 
 
 def test_the_classes_page_shows_a_saved_toy_run(toy_model, image_folder, tmp_path, monkeypatch, offline):
@@ -151,7 +153,8 @@ def test_the_classes_page_shows_a_saved_toy_run(toy_model, image_folder, tmp_pat
     assert all("could not" in e.value and "pretrained" in e.value for e in at.error)
     assert at.selectbox(key="classes_toy_layer").value == "TOY_1"
     titles = [c.proto.spec for c in at.get("plotly_chart")]
-    assert len(titles) == 2 and all("TOY_1: mean" in t for t in titles)
+    assert len(titles) == 4 and all("TOY_1: mean" in t for t in titles[:2])  # each field, by class
+    assert "Class-specificity and saturation of TOY layers" in titles[2] and "selectivity" in titles[3]
 
 
 def test_kind_registration_is_checked():

@@ -75,3 +75,22 @@ def test_unreadable_runs_are_sevis_errors(tmp_path):
         read_run(tmp_path / "plain.parquet")
     with pytest.raises(sevis.RunError, match="missing.parquet"):
         read_run(tmp_path / "missing.parquet")
+
+
+def test_null_bands_from_an_analysis_and_from_its_saved_run(tiny_se, image_folder, tmp_path):
+    from sevis.extract import extract
+    from sevis.runs import null_bands, read_rows
+
+    out = extract(tiny_se, image_folder, tmp_path / "run.parquet", workers=0, progress=False)
+    rows, labels = read_rows(out, "se")
+    assert labels == ["cat", "cat", "cup", "cup", "vehicle", "vehicle", "vehicle"]
+    assert rows["SE_2_1"].shape == (7, 32) and list(rows) == sevis.read_run(out).se.layers
+    bands = null_bands(out, "se", permutations=50)
+    files = [(p, (image_folder / p).read_bytes()) for p in pq.read_table(out, columns=["path"])["path"].to_pylist()]
+    analysis = sevis.analyse(tiny_se, files, labels=labels)
+    same = analysis.null_bands("se", permutations=50)
+    for layer, band in bands.items():  # the same rows, labels and seed: the same band
+        assert band.permutations == 50 and band.low <= band.mean <= band.high
+        assert abs(band.mean - same[layer].mean) < 1e-4 and abs(band.high - same[layer].high) < 1e-4
+    few, few_labels = read_rows(out, "se", max_rows=3, seed=1)
+    assert len(few_labels) == 3 and few["SE_5_3"].shape == (3, 256)

@@ -32,7 +32,7 @@ def test_means_and_sample_stds_by_hand():
     assert_allclose(stats.mean("L"), [0.3, 0.5])
     # a: deviations +-0.1 -> sqrt((0.01 + 0.01) / (2 - 1))
     assert_allclose(stats.std("L", "a"), [math.sqrt(0.02)] * 2)
-    assert_allclose(stats.std("L", "b"), [0.0, 0.0])  # one image
+    assert np.isnan(stats.std("L", "b")).all()  # one image: undefined, not zero
     # all, channel 1: 0.2, 0.4, 0.9 around 0.5 -> (0.09 + 0.01 + 0.16) / 2
     assert_allclose(stats.std("L")[1], math.sqrt(0.13))
 
@@ -41,13 +41,16 @@ def test_specificity_by_hand():
     stats = filled()
     # channel 0: total SS = 0.04 + 0 + 0.04 = 0.08; between = 2 * 0.1^2 + 0.2^2 = 0.06
     # channel 1: total SS = 0.26; between = 2 * 0.2^2 + 0.4^2 = 0.24
-    assert_allclose(stats.specificity("L"), (0.06 / 0.08 + 0.24 / 0.26) / 2)
+    # within = 0.02 in both, over N - k = 1 degree of freedom: MS_within = 0.02
+    # omega^2 = (between - (k - 1) MS_within) / (total + MS_within): 0.04 / 0.10 and 0.22 / 0.28
+    assert_allclose(stats.specificity("L"), (0.04 / 0.10 + 0.22 / 0.28) / 2)
+    assert_allclose(stats.eta_squared("L"), (0.06 / 0.08 + 0.24 / 0.26) / 2)
     one = ExcitationStats()
     one.update({"L": A}, ["a", "a"])
     assert math.isnan(one.specificity("L"))
     same = ExcitationStats()
     same.update({"L": np.array([[0.2, 0.7], [0.2, 0.7], [0.2, 0.7]])}, ["a", "b", "a"])
-    assert math.isnan(same.specificity("L"))  # no channel varies
+    assert same.specificity("L") == 0.0  # no channel varies: the class explains nothing
     fixed = ExcitationStats()
     fixed.update({"L": np.array([[0.1, 0.9], [0.8, 0.3], [0.1, 0.9]])}, ["a", "b", "a"])
     assert_allclose(fixed.specificity("L"), 1.0)  # each class has its own fixed pattern
@@ -157,3 +160,99 @@ def test_a_class_called_all_images_is_not_the_aggregate():
     import pickle
 
     assert pickle.loads(pickle.dumps(ALL)) is ALL and str(ALL) == "all images" and ALL != "all images"
+
+
+def omega_squared_by_f(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per channel, from scipy's one-way ANOVA F: (k - 1)(F - 1) / ((k - 1)(F - 1) + N)."""
+    from scipy.stats import f_oneway
+
+    groups = [values[labels == c] for c in np.unique(labels)]
+    f = f_oneway(*groups).statistic
+    k, n = len(groups), len(values)
+    return (k - 1) * (f - 1) / ((k - 1) * (f - 1) + n)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "seed"),
+    [
+        ([50] * 4, 1),  # the paper's 4 classes x 50 images
+        (list(np.random.default_rng(7).multinomial(200 - 28, np.ones(28) / 28) + 1), 2),  # 28 unbalanced classes
+        ([100] * 2, 3),
+    ],
+    ids=["4x50", "28-unbalanced", "2x100"],
+)
+def test_random_labels_give_specificity_zero_within_the_null_band(sizes, seed):
+    from sevis.stats import specificity_null
+
+    rng = np.random.default_rng(seed)
+    n = sum(sizes)
+    values = rng.beta(2, 5, size=(n, 64))  # excitation-like values, no class effect at all
+    labels = np.repeat([f"c{i}" for i in range(len(sizes))], sizes)
+    rng.shuffle(labels)
+    stats = ExcitationStats()
+    stats.update({"L": values}, list(labels))
+    assert_allclose(stats.specificity("L"), omega_squared_by_f(values, labels).mean(), rtol=1e-9)
+    null = specificity_null(values, list(labels), permutations=300, seed=seed)
+    assert null.low < stats.specificity("L") < null.high
+    assert null.low < 0 < null.high and abs(null.mean) < (null.high - null.low) / 4
+    # eta squared's chance level is (k - 1) / (N - 1), not 0: the bias omega squared removes.
+    k = len(sizes)
+    assert abs(stats.eta_squared("L") - (k - 1) / (n - 1)) < 0.3 * (k - 1) / (n - 1) + 0.01
+
+
+def test_a_class_effect_is_far_above_the_null_band():
+    from sevis.stats import specificity_null
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["a", "b", "c", "d"], 50)
+    values = rng.beta(2, 5, size=(200, 32)) + 0.1 * (labels == "a")[:, None]
+    stats = ExcitationStats()
+    stats.update({"L": values}, list(labels))
+    null = specificity_null(values, list(labels), permutations=100)
+    assert stats.specificity("L") > 10 * null.high > 0
+
+
+def test_a_saturated_layer_has_saturation_one_and_specificity_zero():
+    rng = np.random.default_rng(4)
+    labels = list(np.repeat(["a", "b", "c", "d"], 50))
+    saturated = 1.0 - rng.uniform(0, 0.005, size=(200, 128))  # every gate in [0.995, 1]
+    stats = ExcitationStats()
+    stats.update({"L": saturated, "flat": np.ones((200, 16))}, labels)
+    sat = stats.saturation("L")
+    assert sat["share_high"] == 1.0 and sat["share_low"] == 0.0
+    assert_allclose(sat["mean_gap"], np.abs(1 - saturated).mean())
+    assert abs(stats.specificity("L")) < 0.01  # no class effect: omega squared about 0
+    assert stats.saturation("flat") == {"share_high": 1.0, "share_low": 0.0, "mean_gap": 0.0}
+    assert stats.specificity("flat") == 0.0  # nothing varies
+    frame = stats.specificity_frame()
+    assert list(frame["layer"]) == ["L", "flat"] and list(frame["positions_kept"]) == [128, 0]
+    assert list(frame["share_high"]) == [1.0, 1.0]
+
+
+def test_float32_rounding_does_not_count_as_variation():
+    rng = np.random.default_rng(5)
+    labels = list(np.repeat(["a", "b"], 20))
+    values = rng.beta(2, 5, size=(40, 63))
+    stats = ExcitationStats()
+    stats.update({"L": values}, labels)
+    # One more channel, constant but for float32 rounding that follows the class exactly.
+    rounding = np.float32(0.7) + np.where(np.array(labels) == "a", 0.0, np.spacing(np.float32(0.7)))
+    lifted = ExcitationStats()
+    lifted.update({"L": np.column_stack([values, rounding])}, labels)
+    assert lifted.specificity("L") == stats.specificity("L")
+
+
+def test_one_image_classes_selectivity_and_reference_lines():
+    stats = filled()  # class b has one image
+    assert stats.small_classes() == ["b"]
+    frame = stats.to_frame()
+    assert frame[frame["class"] == "b"]["std"].isna().all()  # exported as empty, not 0
+    assert frame.to_csv(index=False).splitlines()[-1] == "L,b,1,1,0.9,"
+    # class means: channel 0 a 0.2, b 0.5; channel 1 a 0.3, b 0.9
+    assert_allclose(stats.mean_of_class_means("L"), [0.35, 0.6])  # the paper's reference
+    assert_allclose(stats.mean("L"), [0.3, 0.5])  # all images: weighted by class size
+    assert_allclose(stats.selectivity("L"), [(0.5 - 0.2) / (0.5 + 0.2), (0.9 - 0.3) / (0.9 + 0.3)])
+    singletons = ExcitationStats()
+    singletons.update({"L": A}, ["a", "b"])
+    assert math.isnan(singletons.specificity("L"))  # no within-class variation to compare with
+    assert np.isnan(singletons.std("L", "a")).all()
