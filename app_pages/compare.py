@@ -72,7 +72,7 @@ for se_layer, sge_layer in zip(
         mean = mean_mask(masks)
         show_figure(
             figures.heat_overlay(
-                sge_image.view, mean, title=f"{sge_layer}: mean group mask", zrange=None, colorbar_title="mean σ(a)"
+                sge_image.view, mean, title=f"{sge_layer}: mean group mask", colorbar_title="mean σ(a)"
             ),
             f"compare_{sge_layer}",
             sge,

@@ -64,7 +64,6 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
             mean,
             title=f"{layer}: mean of the {len(masks)} group masks",
             opacity=opacity,
-            zrange=None,
             colorbar_title="mean σ(a)",
         )
         show_figure(fig, f"{loaded.name}_{layer}_overlay", loaded, export.grid_frame(mean, "mean_mask"))
@@ -85,7 +84,7 @@ def gradcam_panel(loaded: Loaded, image: ImageResult, opacity: float) -> None:
     fig = figures.heat_overlay(
         image.view,
         cam,
-        title=f"Grad-CAM: {figures.short_label(names[target])}",
+        title=f"Grad-CAM: {figures.short_label(names[target])} (ReLU, then min-max scaled to [0, 1])",
         opacity=opacity,
         colorbar_title="Grad-CAM",
     )

@@ -426,7 +426,7 @@ def heat_overlay(
     *,
     title: str,
     opacity: float = 0.5,
-    colorscale: str = "Jet",
+    colorscale: str = "Viridis",
     zrange: tuple[float, float] | None = (0.0, 1.0),
     colorbar_title: str = "",
 ) -> go.Figure:
@@ -436,8 +436,11 @@ def heat_overlay(
         view: the model's crop, (H, W, 3) uint8 (see :func:`sevis.model_view`).
         heat: (h, w) map over the same field of view, e.g. a mean SGE mask.
         opacity: of the map over the image, 0 to 1.
-        zrange: colour range; None stretches it over the map's own range, which shows
-            structure in a mean of many masks that all sit near one value.
+        colorscale: perceptually uniform by default (Viridis), so equal steps of value
+            look like equal steps of colour.
+        zrange: colour range, fixed to [0, 1] by default: masks and normalised maps of
+            different images and layers compare by colour. None stretches it over the map's
+            own range (say so in the title: a map spanning 0.49 to 0.51 then fills the scale).
     """
     h, w = view.shape[:2]
     fig = go.Figure(go.Image(z=view, hoverinfo="skip"))

@@ -34,7 +34,10 @@ def grad_cam(
         layer: the convolutional stage to explain (default: the last one).
 
     Returns:
-        ``(cam, target)``: the map at input resolution, (H, W) in [0, 1], and the class.
+        ``(cam, target)``: the map at input resolution, (H, W), and the class. The map is
+        ReLU'd, then min-max scaled to [0, 1] as pytorch-grad-cam does (``scale_cam_image``:
+        minus its minimum, over its maximum), so its lowest value is 0 even when the
+        evidence is everywhere; a map with no positive evidence stays all 0.
     """
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"x must be one image of shape (1, 3, H, W), got {tuple(x.shape)}")
@@ -45,5 +48,5 @@ def grad_cam(
     attribution = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
     cam = LayerAttribution.interpolate(attribution, tuple(x.shape[-2:]), "bilinear")[0, 0]
     cam = cam.detach().float().cpu().numpy()
-    peak = cam.max()
-    return (cam / peak if peak > 0 else cam), target
+    low, high = float(cam.min()), float(cam.max())
+    return ((cam - low) / (high - low) if high > low else np.zeros_like(cam)), target

@@ -156,3 +156,11 @@ def test_short_labels():
     assert figures.short_label("goldfish, Carassius auratus") == "goldfish, Carassius auratus"
     long = figures.short_label("trailer truck, tractor trailer, trucking rig, rig", 20)
     assert len(long) <= 20 and long.endswith("…")
+
+
+def test_mask_overlays_use_a_fixed_unit_scale_and_a_uniform_colour_map():
+    view = np.zeros((224, 224, 3), np.uint8)
+    fig = figures.heat_overlay(view, np.full((7, 7), 0.5) + np.eye(7) * 0.01, title="near 0.5")
+    heat = fig.data[1]
+    assert (heat.zmin, heat.zmax) == (0.0, 1.0)  # 0.50 to 0.51 stays one colour, not the whole scale
+    assert heat.colorscale[0][1] == "#440154" and heat.colorscale[-1][1] == "#fde725"  # Viridis

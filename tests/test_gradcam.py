@@ -25,11 +25,12 @@ def test_equals_the_definition(se_model, batch):
     weights = grads.mean(dim=(2, 3), keepdim=True)  # alpha_k: pooled gradients
     cam = torch.relu((weights * store["a"]).sum(1, keepdim=True))
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-    expected = (cam / cam.max()).detach().numpy()
+    cam = cam.detach().numpy()
+    expected = (cam - cam.min()) / (cam.max() - cam.min())  # min-max, as pytorch-grad-cam's scale_cam_image
 
     ours, chosen = grad_cam(se_model, x)
     assert chosen == target
-    assert ours.shape == (224, 224) and ours.max() == pytest.approx(1.0)
+    assert ours.shape == (224, 224) and ours.max() == pytest.approx(1.0) and ours.min() == pytest.approx(0.0)
     assert_allclose(ours, expected, atol=1e-4)
     other, chosen = grad_cam(se_model, x, target=1)
     assert chosen == 1 and not np.allclose(other, ours)
