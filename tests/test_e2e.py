@@ -151,6 +151,7 @@ def wait_for_charts(page, count: int, timeout: float = 120) -> None:
         if steady >= 3 and state[0] == count:
             return
         page.wait_for_timeout(250)
+    shot(page, f"timeout-{count}-charts")
     raise AssertionError(f"charts, stale elements, running widgets: {last}; expected {count} charts")
 
 
@@ -227,6 +228,9 @@ def test_classes_page_two_classes(server, page, tmp_path):
     uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     uploaders.nth(0).set_input_files([str(PHOTOS / "chelsea.png"), str(PHOTOS / "astronaut.png")])
     page.get_by_text("astronaut.png").first.wait_for()
+    # NOTE the app must settle before the next upload: an upload into a page being
+    # redrawn can land on an element that is about to be replaced.
+    wait_for_charts(page, 2)  # one class: profiles and histograms
     uploaders.nth(1).set_input_files(
         [
             str(PHOTOS / "rocket.jpg"),
