@@ -1,10 +1,12 @@
 """Classes page: the SENet paper's excitation analysis (Figures 6 and 7) for any classes."""
 
 import functools
+import hashlib
 from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 import sevis
 from app_pages.services import IMAGE_TYPES, Loaded, analyse, analysis_nulls, load_run, run_nulls
@@ -60,6 +62,14 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
         files = [(u.name, u.getvalue()) for u in uploads or []]
         labels = [None] * len(files)
     return files, labels, failures
+
+
+def class_choice(place: DeltaGenerator, stats: ClassStats, kind: str) -> list[str]:
+    """The classes to draw. NOTE the widget's key names the class set, so a new set of
+    classes (another upload, a renamed class, another zip) starts from its own defaults
+    instead of keeping a choice made among the old ones."""
+    digest = hashlib.sha256("\0".join(stats.classes).encode()).hexdigest()[:12]
+    return place.multiselect("Classes", stats.classes, default=stats.classes[:6], key=f"classes_{kind}_shown_{digest}")
 
 
 def only(frame, layer: str):
@@ -134,7 +144,7 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls:
     layer = left.selectbox(
         "SE layer", stats.layers, index=stats.layers.index(sevis.default_layer(stats.layers)), key="classes_layer"
     )
-    classes = right.multiselect("Classes", stats.classes, default=stats.classes[:6], key="classes_shown")
+    classes = class_choice(right, stats, "se")
     if not classes:
         st.info("Choose at least one class.")
         return
@@ -174,7 +184,7 @@ def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls
         index=stats.layers.index(sevis.default_layer(stats.layers)),
         key="classes_sge_layer",
     )
-    classes = right.multiselect("Classes", stats.classes, default=stats.classes[:6], key="classes_sge_shown")
+    classes = class_choice(right, stats, "sge")
     show_figure(
         figures.mask_class_stats(stats, layer, classes),
         f"{name}_{layer}_mask_stats",
@@ -195,7 +205,7 @@ def kind_figures(
         index=stats.layers.index(sevis.default_layer(stats.layers)),
         key=f"classes_{kind.name}_layer",
     )
-    classes = right.multiselect("Classes", stats.classes, default=stats.classes[:6], key=f"classes_{kind.name}_shown")
+    classes = class_choice(right, stats, kind.name)
     for i, fig in enumerate(kind.figures(stats, layer, classes)):
         show_figure(fig, f"{name}_{layer}_{kind.name}_{i}", source, lambda: only(stats.to_frame(), layer))
     depth_figures(stats, kind.prefix, source, name, nulls)

@@ -47,6 +47,11 @@ def real_app(offline, monkeypatch) -> AppTest:
     return start(monkeypatch)
 
 
+def classes_shown(at: AppTest, n: int = 0):
+    """The n-th "Classes" multiselect (its key follows the class set)."""
+    return [m for m in at.multiselect if m.label == "Classes"][n]
+
+
 def charts(at: AppTest) -> int:
     return len(at.get("plotly_chart"))
 
@@ -198,7 +203,7 @@ def test_classes_from_uploads_per_class(app, photos):
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")])
     app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "motorcycle_left.png")]).run()
     no_errors(app)
-    assert app.multiselect(key="classes_shown").value == ["cat", "vehicle"]
+    assert classes_shown(app).value == ["cat", "vehicle"]
     # Figure 6 profiles, histograms, specificity and saturation against depth, selectivity
     assert charts(app) == 4
     titles = [c.proto.spec for c in app.get("plotly_chart")]
@@ -223,7 +228,7 @@ def test_classes_from_a_zip_with_a_broken_file_and_both_models(app, photos):
     assert not app.exception
     warning = next(w.value for w in app.warning if "could not be analysed" in w.value)
     assert "data/cup/broken.jpg" in warning and ".DS_Store" not in warning
-    assert app.multiselect(key="classes_shown").value == ["cat", "cup"]
+    assert classes_shown(app).value == ["cat", "cup"]
     assert charts(app) == 4 + 3  # SE figures; SGE mask statistics, depth curve, selectivity
     assert any("**cat** 2" in m.value and "**cup** 1" in m.value for m in app.markdown)
 
@@ -272,7 +277,7 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos,
     assert any("Upload a run" in i.value for i in app.info)
     app.text_input(key="classes_run_path").set_value(str(run)).run()
     assert not app.exception
-    assert charts(app) == 4 and app.multiselect(key="classes_shown").value == ["cat", "cup"]
+    assert charts(app) == 4 and classes_shown(app).value == ["cat", "cup"]
     assert any("3 images from" in m.value for m in app.markdown)
     # The sidebar's model failed to load (offline, pretrained): the run needs none.
     assert any("could not be loaded" in e.value for e in app.error)
@@ -300,7 +305,7 @@ def test_a_saved_run_without_se_4_6_and_with_a_class_named_all_images(app, tiny_
     app.text_input(key="classes_run_path").set_value(str(run)).run()
     assert not app.exception
     assert app.selectbox(key="classes_layer").options == ["SE_5_2"]
-    assert app.multiselect(key="classes_shown").value == ["all images", "cup"]
+    assert classes_shown(app).value == ["all images", "cup"]
     # Profiles, histograms, the depth curve (one point: the run kept one layer), selectivity.
     assert charts(app) == 4
     profiles = app.get("plotly_chart")[0].proto.spec
@@ -346,3 +351,16 @@ def test_a_plugin_that_fails_is_reported_and_the_dashboard_runs(offline, monkeyp
     assert at.sidebar.radio(key="model_choice").options == [SE_LABEL]  # one model: no "Both"
     untrained(at)
     assert charts(at) == 4
+
+
+def test_classes_uploaded_one_after_the_other_are_all_drawn(app, photos):
+    """Upload class 1, let the page draw, then class 2: the chart shows both (the class
+    choice follows the class set instead of keeping the choice made when one existed)."""
+    untrained(app)
+    app.switch_page("app_pages/classes.py").run()
+    app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")]).run()
+    assert classes_shown(app).value == ["class 1"] and charts(app) == 2
+    app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "coffee.png")]).run()
+    no_errors(app)
+    assert classes_shown(app).value == ["class 1", "class 2"] and charts(app) == 4
+    assert "class 2 (n=2)" in app.get("plotly_chart")[0].proto.spec
