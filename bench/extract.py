@@ -67,7 +67,6 @@ def throughput(name: str, n: int, batch: int, workers: int) -> None:
             batch_size=batch,
             workers=workers,
             progress=False,
-            log=lambda message: None,
         )
         ours = n / (time.perf_counter() - start)
     print(
