@@ -191,6 +191,13 @@ def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls
         source,
         lambda: only(stats.to_frame(), layer),
     )
+    if stats.has_field(layer, "norm_var_after"):  # runs made by sevis 0.1 lack the feature norms
+        show_figure(
+            figures.group_activation_spread(stats, layer, classes),
+            f"{name}_{layer}_activation_spread",
+            source,
+            lambda: only(stats.to_frame(), layer),
+        )
     depth_figures(stats, "SGE", source, name, nulls)
 
 

@@ -7,7 +7,7 @@ import sevis
 from app_pages.services import IMAGE_TYPES, MAX_VALUE_IMAGES, Loaded, analyse, grad_cam, sample_files
 from app_pages.widgets import report_failures, show_figure
 from sevis import Analysis, ImageResult, export, figures
-from sevis.stats import mean_mask, saturation
+from sevis.stats import mean_mask, saturation, top_groups
 
 
 def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
@@ -55,6 +55,20 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
         }
     )
     show_figure(figures.mask_grid(masks, layer), f"{loaded.name}_{layer}_masks", loaded, groups)
+    norms = image.extras.get(layer, {})
+    if "norm_before" in norms:
+        before, after = norms["norm_before"], norms["norm_after"]
+        groups = top_groups(before, 4)
+        st.caption(
+            "The SGE paper's view: each group's feature map (the norm over its channels at each position) "
+            "before and after SGE, for the 4 groups whose maps vary most; each row divided by its before-map's maximum."
+        )
+        show_figure(
+            figures.group_feature_maps(before, after, groups, layer),
+            f"{loaded.name}_{image.name}_{layer}_group_maps",
+            loaded,
+            lambda: group_maps_frame(image.name, layer, before, after, groups),
+        )
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{loaded.name}_opacity")
     left, right = st.columns(2)
     mean = mean_mask(masks)
@@ -71,6 +85,20 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
         gradcam_panel(loaded, image, opacity)
 
 
+def group_maps_frame(name: str, layer: str, before, after, groups: list[int]) -> pd.DataFrame:
+    """The drawn maps as a long table: image, layer, group, y, x, norm before and after."""
+    frames = []
+    for g in groups:
+        frame = export.grid_frame(before[g], "norm_before")
+        frame["norm_after"] = after[g].ravel()
+        frame.insert(0, "group", g)
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    table.insert(0, "layer", layer)
+    table.insert(0, "image", name)
+    return table
+
+
 def gradcam_panel(loaded: Loaded, image: ImageResult, opacity: float) -> None:
     names = loaded.info.class_names
     target = st.selectbox(
@@ -84,7 +112,7 @@ def gradcam_panel(loaded: Loaded, image: ImageResult, opacity: float) -> None:
     fig = figures.heat_overlay(
         image.view,
         cam,
-        title=f"Grad-CAM: {figures.short_label(names[target])} (ReLU, then min-max scaled to [0, 1])",
+        title=f"Grad-CAM: {figures.short_label(names[target])}<br><sup>ReLU, then min-max scaled to [0, 1]</sup>",
         opacity=opacity,
         colorbar_title="Grad-CAM",
     )

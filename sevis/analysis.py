@@ -40,6 +40,8 @@ class ImageResult:
             :meth:`sevis.kinds.AttentionKind.summarise`).
         values: layer -> the captured values of this image (SE (C,), SGE (G, H, W));
             only when :func:`analyse` was asked to keep them.
+        extras: layer -> name -> what the kind recorded from the whole module (SGE: the
+            group feature norms before and after it, (G, H, W)); kept with ``values``.
     """
 
     name: str
@@ -50,6 +52,7 @@ class ImageResult:
     kinds: dict[str, str] = field(repr=False)
     summaries: dict[str, dict[str, np.ndarray]] = field(repr=False)
     values: dict[str, np.ndarray] = field(repr=False)
+    extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def _of_kind(self, kind: str, field_name: str) -> dict[str, np.ndarray]:
         return {k: self.summaries[k][field_name] for k, v in self.kinds.items() if v == kind}
@@ -198,5 +201,6 @@ def _collect(
                 kinds=batch.kinds,
                 summaries={k: {f: v[i] for f, v in s.items()} for k, s in batch.summaries.items()},
                 values={k: v[i] for k, v in batch.values.items()} if keep_values else {},
+                extras={k: {n: v[i] for n, v in e.items()} for k, e in batch.extras.items()} if keep_values else {},
             )
         )

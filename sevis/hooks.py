@@ -62,6 +62,9 @@ class Capture:
         self.layers: list[AttentionLayer] = found
         self._handles: list[RemovableHandle] = []
         self._chunks: dict[str, list[torch.Tensor]] = {layer.name: [] for layer in found}
+        self._extra_chunks: dict[str, dict[str, list[torch.Tensor]]] = {
+            layer.name: {} for layer in found if layer.spec.module_fields
+        }
         self._owner: int | None = None
 
     def __enter__(self) -> Capture:
@@ -71,6 +74,8 @@ class Capture:
         try:
             for layer in self.layers:
                 self._handles.append(layer.gate.register_forward_hook(self._make_hook(layer)))
+                if layer.name in self._extra_chunks:
+                    self._handles.append(layer.module.register_forward_hook(self._make_module_hook(layer)))
         except BaseException:
             self._remove()
             raise
@@ -100,6 +105,29 @@ class Capture:
 
         return hook
 
+    def _make_module_hook(self, layer: AttentionLayer) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
+        store = self._extra_chunks[layer.name]
+        owner = self._owner
+        kind = layer.spec
+
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            if threading.get_ident() == owner:
+                for name, value in kind.module_values(module, inputs, output).items():
+                    store.setdefault(name, []).append(value)
+
+        return hook
+
+    @property
+    def extras(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Layer name -> name -> what its kind records from the whole module's input and
+        output (:meth:`sevis.kinds.AttentionKind.module_values`; SGE: ``norm_before`` and
+        ``norm_after``, (N, G, H, W)), for the kinds that record any."""
+        return {
+            layer: {name: chunks[0] if len(chunks) == 1 else torch.cat(chunks) for name, chunks in per_name.items()}
+            for layer, per_name in self._extra_chunks.items()
+            if per_name
+        }
+
     def _gather(self, kind: str | None) -> dict[str, torch.Tensor]:
         out = {}
         for layer in self.layers:
@@ -126,6 +154,8 @@ class Capture:
         """Forget what was recorded so far (e.g. between batches of a long run)."""
         for chunks in self._chunks.values():
             chunks.clear()
+        for per_name in self._extra_chunks.values():
+            per_name.clear()
 
     @property
     def values(self) -> Mapping[str, torch.Tensor]:

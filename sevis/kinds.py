@@ -9,6 +9,9 @@ that capture, statistics, saved runs, the dashboard and the figures have no
   (N, C) for SE, (N, G, H, W) for SGE;
 * :meth:`AttentionKind.summarise`: what is kept per image in statistics and saved runs,
   a few (N, D) fields; :meth:`AttentionKind.column` names their Parquet columns;
+* optionally :meth:`AttentionKind.module_values`: values taken from the whole attention
+  module's input and output (SGE: each group's feature norm before and after it), and
+  their summaries (:meth:`AttentionKind.summarise_module`);
 * :meth:`AttentionKind.new_stats`: the accumulator of per-class statistics;
 * :meth:`AttentionKind.figures`: the figures of one layer for chosen classes.
 
@@ -31,7 +34,16 @@ from .stats import ClassStats, ExcitationStats, MaskStats, mask_summary
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["AttentionKind", "SEKind", "SGEKind", "get_kind", "list_kinds", "register_kind", "unregister_kind"]
+__all__ = [
+    "AttentionKind",
+    "SEKind",
+    "SGEKind",
+    "get_kind",
+    "group_norms",
+    "list_kinds",
+    "register_kind",
+    "unregister_kind",
+]
 
 
 class AttentionKind:
@@ -41,6 +53,8 @@ class AttentionKind:
         name: registry key, lower case (``"se"``).
         prefix: layer-name prefix (``"SE"`` gives ``SE_2_1``).
         fields: names of the per-image summary fields, each (N, D).
+        module_fields: names of the summary fields :meth:`summarise_module` adds (none by
+            default; a run made before a kind had them simply lacks them).
         index_name: what one position of a summary is (``"channel"``, ``"group"``).
         description: one line for people.
     """
@@ -48,6 +62,7 @@ class AttentionKind:
     name: str = ""
     prefix: str = ""
     fields: tuple[str, ...] = ()
+    module_fields: tuple[str, ...] = ()
     index_name: str = "index"
     description: str = ""
 
@@ -58,6 +73,17 @@ class AttentionKind:
     def summarise(self, values: np.ndarray) -> dict[str, np.ndarray]:
         """Per-image summary fields of :meth:`per_image` values: field -> (N, D)."""
         raise NotImplementedError
+
+    def module_values(
+        self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Values recorded from the attention module's input and output (a forward hook on
+        the module, only for kinds with ``module_fields``), one row per image."""
+        return {}
+
+    def summarise_module(self, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-image summary fields (``module_fields``) of :meth:`module_values`."""
+        return {}
 
     def histogram_values(self, values: np.ndarray) -> np.ndarray | None:
         """The values whose distribution the histograms show, from :meth:`per_image`
@@ -137,6 +163,7 @@ class SGEKind(AttentionKind):
     name = "sge"
     prefix = "SGE"
     fields = ("mean", "var")
+    module_fields = ("norm_mean_before", "norm_var_before", "norm_mean_after", "norm_var_after")
     index_name = "group"
     description = "spatial attention: one mask per channel group"
 
@@ -148,6 +175,22 @@ class SGEKind(AttentionKind):
         mean, var = mask_summary(values)
         return {"mean": mean.astype(np.float32), "var": var.astype(np.float32)}
 
+    def module_values(
+        self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The SGE paper's feature maps: at each position, the norm of the group's
+        C/G-vector before SGE (x_i) and after it (x_i sigmoid(a_i)), (N, G, H, W) each."""
+        groups = int(module.groups)  # type: ignore[arg-type]
+        return {"norm_before": group_norms(inputs[0], groups), "norm_after": group_norms(output, groups)}
+
+    def summarise_module(self, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each group's mean and spatial variance (ddof = 0) of those norms."""
+        out = {}
+        for when in ("before", "after"):
+            mean, var = mask_summary(values[f"norm_{when}"])
+            out[f"norm_mean_{when}"], out[f"norm_var_{when}"] = mean.astype(np.float32), var.astype(np.float32)
+        return {name: out[name] for name in self.module_fields}
+
     def new_stats(self) -> MaskStats:
         return MaskStats()
 
@@ -155,7 +198,16 @@ class SGEKind(AttentionKind):
         from . import figures
 
         assert isinstance(stats, MaskStats)
-        return [figures.mask_class_stats(stats, layer, classes)]
+        shown = [figures.mask_class_stats(stats, layer, classes)]
+        if stats.has_field(layer, "norm_var_after"):
+            shown.append(figures.group_activation_spread(stats, layer, classes))
+        return shown
+
+
+def group_norms(features: torch.Tensor, groups: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, G, H, W): at each position, the norm of each group's C/G channels."""
+    n, c, h, w = features.shape
+    return torch.linalg.vector_norm(features.detach().reshape(n, groups, c // groups, h, w).float(), dim=2)
 
 
 _KINDS: dict[str, AttentionKind] = {}

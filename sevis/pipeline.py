@@ -48,6 +48,8 @@ class BatchResult:
         values: layer -> the captured values, one row per image (SE (N, C), SGE
             (N, G, H, W)), float32.
         summaries: layer -> field -> (N, D): what statistics and saved runs keep.
+        extras: layer -> name -> what the kind records from the whole module (SGE: each
+            group's feature norm before and after it, (N, G, H, W)).
     """
 
     top_classes: list[list[str]]
@@ -55,6 +57,7 @@ class BatchResult:
     kinds: dict[str, str]
     values: dict[str, np.ndarray]
     summaries: dict[str, dict[str, np.ndarray]]
+    extras: dict[str, dict[str, np.ndarray]]
 
     def __len__(self) -> int:
         return len(self.top_classes)
@@ -102,10 +105,18 @@ def forward_batch(
     top_probs, top_index = probs.topk(min(top_k, probs.shape[1]), dim=1)
     kinds = {layer.name: layer.kind for layer in cap.layers}
     values = {name: v.float().cpu().numpy() for name, v in cap.values.items()}
+    extras = {name: {k: v.float().cpu().numpy() for k, v in e.items()} for name, e in cap.extras.items()}
+    summaries = {}
+    for name, v in values.items():
+        kind = get_kind(kinds[name])
+        summaries[name] = kind.summarise(v)
+        if name in extras:
+            summaries[name].update(kind.summarise_module(extras[name]))
     return BatchResult(
         top_classes=[[info.class_names[j] for j in row] for row in top_index.tolist()],
         top_probs=top_probs.cpu().numpy().astype(np.float32),
         kinds={name: kinds[name] for name in values},
         values=values,
-        summaries={name: get_kind(kinds[name]).summarise(v) for name, v in values.items()},
+        summaries=summaries,
+        extras=extras,
     )

@@ -78,6 +78,13 @@ class RunMetadata:
     def provenance(self) -> Provenance:
         return Provenance(self.model, self.weights, self.untrained, self.weights_sha256)
 
+    def fields_of(self, layer: str) -> list[str]:
+        """The summary fields the run keeps for ``layer`` (runs of sevis 0.1 record no
+        ``dims``: their kind's base fields)."""
+        if layer in self.dims:
+            return list(self.dims[layer])
+        return list(get_kind(self.layer_kinds[layer]).fields)
+
     @property
     def layer_kinds(self) -> dict[str, str]:
         """Layer -> kind name, in depth order within each kind."""
@@ -114,8 +121,8 @@ def run_schema(metadata: RunMetadata) -> pa.Schema:
     ]
     for layer, kind_name in metadata.layer_kinds.items():
         kind = get_kind(kind_name)
-        for name in kind.fields:
-            fields.append(pa.field(kind.column(layer, name), pa.list_(pa.float32(), metadata.dims[layer][name])))
+        for name, size in metadata.dims[layer].items():
+            fields.append(pa.field(kind.column(layer, name), pa.list_(pa.float32(), size)))
     return pa.schema(fields, metadata={METADATA_KEY: metadata.to_json()})
 
 
@@ -214,13 +221,13 @@ def read_run(path: str | Path, layers: Sequence[str] | None = None) -> Run:
     columns = {
         (layer, name): get_kind(kind).column(layer, name)
         for layer, kind in kept.items()
-        for name in get_kind(kind).fields
+        for name in metadata.fields_of(layer)
     }
     for batch in _batches(path, ["label", *columns.values()]):
         labels = batch.column("label").to_pylist()
         for layer, kind_name in kept.items():
             kind = get_kind(kind_name)
-            summaries = {name: _matrix(batch.column(columns[layer, name])) for name in kind.fields}
+            summaries = {name: _matrix(batch.column(columns[layer, name])) for name in metadata.fields_of(layer)}
             if kind_name not in run.stats:
                 run.stats[kind_name] = kind.new_stats()
             histogram = kind.histogram_from_summaries(summaries)

@@ -47,6 +47,7 @@ __all__ = [
     "saturation",
     "specificity_null",
     "specificity_nulls",
+    "top_groups",
 ]
 
 
@@ -240,7 +241,8 @@ class ClassStats:
     """Per-layer, per-field, per-class moments and value histograms of one attention kind.
 
     Args:
-        fields: the summary fields every layer has, e.g. ``("excitation",)``.
+        fields: the summary fields every layer has, e.g. ``("excitation",)``. Batches may
+            carry more (a kind's ``module_fields``); they are kept too, per layer.
         index_name: what one position of a summary vector is (``"channel"``, ``"group"``).
     """
 
@@ -277,7 +279,7 @@ class ClassStats:
             if missing:
                 raise ValueError(f"summaries[{layer!r}] lacks the fields {sorted(missing)}")
             layer_moments = self._moments.setdefault(layer, {})
-            for name in self.fields:
+            for name in per_field:
                 values = _numpy(per_field[name])
                 if values.ndim != 2 or len(values) != len(labels):
                     raise ValueError(
@@ -317,8 +319,8 @@ class ClassStats:
         if layer not in self._moments:
             raise KeyError(f"no layer {layer!r}; have {self.layers}")
         name = self.fields[0] if name is None else name
-        if name not in self.fields:
-            raise KeyError(f"no field {name!r}; have {list(self.fields)}")
+        if name not in self._moments[layer]:
+            raise KeyError(f"no field {name!r} in {layer}; have {list(self._moments[layer])}")
         moments = self._moments[layer][name]
         if cls not in moments:
             raise KeyError(f"no class {cls!r}; have {self.classes}")
@@ -336,6 +338,11 @@ class ClassStats:
         """Counts of attention values in :data:`BIN_EDGES` bins, (N_BINS,); zeros where
         no values were given (summaries only)."""
         return self._hist.get(layer, {}).get(cls, np.zeros(N_BINS, np.int64)).copy()
+
+    def has_field(self, layer: str, field: str) -> bool:
+        """Whether ``layer`` has the summary ``field`` (runs made before a kind recorded a
+        field lack it)."""
+        return field in self._moments.get(layer, {})
 
     def has_histogram(self, layer: str) -> bool:
         """Whether any attention values of ``layer`` were counted."""
@@ -452,8 +459,8 @@ class ClassStats:
                     self.index_name: np.arange(first.dim),
                     "count": first.n,
                 }
-                for name in self.fields:
-                    m = per_field[name][cls]
+                for name, per_class in per_field.items():
+                    m = per_class[cls]
                     columns[f"{name}_mean"], columns[f"{name}_std"] = m.mean, m.std()
                 frames.append(pd.DataFrame(columns))
         names = ["layer", "class", self.index_name, "count"]
@@ -610,6 +617,15 @@ def mean_mask(masks: np.ndarray) -> np.ndarray:
     if masks.ndim != 3:
         raise ValueError(f"masks must have shape (G, H, W), got {masks.shape}")
     return masks.mean(0)
+
+
+def top_groups(maps: np.ndarray, n: int = 4) -> list[int]:
+    """The ``n`` groups whose maps (G, H, W) vary most over the positions, most first."""
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim != 3:
+        raise ValueError(f"maps must have shape (G, H, W), got {maps.shape}")
+    spread = maps.reshape(len(maps), -1).var(1)
+    return [int(g) for g in np.argsort(-spread, kind="stable")[:n]]
 
 
 def saturation(values: np.ndarray, high: float = 0.99, low: float = 0.01) -> dict[str, float]:

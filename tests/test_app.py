@@ -139,13 +139,16 @@ def test_sge_from_a_server_checkpoint_shows_masks_overlay_and_gradcam(real_app, 
     real_app.sidebar.selectbox(key="sge_resnet50_file").set_value(str(target)).run()
     no_errors(real_app)
     assert not any("UNTRAINED" in w.value for w in real_app.warning)
-    assert charts(real_app) == 4  # top-5, 64-mask grid, mean-mask overlay, Grad-CAM
+    # top-5, 64-mask grid, group feature maps before/after SGE, mean-mask overlay, Grad-CAM
+    assert charts(real_app) == 5
+    maps = real_app.get("plotly_chart")[2].proto.spec
+    assert "SGE_4_6: group feature maps before and after SGE" in maps and "after SGE" in maps
     assert len(real_app.selectbox(key="sge_resnet50_sge_layer").options) == 16
     real_app.selectbox(key="sge_resnet50_sge_layer").set_value("SGE_2_1").run()
     real_app.slider(key="sge_resnet50_opacity").set_value(0.8).run()
     real_app.selectbox(key="sge_resnet50_cam_class").set_value(1).run()  # goldfish
     no_errors(real_app)
-    assert charts(real_app) == 4
+    assert charts(real_app) == 5
 
 
 def test_uploaded_checkpoints_good_and_bad(real_app, senet_file, tmp_path):
@@ -229,7 +232,8 @@ def test_classes_from_a_zip_with_a_broken_file_and_both_models(app, photos):
     warning = next(w.value for w in app.warning if "could not be analysed" in w.value)
     assert "data/cup/broken.jpg" in warning and ".DS_Store" not in warning
     assert classes_shown(app).value == ["cat", "cup"]
-    assert charts(app) == 4 + 3  # SE figures; SGE mask statistics, depth curve, selectivity
+    # SE figures; SGE mask statistics, activation spread before/after SGE, depth curve, selectivity
+    assert charts(app) == 4 + 4
     assert any("**cat** 2" in m.value and "**cup** 1" in m.value for m in app.markdown)
 
 
@@ -332,10 +336,10 @@ def test_sge_with_many_uploads_keeps_masks_only_for_the_image_shown(app, photos)
     app.get("file_uploader")[0].set_value(uploads).run()
     no_errors(app)
     assert len(app.selectbox(key="image_choice").options) == MAX_VALUE_IMAGES + 1
-    assert charts(app) == 4  # top-5, mask grid, overlay, Grad-CAM
+    assert charts(app) == 5  # top-5, mask grid, group maps before/after, overlay, Grad-CAM
     app.selectbox(key="image_choice").set_value("photo8.jpg").run()
     no_errors(app)
-    assert charts(app) == 4
+    assert charts(app) == 5
 
 
 def test_a_plugin_that_fails_is_reported_and_the_dashboard_runs(offline, monkeypatch):

@@ -194,8 +194,9 @@ def test_images_page_sge_masks_and_exports(server, page):
     page.goto(server)
     page.get_by_text("SGE-ResNet-50", exact=True).first.click()
     page.get_by_role("heading", name="SGE-ResNet-50").wait_for()
-    wait_for_charts(page, 4)  # top-5, 64-mask grid, mean-mask overlay, Grad-CAM
+    wait_for_charts(page, 5)  # top-5, 64-mask grid, group maps before/after SGE, mean-mask overlay, Grad-CAM
     no_errors(page)
+    assert page.locator(CHART).get_by_text("group feature maps before and after SGE").count() > 0
     shot(page, "images-sge")
     with page.expect_download() as info:
         download_button(page, "CSV").first.click()

@@ -110,8 +110,16 @@ def test_sge_summaries_flat_folder_and_zip(tiny_sge, image_folder, tmp_path):
 
     page = build_report(read_run(zipped), classes=["cat", "cup"])
     assert "cat: 2, cup: 2" in page and "SGE_4_6: SGE mask statistics per class" in page
+    assert "SGE_4_6: spread of each group's activations before and after SGE" in page
     table = pq.read_table(zipped)
-    assert table.column_names[5:] == ["SGE_4_6_mean", "SGE_4_6_var"]
+    assert table.column_names[5:] == [
+        "SGE_4_6_mean",
+        "SGE_4_6_var",
+        "SGE_4_6_norm_mean_before",
+        "SGE_4_6_norm_var_before",
+        "SGE_4_6_norm_mean_after",
+        "SGE_4_6_norm_var_after",
+    ]
     assert table.column("path").to_pylist()[0] == "dataset/cat/astronaut.png"
     assert table.column("label").to_pylist()[:2] == ["cat", "cat"] and table.num_rows == 7
 

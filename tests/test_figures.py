@@ -37,7 +37,8 @@ def test_class_profiles_plot_means_at_channel_indices(stats):
     ]
     assert len(bands) == 2  # the classes' spread; reference lines have none
     paper = (stats.mean("SE_4_6", "goldfish") + stats.mean("SE_4_6", "pug")) / 2
-    assert_allclose(lines[2].y, paper[channels]) and lines[2].line.dash == "dot"
+    assert_allclose(lines[2].y, paper[channels])
+    assert lines[2].line.dash == "dot"
     assert list(lines[0].x) == list(channels)
     assert_allclose(lines[1].y, stats.mean("SE_4_6", "pug")[channels])
     upper = np.asarray(bands[0].y[: len(channels)])
@@ -164,3 +165,43 @@ def test_mask_overlays_use_a_fixed_unit_scale_and_a_uniform_colour_map():
     heat = fig.data[1]
     assert (heat.zmin, heat.zmax) == (0.0, 1.0)  # 0.50 to 0.51 stays one colour, not the whole scale
     assert heat.colorscale[0][1] == "#440154" and heat.colorscale[-1][1] == "#fde725"  # Viridis
+
+
+def test_group_feature_maps_share_the_before_maximum():
+    rng = np.random.default_rng(1)
+    before = rng.random((8, 7, 7)) + 1.0
+    after = before * rng.random((8, 7, 7))  # a mask in (0, 1) scales each position down
+    fig = figures.group_feature_maps(before, after, [3, 5], "SGE_5_3")
+    assert [t.z.shape for t in fig.data] == [(7, 7)] * 4
+    assert_allclose(fig.data[0].z, before[3] / before[3].max())
+    assert_allclose(fig.data[1].z, after[3] / before[3].max())  # same scale as its before map
+    assert [a.text for a in fig.layout.annotations][:2] == ["group 3: before SGE", "group 3: after SGE"]
+    assert fig.layout.yaxis4.scaleanchor == "x4"
+
+
+def test_group_activation_spread_before_and_after_by_hand():
+    from sevis.stats import MaskStats
+
+    stats = MaskStats()
+    g = np.array([[0.5, 0.5]])
+    stats.update_summaries({"S": g}, {"S": g}, ["a"])  # fields the 0.1 runs had
+    assert not stats.has_field("S", "norm_var_after")
+    full = MaskStats()
+    full.add(
+        {
+            "S": {
+                "mean": g,
+                "var": g,
+                "norm_mean_before": np.array([[2.0, 4.0]]),
+                "norm_var_before": np.array([[1.0, 4.0]]),
+                "norm_mean_after": np.array([[1.0, 1.0]]),
+                "norm_var_after": np.array([[1.0, 1.0]]),
+            }
+        },
+        ["a"],
+    )
+    fig = figures.group_activation_spread(full, "S", ["a"])
+    before, after, cls = fig.data
+    assert_allclose(before.y, [1 / 2, 2 / 4])
+    assert_allclose(after.y, [1.0, 1.0])
+    assert [before.name, after.name, cls.name] == ["all images, before SGE", "all images, after SGE", "a, after SGE"]

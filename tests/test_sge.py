@@ -138,3 +138,37 @@ def test_sge_resnet50_masks_and_logits_equal_reference(sge_model, batch):
         assert cap.masks[layer.name].shape == (3, 64, *x.shape[-2:])
         expected_masks = formula_masks(x, layer.module.weight, layer.module.bias, 64)
         assert_close(cap.masks[layer.name], expected_masks.float(), rtol=1e-4, atol=1e-4)
+
+
+def test_group_feature_norms_before_and_after_sge_by_hand(tiny_sge, photos):
+    """The SGE paper's views: per group and position, the norm of the group's channels
+    before SGE (its input) and after (its output), recomputed from the module's input."""
+    from sevis.kinds import get_kind
+
+    layer = next(l for l in sevis.find_attention(tiny_sge) if l.name == "SGE_3_2")
+    seen = {}
+    handle = layer.module.register_forward_pre_hook(lambda m, args: seen.update(x=args[0].detach().clone()))
+    x = sevis.preprocess(tiny_sge, [sevis.decode_image(photos[n]) for n in ("chelsea.png", "coffee.png")])
+    try:
+        with torch.no_grad(), sevis.capture(tiny_sge) as cap:
+            tiny_sge(x)
+    finally:
+        handle.remove()
+    feats, groups = seen["x"], layer.module.groups
+    n, c, h, w = feats.shape
+    per_group = feats.reshape(n, groups, c // groups, h, w)
+    before = per_group.pow(2).sum(2).sqrt()  # ||x_i|| over the group's channels
+    mask = cap.masks["SGE_3_2"]  # (N, G, H, W): sigmoid(a_i)
+    after = (per_group * mask[:, :, None]).pow(2).sum(2).sqrt()
+    assert_close(cap.extras["SGE_3_2"]["norm_before"], before, rtol=1e-5, atol=1e-6)
+    assert_close(cap.extras["SGE_3_2"]["norm_after"], after, rtol=1e-5, atol=1e-6)
+    assert_close(after, mask * before, rtol=1e-5, atol=1e-6)  # a mask scales the whole group vector
+
+    views = [sevis.model_view(tiny_sge, sevis.decode_image(photos[n])) for n in ("chelsea.png", "coffee.png")]
+    batch = sevis.forward_batch(tiny_sge, views)
+    summary = batch.summaries["SGE_3_2"]
+    assert list(summary) == ["mean", "var", *get_kind("sge").module_fields]
+    flat = before.reshape(n, groups, -1).double()
+    assert_close(torch.from_numpy(summary["norm_mean_before"]).double(), flat.mean(-1), rtol=1e-4, atol=1e-6)
+    var = flat.var(-1, unbiased=False)
+    assert_close(torch.from_numpy(summary["norm_var_before"]).double(), var, rtol=1e-3, atol=1e-6)
