@@ -7,6 +7,7 @@ import sevis.layers
 from app_pages.services import IMAGE_TYPES, Loaded, analyse, sample_files
 from app_pages.widgets import report_failures, show_figure
 from sevis import export, figures
+from sevis.geometry import layer_grid
 from sevis.stats import mask_overview, mean_mask, saturation
 
 st.title("SE vs SGE")
@@ -72,7 +73,11 @@ for se_layer, sge_layer in zip(
         mean = mean_mask(masks)
         show_figure(
             figures.heat_overlay(
-                sge_image.view, mean, title=f"{sge_layer}: mean group mask", colorbar_title="mean σ(a)"
+                sge_image.view,
+                mean,
+                title=f"{sge_layer}: mean group mask",
+                colorbar_title="mean σ(a)",
+                grid=layer_grid(sge.model, sge_layer),
             ),
             f"compare_{sge_layer}",
             sge,

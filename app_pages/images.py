@@ -7,6 +7,7 @@ import sevis
 from app_pages.services import IMAGE_TYPES, MAX_VALUE_IMAGES, Loaded, analyse, grad_cam, sample_files
 from app_pages.widgets import report_failures, show_figure
 from sevis import Analysis, ImageResult, export, figures
+from sevis.geometry import layer_grid
 from sevis.stats import mean_mask, saturation, top_groups
 
 
@@ -79,6 +80,7 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
             title=f"{layer}: mean of the {len(masks)} group masks",
             opacity=opacity,
             colorbar_title="mean σ(a)",
+            grid=layer_grid(loaded.model, layer),
         )
         show_figure(fig, f"{loaded.name}_{layer}_overlay", loaded, export.grid_frame(mean, "mean_mask"))
     with right:

@@ -13,11 +13,10 @@ from itertools import pairwise
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
-import torch.nn.functional as F
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from .geometry import CellGrid, upsample
 from .stats import ALL, BIN_EDGES, ClassKey, ClassStats, ExcitationStats, MaskStats, NullBand
 
 __all__ = [
@@ -416,12 +415,6 @@ def mask_grid(masks: np.ndarray, layer: str, columns: int = 8) -> go.Figure:
     return fig
 
 
-def upsample(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of an (h, w) map to ``size`` = (H, W), cell centres aligned."""
-    t = torch.as_tensor(np.asarray(heat, dtype=np.float32))[None, None]
-    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
-
-
 def heat_overlay(
     view: np.ndarray,
     heat: np.ndarray,
@@ -431,6 +424,7 @@ def heat_overlay(
     colorscale: str = "Viridis",
     zrange: tuple[float, float] | None = (0.0, 1.0),
     colorbar_title: str = "",
+    grid: CellGrid | None = None,
 ) -> go.Figure:
     """A map over the image the model saw, upsampled to its pixels.
 
@@ -443,12 +437,15 @@ def heat_overlay(
         zrange: colour range, fixed to [0, 1] by default: masks and normalised maps of
             different images and layers compare by colour. None stretches it over the map's
             own range (say so in the title: a map spanning 0.49 to 0.51 then fills the scale).
+        grid: where the map's cells sit on the image (:func:`sevis.geometry.cell_grid`);
+            with it each value is drawn at its receptive field's centre, without it the
+            cells are spread evenly (half a cell off).
     """
     h, w = view.shape[:2]
     fig = go.Figure(go.Image(z=view, hoverinfo="skip"))
     fig.add_trace(
         go.Heatmap(
-            z=upsample(heat, (h, w)),
+            z=upsample(heat, (h, w), grid),
             opacity=opacity,
             colorscale=colorscale,
             zmin=zrange[0] if zrange else None,

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from captum.attr import LayerAttribution, LayerGradCam
+from captum.attr import LayerGradCam
 from torch import nn
+
+from .geometry import cell_grid, upsample
 
 __all__ = ["grad_cam"]
 
@@ -34,7 +36,8 @@ def grad_cam(
         layer: the convolutional stage to explain (default: the last one).
 
     Returns:
-        ``(cam, target)``: the map at input resolution, (H, W), and the class. The map is
+        ``(cam, target)``: the map at input resolution, (H, W), each cell drawn at its
+        receptive field's centre (:mod:`sevis.geometry`), and the class. The map is
         ReLU'd, then min-max scaled to [0, 1] as pytorch-grad-cam does (``scale_cam_image``:
         minus its minimum, over its maximum), so its lowest value is 0 even when the
         evidence is everywhere; a map with no positive evidence stays all 0.
@@ -46,7 +49,9 @@ def grad_cam(
         with torch.no_grad():
             target = int(model(x).argmax(1))
     attribution = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
-    cam = LayerAttribution.interpolate(attribution, tuple(x.shape[-2:]), "bilinear")[0, 0]
-    cam = cam.detach().float().cpu().numpy()
+    # Each cell's value at its receptive field's centre (see sevis.geometry), not bilinear
+    # resizing, which puts it half a cell down and right (+15.5 px at the last stage).
+    cells = attribution[0, 0].detach().float().cpu().numpy()
+    cam = upsample(cells, (int(x.shape[-2]), int(x.shape[-1])), cell_grid(model, layer, inclusive=True))
     low, high = float(cam.min()), float(cam.max())
     return ((cam - low) / (high - low) if high > low else np.zeros_like(cam)), target
