@@ -187,6 +187,8 @@ def test_images_page_samples_then_uploads(server, page):
     # Axis titles and layer names are on the page.
     for text in ("channel index", "excitation", "SE_2_3", "SE_5_3", "Top-5 predictions"):
         assert page.locator(CHART).get_by_text(text).count() > 0, text
+    saturation = page.get_by_text("Saturation in chelsea.png (share of gates ≥ 0.99").inner_text()
+    assert "SE_2_3 " in saturation and "SE_5_2 " in saturation
     shot(page, "images-uploads")
 
 
