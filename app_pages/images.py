@@ -58,7 +58,8 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
     show_figure(figures.mask_grid(masks, layer), f"{loaded.name}_{layer}_masks", loaded, groups)
     norms = image.extras.get(layer, {})
     if "norm_before" in norms:
-        before, after = norms["norm_before"], norms["norm_after"]
+        before = norms["norm_before"]
+        after = before * masks  # SGE scales each group's vector by its mask: ||x σ(a)|| = σ(a) ||x||
         groups = top_groups(before, 4)
         st.caption(
             "The SGE paper's view: each group's feature map (the norm over its channels at each position) "

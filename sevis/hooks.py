@@ -40,9 +40,12 @@ class Capture:
         model: any network with registered attention layers (see
             :func:`sevis.attention.register_attention`).
         layers: names of the layers to record (default: all).
+        module_values: also record what each kind takes from its whole module (SGE: the
+            group feature norms before it, see :attr:`extras`); costs one more hook and some
+            arithmetic per layer, so it is off unless asked for.
     """
 
-    def __init__(self, model: nn.Module, layers: Iterable[str] | None = None) -> None:
+    def __init__(self, model: nn.Module, layers: Iterable[str] | None = None, *, module_values: bool = False) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         self.model = model
@@ -63,7 +66,7 @@ class Capture:
         self._handles: list[RemovableHandle] = []
         self._chunks: dict[str, list[torch.Tensor]] = {layer.name: [] for layer in found}
         self._extra_chunks: dict[str, dict[str, list[torch.Tensor]]] = {
-            layer.name: {} for layer in found if layer.spec.module_fields
+            layer.name: {} for layer in found if module_values and layer.spec.module_fields
         }
         self._owner: int | None = None
 
@@ -120,8 +123,8 @@ class Capture:
     @property
     def extras(self) -> dict[str, dict[str, torch.Tensor]]:
         """Layer name -> name -> what its kind records from the whole module's input and
-        output (:meth:`sevis.kinds.AttentionKind.module_values`; SGE: ``norm_before`` and
-        ``norm_after``, (N, G, H, W)), for the kinds that record any."""
+        output (:meth:`sevis.kinds.AttentionKind.module_values`; SGE: ``norm_before``,
+        (N, G, H, W)), when the capture was made with ``module_values=True``."""
         return {
             layer: {name: chunks[0] if len(chunks) == 1 else torch.cat(chunks) for name, chunks in per_name.items()}
             for layer, per_name in self._extra_chunks.items()
@@ -163,9 +166,9 @@ class Capture:
         return self._gather(None)
 
 
-def capture(model: nn.Module, layers: Iterable[str] | None = None) -> Capture:
+def capture(model: nn.Module, layers: Iterable[str] | None = None, *, module_values: bool = False) -> Capture:
     """Capture the attention values of every SE and SGE layer of ``model``.
 
     See :class:`Capture`.
     """
-    return Capture(model, layers)
+    return Capture(model, layers, module_values=module_values)

@@ -81,8 +81,9 @@ class AttentionKind:
         the module, only for kinds with ``module_fields``), one row per image."""
         return {}
 
-    def summarise_module(self, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Per-image summary fields (``module_fields``) of :meth:`module_values`."""
+    def summarise_module(self, values: np.ndarray, module_values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-image summary fields (``module_fields``) of :meth:`module_values`, given the
+        layer's :meth:`per_image` values too."""
         return {}
 
     def histogram_values(self, values: np.ndarray) -> np.ndarray | None:
@@ -178,16 +179,17 @@ class SGEKind(AttentionKind):
     def module_values(
         self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """The SGE paper's feature maps: at each position, the norm of the group's
-        C/G-vector before SGE (x_i) and after it (x_i sigmoid(a_i)), (N, G, H, W) each."""
-        groups = int(module.groups)  # type: ignore[arg-type]
-        return {"norm_before": group_norms(inputs[0], groups), "norm_after": group_norms(output, groups)}
+        """The SGE paper's feature map before SGE: at each position, the norm of the group's
+        C/G-vector x_i, (N, G, H, W). After SGE it is sigmoid(a_i) ||x_i||, the mask times
+        this (the mask scales the whole vector), so the output needs no second pass."""
+        return {"norm_before": group_norms(inputs[0], int(module.groups))}  # type: ignore[arg-type]
 
-    def summarise_module(self, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Each group's mean and spatial variance (ddof = 0) of those norms."""
+    def summarise_module(self, values: np.ndarray, module_values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each group's mean and spatial variance (ddof = 0) of the norms before and after."""
+        before = module_values["norm_before"]
         out = {}
-        for when in ("before", "after"):
-            mean, var = mask_summary(values[f"norm_{when}"])
+        for when, norms in (("before", before), ("after", before * values)):
+            mean, var = mask_summary(norms)
             out[f"norm_mean_{when}"], out[f"norm_var_{when}"] = mean.astype(np.float32), var.astype(np.float32)
         return {name: out[name] for name in self.module_fields}
 
@@ -207,7 +209,10 @@ class SGEKind(AttentionKind):
 def group_norms(features: torch.Tensor, groups: int) -> torch.Tensor:
     """(N, C, H, W) -> (N, G, H, W): at each position, the norm of each group's C/G channels."""
     n, c, h, w = features.shape
-    return torch.linalg.vector_norm(features.detach().reshape(n, groups, c // groups, h, w).float(), dim=2)
+    # NOTE torch.linalg.vector_norm over this middle dimension is ~100x slower on the CPU
+    # than squaring and summing (18 ms against 0.2 ms for a stage-2 map).
+    grouped = features.detach().float().reshape(n, groups, c // groups, h * w)
+    return (grouped * grouped).sum(2).sqrt_().reshape(n, groups, h, w)
 
 
 _KINDS: dict[str, AttentionKind] = {}

@@ -99,7 +99,7 @@ def forward_batch(
     info = model_info(model)
     device = next(model.parameters()).device
     x = normalise(info.data_config, views).to(device)
-    with capture(model, layers) as cap:
+    with capture(model, layers, module_values=True) as cap:
         logits = model(x)
     probs = logits.float().softmax(dim=1)
     top_probs, top_index = probs.topk(min(top_k, probs.shape[1]), dim=1)
@@ -111,7 +111,7 @@ def forward_batch(
         kind = get_kind(kinds[name])
         summaries[name] = kind.summarise(v)
         if name in extras:
-            summaries[name].update(kind.summarise_module(extras[name]))
+            summaries[name].update(kind.summarise_module(v, extras[name]))
     return BatchResult(
         top_classes=[[info.class_names[j] for j in row] for row in top_index.tolist()],
         top_probs=top_probs.cpu().numpy().astype(np.float32),

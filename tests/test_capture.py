@@ -71,14 +71,14 @@ def test_several_forwards_concatenate_and_layers_select(se_model, batch):
 
 
 def test_no_hook_remains_after_the_block(se_model, sge_model, batch):
-    # SE: one hook per gate; SGE: one per gate and one per module (its feature norms).
-    for model, hooks in ((se_model, 16), (sge_model, 32)):
+    # One hook per gate; with module_values, SGE adds one per module (its feature norms).
+    for model, module_values, hooks in ((se_model, True, 16), (sge_model, False, 16), (sge_model, True, 32)):
         before = hook_count(model)
-        with torch.no_grad(), sevis.capture(model) as cap:
+        with torch.no_grad(), sevis.capture(model, module_values=module_values) as cap:
             assert hook_count(model) == before + hooks
             model(batch[:1])
         assert hook_count(model) == before == 0
-        assert len(cap.values) == 16
+        assert len(cap.values) == 16 and bool(cap.extras) == (hooks == 32)
 
 
 def test_no_hook_remains_after_an_exception_which_propagates(se_model):
