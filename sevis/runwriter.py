@@ -74,10 +74,10 @@ class RunWriter:
                 recorded = json.loads(settings.read_text())
             except ValueError:
                 raise RunError(f"cannot resume {self.out}: {settings} is not readable; pass --overwrite") from None
-            self._check(recorded, "its parts")
+            self._check(recorded, "its parts were")
         elif self.out.exists():  # resuming a finished run: its rows count as done
             before = read_metadata(self.out)
-            self._check(before.settings(), "it")
+            self._check(before.settings(), "it was")
             self.parts.mkdir(parents=True, exist_ok=True)
             shutil.copy(self.out, self.parts / "part-000000.parquet")
             (self.parts / "failures.jsonl").write_text("".join(json.dumps(f) + "\n" for f in before.failures))
@@ -96,7 +96,7 @@ class RunWriter:
         changed = sorted(k for k in new if old.get(k) != new[k])
         if changed:
             raise RunError(
-                f"cannot resume {self.out}: {what} were made with other settings ({', '.join(changed)}); "
+                f"cannot resume {self.out}: {what} made with other settings ({', '.join(changed)}); "
                 "resume with the same settings, or pass --overwrite"
             )
 

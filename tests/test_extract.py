@@ -284,3 +284,14 @@ def test_ray_engine_gives_the_local_engine_rows(senet_file, image_folder, tmp_pa
     assert_same_rows(rows(out), rows(local), rtol=1e-4)
     assert pq.read_schema(out).metadata == pq.read_schema(local).metadata
     assert [f["path"] for f in json.loads(pq.read_schema(out).metadata[b"sevis"])["failures"]] == ["vehicle/broken.jpg"]
+
+
+def test_resuming_a_finished_run_with_other_settings_leaves_it_as_it_was(tiny_se, image_folder, tmp_path):
+    out = extract(tiny_se, image_folder, tmp_path / "run.parquet", workers=0, progress=False)
+    before, rows_before = out.read_bytes(), pq.read_table(out).to_pylist()
+    with pytest.raises(sevis.RunError, match=r"it was made with other settings \(attention, dims, layers\)"):
+        extract(tiny_se, image_folder, out, layers=["SE_5_2"], resume=True, workers=0, progress=False)
+    assert out.read_bytes() == before and not out.with_name("run.parquet.parts").exists()
+    # With its own settings it resumes: nothing left to do, the same rows.
+    extract(tiny_se, image_folder, out, resume=True, workers=0, progress=False)
+    assert pq.read_table(out).to_pylist() == rows_before
