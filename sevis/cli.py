@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     _log_to_stderr(getattr(args, "quiet", False))
     # NOTE imported after parsing: `sevis --help` must not wait for torch.
     import sevis
+    from sevis.runwriter import Terminated
 
     try:
         if args.command == "extract":
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
             out = write_report(args.run, args.out, args.classes, args.layers)
             logging.getLogger("sevis").info("wrote %s", out)
+    except Terminated:
+        return 143  # 128 + SIGTERM, as a shell reports it
     except KeyboardInterrupt:
         return 130
     except (sevis.SevisError, OSError) as err:  # a person's input or the file system, not a bug

@@ -189,11 +189,13 @@ def extract(
         resume: carry on from ``{out}.parts`` or a finished ``out``.
         overwrite: delete ``out`` and its parts first.
         progress: show a progress bar on standard error.
-        part_size: images per part file (what a kill can lose at most).
+        part_size: rows pending before a part file is written (default 1: every batch as
+            soon as it is done, so a kill loses at most the batch in flight).
 
     Returns:
-        ``out``, the Parquet file (schema in :mod:`sevis.runs`). Ctrl-C writes what is
-        done into ``out`` (a valid, partial run), keeps the parts, and re-raises.
+        ``out``, the Parquet file (schema in :mod:`sevis.runs`). Ctrl-C or SIGTERM write
+        what is done into ``out`` (a valid, partial run), keep the parts, and re-raise
+        (SIGTERM as :class:`sevis.runwriter.Terminated`, a ``KeyboardInterrupt``).
     """
     writer, todo = prepare_run(
         model,

@@ -1,11 +1,12 @@
 """Writing a saved run: part files as the run goes, failures, resume, the final merge.
 
 Both extraction engines (:mod:`sevis.extract` and :mod:`sevis.ray_engine`) feed one
-:class:`RunWriter`. Rows are written in part files of ``{out}.parts/`` (each written
-whole under a temporary name, then renamed), so a run killed at any moment loses at
-most the rows not yet in a part; resuming carries on from the parts, and the final
-file is the same as an uninterrupted run's. Settings are compared before anything is
-written: a run is never resumed with other settings.
+:class:`RunWriter`. Each batch's rows are written as a part file of ``{out}.parts/``
+as soon as the batch is done (whole under a temporary name, then renamed), so a run
+stopped at any moment (Ctrl-C, SIGTERM, kill -9, a full disk) loses at most the batch
+in flight; resuming carries on from the parts, and the final file is the same as an
+uninterrupted run's. Settings are compared before anything is written: a run is never
+resumed with other settings, and a refused resume leaves the run as it was.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,10 +26,21 @@ import pyarrow.parquet as pq
 from .errors import RunError
 from .runs import RunMetadata, read_metadata, run_schema
 
-__all__ = ["PART_SIZE", "RunWriter"]
+__all__ = ["MERGED_ROW_GROUP", "PART_SIZE", "RunWriter", "Terminated"]
 
-PART_SIZE = 1024
-"""Rows per part file: at most what a kill -9 can lose."""
+PART_SIZE = 1
+"""Rows pending before a part is written: 1 writes every batch as soon as it is done."""
+MERGED_ROW_GROUP = 1024
+"""Rows per row group of the merged file (parts are as small as a batch)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a run, handled as Ctrl-C is: what is done is merged and kept."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +74,9 @@ class RunWriter:
         self.part_size = part_size
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        self._previous_handler: object = None
         self.done, self.failed = self._open(resume, overwrite)
+        self._next_part = len(self._part_files())
 
     def _open(self, resume: bool, overwrite: bool) -> tuple[set[str], set[str]]:
         if overwrite:
@@ -127,16 +143,27 @@ class RunWriter:
         """Write the pending rows as one part file."""
         if not self._pending:
             return
-        index = len(self._part_files())
-        tmp = self.parts / f".part-{index:06d}.tmp"
-        pq.write_table(pa.concat_tables(self._pending), tmp)
-        tmp.rename(self.parts / f"part-{index:06d}.parquet")  # whole or absent, whatever kills us
+        tmp = self.parts / f".part-{self._next_part:06d}.tmp"
+        try:
+            pq.write_table(pa.concat_tables(self._pending), tmp)
+        except OSError as err:  # a full disk, a quota, a vanished folder
+            tmp.unlink(missing_ok=True)
+            raise RunError(
+                f"could not write to {self.parts} ({err.strerror or err}): the images done so far are kept "
+                "there; free some space and run again with --resume"
+            ) from err
+        tmp.rename(self.parts / f"part-{self._next_part:06d}.parquet")  # whole or absent, whatever kills us
+        self._next_part += 1
         self._pending, self._pending_rows = [], 0
         # NOTE Arrow's allocator keeps freed buffers for reuse; hand them back, or the
         # process's footprint grows with the largest part ever written.
         pa.default_memory_pool().release_unused()
 
     def __enter__(self) -> RunWriter:
+        # SIGTERM (a scheduler, `docker stop`, `kill`) is handled as Ctrl-C; signals can
+        # only be caught in the main thread.
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGTERM, _terminate)
         return self
 
     def __exit__(
@@ -144,14 +171,18 @@ class RunWriter:
     ) -> None:
         """Merge at the end of a ``with`` block; after Ctrl-C merge what is done and keep
         the parts for ``--resume``; after any other error leave the parts as they are."""
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGTERM, self._previous_handler)  # type: ignore[arg-type]
+            self._previous_handler = None
         if exc_type is None:
             rows = self.close()
             failed = len(self.metadata.failures)
             log.info("wrote %d images to %s%s", rows, self.out, f" ({failed} unreadable, skipped)" if failed else "")
         elif issubclass(exc_type, KeyboardInterrupt):
             rows = self.close(keep_parts=True)
+            how = "terminated" if issubclass(exc_type, Terminated) else "interrupted"
             log.warning(
-                "interrupted: %s holds the %d images done so far; run again with --resume to finish", self.out, rows
+                "%s: %s holds the %d images done so far; run again with --resume to finish", how, self.out, rows
             )
 
     def close(self, *, keep_parts: bool = False) -> int:
@@ -165,11 +196,27 @@ class RunWriter:
         self.metadata.images = sum(pq.ParquetFile(p).metadata.num_rows for p in self._part_files())
         schema = run_schema(self.metadata)
         tmp = self.out.with_name(self.out.name + ".tmp")
-        # One record batch in memory at a time, in part order.
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for part in self._part_files():
-                for batch in pq.ParquetFile(part).iter_batches(batch_size=256):
-                    writer.write_batch(batch.replace_schema_metadata(schema.metadata))
+        # One part in memory at a time, in part order, regrouped into row groups of
+        # MERGED_ROW_GROUP rows (parts are as small as a batch).
+        try:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                group: list[pa.RecordBatch] = []
+                rows = 0
+                for part in self._part_files():
+                    for batch in pq.ParquetFile(part).iter_batches(batch_size=MERGED_ROW_GROUP):
+                        group.append(batch.replace_schema_metadata(schema.metadata))
+                        rows += batch.num_rows
+                        if rows >= MERGED_ROW_GROUP:
+                            writer.write_table(pa.Table.from_batches(group, schema))
+                            group, rows = [], 0
+                if group:
+                    writer.write_table(pa.Table.from_batches(group, schema))
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise RunError(
+                f"could not write {self.out} ({err.strerror or err}): its {self.metadata.images} images are kept in "
+                f"{self.parts}; free some space and run again with --resume"
+            ) from err
         tmp.replace(self.out)
         if not keep_parts:
             shutil.rmtree(self.parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -140,22 +141,114 @@ def test_per_class_sampling_is_seeded(image_folder):
 KILL_SCRIPT = """
 import os, signal, sys
 sys.path[:0] = [{root!r}, {root!r} + "/tests"]
+import pyarrow.parquet as pq
 import sevis, tiny
 from sevis.extract import extract
 model = sevis.load_model("tiny_se", "untrained")
 seen = []
-def die(module, args):
+def die(*args):
     seen.append(1)
     if len(seen) == {after}:
         os.kill(os.getpid(), signal.{signal})
-model.register_forward_pre_hook(die)
-extract(model, {data!r}, {out!r}, batch_size=1, workers=0, part_size=2, progress=False)
+if {in_writes}:  # count Parquet writes (one per part, then the merge) instead of forwards
+    write = pq.ParquetWriter.write_table
+    def dying_write(self, *args, **kwargs):
+        die()
+        return write(self, *args, **kwargs)
+    pq.ParquetWriter.write_table = dying_write
+else:
+    model.register_forward_pre_hook(die)
+extract(model, {data!r}, {out!r}, batch_size=1, workers=0, part_size={part_size}, progress=False)
 """
 
 
-def run_until_killed(image_folder, out, sig: str, after: int) -> subprocess.CompletedProcess:
-    script = KILL_SCRIPT.format(root=str(ROOT), data=str(image_folder), out=str(out), signal=sig, after=after)
+def run_until_killed(
+    image_folder, out, sig: str, after: int, part_size: int = 2, in_writes: bool = False
+) -> subprocess.CompletedProcess:
+    script = KILL_SCRIPT.format(
+        root=str(ROOT),
+        data=str(image_folder),
+        out=str(out),
+        signal=sig,
+        after=after,
+        part_size=part_size,
+        in_writes=in_writes,
+    )
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+
+
+def part_rows(out: Path) -> list[str]:
+    parts = sorted(out.with_name(out.name + ".parts").glob("part-*.parquet"))
+    return [p for part in parts for p in pq.read_table(part, columns=["path"]).column("path").to_pylist()]
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_loses_at_most_the_batch_in_flight(tiny_se, image_folder, tmp_path):
+    """Every batch is a part as soon as it is done: killed while image k runs, the parts
+    hold exactly the k - 1 images before it; resuming gives the uninterrupted file."""
+    whole = rows(extract(tiny_se, image_folder, tmp_path / "whole.parquet", batch_size=1, workers=0, progress=False))
+    rng = np.random.default_rng(2026)
+    for trial, after in enumerate(sorted(rng.choice(np.arange(2, 9), size=4, replace=False))):
+        out = tmp_path / f"killed-{trial}.parquet"
+        done = run_until_killed(image_folder, out, "SIGKILL", after=int(after), part_size=1)
+        assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+        # Forward call 1 is the probe; image k runs in call k + 1 (the unreadable file is skipped).
+        kept = part_rows(out)
+        assert kept == [r["path"] for r in whole][: after - 2], (after, kept)
+        extract(tiny_se, image_folder, out, batch_size=1, workers=0, resume=True, progress=False)
+        assert rows(out) == whole, after  # none lost, none twice
+
+
+@pytest.mark.slow
+def test_a_merge_killed_halfway_is_finished_by_resume(tiny_se, image_folder, tmp_path):
+    whole = rows(extract(tiny_se, image_folder, tmp_path / "whole.parquet", batch_size=1, workers=0, progress=False))
+    out = tmp_path / "merge.parquet"
+    # 7 parts are written (writes 1 to 7); the merge's first write is the 8th.
+    done = run_until_killed(image_folder, out, "SIGKILL", after=8, part_size=1, in_writes=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert not out.exists() and len(part_rows(out)) == 7
+    with pytest.raises(sevis.RunError, match="--resume"):
+        extract(tiny_se, image_folder, out, batch_size=1, workers=0, progress=False)
+    extract(tiny_se, image_folder, out, batch_size=1, workers=0, resume=True, progress=False)
+    assert rows(out) == whole and not out.with_name("merge.parquet.tmp").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_keeps_what_was_done_and_says_so(tiny_se, image_folder, tmp_path):
+    out = tmp_path / "terminated.parquet"
+    done = run_until_killed(image_folder, out, "SIGTERM", after=1 + 4, part_size=1)
+    assert done.returncode != 0 and "terminated: " in done.stderr
+    assert "holds the 3 images done so far; run again with --resume" in done.stderr
+    assert pq.read_table(out).num_rows == 3
+    extract(tiny_se, image_folder, out, batch_size=1, workers=0, resume=True, progress=False)
+    whole = extract(tiny_se, image_folder, tmp_path / "whole.parquet", batch_size=1, workers=0, progress=False)
+    assert rows(out) == rows(whole)
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_reported_and_resume_finishes_after_space_is_freed(tiny_se, image_folder, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode()[:200]}")
+    try:
+        out = disk / "run.parquet"
+        with pytest.raises(sevis.RunError, match=r"could not write to .*No space left on device.*--resume"):
+            extract(tiny_se, image_folder, out, batch_size=1, workers=0, progress=False)
+        kept = part_rows(out)
+        whole = rows(
+            extract(tiny_se, image_folder, tmp_path / "whole.parquet", batch_size=1, workers=0, progress=False)
+        )
+        assert 0 < len(kept) < 7 and kept == [r["path"] for r in whole][: len(kept)]
+        assert not list(out.with_name("run.parquet.parts").glob(".part-*"))  # no half-written part
+        subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
+        extract(tiny_se, image_folder, out, batch_size=1, workers=0, resume=True, progress=False)
+        assert rows(out) == whole
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 @pytest.mark.slow
