@@ -244,10 +244,22 @@ def read_rows(
     metadata = read_metadata(path)
     spec = get_kind(kind)
     layers = metadata.attention.get(kind, [])
-    table = pq.read_table(path, columns=["label", *(spec.column(layer, spec.fields[0]) for layer in layers)])
-    if table.num_rows > max_rows:
-        pick = np.sort(np.random.default_rng(seed).choice(table.num_rows, max_rows, replace=False))
-        table = table.take(pa.array(pick))
+    columns = ["label", *(spec.column(layer, spec.fields[0]) for layer in layers)]
+    file = pq.ParquetFile(path)
+    total = file.metadata.num_rows
+    pick = np.arange(total)
+    if total > max_rows:
+        pick = np.sort(np.random.default_rng(seed).choice(total, max_rows, replace=False))
+    # NOTE a record batch at a time, keeping only the sampled rows: a 50,000-image run is
+    # gigabytes, the sample a few megabytes.
+    kept: list[pa.RecordBatch] = []
+    start = 0
+    for batch in file.iter_batches(batch_size=1024, columns=columns):
+        inside = pick[(pick >= start) & (pick < start + batch.num_rows)] - start
+        if len(inside):
+            kept.append(batch.take(pa.array(inside)))
+        start += batch.num_rows
+    table = pa.Table.from_batches(kept) if kept else file.schema_arrow.empty_table().select(columns)
     rows = {layer: _matrix(table.column(spec.column(layer, spec.fields[0]))) for layer in layers}
     return rows, table.column("label").to_pylist()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -94,3 +95,6 @@ def test_null_bands_from_an_analysis_and_from_its_saved_run(tiny_se, image_folde
         assert abs(band.mean - same[layer].mean) < 1e-4 and abs(band.high - same[layer].high) < 1e-4
     few, few_labels = read_rows(out, "se", max_rows=3, seed=1)
     assert len(few_labels) == 3 and few["SE_5_3"].shape == (3, 256)
+    pick = np.sort(np.random.default_rng(1).choice(7, 3, replace=False))  # the seeded sample, by hand
+    assert few_labels == [labels[i] for i in pick]
+    np.testing.assert_array_equal(few["SE_5_3"], rows["SE_5_3"][pick])
