@@ -50,12 +50,14 @@ def load_plugins(modules: str) -> dict[str, str]:
 def dashboard_models() -> dict[str, str]:
     """Menu label -> sevis model name: SE-ResNet-50 and SGE-ResNet-50, or what
     ``$SEVIS_DASHBOARD_MODELS`` lists as ``Label=name,Label=name`` (any name
-    :func:`sevis.load_model` knows, a timm id or one a plugin registered)."""
+    :func:`sevis.load_model` knows, a timm id or one a plugin registered); the defaults
+    when it lists nothing usable."""
     spec = os.environ.get("SEVIS_DASHBOARD_MODELS", "").strip()
     if not spec:
         return dict(DEFAULT_MODELS)
     pairs = [item.split("=", 1) for item in spec.split(",") if "=" in item]
-    return {label.strip(): name.strip() for label, name in pairs if label.strip() and name.strip()}
+    models = {label.strip(): name.strip() for label, name in pairs if label.strip() and name.strip()}
+    return models or dict(DEFAULT_MODELS)  # nothing usable in it: the defaults
 
 
 @dataclass(frozen=True)

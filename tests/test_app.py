@@ -368,3 +368,10 @@ def test_classes_uploaded_one_after_the_other_are_all_drawn(app, photos):
     no_errors(app)
     assert classes_shown(app).value == ["class 1", "class 2"] and charts(app) == 4
     assert "class 2 (n=2)" in app.get("plotly_chart")[0].proto.spec
+
+
+def test_a_model_list_with_nothing_usable_falls_back_to_the_papers_models(offline, monkeypatch):
+    monkeypatch.setenv("SEVIS_DASHBOARD_MODELS", "no equals sign, =nameless")
+    at = start(monkeypatch)
+    assert not at.exception
+    assert at.sidebar.radio(key="model_choice").options == ["SE-ResNet-50", "SGE-ResNet-50", "Both"]
