@@ -116,7 +116,7 @@ def depth_figures(stats: ClassStats, prefix: str, source: Loaded | Provenance, n
         figures.specificity_curve({name: stats}, prefix, {name: nulls()}),
         f"{name}_{prefix}_depth",
         source,
-        stats.specificity_frame(),
+        stats.specificity_frame,  # built when its download is asked for; the figure has its own
     )
     show_figure(
         figures.selectivity_distribution(stats, stats.layers),

@@ -204,7 +204,8 @@ def class_profiles(
         band: shade mean +- the sample standard deviation across the class's images; a
             class of one image has none (its legend says so).
         reference: which reference lines to draw, one of :data:`REFERENCES`: the mean of
-            the shown classes' means (the paper's, dotted), the mean over all images of
+            the means of every class in ``stats`` (the paper's, over all its classes,
+            dotted; :meth:`ClassStats.mean_of_class_means`), the mean over all images of
             the statistics (dash-dot), both, or none.
         ordered_by: axis title when ``channels`` is a sort order.
     """
@@ -220,8 +221,8 @@ def class_profiles(
         std = stats.std(layer, cls)[channels] if band else None
         label = f"{short_label(cls)} (n={stats.count(cls)}{', no std' if band and stats.count(cls) < 2 else ''})"
         lines.append((label, stats.mean(layer, cls)[channels], std, _colour(i), dict(width=1.5)))
-    if reference in ("classes", "both") and classes:
-        means = np.mean([stats.mean(layer, cls) for cls in classes], axis=0)[channels]
+    if reference in ("classes", "both") and stats.classes:
+        means = stats.mean_of_class_means(layer)[channels]
         lines.append((_CLASS_MEANS_LABEL, means, None, "#000000", dict(width=2.5, dash="dot")))
     if reference in ("images", "both"):
         label = f"{ALL} (n={stats.count(ALL)})"

@@ -191,7 +191,7 @@ class SGEKind(AttentionKind):
         for when, norms in (("before", before), ("after", before * values)):
             mean, var = mask_summary(norms)
             out[f"norm_mean_{when}"], out[f"norm_var_{when}"] = mean.astype(np.float32), var.astype(np.float32)
-        return {name: out[name] for name in self.module_fields}
+        return out  # in the order of module_fields
 
     def new_stats(self) -> MaskStats:
         return MaskStats()

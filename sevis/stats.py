@@ -151,7 +151,7 @@ class _Saturation:
         self.count += values.size
         self.high += int(np.count_nonzero(values >= SATURATED_HIGH))
         self.low += int(np.count_nonzero(values <= SATURATED_LOW))
-        self.gap += float(np.abs(1.0 - values).sum())
+        self.gap += float(np.abs(1.0 - values).sum(dtype=np.float64))
 
     def merge(self, other: _Saturation) -> None:
         self.count += other.count
@@ -290,13 +290,24 @@ class ClassStats:
                 for key, index in groups.items():
                     moments.setdefault(key, _Moments(values.shape[1])).add(values[index])
         for layer, raw in (histograms or {}).items():
-            values = _numpy(raw).reshape(len(labels), -1)
+            # NOTE in the values' own dtype (no float64 copy of up to a million mask values
+            # per image), and counted once per class: the all-images counts are their sums.
+            values = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
+            values = values.reshape(len(labels), -1)
             hists = self._hist.setdefault(layer, {})
             saturation = self._saturation.setdefault(layer, {})
+            every_hist = hists.setdefault(ALL, np.zeros(N_BINS, np.int64))
+            every_saturation = saturation.setdefault(ALL, _Saturation())
             for key, index in groups.items():
+                if key is ALL:
+                    continue
+                counts, counted = _histogram(values[index]), _Saturation()
+                counted.add(values[index])
                 hist = hists.setdefault(key, np.zeros(N_BINS, np.int64))
-                hist += _histogram(values[index])
-                saturation.setdefault(key, _Saturation()).add(values[index])
+                hist += counts
+                saturation.setdefault(key, _Saturation()).merge(counted)
+                every_hist += counts
+                every_saturation.merge(counted)
 
     @property
     def layers(self) -> list[str]:
@@ -635,7 +646,7 @@ def top_groups(maps: np.ndarray, n: int = 4) -> list[int]:
     return [int(g) for g in np.argsort(-spread, kind="stable")[:n]]
 
 
-def saturation(values: np.ndarray, high: float = 0.99, low: float = 0.01) -> dict[str, float]:
+def saturation(values: np.ndarray, high: float = SATURATED_HIGH, low: float = SATURATED_LOW) -> dict[str, float]:
     """How saturated a set of gate values is: the share at or above ``high``, at or below
     ``low``, and the mean of ``values`` (any shape)."""
     values = np.asarray(values, dtype=np.float64)
