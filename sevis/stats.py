@@ -19,9 +19,11 @@ aggregate over all images is kept under :data:`ALL`, a key no class label can eq
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import ClassVar, Final
+from dataclasses import dataclass
+from typing import ClassVar, Final, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -79,50 +81,160 @@ def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _histogram(values: np.ndarray) -> np.ndarray:
-    # Right edge included by np.histogram for the last bin, so 1.0 is counted.
-    return np.histogram(values.clip(0.0, 1.0), bins=BIN_EDGES)[0].astype(np.int64)
+def _tensor(x: torch.Tensor | np.ndarray, rows: int) -> torch.Tensor:
+    """``x`` as a CPU tensor of ``rows`` rows (a view where it can be; never written to)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().reshape(rows, -1)
+    with warnings.catch_warnings():  # read-only arrays (Parquet's) are only read
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(x)).reshape(rows, -1)
 
 
-def _groups(labels: list[str]) -> dict[ClassKey, np.ndarray]:
-    """Row indices of all images and of each class, classes in order of appearance."""
-    array = np.asarray(labels, dtype=object)
-    groups: dict[ClassKey, np.ndarray] = {ALL: np.arange(len(labels))}
-    for label in dict.fromkeys(labels):
-        groups[label] = np.flatnonzero(array == label)
-    return groups
+def _grown(array: np.ndarray, rows: int) -> np.ndarray:
+    """``array`` with at least ``rows`` rows, new rows zero (capacity doubles)."""
+    if len(array) >= rows:
+        return array
+    grown = np.zeros((max(rows, 2 * len(array)), *array.shape[1:]), array.dtype)
+    grown[: len(array)] = array
+    return grown
 
 
-@dataclass
+class _Scratch:
+    """Reusable work buffers by (shape, dtype, slot). NOTE a 50,000-image run adds 800
+    batches x 16 layers; fresh 16 MB temporaries for each would be mapped and zeroed by the
+    kernel every time (a third of the reading time went to that)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[tuple[int, ...], torch.dtype, int], torch.Tensor] = {}
+
+    def get(self, shape: tuple[int, ...], dtype: torch.dtype, slot: int = 0) -> torch.Tensor:
+        key = (tuple(shape), dtype, slot)
+        if key not in self._buffers:
+            if len(self._buffers) > 32:  # shapes of many sizes (a last short batch): start over
+                self._buffers.clear()
+            self._buffers[key] = torch.empty(shape, dtype=dtype)
+        return self._buffers[key]
+
+
+FINE_BINS = 100
+"""Internal value bins over [0, 1]: 0.01 and 0.99 are edges, so the saturation counts are
+bin sums; pairs of them make the public :data:`BIN_EDGES` bins."""
+
+
 class _Moments:
-    """Count, mean and sum of squared deviations of (n, D) rows (Chan et al. merging)."""
+    """Per class (rows indexed by class code): the count, and the sums of x - K and of
+    (x - K)^2 in float64, K a per-position shift (the first batch's mean).
 
-    dim: int
-    n: int = 0
-    mean: np.ndarray = field(init=False)
-    m2: np.ndarray = field(init=False)
+    The shifted-data algorithm: a batch of any mixture of classes is two ``index_add`` s,
+    whatever the number of classes, and the all-images moments are the sums over classes.
+    The shift keeps the sums near the data's spread, so their variance keeps its precision
+    (relative error about 1e-16 times (range / std)^2)."""
 
-    def __post_init__(self) -> None:
-        self.mean = np.zeros(self.dim)
-        self.m2 = np.zeros(self.dim)
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.shift: np.ndarray | None = None
+        self.n = np.zeros(0, np.int64)
+        self.s = np.zeros((0, dim))
+        self.q = np.zeros((0, dim))
 
-    def add(self, rows: np.ndarray) -> None:
-        if len(rows):
-            centre = rows.mean(0)
-            self.merge(len(rows), centre, ((rows - centre) ** 2).sum(0))
+    def add(self, codes: torch.Tensor, classes: int, values: torch.Tensor, scratch: _Scratch) -> None:
+        """Add rows ``values`` (N, D), float64, of classes ``codes`` (N,); ``values`` are only read."""
+        if self.shift is None:  # NaN-proof: a NaN in the first batch must not spoil every class
+            self.shift = values.nanmean(0).nan_to_num(0.0).numpy()
+        self.n, self.s, self.q = (_grown(a, classes) for a in (self.n, self.s, self.q))
+        x = torch.sub(values, torch.from_numpy(self.shift), out=scratch.get(values.shape, torch.float64))
+        torch.from_numpy(self.n).index_add_(0, codes, torch.ones(len(codes), dtype=torch.int64))
+        torch.from_numpy(self.s).index_add_(0, codes, x)
+        torch.from_numpy(self.q).index_add_(0, codes, x.square_())
 
-    def merge(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
-        if n == 0:
+    def merge(self, other: _Moments, codes: np.ndarray) -> None:
+        """Add ``other``'s classes, its row i going to row ``codes[i]``."""
+        if other.shift is None:
             return
-        total = self.n + n
-        delta = mean - self.mean
-        self.mean = self.mean + delta * (n / total)
-        self.m2 = self.m2 + m2 + delta**2 * (self.n * n / total)
-        self.n = total
+        if self.shift is None:
+            self.shift = other.shift.copy()
+        rows = len(other.n)
+        self.n, self.s, self.q = (_grown(a, int(codes.max(initial=-1)) + 1) for a in (self.n, self.s, self.q))
+        # x - K = (x - K') + d: re-express the other's sums about this shift
+        d = other.shift - self.shift
+        n = other.n[:, None].astype(np.float64)
+        np.add.at(self.n, codes[:rows], other.n)
+        np.add.at(self.s, codes[:rows], other.s + n * d)
+        np.add.at(self.q, codes[:rows], other.q + 2 * d * other.s + n * d**2)
 
-    def std(self) -> np.ndarray:
+    def count(self, i: int | None) -> int:
+        return int(self.n.sum() if i is None else (self.n[i] if i < len(self.n) else 0))
+
+    def mean(self, i: int | None) -> np.ndarray:
+        n, s = (self.n.sum(), self.s.sum(0)) if i is None else (self.n[i], self.s[i])
+        if n == 0 or self.shift is None:
+            return np.full(self.dim, np.nan)
+        return self.shift + s / n
+
+    def m2(self, i: int | None) -> np.ndarray:
+        """Sum of squared deviations from the mean (0 for no rows)."""
+        n, s, q = (self.n.sum(), self.s.sum(0), self.q.sum(0)) if i is None else (self.n[i], self.s[i], self.q[i])
+        if n == 0:
+            return np.zeros(self.dim)
+        return np.maximum(q - s * s / n, 0.0)
+
+    def std(self, i: int | None) -> np.ndarray:
         """Sample standard deviation (ddof = 1); NaN for fewer than two rows, where it is undefined."""
-        return np.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else np.full(self.dim, np.nan)
+        n = self.count(i)
+        return np.sqrt(self.m2(i) / (n - 1)) if n > 1 else np.full(self.dim, np.nan)
+
+    def means(self, classes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Counts (k,) and means (k, D) of the first ``classes`` classes."""
+        n, s = _grown(self.n, classes)[:classes], _grown(self.s, classes)[:classes]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return n.astype(np.float64), (self.shift if self.shift is not None else 0.0) + s / n[:, None]
+
+
+class _Counts:
+    """Per class: attention values counted in :data:`FINE_BINS` bins over [0, 1] (values
+    outside clipped, NaN not counted), and the sum of their distances from 1."""
+
+    def __init__(self) -> None:
+        self.bins = np.zeros((0, FINE_BINS), np.int64)
+        self.gap = np.zeros(0)
+
+    def add(self, codes: torch.Tensor, classes: int, values: torch.Tensor, scratch: _Scratch) -> None:
+        """Count rows ``values`` (N, ...), float64, of classes ``codes`` (N,); ``values`` are only read."""
+        self.bins, self.gap = _grown(self.bins, classes), _grown(self.gap, classes)
+        x = values.reshape(len(codes), -1)
+        low, high = (float(v) for v in torch.aminmax(x))
+        nan = x.isnan() if math.isnan(low) or math.isnan(high) else None  # aminmax: NaN if any
+        if nan is not None:
+            x = x.nan_to_num(nan=1.0)  # no distance from 1; its bin is set apart below
+            low, high = (float(v) for v in torch.aminmax(x))
+        gap = x.shape[1] - x.sum(1) if low >= 0.0 and high <= 1.0 else (1.0 - x).abs_().sum(1)
+        # NOTE floor(x * 100) in float64 is the exact bin of a float32 x (24 + 7 bits of
+        # product): the counts of np.histogram, in a few passes whatever the classes.
+        scaled = torch.mul(x, FINE_BINS, out=scratch.get(x.shape, torch.float64))
+        bins = scratch.get(x.shape, torch.int64).copy_(scaled.floor_().clamp_(0, FINE_BINS - 1))
+        if nan is not None:
+            bins.masked_fill_(nan, FINE_BINS)  # a bin of its own, not counted
+        bins += (codes * (FINE_BINS + 1))[:, None]
+        counts = torch.bincount(bins.view(-1), minlength=classes * (FINE_BINS + 1))
+        self.bins[:classes] += counts.view(classes, FINE_BINS + 1)[:, :FINE_BINS].numpy()
+        torch.from_numpy(self.gap).index_add_(0, codes, gap)
+
+    def merge(self, other: _Counts, codes: np.ndarray) -> None:
+        rows = len(other.gap)
+        self.bins, self.gap = (
+            _grown(self.bins, int(codes.max(initial=-1)) + 1),
+            _grown(self.gap, int(codes.max(initial=-1)) + 1),
+        )
+        np.add.at(self.bins, codes[:rows], other.bins)
+        np.add.at(self.gap, codes[:rows], other.gap)
+
+    def of(self, i: int | None) -> tuple[np.ndarray, float]:
+        """Fine counts and summed gap of class ``i`` (None: all images)."""
+        if i is None:
+            return self.bins.sum(0), float(self.gap.sum())
+        if i >= len(self.gap):
+            return np.zeros(FINE_BINS, np.int64), 0.0
+        return self.bins[i], float(self.gap[i])
 
 
 SATURATED_HIGH = 0.99
@@ -135,29 +247,6 @@ at 1.0) count as constant in the class-specificity."""
 RELATIVE_STD = 1e-3
 """... and so do positions whose standard deviation is below this share of the layer's
 largest: the rule is relative to the layer, so it does not change with the number of images."""
-
-
-@dataclass
-class _Saturation:
-    """How many attention values were counted, how many at or above ``SATURATED_HIGH``, at
-    or below ``SATURATED_LOW``, and the sum of their distances from 1 (identity)."""
-
-    count: int = 0
-    high: int = 0
-    low: int = 0
-    gap: float = 0.0
-
-    def add(self, values: np.ndarray) -> None:
-        self.count += values.size
-        self.high += int(np.count_nonzero(values >= SATURATED_HIGH))
-        self.low += int(np.count_nonzero(values <= SATURATED_LOW))
-        self.gap += float(np.abs(1.0 - values).sum(dtype=np.float64))
-
-    def merge(self, other: _Saturation) -> None:
-        self.count += other.count
-        self.high += other.high
-        self.low += other.low
-        self.gap += other.gap
 
 
 def kept_positions(ss_total: np.ndarray, n: int) -> np.ndarray:
@@ -212,29 +301,72 @@ def specificity_null(
     squared (averaged over its kept positions, as :meth:`ClassStats.specificity`) for
     ``permutations`` shufflings of ``labels`` over the rows of ``values`` (N, D); their mean
     and central ``level`` interval (NaN with fewer than two classes or no varying position)."""
-    values = _numpy(values)
-    if values.ndim != 2 or len(values) != len(labels):
-        raise ValueError(f"values must have shape (N, D) with N = {len(labels)} labels, got {values.shape}")
+    return specificity_nulls({"": values}, labels, permutations=permutations, level=level, seed=seed)[""]
+
+
+def specificity_nulls(
+    rows: Mapping[str, torch.Tensor | np.ndarray],
+    labels: Sequence[str],
+    *,
+    permutations: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, NullBand]:
+    """:func:`specificity_null` of every layer: ``rows`` maps a layer to its (N, D) per-image
+    values (the first summary field), one label per row; each permutation shuffles the
+    labels of every layer alike.
+
+    All layers' varying positions are one (N, P) matrix, so a permutation is one
+    ``index_add`` of the rows into class sums and a few passes over them: 200 permutations
+    of 2,000 images of 1,000 classes over SE-ResNet-50's 15,104 channels take about two
+    seconds on two cores."""
     _, codes = np.unique(np.asarray([str(label) for label in labels]), return_inverse=True)
-    k = int(codes.max()) + 1 if len(codes) else 0
-    centred = values - values.mean(0) if len(values) else values
-    ss_total = (centred**2).sum(0)
-    keep = kept_positions(ss_total, len(values))
-    if k < 2 or len(values) - k < 1 or not keep.any():
-        return NullBand(float("nan"), float("nan"), float("nan"), 0)
-    counts = np.bincount(codes, minlength=k)
-    x = centred[:, keep]
+    n, k = len(codes), (int(codes.max()) + 1 if len(codes) else 0)
+    columns, ss_parts, spans = [], [], {}
+    start = 0
+    for layer, raw in rows.items():
+        values = _numpy(raw)
+        if values.ndim != 2 or len(values) != n:
+            raise ValueError(f"values must have shape (N, D) with N = {n} labels, got {values.shape}")
+        centred = values - values.mean(0) if n else values
+        ss_total = (centred**2).sum(0)
+        keep = kept_positions(ss_total, n)
+        columns.append(np.ascontiguousarray(centred[:, keep], dtype=np.float32))  # rows for index_add
+        ss_parts.append(ss_total[keep])
+        spans[layer] = (start, start + int(keep.sum()))
+        start += int(keep.sum())
+    nan_band = NullBand(float("nan"), float("nan"), float("nan"), 0)
+    if k < 2 or n - k < 1 or start == 0:
+        return dict.fromkeys(rows, nan_band)
+    x = torch.from_numpy(np.concatenate(columns, axis=1))
+    ss_total = np.concatenate(ss_parts)
+    counts = np.bincount(codes, minlength=k).astype(np.float64)
+    inverse = torch.from_numpy((1.0 / counts).astype(np.float32))
+    sums = torch.zeros(k, x.shape[1])
     rng = np.random.default_rng(seed)
-    scores = np.empty(permutations)
-    onehot = np.zeros((len(x), k))
-    rows = np.arange(len(x))
+    scores = np.empty((permutations, x.shape[1]))
     for p in range(permutations):
-        onehot[:] = 0.0
-        onehot[rows, rng.permutation(codes)] = 1.0
-        scores[p] = np.mean(omega_squared(counts, (onehot.T @ x) / counts[:, None], ss_total[keep]))
+        sums.zero_().index_add_(0, torch.from_numpy(rng.permutation(codes)), x)
+        # centred data: SS_between = sum over classes of sum^2 / n
+        ss_between = torch.mv(sums.square_().T, inverse).double().numpy()
+        ms_within = np.maximum(ss_total - ss_between, 0.0) / (n - k)
+        scores[p] = (ss_between - (k - 1) * ms_within) / (ss_total + ms_within)
     tail = (1 - level) / 2
-    low, high = np.quantile(scores, [tail, 1 - tail])
-    return NullBand(float(scores.mean()), float(low), float(high), permutations)
+    bands = {}
+    for layer, (begin, end) in spans.items():
+        if begin == end:
+            bands[layer] = nan_band
+            continue
+        per_permutation = scores[:, begin:end].mean(1)
+        low, high = np.quantile(per_permutation, [tail, 1 - tail])
+        bands[layer] = NullBand(float(per_permutation.mean()), float(low), float(high), permutations)
+    return bands
+
+
+class _Overall(NamedTuple):
+    n: int
+    mean: np.ndarray
+    m2: np.ndarray
 
 
 class ClassStats:
@@ -251,10 +383,21 @@ class ClassStats:
             raise ValueError("fields must name at least one summary field")
         self.fields = tuple(fields)
         self.index_name = index_name
-        self._moments: dict[str, dict[str, dict[ClassKey, _Moments]]] = {}
-        self._hist: dict[str, dict[ClassKey, np.ndarray]] = {}
-        self._saturation: dict[str, dict[ClassKey, _Saturation]] = {}
-        self._classes: dict[str, None] = {}  # insertion-ordered set
+        self._moments: dict[str, dict[str, _Moments]] = {}
+        self._counts: dict[str, _Counts] = {}
+        self._classes: dict[str, int] = {}  # label -> row in the accumulators, in order seen
+        self._scratch = _Scratch()
+
+    def __getstate__(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "_scratch"}  # no work buffers
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._scratch = _Scratch()
+
+    def _codes(self, labels: Sequence[str]) -> torch.Tensor:
+        codes = [self._classes.setdefault(str(label), len(self._classes)) for label in labels]
+        return torch.tensor(codes, dtype=torch.int64)
 
     def add(
         self,
@@ -270,44 +413,39 @@ class ClassStats:
             histograms: layer -> (N, ...) attention values to count in :data:`BIN_EDGES`
                 bins (optional: saved runs of spatial kinds keep no values).
         """
-        labels = [str(label) for label in labels]
-        groups = _groups(labels)
-        for label in labels:
-            self._classes.setdefault(label, None)
+        codes = self._codes(labels)
+        classes = len(self._classes)
+        # NOTE each array converted to float64 once (a vectorised copy; torch's mixed-dtype
+        # arithmetic is several times slower), into a work buffer of its own, also where a
+        # kind's histogram values are its summary (SE): the accumulators only read it.
+        converted: dict[int, torch.Tensor] = {}
+        scratch = self._scratch
+
+        def double(values: torch.Tensor | np.ndarray) -> torch.Tensor:
+            if id(values) not in converted:
+                given = _tensor(values, len(labels))
+                buffer = scratch.get(given.shape, torch.float64, len(converted) + 1)
+                converted[id(values)] = buffer.copy_(given)
+            return converted[id(values)]
+
         for layer, per_field in summaries.items():
             missing = set(self.fields) - set(per_field)
             if missing:
                 raise ValueError(f"summaries[{layer!r}] lacks the fields {sorted(missing)}")
-            layer_moments = self._moments.setdefault(layer, {})
             for name in per_field:
-                values = _numpy(per_field[name])
-                if values.ndim != 2 or len(values) != len(labels):
+                values = per_field[name]
+                if np.ndim(values) != 2 or len(values) != len(labels):
                     raise ValueError(
                         f"summaries[{layer!r}][{name!r}] must have shape (N, D) with N = "
-                        f"{len(labels)} labels, got {values.shape}"
+                        f"{len(labels)} labels, got {tuple(np.shape(values))}"
                     )
-                moments = layer_moments.setdefault(name, {})
-                for key, index in groups.items():
-                    moments.setdefault(key, _Moments(values.shape[1])).add(values[index])
-        for layer, raw in (histograms or {}).items():
-            # NOTE in the values' own dtype (no float64 copy of up to a million mask values
-            # per image), and counted once per class: the all-images counts are their sums.
-            values = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
-            values = values.reshape(len(labels), -1)
-            hists = self._hist.setdefault(layer, {})
-            saturation = self._saturation.setdefault(layer, {})
-            every_hist = hists.setdefault(ALL, np.zeros(N_BINS, np.int64))
-            every_saturation = saturation.setdefault(ALL, _Saturation())
-            for key, index in groups.items():
-                if key is ALL:
+                if not len(labels):
                     continue
-                counts, counted = _histogram(values[index]), _Saturation()
-                counted.add(values[index])
-                hist = hists.setdefault(key, np.zeros(N_BINS, np.int64))
-                hist += counts
-                saturation.setdefault(key, _Saturation()).merge(counted)
-                every_hist += counts
-                every_saturation.merge(counted)
+                moments = self._moments.setdefault(layer, {})
+                moments.setdefault(name, _Moments(np.shape(values)[1])).add(codes, classes, double(values), scratch)
+        for layer, raw in (histograms or {}).items():
+            if len(labels):
+                self._counts.setdefault(layer, _Counts()).add(codes, classes, double(raw), scratch)
 
     @property
     def layers(self) -> list[str]:
@@ -319,36 +457,44 @@ class ClassStats:
         """Class labels in the order first seen (without :data:`ALL`)."""
         return list(self._classes)
 
+    def _row(self, cls: ClassKey) -> int | None:
+        if cls is ALL:
+            return None
+        if cls not in self._classes:
+            raise KeyError(f"no class {cls!r}; have {self.classes}")
+        return self._classes[cls]
+
     def count(self, cls: ClassKey = ALL) -> int:
         """Images of class ``cls`` (default all)."""
+        if cls is not ALL and cls not in self._classes:
+            return 0
         for per_field in self._moments.values():
-            moments = per_field[self.fields[0]]
-            return moments[cls].n if cls in moments else 0
+            return per_field[self.fields[0]].count(self._row(cls))
         return 0
 
-    def _get(self, layer: str, cls: ClassKey, name: str | None) -> _Moments:
+    def _get(self, layer: str, name: str | None) -> _Moments:
         if layer not in self._moments:
             raise KeyError(f"no layer {layer!r}; have {self.layers}")
         name = self.fields[0] if name is None else name
         if name not in self._moments[layer]:
             raise KeyError(f"no field {name!r} in {layer}; have {list(self._moments[layer])}")
-        moments = self._moments[layer][name]
-        if cls not in moments:
-            raise KeyError(f"no class {cls!r}; have {self.classes}")
-        return moments[cls]
+        return self._moments[layer][name]
 
     def mean(self, layer: str, cls: ClassKey = ALL, field: str | None = None) -> np.ndarray:
         """Mean over the class's images of a summary field (default the first), (D,)."""
-        return self._get(layer, cls, field).mean.copy()
+        return self._get(layer, field).mean(self._row(cls))
 
     def std(self, layer: str, cls: ClassKey = ALL, field: str | None = None) -> np.ndarray:
         """Sample standard deviation over the class's images, (D,)."""
-        return self._get(layer, cls, field).std()
+        return self._get(layer, field).std(self._row(cls))
 
     def histogram(self, layer: str, cls: ClassKey = ALL) -> np.ndarray:
         """Counts of attention values in :data:`BIN_EDGES` bins, (N_BINS,); zeros where
         no values were given (summaries only)."""
-        return self._hist.get(layer, {}).get(cls, np.zeros(N_BINS, np.int64)).copy()
+        if layer not in self._counts:
+            return np.zeros(N_BINS, np.int64)
+        fine, _ = self._counts[layer].of(self._row(cls))
+        return fine.reshape(N_BINS, -1).sum(1)
 
     def has_field(self, layer: str, field: str) -> bool:
         """Whether ``layer`` has the summary ``field`` (runs made before a kind recorded a
@@ -357,14 +503,15 @@ class ClassStats:
 
     def has_histogram(self, layer: str) -> bool:
         """Whether any attention values of ``layer`` were counted."""
-        return bool(self._hist.get(layer))
+        return layer in self._counts and bool(self._counts[layer].bins.any())
 
-    def _classes_of(self, layer: str, field: str | None) -> tuple[np.ndarray, np.ndarray, _Moments]:
-        """Counts (k,) and means (k, D) of the classes, and the all-images moments."""
-        per_class = [self._get(layer, cls, field) for cls in self.classes]
-        counts = np.array([m.n for m in per_class], dtype=np.float64)
-        means = np.array([m.mean for m in per_class]).reshape(len(per_class), -1)
-        return counts, means, self._get(layer, ALL, field)
+    def _classes_of(self, layer: str, field: str | None) -> tuple[np.ndarray, np.ndarray, _Overall]:
+        """Counts (k,) and means (k, D) of the classes the layer has images of, and the
+        all-images count, mean and sum of squared deviations."""
+        moments = self._get(layer, field)
+        counts, means = moments.means(len(self._classes))
+        seen = counts > 0
+        return counts[seen], means[seen], _Overall(moments.count(None), moments.mean(None), moments.m2(None))
 
     def specificity(self, layer: str, field: str | None = None) -> float:
         """How class-specific the layer is: omega squared (:func:`omega_squared`, the share
@@ -407,7 +554,7 @@ class ClassStats:
         """Each position's mean over the classes' means, every class weighted equally: the
         SENet paper's reference line (the mean over all images weights classes by size)."""
         _, means, _ = self._classes_of(layer, field)
-        return means.mean(0) if len(means) else np.full(self._get(layer, ALL, field).dim, np.nan)
+        return means.mean(0) if len(means) else np.full(self._get(layer, field).dim, np.nan)
 
     def selectivity(self, layer: str, field: str | None = None) -> np.ndarray:
         """Class selectivity index of each position (Morcos et al., ICLR 2018):
@@ -416,7 +563,7 @@ class ClassStats:
         activates it. (D,); NaN with fewer than two classes."""
         _, means, overall = self._classes_of(layer, field)
         if len(means) < 2:
-            return np.full(overall.dim, np.nan)
+            return np.full(len(overall.mean), np.nan)
         top = means.max(0)
         rest = (means.sum(0) - top) / (len(means) - 1)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -427,33 +574,26 @@ class ClassStats:
         or above ``SATURATED_HIGH`` (0.99), at or below ``SATURATED_LOW`` (0.01), and the
         mean distance from 1, |1 - s| (0: the block passes its input unchanged). NaN where
         no values were counted."""
-        counted = self._saturation.get(layer, {}).get(cls)
-        if counted is None or counted.count == 0:
+        if layer not in self._counts or (cls is not ALL and cls not in self._classes):
             return {"share_high": float("nan"), "share_low": float("nan"), "mean_gap": float("nan")}
-        return {
-            "share_high": counted.high / counted.count,
-            "share_low": counted.low / counted.count,
-            "mean_gap": counted.gap / counted.count,
-        }
+        fine, gap = self._counts[layer].of(self._row(cls))
+        count = int(fine.sum())
+        if count == 0:
+            return {"share_high": float("nan"), "share_low": float("nan"), "mean_gap": float("nan")}
+        # FINE_BINS puts edges at SATURATED_LOW and SATURATED_HIGH: the first bin holds the
+        # values <= 0.01 (0.01 in float32 is below 0.01), the last those >= 0.99.
+        return {"share_high": int(fine[-1]) / count, "share_low": int(fine[0]) / count, "mean_gap": gap / count}
 
     def merge(self, other: ClassStats) -> None:
         """Add another accumulator's images to this one."""
         if other.fields != self.fields:
             raise ValueError(f"cannot merge statistics of fields {other.fields} into {self.fields}")
-        for label in other.classes:
-            self._classes.setdefault(label, None)
+        codes = np.array([self._classes.setdefault(label, len(self._classes)) for label in other.classes], np.int64)
         for layer, per_field in other._moments.items():
-            for name, per_class in per_field.items():
-                for key, m in per_class.items():
-                    mine = self._moments.setdefault(layer, {}).setdefault(name, {})
-                    mine.setdefault(key, _Moments(m.dim)).merge(m.n, m.mean, m.m2)
-        for layer, per_class_hist in other._hist.items():
-            for key, counts in per_class_hist.items():
-                self._hist.setdefault(layer, {}).setdefault(key, np.zeros(N_BINS, np.int64))
-                self._hist[layer][key] += counts
-        for layer, per_class_saturation in other._saturation.items():
-            for key, counted in per_class_saturation.items():
-                self._saturation.setdefault(layer, {}).setdefault(key, _Saturation()).merge(counted)
+            for name, moments in per_field.items():
+                self._moments.setdefault(layer, {}).setdefault(name, _Moments(moments.dim)).merge(moments, codes)
+        for layer, counts in other._counts.items():
+            self._counts.setdefault(layer, _Counts()).merge(counts, codes)
 
     _COLUMNS: ClassVar[Mapping[str, str]] = {}
     """Renames of the generic ``{field}_mean`` / ``{field}_std`` table columns."""
@@ -462,17 +602,21 @@ class ClassStats:
         """Long table: layer, class (empty for all images), index, count, and each
         field's mean and std over the images."""
         frames = []
+        keys: list[ClassKey] = [ALL, *self.classes]
         for layer, per_field in self._moments.items():
-            for cls, first in per_field[self.fields[0]].items():
+            first = per_field[self.fields[0]]
+            for cls in keys:
+                row = self._row(cls)
+                if first.count(row) == 0:
+                    continue
                 columns: dict[str, object] = {
                     "layer": layer,
                     "class": None if cls is ALL else cls,
                     self.index_name: np.arange(first.dim),
-                    "count": first.n,
+                    "count": first.count(row),
                 }
-                for name, per_class in per_field.items():
-                    m = per_class[cls]
-                    columns[f"{name}_mean"], columns[f"{name}_std"] = m.mean, m.std()
+                for name, moments in per_field.items():
+                    columns[f"{name}_mean"], columns[f"{name}_std"] = moments.mean(row), moments.std(row)
                 frames.append(pd.DataFrame(columns))
         names = ["layer", "class", self.index_name, "count"]
         names += [f"{n}_{s}" for n in self.fields for s in ("mean", "std")]
@@ -481,11 +625,13 @@ class ClassStats:
 
     def histogram_frame(self) -> pd.DataFrame:
         """Long table: layer, class (empty for all images), bin_start, bin_end, count."""
+        keys: list[ClassKey] = [ALL, *self.classes]
         rows = [
             (layer, None if cls is ALL else cls, BIN_EDGES[i], BIN_EDGES[i + 1], int(c))
-            for layer, per_class in self._hist.items()
-            for cls, hist in per_class.items()
-            for i, c in enumerate(hist)
+            for layer, counts in self._counts.items()
+            for cls in keys
+            if cls is ALL or self._classes[str(cls)] < len(counts.gap)
+            for i, c in enumerate(self.histogram(layer, cls))
         ]
         return pd.DataFrame(rows, columns=["layer", "class", "bin_start", "bin_end", "count"])
 
@@ -496,14 +642,14 @@ class ClassStats:
         (<= 0.01), ``mean_gap`` (mean |1 - s|)."""
         rows = []
         for layer in self.layers:
-            overall = self._get(layer, ALL, None)
+            moments = self._get(layer, None)
             rows.append(
                 {
                     "layer": layer,
                     "specificity": self.specificity(layer),
                     "eta_squared": self.eta_squared(layer),
-                    "positions_kept": int(kept_positions(overall.m2, overall.n).sum()),
-                    "positions": overall.dim,
+                    "positions_kept": int(kept_positions(moments.m2(None), moments.count(None)).sum()),
+                    "positions": moments.dim,
                     **self.saturation(layer),
                 }
             )
@@ -550,16 +696,6 @@ class StatsByKind:
         """Per-class statistics of the SGE layers."""
         stats = self.stats.get("sge")
         return stats if isinstance(stats, MaskStats) else MaskStats()
-
-
-def specificity_nulls(
-    rows: Mapping[str, np.ndarray], labels: Sequence[str], *, permutations: int = 200, seed: int = 0
-) -> dict[str, NullBand]:
-    """:func:`specificity_null` of every layer: ``rows`` maps a layer to its (N, D) per-image
-    values (the first summary field), one label per row."""
-    return {
-        layer: specificity_null(values, labels, permutations=permutations, seed=seed) for layer, values in rows.items()
-    }
 
 
 def mask_summary(masks: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

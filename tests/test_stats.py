@@ -90,6 +90,68 @@ def test_batches_and_merge_equal_one_pass():
     assert_allclose(left.specificity("L"), whole.specificity("L"))
 
 
+def test_many_interleaved_classes_against_numpy():
+    """Batches mixing hundreds of classes (a shuffled ImageNet-like run) give each class
+    numpy's moments, np.histogram's counts and the saturation counted directly, with
+    values on every bin edge, outside [0, 1] and NaN."""
+    rng = np.random.default_rng(1)
+    n, d = 900, 33
+    values = rng.random((n, d), dtype=np.float32)
+    edges = np.float32([0.0, 0.01, 0.02, 0.3, 0.5, 0.98, 0.99, 1.0])
+    below = np.nextafter(edges, np.float32(-1))  # one float32 step under each edge
+    values[:16, :8], values[:16, 8:16] = edges, below
+    values[16:20, :2] = [-0.5, 1.5]
+    values[20, 3] = np.nan
+    labels = [f"class {k}" for k in rng.integers(0, 300, n)]
+    stats = ExcitationStats()
+    for start in range(0, n, 128):
+        stats.update({"L": values[start : start + 128]}, labels[start : start + 128])
+    for cls in (ALL, *stats.classes[:40]):
+        rows = values[[cls is ALL or label == cls for label in labels]]
+        finite = rows[~np.isnan(rows)]
+        assert np.array_equal(stats.histogram("L", cls), np.histogram(finite.clip(0, 1), bins=BIN_EDGES)[0])
+        share = stats.saturation("L", cls)
+        assert share["share_high"] == np.count_nonzero(finite >= 0.99) / finite.size
+        assert share["share_low"] == np.count_nonzero(finite <= 0.01) / finite.size
+        assert share["mean_gap"] == pytest.approx(np.abs(1.0 - finite.astype(np.float64)).mean(), rel=1e-12)
+        if cls is not ALL and not np.isnan(rows).any():
+            assert_allclose(stats.mean("L", cls), rows.mean(0, dtype=np.float64), rtol=1e-12, atol=1e-15)
+            if len(rows) > 1:
+                assert_allclose(stats.std("L", cls), rows.astype(np.float64).std(0, ddof=1), rtol=1e-9, atol=1e-15)
+
+
+def test_moments_keep_their_precision_far_from_zero():
+    """Small spreads around large values (sums of squares would cancel without the shift)."""
+    rng = np.random.default_rng(2)
+    values = 1000.0 + 1e-3 * rng.standard_normal((500, 4))
+    labels = [("a", "b")[i % 2] for i in range(500)]
+    stats = ExcitationStats()
+    for start in range(0, 500, 64):
+        stats.update({"L": values[start : start + 64] + (start / 1e6)}, labels[start : start + 64])
+    shifted = values + (np.arange(500) // 64 * 64 / 1e6)[:, None]
+    assert_allclose(stats.std("L"), shifted.std(0, ddof=1), rtol=1e-9)
+    assert_allclose(stats.std("L", "a"), shifted[::2].std(0, ddof=1), rtol=1e-9)
+
+
+def test_merging_accumulators_that_began_on_different_data():
+    """Each accumulator centres on its own first batch; merged they equal one pass."""
+    rng = np.random.default_rng(3)
+    low, high = rng.random((30, 5)) * 0.1, 0.9 + rng.random((50, 5)) * 0.1
+    labels_low, labels_high = ["x", "y", "z"] * 10, ["y", "w"] * 25
+    first, second, whole = ExcitationStats(), ExcitationStats(), ExcitationStats()
+    first.update({"L": low}, labels_low)
+    second.update({"L": high}, labels_high)
+    whole.update({"L": np.vstack([low, high])}, labels_low + labels_high)
+    first.merge(second)
+    assert first.classes == whole.classes == ["x", "y", "z", "w"]
+    for cls in (ALL, *whole.classes):
+        assert first.count(cls) == whole.count(cls)
+        assert_allclose(first.mean("L", cls), whole.mean("L", cls), rtol=1e-12)
+        assert_allclose(first.std("L", cls), whole.std("L", cls), rtol=1e-9)
+        assert np.array_equal(first.histogram("L", cls), whole.histogram("L", cls))
+    assert first.saturation("L") == pytest.approx(whole.saturation("L"), rel=1e-12)
+
+
 def test_frames():
     stats = filled()
     frame = stats.to_frame()
@@ -239,7 +301,7 @@ def test_float32_rounding_does_not_count_as_variation():
     rounding = np.float32(0.7) + np.where(np.array(labels) == "a", 0.0, np.spacing(np.float32(0.7)))
     lifted = ExcitationStats()
     lifted.update({"L": np.column_stack([values, rounding])}, labels)
-    assert lifted.specificity("L") == stats.specificity("L")
+    assert lifted.specificity("L") == pytest.approx(stats.specificity("L"), rel=1e-12)
 
 
 def test_one_image_classes_selectivity_and_reference_lines():
