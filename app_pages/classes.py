@@ -64,12 +64,24 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
     return files, labels, failures
 
 
+MAX_CLASSES_SHOWN = 12
+"""Lines a class figure draws at most: a 1,000-class run is searched, never drawn whole."""
+
+
 def class_choice(place: DeltaGenerator, stats: ClassStats, kind: str) -> list[str]:
-    """The classes to draw. NOTE the widget's key names the class set, so a new set of
-    classes (another upload, a renamed class, another zip) starts from its own defaults
-    instead of keeping a choice made among the old ones."""
+    """The classes to draw: the first six by default, at most :data:`MAX_CLASSES_SHOWN`,
+    found by typing (the menu filters as one types). NOTE the widget's key names the class
+    set, so a new set of classes (another upload, a renamed class, another zip) starts from
+    its own defaults instead of keeping a choice made among the old ones."""
     digest = hashlib.sha256("\0".join(stats.classes).encode()).hexdigest()[:12]
-    return place.multiselect("Classes", stats.classes, default=stats.classes[:6], key=f"classes_{kind}_shown_{digest}")
+    return place.multiselect(
+        f"Classes (of {len(stats.classes):,})",
+        stats.classes,
+        default=stats.classes[:6],
+        max_selections=MAX_CLASSES_SHOWN,
+        placeholder="Type to search the classes",
+        key=f"classes_{kind}_shown_{digest}",
+    )
 
 
 def only(frame, layer: str):
@@ -260,7 +272,7 @@ def saved_run() -> None:
     st.write(f"**{m.model}** ({m.weights}), {m.images} images from `{m.source}`, {len(run.failures)} unreadable.")
     if m.untrained:
         st.warning(f"This run was made with untrained weights: {figures.UNTRAINED_NOTE}", icon="⚠️")
-    kind_sections(run.stats, run.provenance, m.model, functools.partial(run_nulls, data, name))
+    kind_sections(run.stats, run.provenance, m.model, functools.partial(run_nulls, run))
 
 
 st.title("Classes")

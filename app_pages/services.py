@@ -24,7 +24,7 @@ from PIL import Image
 from torch import nn
 
 import sevis
-from sevis.runs import Run, null_bands, read_run
+from sevis.runs import Run, read_run
 from sevis.stats import NullBand
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -186,23 +186,31 @@ def analysis_nulls(
     return _analysis_nulls(f"{loaded.key}|{digest.hexdigest()}", kind, result)
 
 
-@st.cache_data(show_spinner="Label permutations for the chance band…", max_entries=8)
-def run_nulls(data: bytes | None, name: str, kind: str) -> dict[str, NullBand]:
-    """:func:`sevis.runs.null_bands` of a run from uploaded bytes or the path ``name``."""
-    if data is None:
-        return null_bands(name, kind)
+def run_nulls(run: Run, kind: str) -> dict[str, NullBand]:
+    """The run's chance bands (computed once per run, kept in its cache)."""
+    with st.spinner("Label permutations for the chance band…"):
+        return run.null_bands(kind)
+
+
+@st.cache_resource(show_spinner="Reading the run…", max_entries=4)
+def _run_at(path: str, size: int, modified: int) -> Run:
+    # NOTE a resource, not data: a 1,000-class run's statistics are hundreds of MB, shared
+    # read-only by every session instead of unpickled at every rerun. The file's size and
+    # time are in the key, so a rewritten run is read again.
+    return read_run(path)
+
+
+@st.cache_data(show_spinner="Reading the run…", max_entries=4)
+def _run_upload(data: bytes, name: str) -> Run:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / Path(name).name
         path.write_bytes(data)
-        return null_bands(path, kind)
+        return read_run(path, cache=False)  # its sample stays in memory for the chance bands
 
 
-@st.cache_data(show_spinner="Reading the run…", max_entries=8)
 def load_run(data: bytes | None, name: str) -> Run:
     """A run from uploaded bytes (``name`` is the upload's) or from the path ``name``."""
-    if data is None:
-        return read_run(name)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / Path(name).name
-        path.write_bytes(data)
-        return read_run(path)
+    if data is not None:
+        return _run_upload(data, name)
+    stat = Path(name).stat()
+    return _run_at(str(Path(name).resolve()), stat.st_size, stat.st_mtime_ns)

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from . import figures
 from .errors import RunError
 from .kinds import get_kind
-from .runs import Run, null_bands, read_run
+from .runs import Run, read_run
 
 __all__ = ["build_report", "write_report"]
 
@@ -43,7 +43,7 @@ def build_report(run: Run, classes: Sequence[str] | None = None, layers: Sequenc
         for layer in shown:
             figs += kind.figures(stats, layer, classes)
         if len(stats.classes) > 1:
-            nulls = {m.model: null_bands(run.path, kind_name)}
+            nulls = {m.model: run.null_bands(kind_name)}
             figs.append(figures.specificity_curve({m.model: stats}, kind.prefix, nulls))
             figs.append(figures.selectivity_distribution(stats, stats.layers))
     if m.untrained:

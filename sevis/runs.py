@@ -16,8 +16,14 @@ The schema's metadata key ``sevis`` holds :class:`RunMetadata` as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
+import os
+import pickle
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +33,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ._version import __version__
 from .errors import RunError, UnknownLayerError
 from .kinds import get_kind
 from .pipeline import BatchResult
 from .provenance import Provenance
 from .stats import ClassStats, NullBand, StatsByKind, specificity_nulls
 
-__all__ = ["METADATA_KEY", "Run", "RunMetadata", "batch_table", "null_bands", "read_rows", "read_run", "run_schema"]
+__all__ = [
+    "METADATA_KEY",
+    "SAMPLE_ROWS",
+    "Run",
+    "RunMetadata",
+    "batch_table",
+    "cache_dir",
+    "null_bands",
+    "read_rows",
+    "read_run",
+    "run_schema",
+    "writer_options",
+]
 
 METADATA_KEY = b"sevis"
 
@@ -126,6 +145,17 @@ def run_schema(metadata: RunMetadata) -> pa.Schema:
     return pa.schema(fields, metadata={METADATA_KEY: metadata.to_json()})
 
 
+def writer_options(schema: pa.Schema) -> dict[str, Any]:
+    """Parquet options for a run's files: the text columns dictionary-encoded and
+    compressed, the attention vectors neither. NOTE float vectors hardly compress; their
+    dictionary attempt and snappy pass made files 15 % larger and slower to read."""
+    text = [f.name for f in schema if not pa.types.is_fixed_size_list(f.type)]
+    return {
+        "use_dictionary": text,
+        "compression": {f.name: "snappy" if f.name in text else "none" for f in schema},
+    }
+
+
 def _fixed(values: np.ndarray) -> pa.FixedSizeListArray:
     values = np.ascontiguousarray(values, dtype=np.float32).reshape(len(values), -1)
     return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1])
@@ -162,11 +192,18 @@ def dims_of(batch: BatchResult) -> dict[str, dict[str, int]]:
 
 @dataclass
 class Run(StatsByKind):
-    """A saved run, read back: its metadata and the statistics of its images."""
+    """A saved run, read back: its metadata and the statistics of its images.
+
+    ``samples`` holds, per kind, the first summary field of a seeded uniform sample of at
+    most :data:`SAMPLE_ROWS` images (taken while reading), from which :meth:`null_bands`
+    permutes labels without reading the file again."""
 
     path: Path
     metadata: RunMetadata
     stats: dict[str, ClassStats] = field(default_factory=dict)
+    samples: dict[str, tuple[dict[str, np.ndarray], list[str]]] = field(default_factory=dict, repr=False)
+    nulls: dict[str, dict[str, NullBand]] = field(default_factory=dict, repr=False)
+    cache_file: Path | None = field(default=None, repr=False)
 
     @property
     def provenance(self) -> Provenance:
@@ -175,6 +212,68 @@ class Run(StatsByKind):
     @property
     def failures(self) -> list[dict[str, str]]:
         return self.metadata.failures
+
+    def null_bands(self, kind: str = "se") -> dict[str, NullBand]:
+        """Each layer's class-specificity under 200 label permutations of the sampled images
+        (see :func:`sevis.stats.specificity_null`); computed once, and kept in the run's cache."""
+        if kind not in self.nulls:
+            rows, labels = self.samples.get(kind) or read_rows(self.path, kind)
+            self.nulls[kind] = specificity_nulls(rows, labels)
+            if self.cache_file is not None:
+                _store(self, self.cache_file)
+        return self.nulls[kind]
+
+
+SAMPLE_ROWS = 2000
+"""Images a run's chance bands are computed from (a seeded uniform sample)."""
+CACHE_VERSION = 1
+"""Bumped when what the run cache holds changes: older cache files are then not used."""
+
+
+def cache_dir() -> Path:
+    """Where statistics of saved runs are cached: ``$SEVIS_CACHE_DIR/runs`` or
+    ``~/.cache/sevis/runs``."""
+    return Path(os.environ.get("SEVIS_CACHE_DIR") or Path.home() / ".cache" / "sevis") / "runs"
+
+
+def _cache_key(path: Path, layers: Sequence[str] | None) -> str:
+    """Names a run's statistics: the hash of its Parquet footer (every column chunk's
+    offsets, sizes and statistics, and the sevis metadata), its size and modification time,
+    the layers read and the cache format. Hashing the footer, not 3 GB of rows, keeps a
+    second open fast; a rewritten file changes its time and footer."""
+    stat = path.stat()
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{__version__}|{stat.st_size}|{stat.st_mtime_ns}|{layers}".encode())
+    with path.open("rb") as file:
+        file.seek(max(stat.st_size - 8, 0))
+        tail = file.read(8)
+        footer = int.from_bytes(tail[:4], "little") if len(tail) == 8 and tail[4:] == b"PAR1" else 0
+        file.seek(max(stat.st_size - 8 - min(footer, stat.st_size), 0))
+        digest.update(file.read(min(footer, stat.st_size) + 8))
+    return digest.hexdigest()
+
+
+def _store(run: Run, target: Path) -> None:
+    """Write the run's statistics and chance bands (not its samples) to ``target``, whole
+    or not at all; a cache that cannot be written is only slower, never an error."""
+    kept = dataclasses.replace(run, samples={}, cache_file=None)
+    with contextlib.suppress(OSError):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_suffix(f".{os.getpid()}.tmp")
+        with temporary.open("wb") as file:
+            pickle.dump(kept, file, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, target)
+
+
+def _cached(target: Path, path: Path) -> Run | None:
+    try:
+        with target.open("rb") as file:
+            run = pickle.load(file)  # sevis's own cache folder, written by _store only
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError):
+        return None
+    if not isinstance(run, Run):
+        return None
+    run.path, run.cache_file = path, target
+    return run
 
 
 def read_metadata(path: str | Path) -> RunMetadata:
@@ -196,15 +295,49 @@ def read_metadata(path: str | Path) -> RunMetadata:
         raise RunError(f"{path.name}: its sevis metadata cannot be read ({type(err).__name__})") from None
 
 
-def _batches(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    yield from pq.ParquetFile(path).iter_batches(batch_size=1024, columns=columns)
+def _open(path: Path) -> pq.ParquetFile:
+    # NOTE pre_buffer=False: with it, iter_batches reads ahead the whole file (3.5 GB of
+    # arrow memory for a 50,000-image run); without, one row group at a time.
+    return pq.ParquetFile(path, pre_buffer=False)
 
 
-def read_run(path: str | Path, layers: Sequence[str] | None = None) -> Run:
+def _batches(path: Path, columns: list[str], ahead: int = 2) -> Iterator[pa.RecordBatch]:
+    """The record batches of ``columns``, decoded by a thread up to ``ahead`` batches ahead
+    of the consumer (Parquet decoding and the statistics both release the GIL)."""
+    pending: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(ahead)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for batch in _open(path).iter_batches(batch_size=1024, columns=columns):
+                if stop.is_set():
+                    return
+                pending.put(batch)
+            pending.put(None)
+        except BaseException as err:  # noqa: BLE001  handed to the consumer, raised there
+            pending.put(err)
+
+    reader = threading.Thread(target=read, name="sevis-run-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := pending.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                pending.get(timeout=0.1)
+
+
+def read_run(path: str | Path, layers: Sequence[str] | None = None, *, cache: bool = True) -> Run:
     """Read a run and rebuild its per-class statistics, a record batch at a time.
 
     Args:
         layers: the layers to read (default all); others are skipped unread.
+        cache: keep the statistics in :func:`cache_dir`, keyed by the file's footer hash
+            (see :func:`_cache_key`), and use them the next time the same file is read.
 
     Raises:
         RunError: not a Parquet file written by ``sevis extract``.
@@ -212,19 +345,28 @@ def read_run(path: str | Path, layers: Sequence[str] | None = None) -> Run:
     """
     path = Path(path)
     metadata = read_metadata(path)
-    run = Run(path, metadata)
     kept = {k: v for k, v in metadata.layer_kinds.items() if layers is None or k in layers}
     if layers is not None and not kept:
         raise UnknownLayerError(
             f"none of the layers {list(layers)} is in {path.name}; it has {list(metadata.layer_kinds)}"
         )
+    target = cache_dir() / f"{_cache_key(path, layers)}.pkl" if cache else None
+    if target is not None and (run := _cached(target, path)) is not None:
+        return run
+    run = Run(path, metadata, cache_file=target)
     columns = {
         (layer, name): get_kind(kind).column(layer, name)
         for layer, kind in kept.items()
         for name in metadata.fields_of(layer)
     }
+    pick = _sample(_open(path).metadata.num_rows, SAMPLE_ROWS, 0)
+    sampled: dict[str, dict[str, list[np.ndarray]]] = {}
+    sampled_labels: list[str] = []
+    start = 0
     for batch in _batches(path, ["label", *columns.values()]):
         labels = batch.column("label").to_pylist()
+        inside = pick[(pick >= start) & (pick < start + batch.num_rows)] - start
+        sampled_labels += [labels[i] for i in inside]
         for layer, kind_name in kept.items():
             kind = get_kind(kind_name)
             summaries = {name: _matrix(batch.column(columns[layer, name])) for name in metadata.fields_of(layer)}
@@ -232,11 +374,26 @@ def read_run(path: str | Path, layers: Sequence[str] | None = None) -> Run:
                 run.stats[kind_name] = kind.new_stats()
             histogram = kind.histogram_from_summaries(summaries)
             run.stats[kind_name].add({layer: summaries}, labels, None if histogram is None else {layer: histogram})
+            sampled.setdefault(kind_name, {}).setdefault(layer, []).append(summaries[kind.fields[0]][inside])
+        start += batch.num_rows
+    run.samples = {
+        kind: ({layer: np.concatenate(parts) for layer, parts in per_layer.items()}, sampled_labels)
+        for kind, per_layer in sampled.items()
+    }
+    if target is not None:
+        _store(run, target)
     return run
 
 
+def _sample(total: int, size: int, seed: int) -> np.ndarray:
+    """Sorted row numbers of a seeded uniform sample of at most ``size`` of ``total`` rows."""
+    if total <= size:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size, replace=False))
+
+
 def read_rows(
-    path: str | Path, kind: str, *, max_rows: int = 2000, seed: int = 0
+    path: str | Path, kind: str, *, max_rows: int = SAMPLE_ROWS, seed: int = 0
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Per layer of ``kind``, its first summary field for at most ``max_rows`` images of the
     run (a uniform sample, the same for the same ``seed``), (N, D), and their labels."""
@@ -245,11 +402,9 @@ def read_rows(
     spec = get_kind(kind)
     layers = metadata.attention.get(kind, [])
     columns = ["label", *(spec.column(layer, spec.fields[0]) for layer in layers)]
-    file = pq.ParquetFile(path)
+    file = _open(path)
     total = file.metadata.num_rows
-    pick = np.arange(total)
-    if total > max_rows:
-        pick = np.sort(np.random.default_rng(seed).choice(total, max_rows, replace=False))
+    pick = _sample(total, max_rows, seed)
     # NOTE a record batch at a time, keeping only the sampled rows: a 50,000-image run is
     # gigabytes, the sample a few megabytes.
     kept: list[pa.RecordBatch] = []
@@ -265,7 +420,7 @@ def read_rows(
 
 
 def null_bands(
-    path: str | Path, kind: str = "se", *, max_rows: int = 2000, permutations: int = 200, seed: int = 0
+    path: str | Path, kind: str = "se", *, max_rows: int = SAMPLE_ROWS, permutations: int = 200, seed: int = 0
 ) -> dict[str, NullBand]:
     """Each layer's class-specificity under label permutations, from a sample of at most
     ``max_rows`` of the run's images (see :func:`sevis.stats.specificity_null`)."""

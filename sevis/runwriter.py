@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import RunError
-from .runs import RunMetadata, read_metadata, run_schema
+from .runs import RunMetadata, read_metadata, run_schema, writer_options
 
 __all__ = ["MERGED_ROW_GROUP", "PART_SIZE", "RunWriter", "Terminated"]
 
@@ -145,7 +145,8 @@ class RunWriter:
             return
         tmp = self.parts / f".part-{self._next_part:06d}.tmp"
         try:
-            pq.write_table(pa.concat_tables(self._pending), tmp)
+            table = pa.concat_tables(self._pending)
+            pq.write_table(table, tmp, **writer_options(table.schema))
         except OSError as err:  # a full disk, a quota, a vanished folder
             tmp.unlink(missing_ok=True)
             raise RunError(
@@ -199,7 +200,7 @@ class RunWriter:
         # One part in memory at a time, in part order, regrouped into row groups of
         # MERGED_ROW_GROUP rows (parts are as small as a batch).
         try:
-            with pq.ParquetWriter(tmp, schema) as writer:
+            with pq.ParquetWriter(tmp, schema, **writer_options(schema)) as writer:
                 group: list[pa.RecordBatch] = []
                 rows = 0
                 for part in self._part_files():

@@ -44,6 +44,12 @@ def make_zip(entries: dict[str, bytes]) -> bytes:
 
 
 @pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory, monkeypatch):
+    """Each test caches saved runs' statistics in a folder of its own, never the user's."""
+    monkeypatch.setenv("SEVIS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(autouse=True)
 def _restore_registries():
     """Tests that register models, attention classes or kinds leave no trace behind."""
     from sevis import attention, kinds, models

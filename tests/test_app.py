@@ -49,7 +49,7 @@ def real_app(offline, monkeypatch) -> AppTest:
 
 def classes_shown(at: AppTest, n: int = 0):
     """The n-th "Classes" multiselect (its key follows the class set)."""
-    return [m for m in at.multiselect if m.label == "Classes"][n]
+    return [m for m in at.multiselect if m.label.startswith("Classes (of ")][n]
 
 
 def charts(at: AppTest) -> int:

@@ -98,3 +98,30 @@ def test_null_bands_from_an_analysis_and_from_its_saved_run(tiny_se, image_folde
     pick = np.sort(np.random.default_rng(1).choice(7, 3, replace=False))  # the seeded sample, by hand
     assert few_labels == [labels[i] for i in pick]
     np.testing.assert_array_equal(few["SE_5_3"], rows["SE_5_3"][pick])
+
+
+def test_a_second_open_reads_the_cache_and_a_rewritten_run_is_read_again(tiny_se, image_folder, tmp_path):
+    from sevis.extract import extract
+    from sevis.runs import cache_dir, null_bands
+
+    out = extract(tiny_se, image_folder, tmp_path / "run.parquet", workers=0, progress=False)
+    first = read_run(out)
+    assert first.samples["se"][1] == ["cat", "cat", "cup", "cup", "vehicle", "vehicle", "vehicle"]
+    bands = first.null_bands("se")  # from the rows kept while reading, stored with the statistics
+    for layer, band in null_bands(out, "se").items():  # the same sample, read again: the same band
+        assert bands[layer] == band
+    (cached,) = cache_dir().glob("*.pkl")
+    second = read_run(out)
+    assert second.cache_file == cached and not second.samples and second.nulls["se"] == bands
+    assert second.se.classes == first.se.classes and second.metadata == first.metadata
+    for layer in first.se.layers:
+        np.testing.assert_array_equal(second.se.mean(layer, "cup"), first.se.mean(layer, "cup"))
+        np.testing.assert_array_equal(second.se.histogram(layer), first.se.histogram(layer))
+    # another run written in place: another footer and time, so another key
+    pq.write_table(pq.read_table(out).slice(0, 4), out)
+    assert read_run(out).se.count() == 4
+    (fresh,) = set(cache_dir().glob("*.pkl")) - {cached}
+    # a damaged cache file is ignored and rewritten, never an error
+    fresh.write_bytes(b"not a pickle")
+    assert read_run(out).se.count() == 4
+    assert read_run(out).cache_file == fresh and read_run(out, cache=False).cache_file is None
