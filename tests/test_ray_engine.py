@@ -1,0 +1,151 @@
+"""The Ray engine keeps the local engine's promises: an interrupted run (kill -9 at random
+points, SIGTERM, a full disk) loses at most the batch in flight, says truthfully what it
+kept, and resumes to the uninterrupted rows; other settings are refused before Ray starts.
+
+Ray's actors load the model by name in their own processes, so these runs use SE-ResNet-50
+from a checkpoint file in the SENet layout (the tiny test networks live in this process only).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import ROOT
+from test_extract import assert_same_rows, part_rows, rows
+
+import sevis
+from sevis.extract import extract
+
+pytestmark = pytest.mark.slow
+
+RAY_KILL_SCRIPT = """
+import os, signal, sys
+sys.path[:0] = [{root!r}]
+from sevis.ray_engine import extract_ray
+from sevis.runwriter import RunWriter
+add, seen = RunWriter.add, []
+def dying_add(self, table):
+    seen.append(table.num_rows)
+    if len(seen) == {after}:  # the block of this call is in flight: not written
+        print(f"rows written before: {{sum(seen[:-1])}}", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.{signal})
+    return add(self, table)
+RunWriter.add = dying_add
+extract_ray("se_resnet50", {weights!r}, {data!r}, {out!r}, batch_size=1, workers=1, part_size=1,
+            ray_init={{"num_cpus": 2}})
+"""
+
+
+def ray_until_killed(weights, data, out, sig: str, after: int) -> tuple[subprocess.CompletedProcess, int]:
+    """Run the Ray engine in a process that sends itself ``sig`` in its ``after``-th write;
+    returns the process and the rows handed to the writer before that write."""
+    script = RAY_KILL_SCRIPT.format(
+        root=str(ROOT), weights=str(weights), data=str(data), out=str(out), signal=sig, after=after
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    written = [line for line in done.stderr.splitlines() if line.startswith("rows written before: ")]
+    assert written, done.stderr[-2000:]
+    return done, int(written[-1].rsplit(" ", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def whole(senet_file, image_folder, tmp_path_factory) -> list[dict]:
+    """The uninterrupted run's rows (local engine, batch 1)."""
+    model = sevis.load_model("se_resnet50", str(senet_file))
+    out = tmp_path_factory.mktemp("whole") / "whole.parquet"
+    return rows(extract(model, image_folder, out, batch_size=1, workers=0, progress=False))
+
+
+def resume_with_ray(senet_file, image_folder, out) -> None:
+    import ray  # requirements-dev.txt installs it: a missing Ray must fail, not skip
+
+    from sevis.ray_engine import extract_ray
+
+    try:
+        extract_ray(
+            "se_resnet50", str(senet_file), image_folder, out, batch_size=2, workers=1, resume=True,
+            ray_init={"num_cpus": 2},
+        )  # fmt: skip
+    finally:
+        ray.shutdown()
+
+
+def test_ray_killed_at_random_points_keeps_every_finished_batch(senet_file, image_folder, tmp_path, whole):
+    paths = [r["path"] for r in whole]
+    rng = np.random.default_rng(7)
+    for trial, after in enumerate(sorted(rng.choice(np.arange(1, 8), size=2, replace=False))):
+        out = tmp_path / f"killed-{trial}.parquet"
+        done, written = ray_until_killed(senet_file, image_folder, out, "SIGKILL", after=int(after))
+        assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+        # Killed in its k-th write: every row handed over before it is a part, in order.
+        assert part_rows(out) == paths[:written], (after, written, part_rows(out))
+        assert not out.exists()
+        if trial == 0:
+            resume_with_ray(senet_file, image_folder, out)
+        else:  # parts written by Ray, finished by the local engine: one format, one writer
+            model = sevis.load_model("se_resnet50", str(senet_file))
+            extract(model, image_folder, out, batch_size=1, workers=0, resume=True, progress=False)
+        assert_same_rows(rows(out), whole, rtol=1e-4)  # none lost, none twice
+        assert not out.with_name(out.name + ".parts").exists()
+
+
+def test_ray_terminated_keeps_what_was_done_and_says_so(senet_file, image_folder, tmp_path, whole):
+    out = tmp_path / "terminated.parquet"
+    done, written = ray_until_killed(senet_file, image_folder, out, "SIGTERM", after=4)
+    assert done.returncode != 0 and "terminated: " in done.stderr, done.stderr[-2000:]
+    assert f"holds the {written} images done so far; run again with --resume" in done.stderr
+    assert written > 0 and [r["path"] for r in rows(out)] == [r["path"] for r in whole][:written]
+    resume_with_ray(senet_file, image_folder, out)
+    assert_same_rows(rows(out), whole, rtol=1e-4)
+
+
+def test_ray_on_a_full_disk_says_so_and_resumes_after_space_is_freed(senet_file, image_folder, tmp_path, whole):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    import ray
+
+    from sevis.ray_engine import extract_ray
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode()[:200]}")
+    try:
+        out = disk / "run.parquet"
+        with pytest.raises(sevis.RunError, match=r"could not write to .*No space left on device.*--resume"):
+            try:
+                extract_ray(
+                    "se_resnet50", str(senet_file), image_folder, out, batch_size=1, workers=1, part_size=1,
+                    ray_init={"num_cpus": 2},
+                )  # fmt: skip
+            finally:
+                ray.shutdown()
+        kept = part_rows(out)
+        assert 0 < len(kept) < len(whole) and kept == [r["path"] for r in whole][: len(kept)]
+        assert not list(out.with_name("run.parquet.parts").glob(".part-*"))  # no half-written part
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        resume_with_ray(senet_file, image_folder, out)
+        assert_same_rows(rows(out), whole, rtol=1e-4)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_ray_refuses_other_settings_before_starting(senet_file, image_folder, tmp_path):
+    import ray
+
+    from sevis.ray_engine import extract_ray
+
+    model = sevis.load_model("se_resnet50", str(senet_file))
+    out = extract(model, image_folder, tmp_path / "run.parquet", workers=0, progress=False)
+    before = out.read_bytes()
+    with pytest.raises(sevis.RunError, match=r"other settings \(attention, dims, layers\)"):
+        extract_ray("se_resnet50", str(senet_file), image_folder, out, layers=["SE_5_2"], resume=True)
+    assert not ray.is_initialized()  # refused from the settings alone
+    assert out.read_bytes() == before and pq.read_table(out).num_rows == len(rows(out))
