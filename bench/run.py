@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             run("dashboard.py", "--repeats", repeats),
         ),
         (
-            "3-4. Batch throughput of `sevis extract` against the bare forward (target >= 0.85), and peak memory",
+            "3-4. Batch throughput of `sevis extract` against the bare forward (target >= 0.9), and peak memory",
             run(
                 "extract.py",
                 "--images",
