@@ -51,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--overwrite", action="store_true", help="replace an existing output")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    wt = sub.add_parser("weights", help="pretrained weights files: what each model needs, fetch them, check them")
+    actions = wt.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="each model's file, where sevis looks, what is there (size, SHA-256)")
+    fetch = actions.add_parser("fetch", help="download into the weights folder (to prepare an offline machine)")
+    fetch.add_argument("models", nargs="+", help="se_resnet50, sge_resnet50")
+    check = actions.add_parser("check", help="classify the sample photographs: does the network behave?")
+    check.add_argument("target", help="a model name (its pretrained weights) or a weights file")
+    check.add_argument("--model", default=None, help="the architecture of a weights file (default se_resnet50)")
+
     rep = sub.add_parser("report", help="one standalone HTML page with the paper's figures for a run")
     rep.add_argument("run", help="a Parquet file written by `sevis extract`")
     rep.add_argument("--out", required=True, help="the HTML file to write")
@@ -103,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 model = sevis.load_model(args.model, args.weights, device=args.device)
                 extract(model, args.data, args.out, progress=not args.quiet, **options)
+        elif args.command == "weights":
+            return _weights(args)
         else:
             from sevis.report import write_report
 
@@ -113,9 +124,69 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (sevis.SevisError, OSError) as err:  # a person's input or the file system, not a bug
-        print(f"sevis {args.command}: {err}", file=sys.stderr)
+        hint = ""
+        if isinstance(err, sevis.WeightsUnavailableError) and args.command == "extract":
+            hint = " Or run with --weights FILE, or --weights untrained for random weights."
+        print(f"sevis {args.command}: {err}{hint}", file=sys.stderr)
         return 2
     return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    """``sevis weights list|fetch|check``; 0 on success, 1 for a failed check."""
+    import sevis
+    from sevis.weights import cached_weights, fetch_weights, file_sha256, weights_file
+
+    if args.action == "list":
+        folder = sevis.weights_dir()
+        print(f"weights folder: {folder} (set SEVIS_WEIGHTS_DIR to use another)")
+        known = set()
+        for name in sevis.list_models():
+            file = weights_file(name)
+            if file is None:
+                continue
+            found = cached_weights(name)
+            if found is not None:
+                known.add(found)
+                size = found.stat().st_size / 1e6
+                print(f"  {name}: {found.name}, {size:.1f} MB, SHA-256 {file_sha256(found)}")
+            else:
+                links = "; ".join(file.manual) or ", ".join(file.sources)
+                print(f"  {name}: {file.file_name} not there (sevis weights fetch {name}; or by hand: {links})")
+        others = [p for p in sevis.list_weights_files() if p not in known]
+        for path in others:
+            print(f"  other file: {path.name}, {path.stat().st_size / 1e6:.1f} MB")
+        return 0
+    if args.action == "fetch":
+        for name in args.models:
+            if weights_file(name) is None:
+                raise sevis.SevisError(f"{name}: no pretrained weights file to fetch (known: {_fetchable()})")
+        for name in args.models:
+            path = fetch_weights(name)
+            print(f"{name}: {path} (SHA-256 {file_sha256(path)})")
+        return 0
+    target = args.target
+    if weights_file(target) is not None or target in sevis.list_models():
+        model = sevis.load_model(target)
+    else:
+        model = sevis.load_model(args.model or "se_resnet50", target)
+    info = sevis.model_info(model)
+    print(f"{info.name} with {info.weights}" + (f" (SHA-256 {info.weights_sha256})" if info.weights_sha256 else ""))
+    if info.check is None:
+        print("no self-check: the network does not output the 1,000 ImageNet classes, or the photographs are missing")
+        return 0
+    for photo in info.check.photos:
+        mark = "ok  " if photo.passed else "FAIL"
+        print(f"  {mark} {photo.photo}: top-5 {', '.join(photo.top5)}; expected one of {', '.join(photo.expected)}")
+    print(info.check.summary())
+    return 0 if info.check.passed else 1
+
+
+def _fetchable() -> str:
+    import sevis
+    from sevis.weights import weights_file
+
+    return ", ".join(name for name in sevis.list_models() if weights_file(name) is not None)
 
 
 if __name__ == "__main__":

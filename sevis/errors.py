@@ -42,7 +42,12 @@ class ImageError(SevisError, ValueError):
 
 
 class WeightsUnavailableError(SevisError, OSError):
-    """The default pretrained weights could not be fetched; the message names alternatives."""
+    """The default pretrained weights could not be fetched; the message names alternatives.
+
+    ``reason`` says briefly why (each source's failure), for interfaces that phrase the
+    alternatives in their own terms."""
+
+    reason: str = ""
 
 
 class ArchiveError(SevisError, ValueError):

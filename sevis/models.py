@@ -6,9 +6,11 @@ built, where its default weights live, and how a checkpoint's keys map onto it:
 * ``se_resnet50``: SE-ResNet-50 with the SENet authors' ImageNet weights, converted
   from Caffe (timm ``legacy_seresnet50.in1k``; the same file as the ``pretrainedmodels``
   package's ``se_resnet50``). Hu et al., arXiv:1709.01507.
-* ``sge_resnet50``: SGE-ResNet-50, the PytorchInsight reference network. Its
-  checkpoints are downloaded by hand; put the file in :func:`weights_dir`.
-  Li et al., arXiv:1905.09646.
+* ``sge_resnet50``: SGE-ResNet-50, the PytorchInsight reference network, with the
+  checkpoint its README links on Google Drive. Li et al., arXiv:1905.09646.
+
+Both pretrained files are downloaded into, and found in, the weights folder
+(:mod:`sevis.weights`); timm hub models use timm's own cache.
 * any timm model id whose network has SE modules, e.g. ``seresnet50.ra2_in1k``.
 """
 
@@ -29,7 +31,9 @@ from ._checkpoint import load_strict, read_checkpoint
 from .attention import find_attention
 from .errors import UnknownModelError, WeightsUnavailableError
 from .provenance import Provenance
+from .selfcheck import SelfCheck, self_check
 from .sge import SpatialGroupEnhance
+from .weights import fetch_weights, list_weights_files, weights_dir, weights_file
 
 __all__ = [
     "IMAGENET_CONFIG",
@@ -49,7 +53,6 @@ PRETRAINED = "pretrained"
 UNTRAINED = "untrained"
 UNTRAINED_SEED = 0
 """Seed of the random initialisation behind ``weights="untrained"``."""
-WEIGHT_SUFFIXES = (".pth", ".pth.tar", ".pt", ".bin", ".safetensors")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class ModelInfo:
         untrained: True for random weights; every output should say so.
         data_config: timm data config: input_size, interpolation, crop_pct, mean, std.
         class_names: one human-readable name per output class.
+        check: the self-check on photographs (:mod:`sevis.selfcheck`): None where it
+            does not apply (not the 1,000 ImageNet classes) or was not asked for.
     """
 
     name: str
@@ -72,6 +77,7 @@ class ModelInfo:
     untrained: bool
     data_config: dict[str, Any]
     class_names: tuple[str, ...] = field(repr=False)
+    check: SelfCheck | None = field(default=None, repr=False)
 
     @property
     def provenance(self) -> Provenance:
@@ -136,9 +142,8 @@ _REGISTRY: dict[str, _Spec] = {
     "sge_resnet50": _Spec(
         "SGE-ResNet-50, PytorchInsight reference weights (77.58 top-1)",
         _build_sge_resnet50,
-        "PytorchInsight (https://github.com/implus/PytorchInsight), downloaded by hand",
+        "PytorchInsight (https://github.com/implus/PytorchInsight), Google Drive",
         adapt_keys=_pytorchinsight_keys,
-        local_pretrained="*sge*resnet50*",
     ),
 }
 
@@ -178,20 +183,6 @@ def list_models() -> dict[str, str]:
     return {name: spec.description for name, spec in _REGISTRY.items()}
 
 
-def weights_dir() -> Path:
-    """Folder searched for hand-downloaded weights: ``$SEVIS_WEIGHTS_DIR`` or
-    ``~/.cache/sevis/weights``."""
-    return Path(os.environ.get("SEVIS_WEIGHTS_DIR") or Path.home() / ".cache" / "sevis" / "weights")
-
-
-def list_weights_files(folder: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Weights files in ``folder`` (default :func:`weights_dir`), sorted by name."""
-    folder = Path(folder) if folder is not None else weights_dir()
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(WEIGHT_SUFFIXES))
-
-
 def _spec_for(name: str) -> _Spec:
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
@@ -210,6 +201,7 @@ def load_model(
     weights: str | os.PathLike[str] = PRETRAINED,
     *,
     device: str | torch.device = "cpu",
+    check: bool = True,
 ) -> nn.Module:
     """Build ``name`` with ``weights`` and return it in eval mode.
 
@@ -221,6 +213,8 @@ def load_model(
             without a training wrapper and ``module.`` prefixes. Files are read without
             executing pickled code and must fit the architecture exactly.
         device: where the model lives.
+        check: classify the sample photographs (:func:`sevis.selfcheck.self_check`) and
+            keep the verdict in ``model.sevis_info.check``; three images, once.
 
     Returns:
         The model, with :class:`ModelInfo` at ``model.sevis_info``.
@@ -244,30 +238,34 @@ def load_model(
             torch.manual_seed(UNTRAINED_SEED)
             model = spec.build(False)
         source = UNTRAINED
+    elif weights_file(name) is not None:  # a file in the weights folder, downloaded there if missing
+        return load_model(name, fetch_weights(name), device=device, check=check)
     elif spec.local_pretrained is not None:
-        return load_model(name, _find_local_pretrained(name, spec), device=device)
+        return load_model(name, _find_local_pretrained(name, spec), device=device, check=check)
     else:
         try:
             model = spec.build(True)
         except Exception as err:  # urllib, huggingface_hub and socket errors differ by source
             raise WeightsUnavailableError(
-                f"could not fetch the pretrained weights of {name} from {spec.pretrained_source}: "
-                f"{err}. Without network access, pass weights= the path of a local weights file "
-                f"(or put it in {weights_dir()}), or weights='untrained' for random weights."
+                f"the pretrained weights of {name} could not be fetched from {spec.pretrained_source} "
+                f"({' '.join(str(err).split())[:300]}); use a weights file or untrained weights instead"
             ) from err
         source = spec.pretrained_source
 
     if not find_attention(model):
         raise UnknownModelError(f"{name} has no SE or SGE layers for sevis to show")
+    data_config, class_names = resolve_model_data_config(model), _class_names(model)
+    model = model.eval().to(device)
     model.sevis_info = ModelInfo(  # type: ignore[assignment]  # nn.Module's __setattr__ is typed for tensors
         name=name,
         weights=source,
         weights_sha256=sha256,
         untrained=weights == UNTRAINED,
-        data_config=resolve_model_data_config(model),
-        class_names=_class_names(model),
+        data_config=data_config,
+        class_names=class_names,
+        check=self_check(model, data_config, class_names) if check else None,
     )
-    return model.eval().to(device)
+    return model
 
 
 def _find_local_pretrained(name: str, spec: _Spec) -> Path:
@@ -278,8 +276,7 @@ def _find_local_pretrained(name: str, spec: _Spec) -> Path:
         raise WeightsUnavailableError(
             f"no pretrained weights for {name} in {folder}: they come from "
             f"{spec.pretrained_source}. Put the file there (its name containing "
-            f"'{spec.local_pretrained.strip('*')}'), or pass weights= its path, "
-            "or weights='untrained' for random weights."
+            f"'{spec.local_pretrained.strip('*')}'), or use another weights file or untrained weights."
         )
     return files[0]
 

@@ -52,9 +52,9 @@ def _own_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(autouse=True)
 def _restore_registries():
     """Tests that register models, attention classes or kinds leave no trace behind."""
-    from sevis import attention, kinds, models
+    from sevis import attention, kinds, models, weights
 
-    saved = [(r, dict(r)) for r in (attention._REGISTRY, kinds._KINDS, models._REGISTRY)]
+    saved = [(r, dict(r)) for r in (attention._REGISTRY, kinds._KINDS, models._REGISTRY, weights._FILES)]
     yield
     for registry, before in saved:
         registry.clear()

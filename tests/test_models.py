@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -163,26 +164,40 @@ def test_pretrained_source_unreachable(offline):
     with pytest.raises(WeightsUnavailableError) as err:
         sevis.load_model("se_resnet50")
     message = str(err.value)
-    assert "could not fetch the pretrained weights of se_resnet50" in message
-    assert "se_resnet50-ce0d4300.pth" in message
-    assert "weights='untrained'" in message and "local weights file" in message
+    assert "the pretrained weights of se_resnet50 could not be downloaded (github.com: " in message
+    assert "data.lip6.fr: " in message and "network disabled by the test" in message
+    manual = "https://github.com/Cadene/pretrained-models.pytorch"
+    assert f"Download se_resnet50-ce0d4300.pth by hand ({manual}) and put it in {offline / 'sevis-weights'}." in message
+    assert "weights=" not in message  # no interface's spelling: each adds its own
 
 
 def test_timm_hub_weights_unreachable(offline):
     with pytest.raises(
-        WeightsUnavailableError, match=r"seresnet50.ra2_in1k from timm seresnet50.ra2_in1k \(hub weights"
+        WeightsUnavailableError, match=r"seresnet50.ra2_in1k could not be fetched from timm seresnet50.ra2_in1k \(hub"
     ):
         sevis.load_model("seresnet50.ra2_in1k")
 
 
-def test_sge_pretrained_comes_from_the_weights_folder(offline, sge_file):
-    with pytest.raises(WeightsUnavailableError, match=r"no pretrained weights for sge_resnet50 in .*PytorchInsight"):
+def test_pretrained_weights_come_from_the_weights_folder(offline, sge_file, senet_file):
+    with pytest.raises(WeightsUnavailableError) as err:
         sevis.load_model("sge_resnet50")
-    target = offline / "sevis-weights" / "sge_resnet50_pytorchinsight.pth.tar"
+    message = str(err.value)  # Google Drive through gdown, refused here
+    assert "the pretrained weights of sge_resnet50 could not be downloaded (Google Drive: " in message
+    assert "Download sge_resnet50.pth.tar by hand" in message and "13HPCjrEle6aFbiCo8Afkr2jJssdNwdRn" in message
+    assert "https://pan.baidu.com/s/11bb2XBGkTqIoOunaSXOOTg (code gxo9)" in message
+    folder = offline / "sevis-weights"
+    assert sevis.list_weights_files() == []  # nothing half-downloaded passes for weights
+    # A copy downloaded by hand under another name, and SE-ResNet-50's file, both found there.
+    folder.mkdir(exist_ok=True)
+    target = folder / "sge_resnet50_pytorchinsight.pth.tar"
     target.write_bytes(sge_file.read_bytes())
-    assert sevis.list_weights_files() == [target]
+    (folder / senet_file.name).write_bytes(senet_file.read_bytes())
+    assert sevis.list_weights_files() == [folder / senet_file.name, target]
     model = sevis.load_model("sge_resnet50")
     assert model.sevis_info.weights == str(target) and not model.sevis_info.untrained
+    se = sevis.load_model("se_resnet50")
+    assert se.sevis_info.weights == str(folder / senet_file.name)
+    assert se.sevis_info.weights_sha256 == hashlib.sha256(senet_file.read_bytes()).hexdigest()
 
 
 def test_untrained_weights_are_the_same_every_load_and_leave_the_rng_alone():
