@@ -158,6 +158,7 @@ def prepare_run(
         per_class=per_class,
         seed=seed,
         layers=list(layers) if layers is not None else None,
+        self_check=info.check.to_dict() if info.check is not None else None,
     )
     writer = RunWriter(out, metadata, resume=resume, overwrite=overwrite, part_size=part_size)
     todo = [i for i in items if i.path not in writer.done and i.path not in writer.failed]

@@ -65,6 +65,7 @@ def build_report(run: Run, classes: Sequence[str] | None = None, layers: Sequenc
             for k, v in (
                 ("weights", m.weights),
                 ("weights SHA-256", m.weights_sha256),
+                ("self-check on photographs", _check_line(m.self_check)),
                 ("data", m.source),
                 ("images", m.images),
                 ("unreadable files", len(run.failures)),
@@ -76,6 +77,11 @@ def build_report(run: Run, classes: Sequence[str] | None = None, layers: Sequenc
     ]
     if m.untrained:
         parts.append(f"<p class='warn'>{figures.UNTRAINED_NOTE}</p>")
+    elif m.self_check is not None and not m.self_check["passed"]:
+        parts.append(
+            "<p class='warn'>These weights failed the self-check on photographs: they do not classify the "
+            "sample photographs as an ImageNet network does (wrong preprocessing, or trained on something else?).</p>"
+        )
     for i, fig in enumerate(figs):
         parts.append(fig.to_html(full_html=False, include_plotlyjs=i == 0))
     if run.failures:
@@ -84,6 +90,13 @@ def build_report(run: Run, classes: Sequence[str] | None = None, layers: Sequenc
         parts.append("</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _check_line(check: dict | None) -> str:
+    if check is None:
+        return "not applicable"
+    tops = ", ".join(f"{p['photo']}: {p['top5'][0]}" for p in check["photos"])
+    return f"{'passed' if check['passed'] else 'FAILED'} ({tops})"
 
 
 def write_report(

@@ -72,6 +72,8 @@ class RunMetadata:
         per_class, seed: the per-class sample asked for, if any.
         layers: the layers asked for (None: all).
         images: rows written; failures: ``{"path", "reason"}`` of each unreadable file.
+        self_check: the weights' self-check on photographs (``SelfCheck.to_dict()``), or
+            None where it does not apply.
     """
 
     model: str
@@ -89,9 +91,11 @@ class RunMetadata:
     layers: list[str] | None = None
     images: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    self_check: dict[str, Any] | None = None
 
-    OUTCOMES = ("images", "failures")
-    """Fields that record what happened, not how the run was set up."""
+    OUTCOMES = ("images", "failures", "self_check")
+    """Fields that record what happened, not how the run was set up (the self-check
+    follows from the weights, whose SHA-256 is compared)."""
 
     @property
     def provenance(self) -> Provenance:
