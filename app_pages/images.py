@@ -124,8 +124,11 @@ def gradcam_panel(loaded: Loaded, image: ImageResult, opacity: float) -> None:
 
 st.title("Images")
 models: list[Loaded] = st.session_state.get("models", [])
-if not models:
-    st.info("Choose a model and its weights in the sidebar.")
+if not models:  # the photographs at once; what the model would show comes with one
+    samples = sample_files()
+    for column, (name, data) in zip(st.columns(len(samples)), samples, strict=True):
+        column.image(data, caption=name)
+    st.info("Choose a model and its weights in the sidebar to see what its attention layers do with them.")
     st.stop()
 
 uploads = st.file_uploader(

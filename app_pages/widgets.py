@@ -7,6 +7,7 @@ Pages stay thin: they gather widget values, call :mod:`sevis` (through
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -26,13 +27,14 @@ SOURCES = {
 WEIGHT_TYPES = ["pth", "tar", "pt", "bin", "safetensors"]
 
 
-def _weights_widget(label: str, key: str) -> str | None:
-    """Sidebar widgets for one model's weights; returns the weights argument or None."""
+def _weights_widget(label: str, key: str) -> tuple[str | None, str]:
+    """Sidebar widgets for one model's weights: the weights argument (None: not chosen yet)
+    and, for an upload, the user's own file name."""
     source = st.sidebar.selectbox(
         f"{label} weights", list(SOURCES), format_func=SOURCES.__getitem__, key=f"{key}_source"
     )
     if source in ("pretrained", "untrained"):
-        return source
+        return source, ""
     if source == "server":
         files = [str(p) for p in sevis.list_weights_files()]
         choice = st.sidebar.selectbox(
@@ -40,13 +42,26 @@ def _weights_widget(label: str, key: str) -> str | None:
         )
         typed = st.sidebar.text_input(f"{label}: checkpoint path", key=f"{key}_path")
         path = typed.strip() or (choice if choice in files else "")
-        return path or None
+        return path or None, ""
     upload = st.sidebar.file_uploader(f"{label}: checkpoint file", type=WEIGHT_TYPES, key=f"{key}_upload")
-    return upload_path(upload.getvalue(), upload.name) if upload is not None else None
+    if upload is None:
+        return None, ""
+    return upload_path(upload.getvalue(), upload.name), upload.name
+
+
+UNTRAINED_LINES = {
+    "se": "random SE gates sit near 0.5 with no class structure",
+    "sge": (
+        "every SGE mask is flat at σ(1) = 0.73, because SGE starts with its scale γ at 0 and "
+        "its bias β at 1, so the mask ignores the image until training moves γ"
+    ),
+}
 
 
 def model_panel() -> list[Loaded]:
-    """The sidebar's model choice; loads what is chosen and reports what failed."""
+    """The sidebar's model choice; loads what is chosen. Pretrained weights that cannot be
+    fetched get one panel on the page with the ways out as buttons; every other failure is
+    said once, on the page."""
     st.sidebar.header("Model")
     models = dashboard_models()
     choice = st.sidebar.radio(
@@ -56,28 +71,89 @@ def model_panel() -> list[Loaded]:
         help="SE: channel attention (Hu et al. 2018). SGE: spatial attention per channel group (Li et al. 2019).",
     )
     labels = list(models) if choice == "Both" else [choice]
-    loaded = []
+    loaded, unavailable = [], []
     for label in labels:
         name = models[label]
-        weights = _weights_widget(label, name)
+        weights, shown_as = _weights_widget(label, name)
         if weights is None:
             st.sidebar.info(f"{label}: choose a checkpoint file.")
             continue
         try:
             model = load_model(name, weights)
+        except sevis.WeightsUnavailableError as err:
+            unavailable.append((label, name, err))
+            continue
         except USER_ERRORS as err:
-            st.sidebar.error(f"{label}: {err}")
-            st.error(f"{label} could not be loaded: {err}", icon="⚠️")
+            # NOTE an upload is named by the user's file name, not the name it is kept under
+            message = str(err).replace(Path(weights).name, shown_as) if shown_as else str(err)
+            st.error(f"{label} could not be loaded: {message}", icon="⚠️")
             continue
         loaded.append(Loaded(label, name, weights, model))
+        _check_badge(loaded[-1])
+    if unavailable:
+        _unavailable_panel(unavailable)
     for item in loaded:
         if item.info.untrained:
+            shows = "; ".join(UNTRAINED_LINES[kind] for kind in item.kinds if kind in UNTRAINED_LINES)
             st.warning(
-                f"{item.label} has UNTRAINED (random) weights: what it shows is not the "
-                "paper's model. Every figure and export says so.",
+                f"{item.label} has untrained weights (random, seed {sevis.models.UNTRAINED_SEED}): not the "
+                f"paper's model, and every figure and export says so. What it shows: {shows}.",
                 icon="⚠️",
             )
     return loaded
+
+
+def _check_badge(item: Loaded) -> None:
+    """The self-check on photographs beside the model; a failure also on the page."""
+    check = item.info.check
+    if check is None:
+        st.sidebar.badge(f"{item.label}: no self-check (not ImageNet's classes)", color="gray")
+    elif check.passed:
+        st.sidebar.badge(f"{item.label}: self-check passed", icon=":material/check:", color="green")
+    else:
+        st.sidebar.badge(f"{item.label}: self-check failed", icon=":material/warning:", color="orange")
+        if not item.info.untrained:
+            tops = ", ".join(f"{p.photo} → {p.top5[0]}" for p in check.photos)
+            st.warning(
+                f"{item.label}: these weights do not classify the sample photographs as an ImageNet network "
+                f"does ({tops}). Wrong preprocessing, or a network trained on something else?",
+                icon="⚠️",
+            )
+    if check is not None:
+        st.sidebar.caption(
+            "; ".join(f"{p.photo}: {p.top5[0].split(',')[0]}" for p in check.photos),
+            help="Top class of each sample photograph; the check passes when each has one of its "
+            "expected ImageNet classes in the top five.",
+        )
+
+
+def _use(key: str, source: str) -> None:
+    st.session_state[f"{key}_source"] = source
+
+
+def _unavailable_panel(unavailable: list[tuple[str, str, sevis.WeightsUnavailableError]]) -> None:
+    """One panel for every model whose pretrained weights could not be fetched."""
+    from sevis.weights import weights_file
+
+    with st.container(border=True):
+        st.markdown("**The pretrained weights could not be fetched**")
+        for label, name, err in unavailable:
+            file = weights_file(name)
+            st.write(f"{label}: {(err.reason or str(err))[:300]}")
+            columns = st.columns(4)
+            columns[0].button(
+                "Untrained weights (a demo)", key=f"{name}_use_untrained", on_click=_use, args=(name, "untrained")
+            )
+            columns[1].button("Upload a checkpoint", key=f"{name}_use_upload", on_click=_use, args=(name, "upload"))
+            columns[2].button("A file on the server", key=f"{name}_use_server", on_click=_use, args=(name, "server"))
+            if file is not None:
+                with columns[3].popover("Where to get the file"):
+                    st.markdown(
+                        f"`{file.file_name}`: "
+                        + "; ".join(file.manual or file.sources)
+                        + f". Put it in `{sevis.weights_dir()}` (`sevis weights fetch {name}` on a connected "
+                        "machine downloads it there), or upload it."
+                    )
 
 
 def report_failures(failures: Sequence[sevis.Failure]) -> None:

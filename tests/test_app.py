@@ -71,21 +71,41 @@ def png(photos, name: str) -> tuple[str, bytes, str]:
     return (name, photos[name], "image/png" if name.endswith("png") else "image/jpeg")
 
 
-def test_first_open_offline_says_pretrained_is_unreachable_and_offers_the_rest(real_app):
-    assert not real_app.exception
-    message = real_app.error[0].value
-    assert "SE-ResNet-50 could not be loaded" in message and "could not fetch the pretrained weights" in message
-    assert "weights='untrained'" in message and "local weights file" in message
-    assert "Traceback" not in message
-    options = real_app.sidebar.selectbox(key="se_resnet50_source").options
-    assert len(options) == 4 and any("Untrained" in o for o in options) and any("Upload" in o for o in options)
-    assert any("Choose a model" in i.value for i in real_app.info)
+def test_first_open_offline_shows_the_photographs_and_one_panel_with_the_ways_out(real_app):
+    at = real_app
+    assert not at.exception and not at.error  # no error box: one panel says it all
+    panel = [m.value for m in at.markdown if "could not be fetched" in m.value]
+    assert panel == ["**The pretrained weights could not be fetched**"]
+    reason = next(m.value for m in at.markdown if m.value.startswith("SE-ResNet-50: "))
+    assert "github.com: " in reason and "network disabled by the test" in reason
+    shown = " ".join(e.value for e in [*at.markdown, *at.info, *at.warning, *at.caption] if isinstance(e.value, str))
+    assert "weights=" not in shown and "Traceback" not in shown  # no library spelling
+    assert len(at.get("image")) == len(SAMPLES)  # the photographs at once
+    assert [b.label for b in at.button] == ["Untrained weights (a demo)", "Upload a checkpoint", "A file on the server"]
+    at.button(key="se_resnet50_use_upload").click().run()
+    assert at.sidebar.selectbox(key="se_resnet50_source").value == "upload"
+    at.sidebar.selectbox(key="se_resnet50_source").set_value("pretrained").run()
+    at.button(key="se_resnet50_use_untrained").click().run()
+    assert at.sidebar.selectbox(key="se_resnet50_source").value == "untrained"
+    assert not at.error and charts(at) == 4
+    line = next(w.value for w in at.warning if "untrained weights" in w.value)
+    assert "(random, seed 0)" in line and "random SE gates sit near 0.5" in line
+    (badge,) = [m.value for m in at.sidebar.markdown if "self-check" in m.value]  # st.badge is markdown
+    assert "SE-ResNet-50: self-check failed" in badge
+
+
+def test_untrained_sge_says_why_its_masks_are_flat(real_app):
+    real_app.sidebar.radio(key="model_choice").set_value("SGE-ResNet-50").run()
+    real_app.sidebar.selectbox(key="sge_resnet50_source").set_value("untrained").run()
+    no_errors(real_app)
+    line = next(w.value for w in real_app.warning if "untrained weights" in w.value)
+    assert "flat at σ(1) = 0.73, because SGE starts with its scale γ at 0" in line
 
 
 def test_untrained_shows_samples_banner_and_charts(app):
     untrained(app)
     no_errors(app)
-    assert any("UNTRAINED" in w.value for w in app.warning)
+    assert any("untrained weights (random, seed 0)" in w.value for w in app.warning)
     assert app.selectbox(key="image_choice").options == SAMPLES
     # top-5, SE profiles, overview of all 16 layers, Grad-CAM
     assert charts(app) == 4
@@ -138,7 +158,9 @@ def test_sge_from_a_server_checkpoint_shows_masks_overlay_and_gradcam(real_app, 
     real_app.sidebar.selectbox(key="sge_resnet50_source").set_value("server").run()
     real_app.sidebar.selectbox(key="sge_resnet50_file").set_value(str(target)).run()
     no_errors(real_app)
-    assert not any("UNTRAINED" in w.value for w in real_app.warning)
+    assert not any("untrained weights" in w.value for w in real_app.warning)
+    # random weights in a file: the self-check says they do not behave like an ImageNet network
+    assert any("do not classify the sample photographs" in w.value for w in real_app.warning)
     # top-5, 64-mask grid, group feature maps before/after SGE, mean-mask overlay, Grad-CAM
     assert charts(real_app) == 5
     maps = real_app.get("plotly_chart")[2].proto.spec
@@ -283,8 +305,8 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos,
     assert not app.exception
     assert charts(app) == 4 and classes_shown(app).value == ["cat", "cup"]
     assert any("3 images from" in m.value for m in app.markdown)
-    # The sidebar's model failed to load (offline, pretrained): the run needs none.
-    assert any("could not be loaded" in e.value for e in app.error)
+    # The sidebar's model could not be loaded (offline, pretrained): the run needs none.
+    assert any("could not be fetched" in m.value for m in app.markdown) and not app.error
 
     app.text_input(key="classes_run_path").set_value("")
     app.get("file_uploader")[0].set_value(("run.parquet", run.read_bytes(), "application/octet-stream")).run()
