@@ -109,7 +109,8 @@ def list_weights_files(folder: str | os.PathLike[str] | None = None) -> list[Pat
 
 
 def cached_weights(name: str, folder: str | os.PathLike[str] | None = None) -> Path | None:
-    """``name``'s pretrained weights file in the weights folder, if there."""
+    """``name``'s pretrained weights file in the weights folder (or, for the default
+    folder, in torch.hub's cache, where timm downloaded it), if there."""
     file = weights_file(name)
     if file is None:
         return None
@@ -121,7 +122,11 @@ def cached_weights(name: str, folder: str | os.PathLike[str] | None = None) -> P
         for candidate in files:
             if candidate.match(pattern):
                 return candidate
-    return None
+    # where timm (torch.hub) downloaded it before sevis kept weights in its own folder
+    import torch.hub
+
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / file.file_name
+    return hub if folder is None and hub.is_file() else None
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -46,13 +46,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, senet_state, sge_file):
-    home = tmp_path_factory.mktemp("server")
-    (home / "torch" / "hub" / "checkpoints").mkdir(parents=True)
-    torch.save(senet_state, home / "torch" / "hub" / "checkpoints" / "se_resnet50-ce0d4300.pth")
-    (home / "weights").mkdir()
-    shutil.copy(sge_file, home / "weights" / "sge_resnet50.pth.tar")
+def streamlit_server(home: Path):
+    """`streamlit run app.py` offline, its caches and weights folder under ``home``;
+    yields its URL, stops it and keeps its log in test-artifacts/."""
     port = free_port()
     env = {
         **os.environ,
@@ -60,6 +56,7 @@ def server(tmp_path_factory, senet_state, sge_file):
         "HF_HOME": str(home / "hf"),
         "HF_HUB_OFFLINE": "1",
         "SEVIS_WEIGHTS_DIR": str(home / "weights"),
+        "SEVIS_CACHE_DIR": str(home / "cache"),
     }
     log = open(home / "server.log", "wb")  # noqa: SIM115  the server writes it until the fixture ends
     process = subprocess.Popen(
@@ -102,7 +99,25 @@ def server(tmp_path_factory, senet_state, sge_file):
         process.kill()
     log.close()
     ARTIFACTS.mkdir(exist_ok=True)
-    shutil.copy(home / "server.log", ARTIFACTS / "server.log")
+    shutil.copy(home / "server.log", ARTIFACTS / f"server-{home.name}.log")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, senet_state, sge_file):
+    """Pretrained sources satisfied as a user's machine has them: the SENet file where
+    timm's download put it (torch hub's cache), the SGE file in the weights folder."""
+    home = tmp_path_factory.mktemp("server")
+    (home / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(senet_state, home / "torch" / "hub" / "checkpoints" / "se_resnet50-ce0d4300.pth")
+    (home / "weights").mkdir()
+    shutil.copy(sge_file, home / "weights" / "sge_resnet50.pth.tar")
+    yield from streamlit_server(home)
+
+
+@pytest.fixture(scope="module")
+def bare_server(tmp_path_factory):
+    """A first start with no weights anywhere and no network."""
+    yield from streamlit_server(tmp_path_factory.mktemp("bare"))
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +205,27 @@ def test_images_page_samples_then_uploads(server, page):
     saturation = page.get_by_text("Saturation in chelsea.png (share of gates ≥ 0.99").inner_text()
     assert "SE_2_3 " in saturation and "SE_5_2 " in saturation
     shot(page, "images-uploads")
+
+
+def test_first_open_without_weights_shows_photographs_and_one_panel(bare_server, page):
+    page.goto(bare_server)
+    page.get_by_role("heading", name="Images").wait_for()
+    page.get_by_text("The pretrained weights could not be fetched").wait_for()
+    images = page.locator('[data-testid="stImage"] img')
+    images.nth(3).wait_for()
+    assert images.count() == 4  # the sample photographs at once
+    for label in ("Untrained weights (a demo)", "Upload a checkpoint", "A file on the server", "Where to get the file"):
+        assert page.get_by_role("button", name=label).count() == 1, label
+    no_errors(page)  # the panel is the only message: no error box
+    assert page.locator('[data-testid="stAlert"]').count() == 1  # "choose a model", nothing else
+    assert page.get_by_text("weights=").count() == 0
+    shot(page, "first-open-offline")
+    page.get_by_role("button", name="Untrained weights (a demo)").click()
+    wait_for_charts(page, 4)
+    no_errors(page)
+    page.get_by_text("untrained weights (random, seed 0)").wait_for()
+    page.get_by_text("self-check failed").first.wait_for()
+    shot(page, "first-open-untrained")
 
 
 def test_images_page_sge_masks_and_exports(server, page):
