@@ -1,5 +1,6 @@
 # sevis dashboard. Build: docker build -t sevis .   Run: docker run -p 8501:8501 sevis
-# Weights downloaded once live in the /cache volume; drop checkpoints into /weights.
+# Pretrained weights live in the /weights volume (downloaded there once, or filled by
+# `sevis weights fetch` on a connected machine and mounted); hub caches in /cache.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE}
 

@@ -151,4 +151,22 @@ charts = len(at.get("plotly_chart"))
 assert charts == 4, charts
 print("[docker-check] the app runs inside the image:", charts, "charts for the sample photographs")
 ' || { say "the app does not run inside the image"; exit 1; }
+# Weights for an offline image, as README documents: `sevis weights fetch` on a connected
+# machine fills a folder, which is mounted at /weights. No network here: the folder gets
+# a checkpoint in the SENet layout made inside the image (random values, the real file's name).
+WEIGHTS="$WORK/weights"
+mkdir -p "$WEIGHTS" && chmod 777 "$WEIGHTS"
+"${B[@]}" run --isolation chroot -v "$WEIGHTS:/weights" "$probe" -- python -c '
+import timm, torch
+torch.save(timm.create_model("legacy_seresnet50").state_dict(), "/weights/se_resnet50-ce0d4300.pth")
+' || { say "could not write a checkpoint into the mounted folder"; exit 1; }
+"${B[@]}" run --isolation chroot -v "$WEIGHTS:/weights:ro" "$probe" -- sevis weights list >"$WORK/list.txt" 2>&1
+grep -q "se_resnet50: se_resnet50-ce0d4300.pth, .* MB, SHA-256 [0-9a-f]\{64\}" "$WORK/list.txt" \
+    || { say "sevis weights list does not see the mounted file"; cat "$WORK/list.txt"; exit 1; }
+"${B[@]}" run --isolation chroot -v "$WEIGHTS:/weights:ro" "$probe" -- python -c '
+import sevis
+model = sevis.load_model("se_resnet50")
+assert model.sevis_info.weights == "/weights/se_resnet50-ce0d4300.pth", model.sevis_info.weights
+print("[docker-check] the mounted weights folder is used:", model.sevis_info.weights)
+' || { say "the mounted weights are not used"; exit 1; }
 say "OK: build ${BUILD_S} s, size ${SIZE}"
