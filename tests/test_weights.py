@@ -110,6 +110,18 @@ def test_download_over_http_resumes_checks_and_records(serve, folder, senet_file
     assert fetch_weights("se_resnet50") == folder / name and len(server.requests) == before
 
 
+@pytest.mark.slow
+def test_cli_check_shows_each_photographs_top_five_and_fails_random_weights(senet_file, folder, capsys):
+    assert main(["weights", "check", str(senet_file)]) == 1  # random values in the real layout
+    out = capsys.readouterr().out
+    digest = hashlib.sha256(senet_file.read_bytes()).hexdigest()
+    assert out.splitlines()[0] == f"se_resnet50 with {senet_file} (SHA-256 {digest})"
+    for photo, expected in (("chelsea.png", "tabby, tabby cat, tiger cat, Egyptian cat"), ("rocket.jpg", "missile")):
+        line = next(x for x in out.splitlines() if f" {photo}: top-5 " in x)
+        assert line.startswith("  FAIL ") and expected in line
+    assert out.splitlines()[-1].startswith("self-check on photographs FAILED: chelsea.png: ")
+
+
 def test_a_file_with_another_checksum_is_not_kept(serve, folder):
     server = serve({"/x.pth": b"not the weights"})
     register_weights("se_resnet50", WeightsFile("se_resnet50-ce0d4300.pth", (url(server, "/x.pth"),), (), "ce0d4300"))
