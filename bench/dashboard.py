@@ -158,7 +158,7 @@ def upload_to_charts() -> None:
         at.text_input(key=f"classes_label_{i}").set_value(label)
         at.get("file_uploader")[i].set_value([(n, d, "image/jpeg") for n, lab, d in fifty if lab == label])
     rows.append(("50 photographs in 4 classes, Classes page", timed_run(at)))
-    assert len(at.get("plotly_chart")) == 3
+    assert len(at.get("plotly_chart")) == 4  # profiles, histograms, depth curve, selectivity
     rows.append(("same 50 again (rerun, cached)", timed_run(at)))
     print("3. upload to all charts built (server side, AppTest):")
     for name, seconds in rows:
