@@ -153,14 +153,16 @@ class _Moments:
             return
         if self.shift is None:
             self.shift = other.shift.copy()
-        rows = len(other.n)
+        # rows past the other's classes are spare capacity; classes it never saw here have none
+        k = min(len(codes), len(other.n))
+        codes, count, s, q = codes[:k], other.n[:k], other.s[:k], other.q[:k]
         self.n, self.s, self.q = (_grown(a, int(codes.max(initial=-1)) + 1) for a in (self.n, self.s, self.q))
         # x - K = (x - K') + d: re-express the other's sums about this shift
         d = other.shift - self.shift
-        n = other.n[:, None].astype(np.float64)
-        np.add.at(self.n, codes[:rows], other.n)
-        np.add.at(self.s, codes[:rows], other.s + n * d)
-        np.add.at(self.q, codes[:rows], other.q + 2 * d * other.s + n * d**2)
+        n = count[:, None].astype(np.float64)
+        np.add.at(self.n, codes, count)
+        np.add.at(self.s, codes, s + n * d)
+        np.add.at(self.q, codes, q + 2 * d * s + n * d**2)
 
     def count(self, i: int | None) -> int:
         return int(self.n.sum() if i is None else (self.n[i] if i < len(self.n) else 0))
@@ -220,13 +222,12 @@ class _Counts:
         torch.from_numpy(self.gap).index_add_(0, codes, gap)
 
     def merge(self, other: _Counts, codes: np.ndarray) -> None:
-        rows = len(other.gap)
-        self.bins, self.gap = (
-            _grown(self.bins, int(codes.max(initial=-1)) + 1),
-            _grown(self.gap, int(codes.max(initial=-1)) + 1),
-        )
-        np.add.at(self.bins, codes[:rows], other.bins)
-        np.add.at(self.gap, codes[:rows], other.gap)
+        k = min(len(codes), len(other.gap))  # as in _Moments.merge
+        codes = codes[:k]
+        size = int(codes.max(initial=-1)) + 1
+        self.bins, self.gap = _grown(self.bins, size), _grown(self.gap, size)
+        np.add.at(self.bins, codes, other.bins[:k])
+        np.add.at(self.gap, codes, other.gap[:k])
 
     def of(self, i: int | None) -> tuple[np.ndarray, float]:
         """Fine counts and summed gap of class ``i`` (None: all images)."""

@@ -137,13 +137,15 @@ def test_merging_accumulators_that_began_on_different_data():
     """Each accumulator centres on its own first batch; merged they equal one pass."""
     rng = np.random.default_rng(3)
     low, high = rng.random((30, 5)) * 0.1, 0.9 + rng.random((50, 5)) * 0.1
-    labels_low, labels_high = ["x", "y", "z"] * 10, ["y", "w"] * 25
+    labels_low, labels_high = ["x", "y", "z"] * 10, ["y", "w"] * 20 + ["v"] * 10
     first, second, whole = ExcitationStats(), ExcitationStats(), ExcitationStats()
     first.update({"L": low}, labels_low)
-    second.update({"L": high}, labels_high)
+    for start in range(0, 50, 40):  # a third class: the second's capacity doubles to four rows
+        second.update({"L": high[start : start + 40]}, labels_high[start : start + 40])
     whole.update({"L": np.vstack([low, high])}, labels_low + labels_high)
     first.merge(second)
-    assert first.classes == whole.classes == ["x", "y", "z", "w"]
+    assert len(second._moments["L"]["excitation"].n) == 4 > len(second.classes)
+    assert first.classes == whole.classes == ["x", "y", "z", "w", "v"]
     for cls in (ALL, *whole.classes):
         assert first.count(cls) == whole.count(cls)
         assert_allclose(first.mean("L", cls), whole.mean("L", cls), rtol=1e-12)
