@@ -97,7 +97,7 @@ def model_panel() -> list[Loaded]:
             shows = "; ".join(UNTRAINED_LINES[kind] for kind in item.kinds if kind in UNTRAINED_LINES)
             st.warning(
                 f"{item.label} has untrained weights (random, seed {sevis.models.UNTRAINED_SEED}): not the "
-                f"paper's model, and every figure and export says so. What it shows: {shows}.",
+                "paper's model, and every figure and export says so." + (f" What it shows: {shows}." if shows else ""),
                 icon="⚠️",
             )
     return loaded
