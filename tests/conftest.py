@@ -10,10 +10,13 @@ written here with random values, in exactly the layouts users bring (SCIENCE.md)
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
+import subprocess
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -181,3 +184,23 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("SEVIS_WEIGHTS_DIR", str(tmp_path / "sevis-weights"))
     os.makedirs(tmp_path / "sevis-weights")
     return tmp_path
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (e.g. "64k") mounted at ``folder`` for the block, to fill up
+    (root only: the test is skipped elsewhere); ``remount(folder, size)`` grows it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode()[:200]}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def remount(folder: Path, size: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import remount, small_disk
 from numpy.testing import assert_allclose
 
 import sevis
@@ -227,14 +227,7 @@ def test_sigterm_keeps_what_was_done_and_says_so(tiny_se, image_folder, tmp_path
 
 @pytest.mark.slow
 def test_a_full_disk_is_reported_and_resume_finishes_after_space_is_freed(tiny_se, image_folder, tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode()[:200]}")
-    try:
+    with small_disk(tmp_path / "disk", "64k") as disk:
         out = disk / "run.parquet"
         with pytest.raises(sevis.RunError, match=r"could not write to .*No space left on device.*--resume"):
             extract(tiny_se, image_folder, out, batch_size=1, workers=0, progress=False)
@@ -244,11 +237,9 @@ def test_a_full_disk_is_reported_and_resume_finishes_after_space_is_freed(tiny_s
         )
         assert 0 < len(kept) < 7 and kept == [r["path"] for r in whole][: len(kept)]
         assert not list(out.with_name("run.parquet.parts").glob(".part-*"))  # no half-written part
-        subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
+        remount(disk, "8m")
         extract(tiny_se, image_folder, out, batch_size=1, workers=0, resume=True, progress=False)
         assert rows(out) == whole
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ from a checkpoint file in the SENet layout (the tiny test networks live in this 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT
+from conftest import ROOT, remount, small_disk
 from test_extract import assert_same_rows, part_rows, rows
 
 import sevis
@@ -106,18 +105,11 @@ def test_ray_terminated_keeps_what_was_done_and_says_so(senet_file, image_folder
 
 
 def test_ray_on_a_full_disk_says_so_and_resumes_after_space_is_freed(senet_file, image_folder, tmp_path, whole):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root")
     import ray
 
     from sevis.ray_engine import extract_ray
 
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode()[:200]}")
-    try:
+    with small_disk(tmp_path / "disk", "256k") as disk:
         out = disk / "run.parquet"
         with pytest.raises(sevis.RunError, match=r"could not write to .*No space left on device.*--resume"):
             try:
@@ -130,11 +122,9 @@ def test_ray_on_a_full_disk_says_so_and_resumes_after_space_is_freed(senet_file,
         kept = part_rows(out)
         assert 0 < len(kept) < len(whole) and kept == [r["path"] for r in whole][: len(kept)]
         assert not list(out.with_name("run.parquet.parts").glob(".part-*"))  # no half-written part
-        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        remount(disk, "64m")
         resume_with_ray(senet_file, image_folder, out)
         assert_same_rows(rows(out), whole, rtol=1e-4)
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_ray_refuses_other_settings_before_starting(senet_file, image_folder, tmp_path):
