@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import timm
@@ -33,7 +32,7 @@ from .errors import UnknownModelError, WeightsUnavailableError
 from .provenance import Provenance
 from .selfcheck import SelfCheck, self_check
 from .sge import SpatialGroupEnhance
-from .weights import fetch_weights, list_weights_files, weights_dir, weights_file
+from .weights import WeightsFile, fetch_weights, list_weights_files, register_weights, weights_dir, weights_file
 
 __all__ = [
     "IMAGENET_CONFIG",
@@ -95,7 +94,6 @@ class _Spec:
     build: Callable[[bool], nn.Module]  # pretrained -> model
     pretrained_source: str
     adapt_keys: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = _same_keys
-    local_pretrained: str | None = None  # glob in weights_dir() for hand-downloaded weights
 
 
 def _timm_builder(model_id: str) -> Callable[[bool], nn.Module]:
@@ -166,16 +164,20 @@ def register_model(
         pretrained_source: where the pretrained weights come from, for messages.
         adapt_keys: maps a checkpoint's state dict onto the network's key names.
         local_pretrained: a file-name pattern: a match in :func:`weights_dir` is used as
-            the pretrained weights (then ``build(True)`` is never called).
+            the pretrained weights (then ``build(True)`` is never called); registered with
+            :func:`sevis.weights.register_weights`, which also takes download sources.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
-    _REGISTRY[name] = _Spec(description, build, pretrained_source, adapt_keys, local_pretrained)
+    _REGISTRY[name] = _Spec(description, build, pretrained_source, adapt_keys)
+    if local_pretrained is not None:
+        register_weights(name, WeightsFile(local_pretrained, (), (pretrained_source,), None, (local_pretrained,)))
 
 
 def unregister_model(name: str) -> None:
-    """Remove a name added by :func:`register_model`."""
+    """Remove a name added by :func:`register_model` (and where its weights come from)."""
     _REGISTRY.pop(name, None)
+    register_weights(name, None)
 
 
 def list_models() -> dict[str, str]:
@@ -240,8 +242,6 @@ def load_model(
         source = UNTRAINED
     elif weights_file(name) is not None:  # a file in the weights folder, downloaded there if missing
         return load_model(name, fetch_weights(name), device=device, check=check)
-    elif spec.local_pretrained is not None:
-        return load_model(name, _find_local_pretrained(name, spec), device=device, check=check)
     else:
         try:
             model = spec.build(True)
@@ -266,19 +266,6 @@ def load_model(
         check=self_check(model, data_config, class_names) if check else None,
     )
     return model
-
-
-def _find_local_pretrained(name: str, spec: _Spec) -> Path:
-    assert spec.local_pretrained is not None
-    folder = weights_dir()
-    files = [p for p in list_weights_files(folder) if p.match(spec.local_pretrained)]
-    if not files:
-        raise WeightsUnavailableError(
-            f"no pretrained weights for {name} in {folder}: they come from "
-            f"{spec.pretrained_source}. Put the file there (its name containing "
-            f"'{spec.local_pretrained.strip('*')}'), or use another weights file or untrained weights."
-        )
-    return files[0]
 
 
 def _class_names(model: nn.Module) -> tuple[str, ...]:

@@ -84,9 +84,13 @@ _FILES: dict[str, WeightsFile] = {
 }
 
 
-def register_weights(name: str, file: WeightsFile) -> None:
-    """Say where the pretrained weights of model ``name`` come from (replacing any)."""
-    _FILES[name] = file
+def register_weights(name: str, file: WeightsFile | None) -> None:
+    """Say where the pretrained weights of model ``name`` come from (replacing any; None
+    forgets it)."""
+    if file is None:
+        _FILES.pop(name, None)
+    else:
+        _FILES[name] = file
 
 
 def weights_file(name: str) -> WeightsFile | None:
@@ -176,6 +180,8 @@ def unavailable_message(name: str, reason: str, folder: Path | None = None) -> s
     if file is None:
         return f"the pretrained weights of {name} could not be fetched ({_short(reason)})"
     links = "; ".join(file.manual) or ", ".join(file.sources)
+    if not file.sources:  # a file only ever put there by hand
+        return f"no pretrained weights for {name} in {folder}: put a file named like {file.file_name} there ({links})"
     return (
         f"the pretrained weights of {name} could not be downloaded ({_short(reason)}). "
         f"Download {file.file_name} by hand ({links}) and put it in {folder}."

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import timm
 import torch
 from conftest import ROOT
 from torch import nn
@@ -19,7 +20,7 @@ import sevis
 from sevis.cli import main
 from sevis.models import IMAGENET_CONFIG
 from sevis.selfcheck import CHECK_PHOTOS, self_check
-from sevis.weights import WeightsFile, fetch_weights, register_weights
+from sevis.weights import WeightsFile, fetch_weights, register_weights, weights_file
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -151,6 +152,27 @@ def test_the_cli_lists_fetches_and_names_alternatives(serve, folder, capsys):
     err = capsys.readouterr().err
     assert "could not be downloaded (127.0.0.1" in err and "Download se.pth by hand (a page)" in err
     assert "--weights untrained" in err and "weights=" not in err
+
+
+def test_a_registered_model_finds_its_hand_downloaded_file_by_pattern(folder, senet_file):
+    sevis.register_model(
+        "my_se",
+        lambda pretrained: timm.create_model("legacy_seresnet50"),
+        description="a plugin's SE-ResNet-50",
+        pretrained_source="https://example.org/my-se (by hand)",
+        local_pretrained="*my*se*",
+    )
+    with pytest.raises(sevis.WeightsUnavailableError) as err:
+        sevis.load_model("my_se", check=False)
+    assert str(err.value) == (
+        f"no pretrained weights for my_se in {folder}: put a file named like *my*se* there "
+        "(https://example.org/my-se (by hand))"
+    )
+    folder.mkdir()
+    (folder / "my_se_v2.pth").write_bytes(senet_file.read_bytes())
+    assert sevis.load_model("my_se", check=False).sevis_info.weights == str(folder / "my_se_v2.pth")
+    sevis.unregister_model("my_se")
+    assert weights_file("my_se") is None
 
 
 class _StandIn(nn.Module):
