@@ -223,8 +223,8 @@ class Run(StatsByKind):
         if kind not in self.nulls:
             rows, labels = self.samples.get(kind) or read_rows(self.path, kind)
             self.nulls[kind] = specificity_nulls(rows, labels)
-            if self.cache_file is not None:
-                _store(self, self.cache_file)
+            if self.cache_file is not None:  # a small file of its own: the statistics stay as written
+                _store(self.nulls[kind], _nulls_file(self.cache_file, kind))
         return self.nulls[kind]
 
 
@@ -256,27 +256,39 @@ def _cache_key(path: Path, layers: Sequence[str] | None) -> str:
     return digest.hexdigest()
 
 
-def _store(run: Run, target: Path) -> None:
-    """Write the run's statistics and chance bands (not its samples) to ``target``, whole
-    or not at all; a cache that cannot be written is only slower, never an error."""
-    kept = dataclasses.replace(run, samples={}, cache_file=None)
+def _nulls_file(target: Path, kind: str) -> Path:
+    return target.with_name(f"{target.stem}.{kind}.nulls")
+
+
+def _store(value: object, target: Path) -> None:
+    """Pickle ``value`` to ``target``, whole or not at all; a cache that cannot be written
+    is only slower, never an error."""
     with contextlib.suppress(OSError):
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_suffix(f".{os.getpid()}.tmp")
         with temporary.open("wb") as file:
-            pickle.dump(kept, file, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(value, file, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(temporary, target)
 
 
-def _cached(target: Path, path: Path) -> Run | None:
+def _load(target: Path) -> object:
     try:
         with target.open("rb") as file:
-            run = pickle.load(file)  # sevis's own cache folder, written by _store only
+            return pickle.load(file)  # sevis's own cache folder, written by _store only
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError):
         return None
+
+
+def _cached(target: Path, path: Path) -> Run | None:
+    """The run's statistics from the cache, with the chance bands computed so far."""
+    run = _load(target)
     if not isinstance(run, Run):
         return None
     run.path, run.cache_file = path, target
+    for kind in run.stats:
+        bands = _load(_nulls_file(target, kind))
+        if isinstance(bands, dict):
+            run.nulls[kind] = bands
     return run
 
 
@@ -384,8 +396,8 @@ def read_run(path: str | Path, layers: Sequence[str] | None = None, *, cache: bo
         kind: ({layer: np.concatenate(parts) for layer, parts in per_layer.items()}, sampled_labels)
         for kind, per_layer in sampled.items()
     }
-    if target is not None:
-        _store(run, target)
+    if target is not None:  # the statistics only: samples stay in memory, bands get files of their own
+        _store(dataclasses.replace(run, samples={}, nulls={}, cache_file=None), target)
     return run
 
 

@@ -111,6 +111,8 @@ def test_a_second_open_reads_the_cache_and_a_rewritten_run_is_read_again(tiny_se
     for layer, band in null_bands(out, "se").items():  # the same sample, read again: the same band
         assert bands[layer] == band
     (cached,) = cache_dir().glob("*.pkl")
+    (bands_file,) = cache_dir().glob("*.se.nulls")  # the bands alone: the statistics are not rewritten
+    assert bands_file.stem == f"{cached.stem}.se" and bands_file.stat().st_size < cached.stat().st_size
     second = read_run(out)
     assert second.cache_file == cached and not second.samples and second.nulls["se"] == bands
     assert second.se.classes == first.se.classes and second.metadata == first.metadata
