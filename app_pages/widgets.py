@@ -17,6 +17,7 @@ import sevis
 from app_pages.services import USER_ERRORS, Loaded, dashboard_models, load_model, upload_path
 from sevis import export
 from sevis.figures import mark_untrained
+from sevis.weights import weights_file
 
 SOURCES = {
     "pretrained": "Pretrained (default source)",
@@ -133,8 +134,6 @@ def _use(key: str, source: str) -> None:
 
 def _unavailable_panel(unavailable: list[tuple[str, str, sevis.WeightsUnavailableError]]) -> None:
     """One panel for every model whose pretrained weights could not be fetched."""
-    from sevis.weights import weights_file
-
     with st.container(border=True):
         st.markdown("**The pretrained weights could not be fetched**")
         for label, name, err in unavailable:
