@@ -9,7 +9,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 import sevis
-from app_pages.services import IMAGE_TYPES, Loaded, analyse, analysis_nulls, load_run, run_nulls
+from app_pages.services import IMAGE_TYPES, Loaded, analyse, analysis_nulls, load_run, run_nulls, server_file
 from app_pages.widgets import report_failures, show_figure
 from sevis import Provenance, figures
 from sevis.stats import ClassStats, ExcitationStats, MaskStats, NullBand
@@ -51,7 +51,7 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
         archive = st.file_uploader("Zip of class folders (cats/1.jpg, dogs/2.jpg, …)", type=["zip"], key="classes_zip")
         if archive is not None:
             try:
-                entries, failures = sevis.read_zip(archive.getvalue())
+                entries, failures = sevis.read_zip(archive)  # read in place, not copied
             except sevis.ArchiveError as err:
                 st.error(f"{archive.name}: {err}")
                 entries = []
@@ -258,12 +258,17 @@ def kind_sections(
 def saved_run() -> None:
     """A run from `sevis extract`: dataset-scale statistics without running a model."""
     upload = st.file_uploader("Saved run (.parquet)", type=["parquet"], key="classes_run_upload")
-    path = st.text_input("…or its path on the server", key="classes_run_path").strip()
+    path = st.text_input(
+        "…or its path on the server",
+        key="classes_run_path",
+        max_chars=1000,
+        help="Inside the weights folder or a folder the operator lists in SEVIS_SERVER_DIRS.",
+    ).strip()
     if upload is None and not path:
         st.info("Upload a run written by `sevis extract`, or give its path on the server.")
         st.stop()
-    data, name = (upload.getvalue(), upload.name) if upload is not None else (None, path)
     try:
+        data, name = (upload.getvalue(), upload.name) if upload is not None else (None, str(server_file(path)))
         run = load_run(data, name)
     except (sevis.SevisError, OSError) as err:  # the message starts with the file's name
         st.error(str(err))

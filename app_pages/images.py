@@ -1,5 +1,7 @@
 """Images page: one or more photographs through every SE and SGE layer."""
 
+import hashlib
+
 import pandas as pd
 import streamlit as st
 
@@ -104,12 +106,15 @@ def group_maps_frame(name: str, layer: str, before, after, groups: list[int]) ->
 
 def gradcam_panel(loaded: Loaded, image: ImageResult, opacity: float) -> None:
     names = loaded.info.class_names
+    # NOTE the key names the image: another image starts at its own top class instead of
+    # keeping the class chosen for the previous one
+    seen = hashlib.sha256(image.view.tobytes()).hexdigest()[:12]
     target = st.selectbox(
         "Grad-CAM class",
         range(len(names)),
         index=names.index(image.top_classes[0]),
         format_func=names.__getitem__,
-        key=f"{loaded.name}_cam_class",
+        key=f"{loaded.name}_cam_class_{seen}",
     )
     cam, _ = grad_cam(loaded.key, image.view, target, loaded)
     fig = figures.heat_overlay(

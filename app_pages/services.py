@@ -7,16 +7,21 @@ results are cached by the bytes of their inputs (``st.cache_data``).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import copy
+import dataclasses
 import hashlib
 import importlib
 import os
+import re
+import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import streamlit as st
@@ -93,14 +98,182 @@ class Loaded:
 # sevis.capture records only its own thread's forward passes.
 @st.cache_resource(show_spinner="Loading the model (once per server)…", max_entries=6)
 def load_model(name: str, weights: str) -> nn.Module:
+    """A model with the default pretrained weights or untrained ones."""
     return sevis.load_model(name, weights)
 
 
+class ServerFileError(sevis.SevisError, ValueError):
+    """A path on the server the dashboard will not open."""
+
+
+class UploadError(sevis.SevisError, OSError):
+    """An upload that could not be kept on the server's disk to be read."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The weights chosen in the model panel.
+
+    Attributes:
+        source: ``"pretrained"``, ``"untrained"``, ``"server"`` or ``"upload"``.
+        value: the weights argument: the source's name, the path typed or picked, or
+            the uploaded file's SHA-256.
+        shown_as: how messages name it: the upload's own file name, the path typed.
+        data: an upload's bytes (not copied: Streamlit's buffer).
+    """
+
+    source: str
+    value: str
+    shown_as: str = ""
+    data: memoryview | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        """Names the weights in caches."""
+        return f"upload:{self.value}" if self.source == "upload" else self.value
+
+
+def open_model(name: str, weights: Weights) -> nn.Module:
+    """The model ``name`` with ``weights``: files (uploads and server paths) are read in a
+    worker process with the limits of :class:`sevis.limits.Limits`, once per content.
+
+    Raises:
+        SevisError: anything about the weights, said in the user's terms.
+    """
+    if weights.source in ("pretrained", "untrained"):
+        return load_model(name, weights.value)
+    if weights.source == "server":
+        path = server_file(weights.value)
+        stat = path.stat()
+        loaded = _load_file(name, str(path), stat.st_size, stat.st_mtime_ns)
+    else:
+        assert weights.data is not None  # an upload carries its bytes
+        loaded = _load_upload(name, weights.value, weights.shown_as, weights.data)
+    if isinstance(loaded, str):
+        raise sevis.CheckpointError(loaded)
+    return loaded
+
+
+# NOTE a failure is cached as its message: a bad file is read once, not at every rerun.
+@st.cache_resource(show_spinner="Reading the checkpoint (once per server)…", max_entries=6)
+def _load_file(name: str, path: str, size: int, modified: int) -> nn.Module | str:
+    try:
+        return sevis.load_model(name, path, isolate=True)
+    except sevis.SevisError as err:
+        return str(err)
+
+
+@st.cache_resource(show_spinner="Reading the uploaded checkpoint (once per server)…", max_entries=6)
+def _load_upload(name: str, digest: str, file_name: str, _data: memoryview) -> nn.Module | str:
+    try:
+        with kept_upload(_data, file_name, digest) as path:
+            model = sevis.load_model(name, path, isolate=True)
+    except UploadError:
+        raise  # the disk, not the file: not cached, the next try may succeed
+    except sevis.SevisError as err:
+        return str(err)
+    info = sevis.model_info(model)
+    if info.weights_sha256 != digest:
+        return f"{file_name}: the copy read on the server differs from the upload (a disk error?); upload it again"
+    # NOTE the copy is gone once read: results and exports name the user's file
+    model.sevis_info = dataclasses.replace(info, weights=f"uploaded {file_name}")  # type: ignore[assignment]
+    return model
+
+
+def upload_digest(data: memoryview) -> str:
+    """SHA-256 of an upload's bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def upload_folder() -> Path:
+    """This server's private folder for uploads being read (``$SEVIS_UPLOAD_DIR``, default
+    the system's temporary folder): created ``0700``, emptied as each upload is read."""
+    return _upload_folder(os.environ.get("SEVIS_UPLOAD_DIR") or tempfile.gettempdir())
+
+
+@st.cache_resource
+def _upload_folder(parent: str) -> Path:
+    Path(parent).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="sevis-uploads-", dir=parent))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+@contextlib.contextmanager
+def kept_upload(data: memoryview | bytes, file_name: str, digest: str) -> Iterator[Path]:
+    """The upload on disk for the block, under its own (cleaned) file name, then removed.
+    Written under a temporary name and renamed when whole, so no reader sees a partial
+    file; the worker that reads it reports its SHA-256, which the caller compares.
+
+    Raises:
+        UploadError: the disk refused (full, read-only): nothing is left behind.
+    """
+    folder = Path(tempfile.mkdtemp(dir=upload_folder()))
+    try:
+        path = folder / _clean_name(file_name)
+        part = folder / ".part"
+        try:
+            with open(part, "wb") as f:
+                f.write(data)
+            os.replace(part, path)
+        except OSError as err:
+            raise UploadError(
+                f"{_clean_name(file_name)} could not be kept on the server to be read "
+                f"({err.strerror or type(err).__name__}); nothing of it was kept"
+            ) from None
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _clean_name(file_name: str) -> str:
+    """An upload's file name without folders or odd characters, at most 100 long."""
+    name = re.sub(r"[^\w.\- ]", "_", PurePath(file_name.replace("\\", "/")).name).lstrip(".")
+    return name[-100:] or "checkpoint"
+
+
+def server_folders() -> list[Path]:
+    """The folders whose files the dashboard opens by path: the weights folder and those
+    ``$SEVIS_SERVER_DIRS`` lists (separated by ``os.pathsep``; unset: the folder the
+    server was started in)."""
+    listed = os.environ.get("SEVIS_SERVER_DIRS")
+    extra = [p for p in listed.split(os.pathsep) if p.strip()] if listed is not None else [os.getcwd()]
+    folders = [sevis.weights_dir(), *map(Path, extra)]
+    return list(dict.fromkeys(p.expanduser().resolve() for p in folders))
+
+
+def server_file(typed: str) -> Path:
+    """The file ``typed`` names inside :func:`server_folders` (a relative name is looked
+    up in each); symbolic links are followed before the check.
+
+    Raises:
+        ServerFileError: outside every folder, with one message whether or not such a
+            file exists; or not in the folder it points into.
+    """
+    text = typed.strip()
+    shown = repr(text if len(text) <= 80 else text[:79] + "…")
+    folders = server_folders()
+    inside = []
+    for folder in folders:
+        candidate = (folder / text).resolve()
+        if candidate.is_relative_to(folder):
+            if candidate.is_file():
+                return candidate
+            inside.append(folder)
+    if inside:
+        raise ServerFileError(f"no file {shown} in {inside[0]}")
+    raise ServerFileError(
+        f"{shown}: the dashboard opens files on the server only inside "
+        + ", ".join(str(f) for f in folders)
+        + "; put the file there, or ask the operator to list its folder in SEVIS_SERVER_DIRS"
+    )
+
+
 @st.cache_resource(max_entries=6)
-def _gradcam_copy(name: str, weights: str) -> tuple[nn.Module, threading.Lock]:
+def _gradcam_copy(key: str, _model: nn.Module) -> tuple[nn.Module, threading.Lock]:
     # captum hooks the model while it runs; a private copy under a lock keeps those
     # hooks away from other sessions' forward passes on the shared model.
-    return copy.deepcopy(load_model(name, weights)), threading.Lock()
+    return copy.deepcopy(_model), threading.Lock()
 
 
 @st.cache_data(show_spinner="Grad-CAM…", max_entries=64)
@@ -108,22 +281,10 @@ def grad_cam(model_key: str, view: np.ndarray, target: int | None, _loaded: Load
     """Grad-CAM of one model view for ``target`` (None: predicted class), cached."""
     from sevis.gradcam import grad_cam as compute
 
-    model, lock = _gradcam_copy(_loaded.name, _loaded.weights)
+    model, lock = _gradcam_copy(model_key, _loaded.model)
     x = sevis.normalise(_loaded.info.data_config, [Image.fromarray(view)])
     with lock:
         return compute(model, x, target)
-
-
-def upload_path(data: bytes, file_name: str) -> str:
-    """Uploaded checkpoints are kept on disk by content, so a cache entry can name them."""
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / "sevis-uploads"
-    folder.mkdir(exist_ok=True)
-    suffix = ".pth.tar" if file_name.endswith(".pth.tar") else Path(file_name).suffix
-    path = folder / f"{digest}{suffix}"
-    if not path.exists():
-        path.write_bytes(data)
-    return str(path)
 
 
 def sample_files() -> list[tuple[str, bytes]]:

@@ -7,14 +7,13 @@ Pages stay thin: they gather widget values, call :mod:`sevis` (through
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 import sevis
-from app_pages.services import USER_ERRORS, Loaded, dashboard_models, load_model, upload_path
+from app_pages.services import USER_ERRORS, Loaded, Weights, dashboard_models, open_model, upload_digest
 from sevis import export
 from sevis.figures import mark_untrained
 from sevis.weights import weights_file
@@ -28,26 +27,35 @@ SOURCES = {
 WEIGHT_TYPES = ["pth", "tar", "pt", "bin", "safetensors"]
 
 
-def _weights_widget(label: str, key: str) -> tuple[str | None, str]:
-    """Sidebar widgets for one model's weights: the weights argument (None: not chosen yet)
-    and, for an upload, the user's own file name."""
+def _weights_widget(label: str, key: str) -> Weights | None:
+    """Sidebar widgets for one model's weights; None while a file is still to be chosen."""
     source = st.sidebar.selectbox(
         f"{label} weights", list(SOURCES), format_func=SOURCES.__getitem__, key=f"{key}_source"
     )
     if source in ("pretrained", "untrained"):
-        return source, ""
+        return Weights(source, source)
     if source == "server":
         files = [str(p) for p in sevis.list_weights_files()]
         choice = st.sidebar.selectbox(
             f"{label}: files in {sevis.weights_dir()}", ["(type a path below)", *files], key=f"{key}_file"
         )
-        typed = st.sidebar.text_input(f"{label}: checkpoint path", key=f"{key}_path")
+        typed = st.sidebar.text_input(
+            f"{label}: checkpoint path",
+            key=f"{key}_path",
+            max_chars=1000,
+            help="A file in the weights folder or a folder the operator lists in SEVIS_SERVER_DIRS.",
+        )
         path = typed.strip() or (choice if choice in files else "")
-        return path or None, ""
+        return Weights("server", path, path) if path else None
     upload = st.sidebar.file_uploader(f"{label}: checkpoint file", type=WEIGHT_TYPES, key=f"{key}_upload")
     if upload is None:
-        return None, ""
-    return upload_path(upload.getvalue(), upload.name), upload.name
+        return None
+    # NOTE hashed once per upload, not at every rerun (100 MB: a tenth of a second)
+    digests = st.session_state.setdefault(f"_{key}_upload_digest", {})
+    if upload.file_id not in digests:
+        digests.clear()
+        digests[upload.file_id] = upload_digest(upload.getbuffer())
+    return Weights("upload", digests[upload.file_id], upload.name, upload.getbuffer())
 
 
 UNTRAINED_LINES = {
@@ -75,21 +83,19 @@ def model_panel() -> list[Loaded]:
     loaded, unavailable = [], []
     for label in labels:
         name = models[label]
-        weights, shown_as = _weights_widget(label, name)
+        weights = _weights_widget(label, name)
         if weights is None:
             st.sidebar.info(f"{label}: choose a checkpoint file.")
             continue
         try:
-            model = load_model(name, weights)
+            model = open_model(name, weights)
         except sevis.WeightsUnavailableError as err:
             unavailable.append((label, name, err))
             continue
         except USER_ERRORS as err:
-            # NOTE an upload is named by the user's file name, not the name it is kept under
-            message = str(err).replace(Path(weights).name, shown_as) if shown_as else str(err)
-            st.error(f"{label} could not be loaded: {message}", icon="⚠️")
+            st.error(f"{label} could not be loaded: {err}", icon="⚠️")
             continue
-        loaded.append(Loaded(label, name, weights, model))
+        loaded.append(Loaded(label, name, weights.key, model))
         _check_badge(loaded[-1])
     if unavailable:
         _unavailable_panel(unavailable)

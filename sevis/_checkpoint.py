@@ -1,10 +1,22 @@
-"""Reading weights files users bring, without executing anything inside them.
+"""Reading weights files users bring, without executing anything inside them, and
+within bounded time and memory.
 
 Formats: PyTorch zip archives and legacy pickles (``.pth``, ``.pth.tar``, ``.pt``,
 ``.bin``), always through ``torch.load(weights_only=True)``, and ``.safetensors``.
 The format is told by the file's first bytes, not its name. Training wrappers
 (``{'state_dict': ..., 'optimizer': ...}``) and ``module.`` / ``_orig_mod.`` prefixes
-are removed. Loading into a model is strict: every key used, none missing.
+are removed. Loading into a model is strict: every key used, none missing, every
+tensor of a type the architecture uses, every value finite.
+
+``weights_only`` stops code from running, not a file from costing: a 1 KB pickle of
+tuples that hold one another twice, 60 deep, is 2**60 objects to print or hash, and a
+storage may claim terabytes. So the pickle is walked first, opcode by opcode
+(:func:`_scan`), against :class:`~sevis.limits.Limits`: opcodes, nesting depth,
+objects once shared references are unfolded, tensors, and the bytes they claim, which
+must be in the file. Nothing from the file is ever printed: messages give types and
+counts. :func:`read_checkpoint_isolated` reads in a worker process with its own
+memory and time limits, so even a file that gets past these checks costs the worker,
+not the process that asked (the dashboard's server).
 """
 
 from __future__ import annotations
@@ -14,19 +26,48 @@ import io
 import json
 import os
 import pickle
+import pickletools
+import resource
 import struct
+import subprocess
+import sys
+import tempfile
 import zipfile
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from torch import nn
 
+from ._zipcheck import ZipLimitError, count_entries
 from .errors import CheckpointError
+from .limits import Limits
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "state_dict_ema", "net")
 _PREFIXES = ("module.", "_orig_mod.")
 _SHOWN = 5
+_MB = 1024**2
+
+# The storage types a weights file may hold; complex, quantized and float8 tensors are
+# no part of these networks and are refused by name before anything is materialised.
+_STORAGES = {
+    "FloatStorage": torch.float32,
+    "DoubleStorage": torch.float64,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+    "UntypedStorage": torch.uint8,
+}
+_REAL = frozenset(_STORAGES.values())
+_IN_PLACE = frozenset({"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"})
+_LEGACY_PICKLES = 5  # magic number, protocol, system info, the object, storage keys
 
 
 @dataclass(frozen=True)
@@ -38,18 +79,140 @@ class Checkpoint:
     sha256: str
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+def read_checkpoint(path: str | os.PathLike[str], limits: Limits | None = None) -> Checkpoint:
+    """The state dict in the weights file ``path``, read in this process.
+
+    Raises:
+        CheckpointError: the file is missing, too large, unsafe, corrupt, beyond
+            ``limits`` (:meth:`Limits.from_env` when None), or holds no state dict.
+    """
+    limits = limits or Limits.from_env()
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {str(path)!r} does not exist")
+    _checked_size(path, limits)
     data = path.read_bytes()
-    if not data:
-        raise CheckpointError(f"{path.name}: the file is empty")
     if _is_safetensors(data) or path.name.lower().endswith(".safetensors"):
         obj: object = _safetensors(data, path)
     else:
-        obj = _torch_load(data, path)
-    return Checkpoint(path, _state_dict_of(obj, path), hashlib.sha256(data).hexdigest())
+        obj = _torch_load(data, path, limits)
+    state = _state_dict_of(obj, path)
+    _check_real(state, path)
+    return Checkpoint(path, state, hashlib.sha256(data).hexdigest())
+
+
+def read_checkpoint_isolated(path: str | os.PathLike[str], limits: Limits | None = None) -> Checkpoint:
+    """:func:`read_checkpoint` in a worker process with at most ``limits.parse_memory_bytes``
+    of data and ``limits.parse_seconds`` of time: a file that gets past every check and
+    still explodes costs that worker, not this process. The tensors come back as a
+    safetensors file (no pickle crosses back); the SHA-256 is of the file the worker read.
+
+    Raises:
+        CheckpointError: as :func:`read_checkpoint`, or the worker ran out of time or memory.
+    """
+    limits = limits or Limits.from_env()
+    path = Path(path)
+    _checked_size(path, limits)
+    name = _bounded(path.name)
+    with tempfile.TemporaryDirectory(prefix="sevis-parse-") as folder:
+        out = Path(folder) / "state.safetensors"
+        command = [sys.executable, "-c", "from sevis._checkpoint import _worker; _worker()", str(path), str(out)]
+        try:
+            done = subprocess.run(
+                [*command, json.dumps(asdict(limits))],
+                capture_output=True,
+                timeout=limits.parse_seconds,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise CheckpointError(
+                f"{name}: refused, reading it took longer than {limits.parse_seconds:g} s (SEVIS_PARSE_TIMEOUT_S)"
+            ) from None
+        answer = _answer(done.stdout)
+        if answer is None:
+            raise CheckpointError(
+                f"{name}: refused, the worker reading it stopped (exit {done.returncode}) within its limits of "
+                f"{limits.parse_memory_bytes / _MB:,.0f} MB (SEVIS_PARSE_MEMORY_MB) and "
+                f"{limits.parse_seconds:g} s (SEVIS_PARSE_TIMEOUT_S)"
+            )
+        if "error" in answer:
+            raise CheckpointError(str(answer["error"])[:2000])
+        from safetensors.torch import load_file
+
+        return Checkpoint(path, load_file(out), str(answer["sha256"]))
+
+
+def _answer(stdout: bytes) -> dict[str, object] | None:
+    """The worker's JSON answer: its last line of output."""
+    lines = stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def _worker() -> None:
+    """``python -c 'from sevis._checkpoint import _worker; _worker()' CHECKPOINT OUT LIMITS``:
+    limit this process, read CHECKPOINT, write its state dict to OUT as safetensors, and
+    print one JSON line: ``{"sha256": ...}`` or ``{"error": message}``."""
+    path, out, limits_json = sys.argv[1:4]
+    limits = Limits(**json.loads(limits_json))
+    # NOTE set here, not through subprocess's preexec_fn, which is unsafe in a threaded
+    # parent such as a Streamlit server. torch is imported already: the limit counts it.
+    resource.setrlimit(resource.RLIMIT_DATA, (limits.parse_memory_bytes, limits.parse_memory_bytes))
+    seconds = int(limits.parse_seconds) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
+    answer: dict[str, str]
+    try:
+        checkpoint = read_checkpoint(path, limits)
+        _save_safetensors(checkpoint.state_dict, Path(out))
+        answer = {"sha256": checkpoint.sha256}
+    except CheckpointError as err:
+        answer = {"error": str(err)}
+    except MemoryError:
+        answer = {
+            "error": f"{_bounded(Path(path).name)}: refused, reading it needs more than "
+            f"{limits.parse_memory_bytes / _MB:,.0f} MB of memory (SEVIS_PARSE_MEMORY_MB)"
+        }
+    except OSError as err:  # the temporary folder's disk
+        answer = {"error": f"the weights could not be handed over on this server ({err.strerror or err})"}
+    print(json.dumps(answer), flush=True)
+
+
+def _save_safetensors(state: dict[str, torch.Tensor], out: Path) -> None:
+    from safetensors.torch import save_file
+
+    seen: set[int] = set()
+    tensors = {}
+    for key, tensor in state.items():
+        tensor = tensor.detach()
+        storage = tensor.untyped_storage()
+        # safetensors refuses tensors that share memory; views and shared storages are copied
+        if storage.data_ptr() in seen or not tensor.is_contiguous() or storage.nbytes() != tensor.nbytes:
+            tensor = tensor.clone(memory_format=torch.contiguous_format)
+        seen.add(storage.data_ptr())
+        tensors[key] = tensor
+    save_file(tensors, str(out))
+
+
+def _checked_size(path: Path, limits: Limits) -> int:
+    if not path.is_file():
+        raise CheckpointError(f"weights file {_bounded(str(path))} does not exist")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{_bounded(path.name)}: the file is empty")
+    if size > limits.checkpoint_bytes:
+        raise CheckpointError(
+            f"{_bounded(path.name)}: {size / _MB:,.0f} MB, more than the limit of "
+            f"{limits.checkpoint_bytes / _MB:,.0f} MB for a weights file (SEVIS_MAX_CHECKPOINT_MB); not read"
+        )
+    return size
+
+
+def _bounded(text: str, limit: int = 80) -> str:
+    """``text`` for a message: at most ``limit`` characters, unprintable ones as ``?``."""
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _is_safetensors(data: bytes) -> bool:
@@ -66,10 +229,10 @@ def _safetensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
     try:
         return load(data)
     except Exception as err:  # SafetensorError and JSON errors alike
-        raise CheckpointError(f"{path.name}: corrupt or truncated safetensors file ({err})") from err
+        raise CheckpointError(f"{path.name}: corrupt or truncated safetensors file ({str(err)[:200]})") from err
 
 
-def _torch_load(data: bytes, path: Path) -> object:
+def _torch_load(data: bytes, path: Path, limits: Limits) -> object:
     is_zip = data[:4] == b"PK\x03\x04"
     is_pickle = data[:1] == b"\x80"
     if not (is_zip or is_pickle):
@@ -77,15 +240,15 @@ def _torch_load(data: bytes, path: Path) -> object:
             f"{path.name}: not a PyTorch or safetensors weights file "
             "(expected .pth, .pth.tar, .pt, .bin or .safetensors)"
         )
-    if is_zip:
-        # NOTE torch.load does not check the archive's CRCs: flipped bytes inside a
-        # tensor would load as silently wrong weights.
-        try:
-            bad = zipfile.ZipFile(io.BytesIO(data)).testzip()
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
-            raise CheckpointError(f"{path.name}: corrupt or truncated file ({err})") from err
-        if bad is not None:
-            raise CheckpointError(f"{path.name}: corrupt or truncated file (bad CRC in {bad})")
+    try:
+        if is_zip:
+            _check_archive(data, limits)
+        else:
+            _check_legacy(data, limits)
+    except _Refused as err:
+        raise CheckpointError(f"{path.name}: refused, {err}; nothing in it was loaded") from None
+    except (zipfile.BadZipFile, ZipLimitError, EOFError, ValueError, OSError) as err:
+        raise CheckpointError(f"{path.name}: corrupt or truncated file ({str(err)[:200]})") from None
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -95,10 +258,205 @@ def _torch_load(data: bytes, path: Path) -> object:
                 "tensors, which could run code when loaded; it was not executed. "
                 "Re-save the state dict alone (torch.save(model.state_dict(), ...)) "
                 "or use safetensors."
-            ) from err
-        raise CheckpointError(f"{path.name}: corrupt or truncated file ({err})") from err
+            ) from None
+        raise CheckpointError(f"{path.name}: corrupt or truncated file ({str(err)[:200]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path.name}: corrupt or truncated file ({err})") from err
+        if "can't allocate memory" in str(err):
+            raise CheckpointError(
+                f"{path.name}: refused, reading it needs more memory than this process may use"
+            ) from None
+        raise CheckpointError(f"{path.name}: corrupt or truncated file ({str(err)[:200]})") from None
+
+
+class _Refused(Exception):
+    """A checkpoint beyond the limits; the message says which, in a person's words."""
+
+
+@dataclass
+class _Scan:
+    """What walking a checkpoint's pickles found: opcodes and each storage's type and size."""
+
+    limits: Limits
+    ops: int = 0
+    storages: dict[str, tuple[str, int]] = field(default_factory=dict)  # key -> (type, bytes)
+
+    @property
+    def tensor_bytes(self) -> int:
+        return sum(nbytes for _, nbytes in self.storages.values())
+
+
+class _Node:
+    """An object the pickle builds: its nesting depth, its size with shared references
+    unfolded, and its value when it is a small literal (for storage references)."""
+
+    __slots__ = ("depth", "size", "value")
+
+    def __init__(self, depth: int, size: int, value: object = None) -> None:
+        self.depth, self.size, self.value = depth, size, value
+
+
+_MARK = _Node(-1, 0)
+
+
+def _scan(f: BinaryIO, scan: _Scan) -> None:
+    """Walk one pickle of ``f`` (from its position to its STOP) without building it."""
+    limits = scan.limits
+    stack: list[_Node] = []
+    memo: dict[object, _Node] = {}
+    for op, arg, _ in pickletools.genops(f):
+        scan.ops += 1
+        if scan.ops > limits.pickle_objects:
+            raise _Refused(f"the pickle has more than {limits.pickle_objects:,} objects")
+        name = op.name
+        if name in ("PROTO", "FRAME", "STOP", "PUT", "BINPUT", "LONG_BINPUT"):
+            if name.endswith("PUT"):
+                memo[arg] = _top(stack)
+            continue
+        if name == "MEMOIZE":
+            memo[len(memo)] = _top(stack)
+            continue
+        if name in ("GET", "BINGET", "LONG_BINGET"):
+            if arg not in memo:
+                raise ValueError("a pickle that refers to an object it never made")
+            stack.append(memo[arg])
+            continue
+        if name == "MARK":
+            stack.append(_MARK)
+            continue
+        if name == "DUP":
+            stack.append(_top(stack))
+            continue
+        before = op.stack_before
+        if pickletools.markobject in before:
+            below = before.index(pickletools.markobject)  # the list, dict or set being filled
+            items = _pop_to_mark(stack)
+            popped = [_pop(stack) for _ in range(below)][::-1] + items
+        else:
+            popped = [_pop(stack) for _ in range(len(before))][::-1]
+        if not op.stack_after:  # POP, POP_MARK
+            continue
+        if name in _IN_PLACE:
+            node, items = popped[0], popped[1:]
+            node.depth = max(node.depth, 1 + max((i.depth for i in items), default=-1))
+            node.size += sum(i.size for i in items)
+        else:
+            node = _Node(1 + max((i.depth for i in popped), default=-1), 1 + sum(i.size for i in popped))
+            node.value = _value(name, arg, popped)
+            if name in ("BINPERSID", "PERSID"):
+                _storage(scan, popped[0].value if name == "BINPERSID" else None)
+        if node.depth > limits.pickle_depth:
+            raise _Refused(f"its objects are nested more than {limits.pickle_depth} deep")
+        if node.size > limits.pickle_unfolded:
+            raise _Refused(
+                f"its objects unfold into more than {limits.pickle_unfolded:,} (shared references "
+                "nested in one another, which printing, hashing or comparing would expand)"
+            )
+        stack.append(node)
+
+
+def _top(stack: list[_Node]) -> _Node:
+    if not stack:
+        raise ValueError("a malformed pickle (empty stack)")
+    return stack[-1]
+
+
+def _pop(stack: list[_Node]) -> _Node:
+    node = _top(stack)
+    stack.pop()
+    if node is _MARK:
+        raise ValueError("a malformed pickle (unexpected mark)")
+    return node
+
+
+def _pop_to_mark(stack: list[_Node]) -> list[_Node]:
+    items: list[_Node] = []
+    while True:
+        if not stack:
+            raise ValueError("a malformed pickle (no mark)")
+        node = stack.pop()
+        if node is _MARK:
+            return items[::-1]
+        items.append(node)
+
+
+def _value(name: str, arg: object, popped: list[_Node]) -> object:
+    """Small literals, globals and tuples of them: enough to read a storage reference."""
+    if isinstance(arg, (int, bool)) or (isinstance(arg, str) and len(arg) <= 256 and name != "GLOBAL"):
+        return arg
+    if name == "GLOBAL" and isinstance(arg, str):
+        return ("global", *arg.split(" ", 1))
+    if name == "STACK_GLOBAL" and all(isinstance(p.value, str) for p in popped):
+        return ("global", *(p.value for p in popped))
+    if name.startswith("TUPLE") and len(popped) <= 8:
+        return tuple(p.value for p in popped)
+    return None
+
+
+def _storage(scan: _Scan, pid: object) -> None:
+    """Count one tensor storage reference: ``('storage', torch.XStorage, key, location, numel, ...)``."""
+    limits = scan.limits
+    if not (
+        isinstance(pid, tuple)
+        and len(pid) >= 5
+        and pid[0] == "storage"
+        and isinstance(pid[1], tuple)
+        and isinstance(pid[2], str)
+        and isinstance(pid[4], int)
+        and pid[4] >= 0
+    ):
+        raise _Refused("it refers to data in a way PyTorch checkpoints do not")
+    kind = pid[1]
+    type_name = kind[2] if len(kind) == 3 and kind[1] == "torch" and isinstance(kind[2], str) else ""
+    if type_name not in _STORAGES:
+        shown = type_name[:40] if type_name.isidentifier() else "an unknown type"
+        why = "not real numbers" if "Complex" in shown else "not a type these networks use"
+        raise _Refused(f"it holds tensors stored as {shown} ({why})")
+    if pid[2] not in scan.storages:
+        scan.storages[pid[2]] = (type_name, pid[4] * _STORAGES[type_name].itemsize)
+        if len(scan.storages) > limits.tensors:
+            raise _Refused(f"it holds more than {limits.tensors:,} tensors")
+        if scan.tensor_bytes > limits.checkpoint_bytes:
+            raise _Refused(f"its tensors claim more than {limits.checkpoint_bytes / _MB:,.0f} MB")
+
+
+def _check_archive(data: bytes, limits: Limits) -> None:
+    """A PyTorch zip checkpoint: entries counted before listing, the pickle walked, every
+    storage present in the archive with at least the bytes it claims."""
+    count_entries(io.BytesIO(data), limits.tensors + 16)
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    infos = archive.infolist()
+    if sum(i.file_size for i in infos) > limits.checkpoint_bytes:
+        raise _Refused(f"it unpacks to more than {limits.checkpoint_bytes / _MB:,.0f} MB")
+    # NOTE torch.load does not check the archive's CRCs: flipped bytes inside a
+    # tensor would load as silently wrong weights.
+    bad = archive.testzip()
+    if bad is not None:
+        raise ValueError("bad CRC in one of its entries")
+    pickles = [i for i in infos if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
+    if len(pickles) != 1:
+        raise ValueError("no data.pkl in the archive" if not pickles else "more than one data.pkl")
+    scan = _Scan(limits)
+    with archive.open(pickles[0]) as f:
+        _scan(io.BytesIO(f.read()), scan)
+    prefix = pickles[0].filename[: -len("data.pkl")]
+    sizes = {i.filename: i.file_size for i in infos}
+    for key, (_, nbytes) in scan.storages.items():
+        if sizes.get(f"{prefix}data/{key}", -1) < nbytes:
+            raise ValueError("a tensor whose data is missing or shorter than it claims")
+
+
+def _check_legacy(data: bytes, limits: Limits) -> None:
+    """A legacy (pre-1.6) checkpoint: five pickles walked, then the raw storages, which
+    must fit in what is left of the file."""
+    f = io.BytesIO(data)
+    scan = _Scan(limits)
+    for _ in range(_LEGACY_PICKLES):
+        _scan(f, scan)
+    left = len(data) - f.tell()
+    if scan.tensor_bytes > left:
+        raise _Refused(
+            f"its tensors claim {scan.tensor_bytes / _MB:,.1f} MB but the file holds {left / _MB:,.1f} MB after them"
+        )
 
 
 def _is_state_dict(obj: object) -> bool:
@@ -116,8 +474,9 @@ def _state_dict_of(obj: object, path: Path) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not _is_state_dict(obj):
-        found = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
-        raise CheckpointError(f"{path.name}: no state dict (a mapping of names to tensors) in the file; found {found}")
+        raise CheckpointError(
+            f"{_bounded(path.name)}: no state dict (a mapping of names to tensors) in the file; found {_describe(obj)}"
+        )
     assert isinstance(obj, dict)  # _is_state_dict checked it
     state = dict(obj)
     for prefix in _PREFIXES:
@@ -126,8 +485,38 @@ def _state_dict_of(obj: object, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _describe(obj: object) -> str:
+    """What ``obj`` is, in a bounded number of words: types and counts, and string keys
+    cut short. NOTE never str() or repr() of the file's objects: a value can unfold
+    into more objects than there is memory (see :class:`~sevis.limits.Limits`)."""
+    if not isinstance(obj, dict):
+        count = f" of {len(obj):,} items" if isinstance(obj, (list, tuple)) else ""
+        return f"a {type(obj).__name__}{count}"
+    keys = [k for k in obj if isinstance(k, str)]
+    shown = ", ".join(_bounded(k, 40) for k in sorted(keys[:1000])[:_SHOWN])
+    others = Counter(type(k).__name__ for k in obj if not isinstance(k, str))
+    parts = [f"{len(keys):,} text keys ({shown}{', …' if len(keys) > _SHOWN else ''})"] if keys else []
+    parts += [f"{n:,} {name} keys" for name, n in others.most_common(3)]
+    return f"a dict with {' and '.join(parts) or 'no keys'}"
+
+
+def _check_real(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse tensors of types no network here uses (complex, quantized, float8, ...)."""
+    odd = [(k, v.dtype) for k, v in state.items() if v.dtype not in _REAL or v.layout != torch.strided]
+    if odd:
+        key, dtype = odd[0]
+        raise CheckpointError(
+            f"{_bounded(path.name)}: refused, {len(odd)} tensors are of a type these networks do not use "
+            f"(first: {_bounded(key, 60)} is {str(dtype).removeprefix('torch.')}"
+            f"{'' if odd[0][1] in _REAL else ', not real numbers' if odd[0][1].is_complex else ''})"
+        )
+
+
 def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, arch: str) -> None:
-    """Load ``state`` into ``model`` or raise :class:`CheckpointError` saying what differs."""
+    """Load ``state`` into ``model`` or raise :class:`CheckpointError` saying what differs:
+    keys, shapes, tensor types (a bool or integer tensor where the network has floats
+    would give NaN everywhere), values that are not finite."""
+    source = source if len(source) <= 80 else source[:79] + "…"
     expected = model.state_dict()
     # NOTE BatchNorm fills in a missing num_batches_tracked itself (checkpoints older
     # than PyTorch 0.4.1, such as the SENet authors' converted Caffe weights, lack it).
@@ -147,7 +536,41 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, a
         ]
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", reshaped)):
             if keys:
-                more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
-                parts.append(f"{label}: {', '.join(keys[:_SHOWN])}{more}.")
+                parts.append(f"{label}: {_listed(keys)}.")
         raise CheckpointError(" ".join(parts))
+    retyped = [
+        f"{k} is {_dtype(state[k].dtype)} where {arch} has {_dtype(v.dtype)}"
+        for k, v in expected.items()
+        if k in state and not _same_kind(state[k].dtype, v.dtype)
+    ]
+    if retyped:
+        raise CheckpointError(
+            f"{source}: refused, {len(retyped)} tensors of a type {arch} does not use: {_listed(retyped)}."
+        )
+    nonfinite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if nonfinite:
+        raise CheckpointError(
+            f"{source}: refused, {len(nonfinite)} tensors hold NaN or infinite values ({_listed(nonfinite)}); "
+            "the network would answer NaN for every image."
+        )
     model.load_state_dict(state, strict=True)
+
+
+def _listed(items: list[str]) -> str:
+    """The first few of ``items``, each cut short, and how many more."""
+    shown = ", ".join(i if len(i) <= 100 else i[:99] + "…" for i in items[:_SHOWN])
+    return shown + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _same_kind(found: torch.dtype, wanted: torch.dtype) -> bool:
+    """Floats for floats (half and double are converted exactly enough), integers for
+    integers, bools for bools."""
+    if wanted.is_floating_point:
+        return found.is_floating_point
+    if wanted == torch.bool or found == torch.bool:
+        return found == wanted
+    return not found.is_floating_point and not found.is_complex

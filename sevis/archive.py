@@ -12,14 +12,16 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import BinaryIO
 
+from ._zipcheck import ZipLimitError, count_entries
 from .analysis import Failure
 from .errors import ArchiveError
+from .limits import Limits
 
 __all__ = ["LabelledFile", "read_zip"]
 
-MAX_FILES = 20_000
-MAX_TOTAL_BYTES = 4 * 1024**3
+_MB = 1024**2
 
 
 @dataclass(frozen=True)
@@ -29,19 +31,31 @@ class LabelledFile:
     data: bytes
 
 
-def read_zip(
-    data: bytes, *, max_files: int = MAX_FILES, max_total_bytes: int = MAX_TOTAL_BYTES
-) -> tuple[list[LabelledFile], list[Failure]]:
+def read_zip(source: bytes | BinaryIO, *, limits: Limits | None = None) -> tuple[list[LabelledFile], list[Failure]]:
     """The files of a zip with their class label (their folder's name), in name order,
     and the entries that could not be extracted.
 
+    Bounded before anything is unpacked (``limits``: :meth:`Limits.from_env` when None):
+    the central directory's entries are counted without listing them; a member larger
+    than ``limits.zip_member_bytes`` unpacked is a failure named by its path; members
+    are read one at a time, never beyond their declared size.
+
+    Args:
+        source: the archive's bytes, or a seekable binary file (an upload), read in place.
+
     Raises:
-        ArchiveError: not a zip, or more files or uncompressed bytes than allowed.
+        ArchiveError: not a zip, or more files or unpacked bytes than allowed.
     """
+    limits = limits or Limits.from_env()
+    f = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError) as err:
-        raise ArchiveError(f"not a readable zip archive ({err})") from None
+        count_entries(f, limits.zip_files)
+        f.seek(0)
+        archive = zipfile.ZipFile(f)
+    except ZipLimitError as err:
+        raise ArchiveError(str(err)) from None
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise ArchiveError(f"not a readable zip archive ({str(err)[:200]})") from None
     entries = [
         info
         for info in archive.infolist()
@@ -49,23 +63,36 @@ def read_zip(
         and "__MACOSX" not in PurePosixPath(info.filename).parts
         and not PurePosixPath(info.filename).name.startswith(".")
     ]
-    if len(entries) > max_files:
-        raise ArchiveError(f"the archive holds {len(entries):,} files, more than the limit of {max_files:,}")
-    total = sum(info.file_size for info in entries)
-    if total > max_total_bytes:
-        raise ArchiveError(
-            f"the archive unpacks to {total / 1024**2:,.0f} MB, more than the limit of "
-            f"{max_total_bytes / 1024**2:,.0f} MB"
+    failures = [
+        Failure(
+            _shown(info.filename),
+            f"{info.file_size / _MB:,.0f} MB unpacked, more than the limit of "
+            f"{limits.zip_member_bytes / _MB:,.0f} MB for one file (SEVIS_ZIP_MAX_MEMBER_MB); not unpacked",
         )
-    files, failures = [], []
+        for info in entries
+        if info.file_size > limits.zip_member_bytes
+    ]
+    entries = [info for info in entries if info.file_size <= limits.zip_member_bytes]
+    total = sum(info.file_size for info in entries)
+    if total > limits.zip_total_bytes:
+        raise ArchiveError(
+            f"the archive unpacks to {total / _MB:,.0f} MB, more than the limit of "
+            f"{limits.zip_total_bytes / _MB:,.0f} MB (SEVIS_ZIP_MAX_MB)"
+        )
+    files = []
     for info in sorted(entries, key=lambda i: i.filename):
         path = PurePosixPath(info.filename)
         try:
             content = archive.read(info)
         except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, EOFError, zlib.error) as err:
             # bad CRC or data, unsupported compression, encrypted entries, truncated streams
-            failures.append(Failure(info.filename, f"cannot be extracted from the zip ({err})"))
+            failures.append(Failure(_shown(info.filename), f"cannot be extracted from the zip ({str(err)[:200]})"))
             continue
         label = path.parent.name if len(path.parts) > 1 else None
         files.append(LabelledFile(info.filename, label, content))
     return files, failures
+
+
+def _shown(name: str) -> str:
+    """An entry's path for a message, at most 200 characters."""
+    return name if len(name) <= 200 else name[:199] + "…"

@@ -26,7 +26,7 @@ import torch
 from timm.data import ImageNetInfo, infer_imagenet_subset, resolve_model_data_config
 from torch import nn
 
-from ._checkpoint import load_strict, read_checkpoint
+from ._checkpoint import load_strict, read_checkpoint, read_checkpoint_isolated
 from .attention import find_attention
 from .errors import UnknownModelError, WeightsUnavailableError
 from .provenance import Provenance
@@ -204,6 +204,7 @@ def load_model(
     *,
     device: str | torch.device = "cpu",
     check: bool = True,
+    isolate: bool = False,
 ) -> nn.Module:
     """Build ``name`` with ``weights`` and return it in eval mode.
 
@@ -217,20 +218,24 @@ def load_model(
         device: where the model lives.
         check: classify the sample photographs (:func:`sevis.selfcheck.self_check`) and
             keep the verdict in ``model.sevis_info.check``; three images, once.
+        isolate: read a weights file in a worker process limited in memory and time
+            (:class:`sevis.limits.Limits`, from ``SEVIS_*`` variables): for files from
+            people you do not trust, such as a shared dashboard's uploads.
 
     Returns:
         The model, with :class:`ModelInfo` at ``model.sevis_info``.
 
     Raises:
         UnknownModelError: ``name`` is unknown, or the network has no SE/SGE layers.
-        CheckpointError: the file is unsafe, corrupt, or for another architecture.
+        CheckpointError: the file is unsafe, corrupt, beyond the limits, or for another
+            architecture.
         WeightsUnavailableError: the pretrained source cannot be reached.
     """
     spec = _spec_for(name)
     sha256 = None
     if isinstance(weights, os.PathLike) or weights not in (PRETRAINED, UNTRAINED):
         model = spec.build(False)
-        checkpoint = read_checkpoint(weights)
+        checkpoint = (read_checkpoint_isolated if isolate else read_checkpoint)(weights)
         load_strict(model, spec.adapt_keys(checkpoint.state_dict), checkpoint.path.name, name)
         source, sha256 = str(checkpoint.path), checkpoint.sha256
     elif weights == UNTRAINED:
@@ -241,7 +246,7 @@ def load_model(
             model = spec.build(False)
         source = UNTRAINED
     elif weights_file(name) is not None:  # a file in the weights folder, downloaded there if missing
-        return load_model(name, fetch_weights(name), device=device, check=check)
+        return load_model(name, fetch_weights(name), device=device, check=check, isolate=isolate)
     else:
         try:
             model = spec.build(True)

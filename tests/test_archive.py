@@ -7,6 +7,7 @@ from conftest import make_zip
 
 import sevis
 from sevis import ArchiveError
+from sevis.limits import Limits
 
 
 def test_labels_are_folder_names_and_junk_is_skipped(photos):
@@ -44,9 +45,9 @@ def test_limits_and_non_zips(photos):
     with pytest.raises(ArchiveError, match="not a readable zip archive"):
         sevis.read_zip(b"PK but not really")
     many = make_zip({f"c/{i}.png": b"x" for i in range(5)})
-    with pytest.raises(ArchiveError, match="holds 5 files, more than the limit of 4"):
-        sevis.read_zip(many, max_files=4)
+    with pytest.raises(ArchiveError, match="declares 5 entries, more than the limit of 4"):
+        sevis.read_zip(many, limits=Limits(zip_files=4))
     bomb = make_zip({"c/zeros.png": bytes(50 * 1024**2)})  # 50 MB of zeros, tiny compressed
     assert len(bomb) < 1024**2
     with pytest.raises(ArchiveError, match="unpacks to 50 MB, more than the limit of 10 MB"):
-        sevis.read_zip(bomb, max_total_bytes=10 * 1024**2)
+        sevis.read_zip(bomb, limits=Limits(zip_total_bytes=10 * 1024**2))
