@@ -89,6 +89,8 @@ def open_once(path: str) -> None:
 
     import sevis  # noqa: F401  imported before the baseline, as the server has it
 
+    os.environ["SEVIS_SERVER_DIRS"] = str(Path(path).parent)  # the dashboard opens server paths only there
+
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
     at.run()
     at.switch_page("app_pages/classes.py").run()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -288,7 +290,7 @@ def test_compare_needs_both_then_shows_stages(app):
     ]
 
 
-def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos, tmp_path):
+def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos, tmp_path, monkeypatch):
     from sevis.extract import extract
 
     folder = tmp_path / "data"
@@ -301,6 +303,12 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos,
     app.switch_page("app_pages/classes.py").run()
     app.radio(key="classes_mode").set_value("run").run()
     assert any("Upload a run" in i.value for i in app.info)
+    app.text_input(key="classes_run_path").set_value(str(run)).run()
+    assert not app.exception  # outside the folders the dashboard may open: refused
+    assert any("the dashboard opens files on the server only inside" in e.value for e in app.error)
+    monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))  # the operator lists the folder
+    app.text_input(key="classes_run_path").set_value("run.parquet").run()  # relative: found there
+    no_errors(app)
     app.text_input(key="classes_run_path").set_value(str(run)).run()
     assert not app.exception
     assert charts(app) == 4 and classes_shown(app).value == ["cat", "cup"]
@@ -316,7 +324,7 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos,
     assert any("bad.parquet: not a readable Parquet file" in e.value for e in app.error)
 
 
-def test_a_saved_run_without_se_4_6_and_with_a_class_named_all_images(app, tiny_se, photos, tmp_path):
+def test_a_saved_run_without_se_4_6_and_with_a_class_named_all_images(app, tiny_se, photos, tmp_path, monkeypatch):
     from sevis.extract import extract
 
     folder = tmp_path / "data"
@@ -325,6 +333,7 @@ def test_a_saved_run_without_se_4_6_and_with_a_class_named_all_images(app, tiny_
         for name in names:
             (folder / label / name).write_bytes(photos[name])
     run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, layers=["SE_5_2"], progress=False)
+    monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
 
     app.switch_page("app_pages/classes.py").run()
     app.radio(key="classes_mode").set_value("run").run()
@@ -397,3 +406,124 @@ def test_a_model_list_with_nothing_usable_falls_back_to_the_papers_models(offlin
     at = start(monkeypatch)
     assert not at.exception
     assert at.sidebar.radio(key="model_choice").options == ["SE-ResNet-50", "SGE-ResNet-50", "Both"]
+
+
+# Hostile inputs (issue 14): each reproduces a finding of the adversarial review.
+
+
+def server_path_error(at: AppTest, text: str) -> str:
+    at.sidebar.text_input(key="se_resnet50_path").set_value(text).run()
+    assert not at.exception
+    (error,) = [e.value for e in at.error]
+    return error
+
+
+def test_server_paths_outside_the_folders_get_one_message_whether_or_not_the_file_exists(real_app, offline):
+    folder = offline / "sevis-weights"
+    (folder / "link.pth").symlink_to("/etc/passwd")
+    real_app.sidebar.selectbox(key="se_resnet50_source").set_value("server").run()
+    typed = [
+        "/etc/shadow",
+        "/etc/does-not-exist",
+        "/proc/self/environ",
+        "../../../../etc/passwd",
+        str(folder / "link.pth"),
+    ]
+    # the path typed, echoed at most 80 characters long, is the only difference
+    messages = {text: re.sub(r"^(.*?: )'[^']*': ", r"\1PATH: ", server_path_error(real_app, text)) for text in typed}
+    assert len(set(messages.values())) == 1, messages
+    (message,) = set(messages.values())
+    assert message.startswith(
+        "SE-ResNet-50 could not be loaded: PATH: the dashboard opens files on the server only inside "
+    )
+    assert str(folder.resolve()) in message and "SEVIS_SERVER_DIRS" in message
+    # inside the folder the user may learn what is there: that is what the folder is for
+    assert "no file 'absent.pth' in" in server_path_error(real_app, "absent.pth")
+    long = "/etc/" + "x" * 5000
+    assert (
+        len(server_path_error(real_app, long[:1000])) < 600
+    )  # the widget takes 1,000 characters; the message echoes 80
+
+
+def test_a_sparse_3_gb_file_in_the_folder_is_refused_by_its_size_before_reading(real_app, offline):
+    huge = offline / "sevis-weights" / "huge.pth"
+    with open(huge, "wb") as f:
+        f.truncate(3 * 1024**3)
+    real_app.sidebar.selectbox(key="se_resnet50_source").set_value("server").run()
+    message = server_path_error(real_app, "huge.pth")
+    assert (
+        "huge.pth: 3,072 MB, more than the limit of 1,024 MB for a weights file (SEVIS_MAX_CHECKPOINT_MB); not read"
+        in message
+    )
+
+
+def test_a_tuple_bomb_upload_is_refused_and_the_page_goes_on(real_app):
+    from test_hostile import tuple_bomb, zip_checkpoint
+
+    real_app.sidebar.selectbox(key="se_resnet50_source").set_value("upload").run()
+    bomb = zip_checkpoint(tuple_bomb(60))
+    assert len(bomb) < 4096
+    real_app.sidebar.get("file_uploader")[0].set_value(("bomb.pth", bomb, "application/octet-stream")).run()
+    assert not real_app.exception
+    (error,) = [e.value for e in real_app.error]
+    assert (
+        error.startswith("SE-ResNet-50 could not be loaded: bomb.pth: refused, its objects unfold") and len(error) < 400
+    )
+    untrained(real_app, "se_resnet50")
+    no_errors(real_app)
+    assert charts(real_app) == 4
+
+
+def test_a_full_disk_during_a_checkpoint_upload_is_a_message_and_the_next_try_works(
+    real_app, senet_file, tmp_path, monkeypatch
+):
+    from conftest import remount, small_disk
+
+    with small_disk(tmp_path / "uploads", "1m") as disk:
+        monkeypatch.setenv("SEVIS_UPLOAD_DIR", str(disk))
+        real_app.sidebar.selectbox(key="se_resnet50_source").set_value("upload").run()
+        upload = ("se_resnet50-ce0d4300.pth", senet_file.read_bytes(), "application/octet-stream")
+        real_app.sidebar.get("file_uploader")[0].set_value(upload).run()
+        assert not real_app.exception
+        (error,) = [e.value for e in real_app.error]
+        assert error == (
+            "SE-ResNet-50 could not be loaded: se_resnet50-ce0d4300.pth could not be kept on the server to be read "
+            "(No space left on device); nothing of it was kept"
+        )
+        assert [p for p in disk.rglob("*") if p.is_file()] == []  # no truncated file left behind
+        remount(disk, "512m")
+        real_app.run()  # the same upload, now with room: read, not "corrupt"
+        no_errors(real_app)
+        assert charts(real_app) == 4
+        assert [p for p in disk.rglob("*") if p.is_file()] == []  # removed once read
+    from app_pages.services import Loaded
+
+    (loaded,) = [m for m in real_app.session_state["models"] if isinstance(m, Loaded)]
+    assert loaded.provenance.weights == "uploaded se_resnet50-ce0d4300.pth"  # the user's file, not a temporary path
+    assert loaded.provenance.weights_sha256 == hashlib.sha256(upload[1]).hexdigest()
+
+
+def test_the_gradcam_class_follows_the_image(app, photos):
+    import sevis
+    from app_pages.services import load_model
+
+    untrained(app)
+    names = ["chelsea.png", "coffee.png"]
+    app.get("file_uploader")[0].set_value([png(photos, n) for n in names]).run()
+    result = sevis.analyse(load_model(SE, "untrained"), [(n, photos[n]) for n in names])
+    tops = [image.top_classes[0] for image in result.images]
+    classes = list(sevis.model_info(load_model(SE, "untrained")).class_names)
+
+    def cam_box():
+        (box,) = [s for s in app.selectbox if s.label == "Grad-CAM class"]
+        return box
+
+    assert classes[cam_box().value] == tops[0]
+    other = next(i for i, c in enumerate(classes) if c not in tops)
+    cam_box().set_value(other).run()
+    assert cam_box().value == other
+    app.selectbox(key="image_choice").set_value("coffee.png").run()
+    no_errors(app)
+    assert classes[cam_box().value] == tops[1]  # the new image's own top class, not the old choice
+    app.selectbox(key="image_choice").set_value("chelsea.png").run()
+    assert classes[cam_box().value] == tops[0]  # back to the first: its own top class again

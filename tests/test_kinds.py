@@ -142,6 +142,7 @@ def test_the_classes_page_shows_a_saved_toy_run(toy_model, image_folder, tmp_pat
 
     out = extract(toy_model, image_folder, tmp_path / "toy.parquet", workers=0, progress=False)
     monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
     at.switch_page("app_pages/classes.py").run()
