@@ -1,6 +1,7 @@
 # sevis dashboard. Build: docker build -t sevis .   Run: docker run -p 8501:8501 sevis
 # Pretrained weights live in the /weights volume (downloaded there once, or filled by
-# `sevis weights fetch` on a connected machine and mounted); hub caches in /cache.
+# `sevis weights fetch` on a connected machine and mounted); hub caches in /cache; saved
+# runs the dashboard may open by path in /data (mount it read-only).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE}
 
@@ -18,6 +19,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     STREAMLIT_SERVER_ADDRESS=0.0.0.0 \
     STREAMLIT_SERVER_PORT=8501
 
+# What one user's file may cost (README, "Running it for a group"); override with -e.
+ENV SEVIS_SERVER_DIRS=/data \
+    SEVIS_MAX_CHECKPOINT_MB=1024 \
+    SEVIS_PARSE_TIMEOUT_S=120 \
+    SEVIS_PARSE_MEMORY_MB=4096 \
+    SEVIS_ZIP_MAX_FILES=20000 \
+    SEVIS_ZIP_MAX_MEMBER_MB=64 \
+    SEVIS_ZIP_MAX_MB=1024 \
+    STREAMLIT_SERVER_MAX_UPLOAD_SIZE=512
+
 WORKDIR /app
 COPY requirements.txt ./
 # The torch pair first, from TORCH_INDEX_URL; the rest then finds it installed.
@@ -33,7 +44,7 @@ COPY app_pages ./app_pages
 COPY assets ./assets
 RUN pip install --no-deps . \
     && useradd --create-home --uid 10001 sevis \
-    && mkdir -p /cache /weights \
+    && mkdir -p /cache /weights /data \
     && chown sevis:sevis /cache /weights
 
 USER 10001:10001

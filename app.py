@@ -4,7 +4,9 @@
 
 Environment: ``SEVIS_PLUGINS`` (modules to import first, e.g. ones that register
 models or attention classes), ``SEVIS_DASHBOARD_MODELS`` (``Label=name,...``: the
-networks the model panel offers; default SE-ResNet-50 and SGE-ResNet-50).
+networks the model panel offers; default SE-ResNet-50 and SGE-ResNet-50); for a shared
+server, ``SEVIS_ALLOWED_USERS``, ``SEVIS_SERVER_DIRS``, ``SEVIS_UPLOAD_DIR`` and the
+limits of :mod:`sevis.limits` (the README's "Running it for a group").
 """
 
 import os
@@ -14,7 +16,9 @@ import streamlit as st
 st.set_page_config(page_title="sevis: SE and SGE attention", page_icon="🔎", layout="wide")
 
 from app_pages.services import load_plugins
-from app_pages.widgets import model_panel
+from app_pages.widgets import login_gate, model_panel
+
+login_gate()  # only with [auth] in the secrets: see README, "Running it for a group"
 
 for module, error in load_plugins(os.environ.get("SEVIS_PLUGINS", "")).items():
     st.error(f"Plugin {module} could not be loaded ({error}); the dashboard runs without it.")

@@ -6,11 +6,13 @@ Pages stay thin: they gather widget values, call :mod:`sevis` (through
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.errors import StreamlitSecretNotFoundError
 
 import sevis
 from app_pages.services import USER_ERRORS, Loaded, Weights, dashboard_models, open_model, upload_digest
@@ -56,6 +58,42 @@ def _weights_widget(label: str, key: str) -> Weights | None:
         digests.clear()
         digests[upload.file_id] = upload_digest(upload.getbuffer())
     return Weights("upload", digests[upload.file_id], upload.name, upload.getbuffer())
+
+
+def login_gate() -> None:
+    """With an ``[auth]`` section in Streamlit's secrets (an OpenID Connect provider), only
+    people signed in through it get past this point; with ``$SEVIS_ALLOWED_USERS``
+    (comma-separated addresses, or ``@domain`` for a whole domain), only those listed."""
+    if not auth_configured():
+        return
+    if not st.user.get("is_logged_in", False):  # absent where no login happened (AppTest)
+        st.title("sevis: SE and SGE attention")
+        st.write("This dashboard is shared within a group: sign in to use it.")
+        st.button("Sign in", on_click=st.login, icon=":material/login:")
+        st.stop()
+    email = str(st.user.get("email") or "")
+    if not user_allowed(email, os.environ.get("SEVIS_ALLOWED_USERS", "")):
+        st.error(f"{email[:100] or 'This account'} may not use this dashboard; ask its operator for access.")
+        st.button("Sign out", on_click=st.logout)
+        st.stop()
+    st.sidebar.button("Sign out", on_click=st.logout, icon=":material/logout:")
+
+
+def auth_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except (StreamlitSecretNotFoundError, FileNotFoundError):
+        return False
+
+
+def user_allowed(email: str, allowed: str) -> bool:
+    """Whether ``email`` is in ``allowed`` (comma-separated addresses and ``@domain``
+    entries, case-insensitive); everyone signed in when ``allowed`` is empty."""
+    entries = {e.strip().lower() for e in allowed.split(",") if e.strip()}
+    if not entries:
+        return True
+    email = email.strip().lower()
+    return bool(email) and (email in entries or any(e.startswith("@") and email.endswith(e) for e in entries))
 
 
 UNTRAINED_LINES = {

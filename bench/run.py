@@ -110,6 +110,10 @@ def main(argv: list[str] | None = None) -> None:
             "6. A 50,000-image saved run opened on the Classes page (target < 10 s, < 2 GB added)",
             run("open_run.py", "--images", "5000" if args.quick else "50000"),
         ),
+        (
+            "8. Load: N sessions uploading photographs while one uploads hostile files (health < 1 s)",
+            run("load.py", "--sessions", "2" if args.quick else "3", "--rounds", "2" if args.quick else "4"),
+        ),
     ]
     import torch
 

@@ -527,3 +527,27 @@ def test_the_gradcam_class_follows_the_image(app, photos):
     assert classes[cam_box().value] == tops[1]  # the new image's own top class, not the old choice
     app.selectbox(key="image_choice").set_value("chelsea.png").run()
     assert classes[cam_box().value] == tops[0]  # back to the first: its own top class again
+
+
+def test_with_a_login_provider_nobody_gets_past_the_sign_in_page_unsigned(app):
+    app.secrets["auth"] = {
+        "redirect_uri": "http://localhost:8501/oauth2callback",
+        "cookie_secret": "a long random string for the test",
+        "client_id": "sevis",
+        "client_secret": "not a real secret",
+        "server_metadata_url": "https://id.example.org/.well-known/openid-configuration",
+    }
+    app.run()
+    assert not app.exception
+    assert [b.label for b in app.button] == ["Sign in"]
+    assert not app.sidebar.radio and not app.get("plotly_chart")  # no model panel, no analysis
+
+
+def test_allowed_users_by_address_or_domain():
+    from app_pages.widgets import user_allowed
+
+    assert user_allowed("ada@lab.org", "")  # no list: whoever the provider signs in
+    allowed = "ada@lab.org, @vision.example.edu"
+    assert user_allowed("Ada@Lab.org", allowed) and user_allowed("bo@vision.example.edu", allowed)
+    assert not user_allowed("eve@example.edu", allowed) and not user_allowed("", allowed)
+    assert not user_allowed("eve@evilvision.example.edu.attacker.com", allowed)

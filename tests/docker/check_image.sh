@@ -169,4 +169,14 @@ model = sevis.load_model("se_resnet50")
 assert model.sevis_info.weights == "/weights/se_resnet50-ce0d4300.pth", model.sevis_info.weights
 print("[docker-check] the mounted weights folder is used:", model.sevis_info.weights)
 ' || { say "the mounted weights are not used"; exit 1; }
+# The limits come from the environment (-e), and an isolated checkpoint read works as the
+# image's unprivileged user, under the worker's memory and time limits.
+"${B[@]}" run --isolation chroot -v "$WEIGHTS:/weights:ro" --env SEVIS_ZIP_MAX_FILES=7 "$probe" -- python -c '
+import sevis
+from sevis.limits import Limits
+limits = Limits.from_env()
+assert (limits.zip_files, limits.zip_member_bytes) == (7, 64 * 1024**2), limits
+model = sevis.load_model("se_resnet50", "/weights/se_resnet50-ce0d4300.pth", isolate=True, check=False)
+print("[docker-check] limits from the environment; isolated read:", model.sevis_info.weights_sha256[:12])
+' || { say "the limits or the isolated checkpoint reader do not work in the image"; exit 1; }
 say "OK: build ${BUILD_S} s, size ${SIZE}"

@@ -1,0 +1,320 @@
+"""What one hostile user costs the others: a real dashboard server, several browser
+sessions uploading photographs while one uploads files built to hurt.
+
+Starts `streamlit run app.py` on loopback (offline, SE-ResNet-50 with untrained weights
+for everyone: the demo button), opens N+1 sessions in one headless Chromium (Debian's),
+and for the duration:
+
+- N sessions each upload R photographs, one at a time, each a new image (one pixel
+  changed, so no cache answers): time from the upload to its charts drawn;
+- one session uploads, in a loop: a 1 KB tuple-bomb checkpoint (2**60 objects when
+  unfolded), a complex-valued checkpoint, a 100 MB checkpoint of another architecture
+  (read in full by the worker), a 4 MB zip of four 1 GB members and a zip of a million
+  entries on the Classes page, and records the message each got;
+- a thread asks /_stcore/health every 0.2 s (timeout 5 s), another samples the memory
+  of the server and its worker processes every 0.2 s.
+
+Prints p50/p95 upload-to-charts, the health endpoint's worst and p99 answer times,
+peak memory, and the hostile uploads' outcomes.
+
+    python bench/load.py [--sessions 3] [--rounds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from test_e2e import CHART, CHROMIUM, CHROMIUM_FLAGS, free_port  # noqa: E402
+from test_hostile import deflated_zeros, many_entries, tuple_bomb, zip_checkpoint  # noqa: E402
+
+MAX_SESSIONS = 8
+EVENTS: list[tuple[float, str]] = []  # (perf_counter, what happened), for the slow answers
+PHOTOS = [ROOT / "assets" / n for n in ("chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png")]
+
+
+def start_server(home: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "TORCH_HOME": str(home / "torch"),
+        "HF_HOME": str(home / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "SEVIS_WEIGHTS_DIR": str(home / "weights"),
+        "SEVIS_CACHE_DIR": str(home / "cache"),
+        "SEVIS_UPLOAD_DIR": str(home / "uploads"),
+        "SEVIS_DASHBOARD_MODELS": "SE-ResNet-50=se_resnet50",
+    }
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+    log = open(home / "server.log", "wb")  # noqa: SIM115  the server writes it until the end
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    return process, url
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError("streamlit did not start")
+
+
+POLLER = """
+import sys, time, urllib.request
+url, out = sys.argv[1], open(sys.argv[2], "w", buffering=1)
+began = time.perf_counter()
+while True:
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as response:
+            response.read()
+        ok = 1
+    except OSError:
+        ok = 0
+    out.write(f"{start - began:.3f} {time.perf_counter() - start:.4f} {ok}\\n")
+    time.sleep(0.2)
+"""
+
+
+class Health:
+    """Asks the health endpoint every 0.2 s (timeout 5 s) from a process of its own, so
+    that this process's work (the browser driver) does not delay the asking."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.log, self.began = log, time.perf_counter()
+        self.process = subprocess.Popen([sys.executable, "-c", POLLER, url, str(log)])
+
+    def finish(self) -> tuple[list[float], int, list[tuple[float, float]]]:
+        """Answer times, failures, and (seconds since start, answer time) of those over 1 s."""
+        self.process.terminate()
+        self.process.wait(10)
+        rows = [line.split() for line in self.log.read_text().splitlines() if len(line.split()) == 3]
+        times = [float(r[1]) for r in rows]
+        slow = [(float(r[0]), float(r[1])) for r in rows if float(r[1]) > 1]
+        return times, sum(r[2] == "0" for r in rows), slow
+
+
+class Memory(threading.Thread):
+    """Samples the resident memory of a process and its descendants (the parsing workers)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak_mb, self.stop = pid, 0.0, threading.Event()
+
+    def tree(self, pid: int) -> list[int]:
+        pids = [pid]
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in children:
+                pids += self.tree(int(child))
+        return pids
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            total = 0.0
+            for pid in self.tree(self.pid):
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                line = next((x for x in status.splitlines() if x.startswith("VmRSS:")), "VmRSS: 0 kB")
+                total += int(line.split()[1]) / 1024
+            self.peak_mb = max(self.peak_mb, total)
+            self.stop.wait(0.2)
+
+
+def new_photo(path: Path, seed: int) -> bytes:
+    """The photograph with one pixel changed: a new image to every cache."""
+    image = Image.open(path).convert("RGB")
+    image.putpixel((seed % image.width, (seed // image.width) % image.height), (seed % 256, 0, 255 - seed % 256))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def settled(page, count: int, timeout: float = 300) -> None:
+    """Exactly ``count`` charts, no stale element, no script running, three polls in a row."""
+    deadline = time.monotonic() + timeout
+    steady, last = 0, None
+    while time.monotonic() < deadline:
+        state = await page.evaluate(
+            """([chart]) => [document.querySelectorAll(chart).length,
+                document.querySelectorAll('[data-stale="true"]').length,
+                document.querySelectorAll('[data-testid="stStatusWidget"]').length]""",
+            [CHART],
+        )
+        steady = steady + 1 if state == last and state[1:] == [0, 0] else 0
+        last = state
+        if steady >= 3 and state[0] == count:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"charts, stale, running: {last}; expected {count} charts")
+
+
+async def open_session(browser, url: str):
+    context = await browser.new_context(viewport={"width": 1400, "height": 2000})
+    page = await context.new_page()
+    page.set_default_timeout(180_000)
+    await page.goto(url)
+    await page.get_by_text("The pretrained weights could not be fetched").wait_for()
+    return page
+
+
+async def normal_session(browser, url: str, index: int, rounds: int, times: list[float]) -> None:
+    for r in range(rounds):
+        # NOTE a fresh session per photograph: the uploader adds files to its list, and a
+        # page showing one new photograph is what is timed
+        page = await open_session(browser, url)
+        await page.get_by_role("button", name="Untrained weights (a demo)").click()
+        await settled(page, 4)  # the sample photographs
+        uploader = page.locator('[data-testid="stMain"] [data-testid="stFileUploaderDropzoneInput"]').first
+        name = f"s{index}_r{r}.png"
+        data = new_photo(PHOTOS[(index + r) % len(PHOTOS)], 1000 * index + r)
+        start = time.perf_counter()
+        await uploader.set_input_files({"name": name, "mimeType": "image/png", "buffer": data})
+        await page.get_by_text(f"{name}: the 224×224 crop").wait_for()
+        await settled(page, 4)
+        times.append(time.perf_counter() - start)
+        await page.context.close()
+
+
+ZIP_SAYS = {"four_gb.zip": "for one file", "million.zip": "million.zip: "}  # how each answer is told apart
+
+
+def hostile_files(folder: Path) -> dict[str, tuple[str, Path]]:
+    """name -> (where it goes, the file: Playwright hands files over 50 MB by path)."""
+    import timm
+
+    other = folder / "resnet50.pth"
+    torch.save(timm.create_model("resnet50").state_dict(), other)
+    complex_state = io.BytesIO()
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7, dtype=torch.complex64)}, complex_state)
+    made = {
+        "bomb.pth": ("checkpoint", zip_checkpoint(tuple_bomb(60))),
+        "complex.pth": ("checkpoint", complex_state.getvalue()),
+        "four_gb.zip": ("zip", deflated_zeros({f"cat/{i}.png": 1024**3 for i in range(4)})),
+        "million.zip": ("zip", many_entries(1_000_000)),
+    }
+    for name, (_, data) in made.items():
+        (folder / name).write_bytes(data)
+    files = {name: (where, folder / name) for name, (where, _) in made.items()}
+    return {**files, "resnet50.pth": ("checkpoint", other)}
+
+
+async def hostile_session(browser, url: str, files: dict[str, tuple[str, Path]], done: asyncio.Event, seen: dict):
+    """One user in two tabs: checkpoints in one (the model panel's upload), zips on the
+    Classes page in the other (which needs a model: the demo weights)."""
+    checkpoints = await open_session(browser, url)
+    await checkpoints.get_by_role("button", name="Upload a checkpoint").click()
+    sidebar_upload = checkpoints.locator('[data-testid="stSidebar"] [data-testid="stFileUploaderDropzoneInput"]')
+    await sidebar_upload.wait_for(state="attached")
+    zips = await open_session(browser, url)
+    await zips.get_by_role("button", name="Untrained weights (a demo)").click()
+    await settled(zips, 4)
+    await zips.get_by_role("link", name="Classes").click()
+    await zips.get_by_text("A .zip with one folder per class").click()
+    zip_upload = zips.locator('[data-testid="stMain"] [data-testid="stFileUploaderDropzoneInput"]').first
+    while not done.is_set():
+        for name, (where, path) in files.items():
+            start = time.perf_counter()
+            if where == "checkpoint":
+                await sidebar_upload.set_input_files(path)
+                alert = checkpoints.locator('[data-testid="stAlertContentError"]', has_text=name).first
+            else:
+                await zip_upload.set_input_files(path)
+                alerts = zips.locator('[data-testid="stAlertContentError"], [data-testid="stAlertContentWarning"]')
+                alert = alerts.filter(has_text=ZIP_SAYS[name]).first
+            await alert.wait_for()
+            seen.setdefault(name, (await alert.inner_text(), time.perf_counter() - start))
+            EVENTS.append((time.perf_counter(), name))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def drive(url: str, sessions: int, rounds: int, files) -> tuple[list[float], dict]:
+    from playwright.async_api import async_playwright
+
+    times: list[float] = []
+    seen: dict[str, tuple[str, float]] = {}
+    done = asyncio.Event()
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        hostile = asyncio.create_task(hostile_session(browser, url, files, done, seen) if files else asyncio.sleep(0))
+        await asyncio.gather(*(normal_session(browser, url, i, rounds, times) for i in range(sessions)))
+        done.set()
+        try:
+            await asyncio.wait_for(hostile, 300)
+        except TimeoutError:
+            hostile.cancel()
+        await browser.close()
+    return times, seen
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=3, help=f"normal sessions, at most {MAX_SESSIONS}")
+    parser.add_argument("--rounds", type=int, default=4, help="photographs each normal session uploads")
+    parser.add_argument("--no-hostile", action="store_true", help="the normal sessions alone (a baseline)")
+    args = parser.parse_args(argv)
+    sessions = max(1, min(args.sessions, MAX_SESSIONS))
+    with tempfile.TemporaryDirectory(prefix="sevis-load-") as folder:
+        home = Path(folder)
+        files = hostile_files(home)
+        sizes = {name: path.stat().st_size / 1024**2 for name, (_, path) in files.items()}
+        process, url = start_server(home)
+        health, memory = Health(url, home / "health.log"), Memory(process.pid)
+        memory.start()
+        start = time.perf_counter()
+        try:
+            times, seen = asyncio.run(drive(url, sessions, args.rounds, {} if args.no_hostile else files))
+        finally:
+            took = time.perf_counter() - start
+            answers, failures, slow = health.finish()
+            memory.stop.set()
+            process.terminate()
+            process.wait(30)
+    print(f"{sessions} sessions x {args.rounds} photographs, 1 hostile session, {took:.0f} s in all, loopback")
+    print(
+        f"upload to charts: p50 {statistics.median(times):.1f} s, p95 {percentile(times, 0.95):.1f} s, "
+        f"max {max(times):.1f} s ({len(times)} uploads)"
+    )
+    print(
+        f"health endpoint: {len(answers)} asks, worst {max(answers) * 1000:.0f} ms, "
+        f"p99 {percentile(answers, 0.99) * 1000:.0f} ms, {len(slow)} over 1 s, {failures} failed"
+    )
+    print(f"peak memory, server and workers: {memory.peak_mb:,.0f} MB")
+    for name in files:
+        text, seconds = seen.get(name, ("(not reached)", float("nan")))
+        print(f"  {name} ({sizes[name]:,.1f} MB): {seconds:.1f} s, {' '.join(text.split())[:150]}")
+    for at, seconds in slow:
+        near = [name for t, name in EVENTS if abs(t - health.began - at) < 10]
+        print(f"  slow health answer at {at:.0f} s: {seconds:.1f} s; hostile answers within 10 s: {near}")
+
+
+if __name__ == "__main__":
+    main()
