@@ -188,6 +188,7 @@ async def normal_session(browser, url: str, index: int, rounds: int, times: list
         # page showing one new photograph is what is timed
         page = await open_session(browser, url)
         await page.get_by_role("button", name="Untrained weights (a demo)").click()
+        EVENTS.append((time.perf_counter(), f"session {index} opened"))
         await settled(page, 4)  # the sample photographs
         uploader = page.locator('[data-testid="stMain"] [data-testid="stFileUploaderDropzoneInput"]').first
         name = f"s{index}_r{r}.png"
@@ -239,6 +240,7 @@ async def hostile_session(browser, url: str, files: dict[str, tuple[str, Path]],
     while not done.is_set():
         for name, (where, path) in files.items():
             start = time.perf_counter()
+            EVENTS.append((start, f"{name} sent"))
             if where == "checkpoint":
                 await sidebar_upload.set_input_files(path)
                 alert = checkpoints.locator('[data-testid="stAlertContentError"]', has_text=name).first
@@ -248,7 +250,7 @@ async def hostile_session(browser, url: str, files: dict[str, tuple[str, Path]],
                 alert = alerts.filter(has_text=ZIP_SAYS[name]).first
             await alert.wait_for()
             seen.setdefault(name, (await alert.inner_text(), time.perf_counter() - start))
-            EVENTS.append((time.perf_counter(), name))
+            EVENTS.append((time.perf_counter(), f"{name} answered"))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -312,8 +314,8 @@ def main(argv: list[str] | None = None) -> None:
         text, seconds = seen.get(name, ("(not reached)", float("nan")))
         print(f"  {name} ({sizes[name]:,.1f} MB): {seconds:.1f} s, {' '.join(text.split())[:150]}")
     for at, seconds in slow:
-        near = [name for t, name in EVENTS if abs(t - health.began - at) < 10]
-        print(f"  slow health answer at {at:.0f} s: {seconds:.1f} s; hostile answers within 10 s: {near}")
+        near = [f"{t - health.began:.0f} s {what}" for t, what in EVENTS if abs(t - health.began - at) < 5]
+        print(f"  slow health answer at {at:.0f} s: {seconds:.1f} s; within 5 s: {', '.join(near)}")
 
 
 if __name__ == "__main__":
