@@ -248,14 +248,17 @@ def server_file(typed: str) -> Path:
 
     Raises:
         ServerFileError: outside every folder, with one message whether or not such a
-            file exists; or not in the folder it points into.
+            file exists; or inside one but not a file there.
     """
     text = typed.strip()
     shown = repr(text if len(text) <= 80 else text[:79] + "…")
     folders = server_folders()
     inside = []
     for folder in folders:
-        candidate = (folder / text).resolve()
+        try:
+            candidate = (folder / text).resolve()
+        except (OSError, RuntimeError):  # a symbolic link loop, a name too long: not opened
+            continue
         if candidate.is_relative_to(folder):
             if candidate.is_file():
                 return candidate

@@ -25,14 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import torch
@@ -41,41 +39,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_e2e import CHART, CHROMIUM, CHROMIUM_FLAGS, free_port  # noqa: E402
+from test_e2e import CHART, CHROMIUM, CHROMIUM_FLAGS, start_streamlit  # noqa: E402
 from test_hostile import deflated_zeros, many_entries, tuple_bomb, zip_checkpoint  # noqa: E402
 
 MAX_SESSIONS = 8
 EVENTS: list[tuple[float, str]] = []  # (perf_counter, what happened), for the slow answers
 PHOTOS = [ROOT / "assets" / n for n in ("chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png")]
-
-
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "TORCH_HOME": str(home / "torch"),
-        "HF_HOME": str(home / "hf"),
-        "HF_HUB_OFFLINE": "1",
-        "SEVIS_WEIGHTS_DIR": str(home / "weights"),
-        "SEVIS_CACHE_DIR": str(home / "cache"),
-        "SEVIS_UPLOAD_DIR": str(home / "uploads"),
-        "SEVIS_DASHBOARD_MODELS": "SE-ResNet-50=se_resnet50",
-    }
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
-    log = open(home / "server.log", "wb")  # noqa: SIM115  the server writes it until the end
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    return process, url
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise RuntimeError("streamlit did not start")
 
 
 POLLER = """
@@ -288,7 +257,9 @@ def main(argv: list[str] | None = None) -> None:
         home = Path(folder)
         files = hostile_files(home)
         sizes = {name: path.stat().st_size / 1024**2 for name, (_, path) in files.items()}
-        process, url = start_server(home)
+        process, url = start_streamlit(
+            home, SEVIS_UPLOAD_DIR=str(home / "uploads"), SEVIS_DASHBOARD_MODELS="SE-ResNet-50=se_resnet50"
+        )
         health, memory = Health(url, home / "health.log"), Memory(process.pid)
         memory.start()
         start = time.perf_counter()

@@ -46,9 +46,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def streamlit_server(home: Path):
-    """`streamlit run app.py` offline, its caches and weights folder under ``home``;
-    yields its URL, stops it and keeps its log in test-artifacts/."""
+def start_streamlit(home: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` offline on a free loopback port, its caches and weights
+    folder under ``home`` (plus ``env``), its log in ``home/server.log``; returns the
+    process and its URL once healthy."""
     port = free_port()
     env = {
         **os.environ,
@@ -57,47 +58,36 @@ def streamlit_server(home: Path):
         "HF_HUB_OFFLINE": "1",
         "SEVIS_WEIGHTS_DIR": str(home / "weights"),
         "SEVIS_CACHE_DIR": str(home / "cache"),
+        **env,
     }
-    log = open(home / "server.log", "wb")  # noqa: SIM115  the server writes it until the fixture ends
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+    with open(home / "server.log", "wb") as log:  # the server keeps its own handle
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                 if response.read() == b"ok":
-                    break
+                    return process, url
         except OSError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError(f"streamlit did not start:\n{(home / 'server.log').read_text()[-3000:]}")
         time.sleep(0.5)
+
+
+def streamlit_server(home: Path):
+    """:func:`start_streamlit`; yields its URL, stops it and keeps its log in test-artifacts/."""
+    process, url = start_streamlit(home)
     yield url
     process.terminate()
     try:
         process.wait(20)
     except subprocess.TimeoutExpired:
         process.kill()
-    log.close()
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(home / "server.log", ARTIFACTS / f"server-{home.name}.log")
 
