@@ -196,7 +196,7 @@ def _save_safetensors(state: dict[str, torch.Tensor], out: Path) -> None:
     save_file(tensors, str(out))
 
 
-def _checked_size(path: Path, limits: Limits) -> int:
+def _checked_size(path: Path, limits: Limits) -> None:
     if not path.is_file():
         raise CheckpointError(f"weights file {_bounded(str(path))} does not exist")
     size = path.stat().st_size
@@ -207,7 +207,6 @@ def _checked_size(path: Path, limits: Limits) -> int:
             f"{_bounded(path.name)}: {size / _MB:,.0f} MB, more than the limit of "
             f"{limits.checkpoint_bytes / _MB:,.0f} MB for a weights file (SEVIS_MAX_CHECKPOINT_MB); not read"
         )
-    return size
 
 
 def _bounded(text: str, limit: int = 80) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import pickletools
 import struct
-import time
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -254,15 +253,13 @@ def test_zip_members_over_the_limit_are_named_and_never_unpacked(four_gigabytes,
     assert len(four_gigabytes) < 8 * MB  # the review's 4.3 MB zip
     tracemalloc.start()
     try:
-        start = time.perf_counter()
         files, failures = sevis.read_zip(four_gigabytes)
-        took = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert files == [] and [f.name for f in failures] == [f"pics/{i}.png" for i in range(4)]
     assert "1,024 MB unpacked, more than the limit of 64 MB for one file" in failures[0].reason
-    assert peak < 16 * MB and took < 5, (peak, took)  # nothing was inflated
+    assert peak < 16 * MB, peak  # nothing was inflated: one member alone is 1,024 MB
     with pytest.raises(ArchiveError, match="unpacks to 4,096 MB, more than the limit of 1,024 MB"):
         sevis.read_zip(four_gigabytes, limits=Limits(zip_member_bytes=2 * 1024**3))
 
@@ -291,14 +288,13 @@ def test_a_zip_of_three_million_entries_is_refused_before_they_are_listed():
     assert len(data) > 100 * MB
     tracemalloc.start()
     try:
-        start = time.perf_counter()
         with pytest.raises(ArchiveError, match="declares 3,000,000 entries, more than the limit of 20,000"):
             sevis.read_zip(data)
-        took = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert took < 5 and peak < 4 * MB, (took, peak)  # the review: 118 s and 1.9 GB
+    # listing them would build 3 million ZipInfo objects (the review: 118 s and 1.9 GB)
+    assert peak < 4 * MB, peak
     # an end record that understates the count does not get past the walk
     with pytest.raises(ArchiveError, match="holds more than 20,000 entries"):
         sevis.read_zip(many_entries(30_000, declared=10))
