@@ -52,6 +52,22 @@ if TYPE_CHECKING:
     from .runs import Run, RunMetadata, read_run
     from .sge import SpatialGroupEnhance
     from .stats import ALL, ClassStats, ExcitationStats, MaskStats, mask_summary, predicted_labels
+    from .whatif import (
+        Ablation,
+        Channels,
+        Fixed,
+        GroupMean,
+        Knockout,
+        MeanOf,
+        Remove,
+        Replacement,
+        ablate,
+        ablate_data,
+        ablation_conditions,
+        class_indices,
+        knockout,
+        knockout_effect,
+    )
 
 _EXPORTS = {
     "analysis": ["Analysis", "Failure", "ImageResult", "analyse"],
@@ -87,6 +103,22 @@ _EXPORTS = {
     "runs": ["Run", "RunMetadata", "read_run"],
     "sge": ["SpatialGroupEnhance"],
     "stats": ["ALL", "ClassStats", "ExcitationStats", "MaskStats", "mask_summary", "predicted_labels"],
+    "whatif": [
+        "Ablation",
+        "Channels",
+        "Fixed",
+        "GroupMean",
+        "Knockout",
+        "MeanOf",
+        "Remove",
+        "Replacement",
+        "ablate",
+        "ablate_data",
+        "ablation_conditions",
+        "class_indices",
+        "knockout",
+        "knockout_effect",
+    ],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

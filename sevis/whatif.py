@@ -1,0 +1,630 @@
+"""What-if: knock attention out during a forward pass and see what the network loses.
+
+    with sevis.knockout(model, stages=[5]):          # the last stage's SE gates set to 1
+        logits = model(x)
+    with sevis.knockout(model, {"SE_4_6": sevis.Channels({17: 0.0})}):
+        logits = model(x)                              # one channel's gate forced to 0
+
+A forward hook on each chosen layer's gate child returns a replacement for the gate's
+output, so everything downstream of the gate (the module's product, later layers, the
+logits) sees the replacement and nothing else changes. The hooks are registered first
+(``prepend=True``): a :func:`sevis.capture` block, entered before or after, records the
+values the forward pass actually used. As with ``capture``, only forward passes of the
+thread that entered the block are changed, and the hooks live exactly as long as the
+block, also when it raises.
+
+:func:`ablate` runs the SENet paper's experiment (its Table 13 and the remark that the
+last stage's SE blocks can go at almost no cost): top-1 and top-5 accuracy with each
+stage's attention removed, one stage at a time and all at once. It shares the work
+the conditions have in common: removing stage k changes nothing before stage k, so
+each condition starts from the baseline's input to its first changed stage.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from .attention import AttentionLayer, find_attention
+from .errors import DataError, UnknownLayerError
+from .extract import Item
+from .provenance import Provenance
+from .stats import ClassStats
+
+__all__ = [
+    "Ablation",
+    "AblationRun",
+    "Channels",
+    "Fixed",
+    "GroupMean",
+    "Knockout",
+    "MeanOf",
+    "Remove",
+    "Replacement",
+    "ablate",
+    "ablate_data",
+    "ablation_conditions",
+    "class_indices",
+    "knockout",
+    "knockout_effect",
+]
+
+
+class Replacement:
+    """What a knock-out puts in place of a layer's attention values.
+
+    :meth:`__call__` gets the values as one row per image (:meth:`AttentionKind.per_image`
+    layout: SE (N, C), SGE (N, G, H, W)), not detached, and returns new values of the same
+    shape (out of place, so gradients still flow where values are kept).
+    """
+
+    def __call__(self, layer: AttentionLayer, values: torch.Tensor, labels: Sequence[str] | None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Remove(Replacement):
+    """Every gate value set to 1: the module passes its input through, as if removed."""
+
+    def __call__(self, layer: AttentionLayer, values: torch.Tensor, labels: Sequence[str] | None) -> torch.Tensor:
+        return torch.ones_like(values)
+
+
+def _broadcast(given: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """One value per position (D,), or per image and position (N, D), shaped to broadcast
+    against ``values`` (N, D, ...)."""
+    rows = given[None] if given.ndim == 1 else given
+    if rows.ndim != 2 or rows.shape[1] != values.shape[1] or rows.shape[0] not in (1, values.shape[0]):
+        raise ValueError(
+            f"replacement of shape {tuple(given.shape)} does not fit values of shape {tuple(values.shape)}"
+        )
+    return rows.reshape(*rows.shape, *([1] * (values.ndim - 2))).to(values.device, values.dtype).expand_as(values)
+
+
+@dataclass(frozen=True)
+class Fixed(Replacement):
+    """Given values: one per channel (SE) or group (SGE), (D,), the same for every image;
+    or one row per image, (N, D); or the whole per-image layout."""
+
+    values: torch.Tensor | np.ndarray = field(repr=False)
+
+    def __call__(self, layer: AttentionLayer, values: torch.Tensor, labels: Sequence[str] | None) -> torch.Tensor:
+        given = torch.as_tensor(self.values)
+        if given.shape == values.shape:
+            return given.to(values.device, values.dtype)
+        return _broadcast(given, values)
+
+
+@dataclass(frozen=True)
+class Channels(Replacement):
+    """Chosen channels (SE) or groups (SGE) forced to given values, e.g. ``{17: 0.0}``;
+    every other value is kept as the network computed it."""
+
+    values: Mapping[int, float]
+
+    def __call__(self, layer: AttentionLayer, values: torch.Tensor, labels: Sequence[str] | None) -> torch.Tensor:
+        size = values.shape[1]
+        bad = [c for c in self.values if not 0 <= int(c) < size]
+        if bad:
+            raise ValueError(f"{layer.name} has {size} {layer.spec.index_name}s (0 to {size - 1}); got {bad[:5]}")
+        chosen = torch.zeros(size, dtype=torch.bool, device=values.device)
+        forced = torch.zeros(size, dtype=values.dtype, device=values.device)
+        for c, v in self.values.items():
+            chosen[int(c)] = True
+            forced[int(c)] = float(v)
+        chosen = chosen.reshape(1, size, *([1] * (values.ndim - 2)))
+        return torch.where(chosen, _broadcast(forced, values), values)
+
+
+@dataclass(frozen=True)
+class GroupMean(Replacement):
+    """SGE: each group's mask replaced by its own mean over the positions (per image), so the
+    group keeps its overall weight but loses where it looks."""
+
+    def __call__(self, layer: AttentionLayer, values: torch.Tensor, labels: Sequence[str] | None) -> torch.Tensor:
+        if values.ndim < 3:
+            raise ValueError(f"{layer.name}: GroupMean needs spatial values (SGE masks), not {layer.kind} gates")
+        return values.mean(dim=tuple(range(2, values.ndim)), keepdim=True).expand_as(values)
+
+
+@dataclass(frozen=True)
+class MeanOf(Replacement):
+    """Each layer's mean over a reference set of images (statistics of an analysis or a
+    saved run: SE the mean gate per channel, SGE the mean mask per group); with
+    ``per_class``, the mean of each image's own class (the labels are given to
+    :class:`Knockout` as ``labels``)."""
+
+    stats: ClassStats = field(repr=False)
+    per_class: bool = False
+
+    def __call__(self, layer: AttentionLayer, values: torch.Tensor, labels: Sequence[str] | None) -> torch.Tensor:
+        if layer.name not in self.stats.layers:
+            raise UnknownLayerError(f"the reference statistics have no layer {layer.name}")
+        if not self.per_class:
+            return _broadcast(torch.from_numpy(self.stats.mean(layer.name)), values)
+        if labels is None or len(labels) != values.shape[0]:
+            raise ValueError("MeanOf(per_class=True) needs one label per image: set Knockout.labels before the pass")
+        unknown = sorted({str(x) for x in labels} - set(self.stats.classes))
+        if unknown:
+            raise DataError(f"the reference statistics have no class {unknown[0][:80]!r}")
+        rows = np.stack([self.stats.mean(layer.name, label) for label in labels])
+        return _broadcast(torch.from_numpy(rows), values)
+
+
+class Knockout:
+    """Context manager replacing attention values during forward passes (see the module's
+    docstring). ``plan`` maps layer names to a :class:`Replacement`.
+
+    Attributes:
+        labels: the class of each image of the next forward pass, for
+            ``MeanOf(stats, per_class=True)``; set it before each pass.
+    """
+
+    def __init__(self, model: nn.Module, plan: Mapping[str, Replacement]) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        found = {layer.name: layer for layer in find_attention(model)}
+        unknown = [name for name in plan if name not in found]
+        if unknown:
+            raise UnknownLayerError(f"layers {unknown[:8]} not in the model; it has {list(found)}")
+        bad = [name for name, r in plan.items() if not isinstance(r, Replacement)]
+        if bad:
+            raise TypeError(f"the plan's values must be Replacement objects (Remove(), Channels(...)); see {bad[:3]}")
+        self.model = model
+        self.plan = {name: plan[name] for name in found if name in plan}  # depth order
+        self.layers = [found[name] for name in self.plan]
+        self.labels: Sequence[str] | None = None
+        self._handles: list[RemovableHandle] = []
+        self._owner: int | None = None
+
+    def __enter__(self) -> Knockout:
+        if self._handles:
+            raise RuntimeError("this Knockout is already active; make a new one to nest")
+        self._owner = threading.get_ident()
+        try:
+            for layer in self.layers:
+                self._handles.append(layer.gate.register_forward_hook(self._make_hook(layer), prepend=True))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+
+    def _make_hook(self, layer: AttentionLayer) -> Callable[[nn.Module, object, torch.Tensor], torch.Tensor | None]:
+        owner, replace, kind, module = self._owner, self.plan[layer.name], layer.spec, layer.module
+
+        def hook(gate: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor | None:
+            if threading.get_ident() != owner:
+                return None
+            # NOTE per_image is a reshape of the gate's output for every kind sevis knows; the
+            # live (not detached) reshape keeps gradients for Grad-CAM under a knock-out.
+            shape = kind.per_image(module, output).shape
+            new = replace(layer, output.reshape(shape), self.labels)
+            if new.shape != shape:
+                raise ValueError(f"{layer.name}: the replacement has shape {tuple(new.shape)}, expected {tuple(shape)}")
+            return new.to(output.dtype).reshape(output.shape)
+
+        return hook
+
+
+def _stage_layers(model: nn.Module, stages: Iterable[int], kind: str | None) -> list[str]:
+    found = find_attention(model)
+    have = sorted({x.stage for x in found if x.stage is not None})
+    names = []
+    for stage in stages:
+        if stage not in have:
+            raise UnknownLayerError(f"the model has no attention in stage {stage}; its stages are {have}")
+        names += [x.name for x in found if x.stage == stage and kind in (None, x.kind)]
+    return names
+
+
+def knockout(
+    model: nn.Module,
+    plan: Mapping[str, Replacement] | None = None,
+    *,
+    layers: Iterable[str] | None = None,
+    stages: Iterable[int] | None = None,
+    kind: str | None = None,
+    replace: Replacement | None = None,
+) -> Knockout:
+    """Replace attention values of ``model`` inside a ``with`` block.
+
+    Args:
+        plan: layer name -> :class:`Replacement`.
+        layers, stages: layers, or whole stages by the paper's number (2 to 5 in a
+            ResNet-50), to give ``replace`` (default :class:`Remove`); added to ``plan``.
+        kind: with ``stages``, only layers of this kind (``"se"``, ``"sge"``).
+    """
+    full: dict[str, Replacement] = dict(plan or {})
+    chosen = list(layers or [])
+    if stages is not None:
+        chosen += _stage_layers(model, stages, kind)
+    for name in chosen:
+        full[name] = replace if replace is not None else Remove()
+    return Knockout(model, full)
+
+
+def knockout_effect(
+    model: nn.Module,
+    x: torch.Tensor,
+    plan: Mapping[str, Replacement],
+    *,
+    targets: Sequence[int] | None = None,
+    labels: Sequence[str] | None = None,
+    top_k: int = 5,
+) -> pd.DataFrame:
+    """Per image, what a knock-out changes: the top-k before and after, how many of the
+    top-k stay, and the probability of each image's target class (default: its top-1
+    before) before and after.
+
+    Args:
+        x: a preprocessed batch (:func:`sevis.preprocess`).
+        targets: one class index per image (the true or a chosen class).
+        labels: the images' classes, for ``MeanOf(stats, per_class=True)``.
+    """
+    from .models import model_info
+
+    names = model_info(model).class_names
+    with torch.inference_mode():
+        before = model(x).float().softmax(1)
+        with Knockout(model, plan) as ko:
+            ko.labels = labels
+            after = model(x).float().softmax(1)
+    k = min(top_k, before.shape[1])
+    top_before, top_after = before.topk(k, 1).indices, after.topk(k, 1).indices
+    target = top_before[:, 0] if targets is None else torch.as_tensor(list(targets), device=before.device)
+    rows = torch.arange(len(x), device=before.device)
+    return pd.DataFrame(
+        {
+            "target": [names[i] for i in target.tolist()],
+            "p_before": before[rows, target].cpu().numpy(),
+            "p_after": after[rows, target].cpu().numpy(),
+            "p_change": (after[rows, target] - before[rows, target]).cpu().numpy(),
+            f"top{k}_before": [", ".join(names[i] for i in row) for row in top_before.tolist()],
+            f"top{k}_after": [", ".join(names[i] for i in row) for row in top_after.tolist()],
+            f"top{k}_kept": [
+                len(set(a) & set(b)) for a, b in zip(top_before.tolist(), top_after.tolist(), strict=True)
+            ],
+            "top1_changed": (top_before[:, 0] != top_after[:, 0]).cpu().numpy(),
+        }
+    )
+
+
+# ---------------------------------------------------------------------------- ablation
+
+
+def ablation_conditions(model: nn.Module, kind: str | None = None) -> dict[str, list[str]]:
+    """The paper's conditions: ``"none"`` (nothing removed), each ``"stage S"`` alone, and
+    ``"all"`` (every attention layer of ``kind``, default every kind)."""
+    found = [x for x in find_attention(model) if kind in (None, x.kind)]
+    stages = sorted({x.stage for x in found if x.stage is not None})
+    conditions: dict[str, list[str]] = {"none": []}
+    for stage in stages:
+        conditions[f"stage {stage}"] = [x.name for x in found if x.stage == stage]
+    conditions["all"] = [x.name for x in found]
+    return conditions
+
+
+def class_indices(labels: Sequence[str | None], class_names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Each label's class index (-1: not a class of the model), and the labels not found.
+
+    A label matches a class by its full name (``"tabby, tabby cat"``), by any of the
+    comma-separated names in it (``"tabby cat"``; a name two classes share, such as
+    ``"crane"``, matches none), by ImageNet's WordNet id (``"n02123045"``, the folder
+    names of the ImageNet validation set) or by its index (``"281"``); case and ``_``
+    against spaces do not matter.
+    """
+
+    def norm(text: str) -> str:
+        return " ".join(text.replace("_", " ").lower().split())
+
+    candidates: dict[str, set[int]] = {}
+    for i, name in enumerate(class_names):
+        for key in {norm(name), *(norm(part) for part in name.split(","))}:
+            candidates.setdefault(key, set()).add(i)
+    lookup = {key: next(iter(found)) for key, found in candidates.items() if len(found) == 1}
+    if len(class_names) == 1000:
+        from timm.data import ImageNetInfo
+
+        info = ImageNetInfo("imagenet-1k")
+        if all(info.index_to_description(i) == class_names[i] for i in (0, 281, 999)):
+            lookup.update({info.index_to_label_name(i): i for i in range(1000)})
+    indices, missing = np.full(len(labels), -1, dtype=np.int64), []
+    for row, label in enumerate(labels):
+        if label is None:
+            continue
+        key = norm(label)
+        if key in lookup:
+            indices[row] = lookup[key]
+        elif key.isdigit() and int(key) < len(class_names):
+            indices[row] = int(key)
+        elif label not in missing:
+            missing.append(label)
+    return indices, missing
+
+
+@dataclass
+class Ablation:
+    """Accuracy with attention removed, one row per condition (see :func:`ablate`).
+
+    Attributes:
+        table: ``condition``, ``layers`` (how many removed), ``images``, ``top1``, ``top5``
+            (fractions), ``top1_change``, ``top5_change`` (against ``"none"``, in points
+            of a fraction), ``top1_kept`` (images whose top-1 stays the baseline's).
+        stage_runs: per stage module, how many images it ran (the work done, for the
+            benchmark: a plain pass runs every stage once per image).
+    """
+
+    table: pd.DataFrame
+    stage_runs: dict[str, int] = field(default_factory=dict)
+
+
+def _stages(model: nn.Module) -> tuple[list[str], Callable[[torch.Tensor], torch.Tensor]] | None:
+    """Names of the stage modules (``layer1`` …) and the head, where the network is a
+    timm ResNet or SENet, whose forward pass is exactly stem, stages in order, head."""
+    from timm.models.resnet import ResNet
+    from timm.models.senet import SENet
+
+    if not isinstance(model, ResNet | SENet) or getattr(model, "grad_checkpointing", False):
+        return None
+    names = [f"layer{i}" for i in range(1, 5)]
+    if not all(isinstance(getattr(model, n, None), nn.Module) for n in names):
+        return None
+    return names, model.forward_head
+
+
+class _Counter:
+    """Counts the images each stage module runs (forward pre-hooks)."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
+        self.runs = dict.fromkeys(names, 0)
+        self._handles = [getattr(model, n).register_forward_pre_hook(self._hook(n)) for n in names]
+
+    def _hook(self, name: str) -> Callable[[nn.Module, tuple], None]:
+        def hook(module: nn.Module, args: tuple) -> None:
+            self.runs[name] += int(args[0].shape[0])
+
+        return hook
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+@torch.inference_mode()
+def ablate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, Sequence[int]]],
+    conditions: Mapping[str, Sequence[str]] | None = None,
+    *,
+    replace: Replacement | None = None,
+    top_k: int = 5,
+) -> Ablation:
+    """Top-1 and top-k accuracy of ``model`` under each condition.
+
+    Args:
+        batches: preprocessed images with one true class index per image (-1: no known
+            class; such images count only in ``top1_kept``).
+        conditions: name -> layers to knock out (default :func:`ablation_conditions`).
+        replace: what replaces the layers' values (default :class:`Remove`).
+
+    Each batch runs once whole; each condition then runs only from the first stage it
+    changes (on timm ResNets and SENets; other networks run every condition whole).
+    """
+    conditions = dict(conditions if conditions is not None else ablation_conditions(model))
+    conditions.setdefault("none", [])
+    layers = {x.name: x for x in find_attention(model)}
+    unknown = sorted({n for names in conditions.values() for n in names} - set(layers))
+    if unknown:
+        raise UnknownLayerError(f"layers {unknown[:8]} not in the model")
+    staged = _stages(model)
+    stage_names = staged[0] if staged else []
+    device = next(model.parameters()).device
+    counter = _Counter(model, stage_names) if staged else None
+    hits = {name: np.zeros(3, dtype=np.int64) for name in conditions}  # top-1, top-k, top-1 kept
+    labelled = total = 0
+    try:
+        for x, targets in batches:
+            x = x.to(device)
+            target = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=device)
+            known = target >= 0
+            base, inputs = _baseline(model, stage_names, x)
+            base_top1 = base.argmax(1)
+            for name, removed in conditions.items():
+                if not removed:
+                    logits = base
+                else:
+                    with Knockout(model, {n: replace or Remove() for n in removed}):
+                        logits = _run_from(model, staged, inputs, [layers[n] for n in removed], x)
+                top = logits.topk(min(top_k, logits.shape[1]), 1).indices
+                hits[name] += [
+                    int(((top[:, 0] == target) & known).sum()),
+                    int(((top == target[:, None]).any(1) & known).sum()),
+                    int((top[:, 0] == base_top1).sum()),
+                ]
+            labelled += int(known.sum())
+            total += len(x)
+    finally:
+        if counter is not None:
+            counter.close()
+    if total == 0:
+        raise DataError("no images to ablate")
+    rows = []
+    for name, (top1, topk, kept) in hits.items():
+        rows.append(
+            {
+                "condition": name,
+                "layers": len(conditions[name]),
+                "images": labelled,
+                "top1": top1 / labelled if labelled else np.nan,
+                f"top{top_k}": topk / labelled if labelled else np.nan,
+                "top1_kept": kept / total,
+            }
+        )
+    table = pd.DataFrame(rows)
+    base_row = table[table.condition == "none"].iloc[0]
+    table["top1_change"] = table.top1 - base_row.top1
+    table[f"top{top_k}_change"] = table[f"top{top_k}"] - base_row[f"top{top_k}"]
+    return Ablation(table, dict(counter.runs) if counter else {})
+
+
+def _baseline(model: nn.Module, stages: Sequence[str], x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The plain pass's logits and the input of each stage module on the way."""
+    inputs: dict[str, torch.Tensor] = {}
+
+    def keep(name: str) -> Callable[[nn.Module, tuple], None]:
+        return lambda module, args: inputs.__setitem__(name, args[0])
+
+    handles = [getattr(model, n).register_forward_pre_hook(keep(n)) for n in stages]
+    try:
+        return model(x), inputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _run_from(
+    model: nn.Module,
+    staged: tuple[list[str], Callable[[torch.Tensor], torch.Tensor]] | None,
+    inputs: Mapping[str, torch.Tensor],
+    removed: Sequence[AttentionLayer],
+    x: torch.Tensor,
+) -> torch.Tensor:
+    """Logits with the knock-out active: from the input of the first stage it changes,
+    kept by the baseline pass, where the network allows it; else the whole pass."""
+    if staged is None:
+        return model(x)
+    names, head = staged
+    tops = {layer.path.split(".")[0] for layer in removed}
+    if not tops <= set(names):
+        return model(x)
+    start = min(names.index(t) for t in tops)
+    h = inputs[names[start]]
+    for n in names[start:]:
+        h = getattr(model, n)(h)
+    return head(h)
+
+
+def ablate_data(
+    model: nn.Module,
+    data: str | Path,
+    conditions: Mapping[str, Sequence[str]] | None = None,
+    *,
+    replace: Replacement | None = None,
+    batch_size: int = 32,
+    workers: int = 2,
+    per_class: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> AblationRun:
+    """:func:`ablate` over a labelled folder or zip (one folder per class, named as in
+    :func:`class_indices`), or over the images of a saved run (read back from its source,
+    labelled by the run's labels).
+
+    Unreadable images are reported by name and the others ablated; labels that are no
+    class of the model are listed, and their images count only in ``top1_kept``.
+    """
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from .extract import ImageFiles, _collate
+    from .images import normalise
+    from .models import model_info
+
+    info = model_info(model)
+    source, items = _items(data, per_class, seed)
+    targets, missing = class_indices([i.label for i in items], info.class_names)
+    failures: list[dict[str, str]] = []
+    loader = DataLoader(
+        ImageFiles(source, items, info.data_config),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        prefetch_factor=4 if workers else None,
+    )
+
+    def batches() -> Iterator[tuple[torch.Tensor, list[int]]]:
+        with tqdm(total=len(items), unit="img", disable=not progress, dynamic_ncols=True, file=sys.stderr) as bar:
+            for samples in loader:
+                for i, _, error in samples:
+                    if error is not None:
+                        failures.append({"path": items[i].path, "reason": error})
+                good = [(i, view) for i, view, error in samples if error is None]
+                bar.update(len(samples))
+                if good:
+                    views = torch.stack([view for _, view in good])
+                    yield normalise(info.data_config, views), [int(targets[i]) for i, _ in good]
+
+    result = ablate(model, batches(), conditions, replace=replace)
+    return AblationRun(result.table, result.stage_runs, str(data), failures, missing, info.provenance)
+
+
+@dataclass
+class AblationRun(Ablation):
+    """:class:`Ablation` of a dataset, with what it was made from.
+
+    Attributes:
+        source: the folder, zip or saved run.
+        failures: ``{"path", "reason"}`` of each image that could not be read.
+        unknown_labels: labels that name no class of the model.
+        provenance: the model and its weights.
+    """
+
+    source: str = ""
+    failures: list[dict[str, str]] = field(default_factory=list)
+    unknown_labels: list[str] = field(default_factory=list)
+    provenance: Provenance | None = None
+
+    def frame(self) -> pd.DataFrame:
+        """The table as exported: provenance columns, the source, then :attr:`table`."""
+        from .export import with_provenance
+
+        out = self.table.copy()
+        out.insert(0, "source", self.source)
+        return with_provenance(out, self.provenance) if self.provenance is not None else out
+
+
+def _items(data: str | Path, per_class: int | None, seed: int) -> tuple[Path, list[Item]]:
+    """The image source and its items: a folder or zip as ``sevis extract`` finds it, or a
+    saved run's rows (paths inside its source, and labels)."""
+    from .extract import discover
+    from .runs import read_metadata
+
+    data = Path(data)
+    if data.suffix.lower() != ".parquet":
+        return data, discover(data, per_class, seed)
+    import pyarrow.parquet as pq
+
+    metadata = read_metadata(data)
+    source = Path(metadata.source)
+    if not source.exists():
+        raise DataError(f"{data.name}: its images were read from {metadata.source[:200]}, which is not here")
+    table = pq.read_table(data, columns=["path", "label"])
+    labelled = metadata.labels == "folder"
+    items = [
+        Item(path, label if labelled else None)
+        for path, label in zip(table.column("path").to_pylist(), table.column("label").to_pylist(), strict=True)
+    ]
+    return source, items
