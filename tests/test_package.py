@@ -25,7 +25,7 @@ def test_the_command_line_parses_without_importing_torch():
         "print(sorted(m for m in ('torch', 'timm', 'pyarrow', 'plotly') if m in sys.modules))"
     )
     assert done.returncode == 0, done.stderr
-    assert "{extract,weights,report}" in done.stdout  # the help was printed
+    assert "{extract,weights,ablate,report}" in done.stdout  # the help was printed
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
