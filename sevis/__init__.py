@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         UnknownModelError,
         WeightsUnavailableError,
     )
+    from .explore import ChannelView, ExcitationMap, channel_view, excitation_map, run_image
     from .hooks import Capture, capture
     from .images import decode_image, model_view, normalise, preprocess
     from .kinds import AttentionKind, get_kind, list_kinds, register_kind, unregister_kind
@@ -73,6 +74,7 @@ _EXPORTS = {
     "analysis": ["Analysis", "Failure", "ImageResult", "analyse"],
     "archive": ["LabelledFile", "read_zip"],
     "attention": ["AttentionLayer", "find_attention", "register_attention", "unregister_attention"],
+    "explore": ["ChannelView", "ExcitationMap", "channel_view", "excitation_map", "run_image"],
     "hooks": ["Capture", "capture"],
     "errors": [
         "ArchiveError",
