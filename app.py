@@ -28,6 +28,7 @@ page = st.navigation(
         st.Page("app_pages/images.py", title="Images", icon=":material/image:", default=True),
         st.Page("app_pages/classes.py", title="Classes", icon=":material/stacked_line_chart:"),
         st.Page("app_pages/compare.py", title="SE vs SGE", icon=":material/compare:"),
+        st.Page("app_pages/channels.py", title="Channels", icon=":material/tune:"),
     ]
 )
 st.session_state["models"] = model_panel()

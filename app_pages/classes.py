@@ -9,8 +9,8 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 import sevis
-from app_pages.services import IMAGE_TYPES, Loaded, analyse, analysis_nulls, load_run, run_nulls, server_file
-from app_pages.widgets import report_failures, show_figure
+from app_pages.services import IMAGE_TYPES, Loaded, analyse, analysis_nulls, run_nulls
+from app_pages.widgets import report_failures, saved_run_input, show_figure
 from sevis import Provenance, figures
 from sevis.stats import ClassStats, ExcitationStats, MaskStats, NullBand
 
@@ -150,7 +150,18 @@ def selectivity_frame(stats: ClassStats) -> pd.DataFrame:
     )
 
 
-def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls: Nulls) -> None:
+def channel_pick(layer: str) -> Callable[[dict], tuple[str, int] | None]:
+    """A clicked point of a class-profile chart as (layer, channel): every line of it
+    carries its channel indices as customdata."""
+
+    def pick(point: dict) -> tuple[str, int] | None:
+        channel = point.get("customdata")
+        return (layer, int(channel)) if isinstance(channel, int | float) else None
+
+    return pick
+
+
+def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls: Nulls, drill: str) -> None:
     assert isinstance(stats, ExcitationStats)
     left, right = st.columns([2, 3])
     layer = left.selectbox(
@@ -176,6 +187,8 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls:
         f"{name}_{layer}_class_profiles",
         source,
         lambda: only(stats.to_frame(), layer),
+        pick=channel_pick(layer),
+        pick_source=drill,
     )
     side = st.toggle("Histograms side by side", key="classes_side")
     show_figure(
@@ -187,7 +200,7 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls:
     depth_figures(stats, "SE", source, name, nulls)
 
 
-def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls: Nulls) -> None:
+def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls: Nulls, drill: str) -> None:
     assert isinstance(stats, MaskStats)
     left, right = st.columns([2, 3])
     layer = left.selectbox(
@@ -231,7 +244,7 @@ def kind_figures(
 
 
 # The kinds with pages of their own widgets; every other kind draws its default figures.
-PAGES: dict[str, Callable[[ClassStats, Loaded | Provenance, str, Nulls], None]] = {
+PAGES: dict[str, Callable[[ClassStats, Loaded | Provenance, str, Nulls, str], None]] = {
     "se": se_figures,
     "sge": sge_figures,
 }
@@ -242,42 +255,33 @@ def kind_sections(
     source: Loaded | Provenance,
     name: str,
     nulls: Callable[[str], dict[str, NullBand]],
+    drill: str,
 ) -> None:
-    """Each kind's figures; ``nulls(kind)`` gives its chance bands, computed only if drawn."""
+    """Each kind's figures; ``nulls(kind)`` gives its chance bands, computed only if drawn;
+    ``drill`` names the data on the Channels page (``st.session_state["drill_sources"]``)."""
     for kind_name, stats in stats_by_kind.items():
         if not stats.layers:
             continue
         page = PAGES.get(kind_name)
         kind_nulls = functools.partial(nulls, kind_name)
         if page is not None:
-            page(stats, source, name, kind_nulls)
+            page(stats, source, name, kind_nulls, drill)
         else:
             kind_figures(sevis.get_kind(kind_name), stats, source, name, kind_nulls)
 
 
 def saved_run() -> None:
     """A run from `sevis extract`: dataset-scale statistics without running a model."""
-    upload = st.file_uploader("Saved run (.parquet)", type=["parquet"], key="classes_run_upload")
-    path = st.text_input(
-        "…or its path on the server",
-        key="classes_run_path",
-        max_chars=1000,
-        help="Inside the weights folder or a folder the operator lists in SEVIS_SERVER_DIRS.",
-    ).strip()
-    if upload is None and not path:
-        st.info("Upload a run written by `sevis extract`, or give its path on the server.")
-        st.stop()
-    try:
-        data, name = (upload.getvalue(), upload.name) if upload is not None else (None, str(server_file(path)))
-        run = load_run(data, name)
-    except (sevis.SevisError, OSError) as err:  # the message starts with the file's name
-        st.error(str(err))
+    run = saved_run_input("classes")
+    if run is None:
         st.stop()
     m = run.metadata
     st.write(f"**{m.model}** ({m.weights}), {m.images} images from `{m.source}`, {len(run.failures)} unreadable.")
     if m.untrained:
         st.warning(f"This run was made with untrained weights: {figures.UNTRAINED_NOTE}", icon="⚠️")
-    kind_sections(run.stats, run.provenance, m.model, functools.partial(run_nulls, run))
+    source = f"saved run {run.path.name}"
+    st.session_state["drill_sources"] = {source: (run, None)}
+    kind_sections(run.stats, run.provenance, m.model, functools.partial(run_nulls, run), source)
 
 
 st.title("Classes")
@@ -307,7 +311,9 @@ if not first.images:
     st.error("None of the files could be analysed.")
     st.stop()
 
-for loaded in models:
+drills = {f"{m.label}: images on the Classes page": m for m in models}
+st.session_state["drill_sources"] = {drill: (results[m.label], m) for drill, m in drills.items()}
+for drill, loaded in drills.items():
     st.header(loaded.label)
     stats = results[loaded.label].stats
     counted = next(iter(stats.values()))
@@ -315,4 +321,5 @@ for loaded in models:
         "Images per class: " + ", ".join(f"**{figures.short_label(c)}** {counted.count(c)}" for c in counted.classes)
     )
     result = results[loaded.label]
-    kind_sections(stats, loaded, loaded.name, functools.partial(analysis_nulls, loaded, files, labels, result))
+    nulls = functools.partial(analysis_nulls, loaded, files, labels, result)
+    kind_sections(stats, loaded, loaded.name, nulls, drill)

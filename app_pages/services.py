@@ -24,7 +24,9 @@ from functools import cached_property
 from pathlib import Path, PurePath
 
 import numpy as np
+import pandas as pd
 import streamlit as st
+import torch
 from PIL import Image
 from torch import nn
 
@@ -378,3 +380,67 @@ def load_run(data: bytes | None, name: str) -> Run:
         return _run_upload(data, name)
     stat = Path(name).stat()
     return _run_at(str(Path(name).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def images_key(data: sevis.Analysis | Run) -> str:
+    """Names a set of images in caches: a run by its file (path, size, time), an analysis
+    by the content of the views it analysed and their labels."""
+    digest = hashlib.sha256()
+    if isinstance(data, Run):
+        stat = data.path.stat()
+        digest.update(f"{data.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    else:
+        digest.update(
+            data.provenance.model.encode() + (data.provenance.weights_sha256 or data.provenance.weights).encode()
+        )
+        for image in data.images:
+            digest.update(image.name.encode() + b"\0" + image.label.encode() + b"\0" + image.view.tobytes())
+    return digest.hexdigest()
+
+
+@st.cache_data(show_spinner="Placing the images…", max_entries=32)
+def _excitation_map(key: str, layer: str, _data: sevis.Analysis | Run) -> sevis.ExcitationMap:
+    return sevis.excitation_map(_data, layer)
+
+
+def excitation_map_of(data: sevis.Analysis | Run, layer: str) -> sevis.ExcitationMap:
+    """:func:`sevis.excitation_map`, cached by the images and the layer."""
+    return _excitation_map(images_key(data), layer, data)
+
+
+def _batch(loaded: Loaded, views: Sequence[np.ndarray]) -> torch.Tensor:
+    return sevis.normalise(loaded.info.data_config, [Image.fromarray(v) for v in views])
+
+
+@st.cache_data(show_spinner="Knocking the channel out…", max_entries=64)
+def _channel_effect(
+    key: str, layer: str, channel: int, names: tuple[str, ...], _loaded: Loaded, _views: list[np.ndarray]
+) -> pd.DataFrame:
+    x = _batch(_loaded, _views)
+    columns = {}
+    for value in (0.0, 1.0):
+        effect = sevis.knockout_effect(_loaded.model, x, {layer: sevis.Channels({channel: value})})
+        columns[f"p change at {value:g}"] = effect.p_change.to_numpy()
+        columns[f"top-1 changed at {value:g}"] = effect.top1_changed.to_numpy()
+    return pd.DataFrame({"image": names, "top-1 class": effect.target, **columns})
+
+
+def channel_effect(
+    loaded: Loaded, layer: str, channel: int, names: tuple[str, ...], views: list[np.ndarray]
+) -> pd.DataFrame:
+    """Per image, the change in its top-1 class's probability with ``layer``'s ``channel``
+    forced to 0 and to 1 (:func:`sevis.knockout_effect`), cached by the model, the channel
+    and the images' content."""
+    digest = hashlib.sha256(b"".join(v.tobytes() for v in views)).hexdigest()
+    return _channel_effect(f"{loaded.key}|{digest}", layer, channel, names, loaded, views)
+
+
+@st.cache_data(show_spinner="Knocking each stage out…", max_entries=16)
+def _ablation(key: str, targets: tuple[int, ...], _loaded: Loaded, _views: list[np.ndarray]) -> pd.DataFrame:
+    return sevis.ablate(_loaded.model, [(_batch(_loaded, _views), list(targets))]).table
+
+
+def ablation_of(loaded: Loaded, analysis: sevis.Analysis, targets: Sequence[int]) -> pd.DataFrame:
+    """:func:`sevis.ablate` over an analysis's images, cached by the model and the images."""
+    key = f"{loaded.key}|{images_key(analysis)}"
+    return _ablation(key, tuple(int(t) for t in targets), loaded, [r.view for r in analysis.images])

@@ -15,9 +15,19 @@ import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
 import sevis
-from app_pages.services import USER_ERRORS, Loaded, Weights, dashboard_models, open_model, upload_digest
+from app_pages.services import (
+    USER_ERRORS,
+    Loaded,
+    Weights,
+    dashboard_models,
+    load_run,
+    open_model,
+    server_file,
+    upload_digest,
+)
 from sevis import export
 from sevis.figures import mark_untrained
+from sevis.runs import Run
 from sevis.weights import weights_file
 
 SOURCES = {
@@ -199,6 +209,27 @@ def _unavailable_panel(unavailable: list[tuple[str, str, sevis.WeightsUnavailabl
                     )
 
 
+def saved_run_input(key: str) -> Run | None:
+    """A saved run uploaded or named by its path on the server; None (with a hint) while
+    none is given, or (with the message) when it cannot be read."""
+    upload = st.file_uploader("Saved run (.parquet)", type=["parquet"], key=f"{key}_run_upload")
+    path = st.text_input(
+        "…or its path on the server",
+        key=f"{key}_run_path",
+        max_chars=1000,
+        help="Inside the weights folder or a folder the operator lists in SEVIS_SERVER_DIRS.",
+    ).strip()
+    if upload is None and not path:
+        st.info("Upload a run written by `sevis extract`, or give its path on the server.")
+        return None
+    try:
+        data, name = (upload.getvalue(), upload.name) if upload is not None else (None, str(server_file(path)))
+        return load_run(data, name)
+    except (sevis.SevisError, OSError) as err:  # the message starts with the file's name
+        st.error(str(err))
+        return None
+
+
 def report_failures(failures: Sequence[sevis.Failure]) -> None:
     if failures:
         st.warning(
@@ -207,20 +238,51 @@ def report_failures(failures: Sequence[sevis.Failure]) -> None:
         )
 
 
+CHANNELS_PAGE = "app_pages/channels.py"
+Pick = Callable[[dict], tuple[str, int] | None]
+"""Maps a clicked chart point to (layer, channel), or None for a point that is no channel."""
+
+
+def _picked(chart_key: str, pick: Pick, source: str) -> None:
+    """on_select callback: remember the clicked channel for the Channels page (a page
+    cannot be switched inside a callback; :func:`show_figure` does it after the chart)."""
+    points = st.session_state[chart_key].selection.points
+    chosen = pick(points[0]) if points else None
+    if chosen is not None:
+        st.session_state["drill"] = {"layer": chosen[0], "channel": int(chosen[1]), "source": source}
+        st.session_state["_drill_go"] = True
+
+
 def show_figure(
     fig: go.Figure,
     name: str,
     source: Loaded | sevis.Provenance,
     frame: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
     key: str = "",
+    pick: Pick | None = None,
+    pick_source: str = "",
 ) -> None:
     """A chart and its exports: PNG and standalone HTML of the figure, CSV and Parquet
     of the numbers behind it, which name the model and weights. Files, and a table
-    given as a callable, are made only when a button is clicked."""
+    given as a callable, are made only when a button is clicked. With ``pick``, clicking
+    a point opens that channel on the Channels page (of the data ``pick_source`` names
+    in ``st.session_state["drill_sources"]``)."""
     provenance = source.provenance if isinstance(source, Loaded) else source
     if provenance.untrained:
         fig = mark_untrained(fig)
-    st.plotly_chart(fig, key=f"chart_{key or name}")
+    chart_key = f"chart_{key or name}"
+    if pick is None:
+        st.plotly_chart(fig, key=chart_key)
+    else:
+        st.plotly_chart(
+            fig,
+            key=chart_key,
+            on_select=lambda: _picked(chart_key, pick, pick_source),
+            selection_mode="points",
+        )
+        st.caption("Click a channel to open it on the Channels page.")
+        if st.session_state.pop("_drill_go", False):
+            st.switch_page(CHANNELS_PAGE)
 
     def table() -> pd.DataFrame:
         assert frame is not None

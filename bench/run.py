@@ -111,6 +111,10 @@ def main(argv: list[str] | None = None) -> None:
             run("open_run.py", "--images", "5000" if args.quick else "50000"),
         ),
         (
+            "9. The SENet paper's ablation over a 1,000-image saved set, in passes of the set (target <= 5)",
+            run("ablate.py", "--images", "200" if args.quick else "1000", "--repeats", "1" if args.quick else "3"),
+        ),
+        (
             "8. Load: N sessions uploading photographs while one uploads hostile files (health < 1 s)",
             run("load.py", "--sessions", "2" if args.quick else "3", "--rounds", "2" if args.quick else "4"),
         ),

@@ -551,3 +551,55 @@ def test_allowed_users_by_address_or_domain():
     assert user_allowed("Ada@Lab.org", allowed) and user_allowed("bo@vision.example.edu", allowed)
     assert not user_allowed("eve@example.edu", allowed) and not user_allowed("", allowed)
     assert not user_allowed("eve@evilvision.example.edu.attacker.com", allowed)
+
+
+def test_channels_page_drills_into_the_classes_pages_images(app, photos):
+    untrained(app)
+    app.switch_page("app_pages/classes.py").run()
+    app.radio(key="classes_mode").set_value("zip").run()
+    app.get("file_uploader")[0].set_value(("classes.zip", class_zip(photos), "application/zip")).run()
+    # what a click on a class profile leaves behind (the browser test clicks for real)
+    app.session_state["drill"] = {"layer": "SE_4_2", "channel": 9, "source": f"{SE_LABEL}: images on the Classes page"}
+    app.switch_page("app_pages/channels.py").run()
+    no_errors(app)
+    assert app.selectbox[0].value == "SE_4_2" and app.number_input[0].value == 9
+    assert any("SE_4_2, channel 9" in m.value for m in app.subheader)
+    titles = [c.proto.spec for c in app.get("plotly_chart")]
+    assert any("SE_4_2, channel 9: per class" in t for t in titles)
+    assert any("images by excitation (PCA" in t for t in titles)
+    effect = app.dataframe[0].value
+    assert {"image", "top-1 class", "p change at 0", "p change at 1"} <= set(effect.columns)
+    assert len(effect) == 3  # the zip's three readable photographs, each shown once at each end
+    assert len(app.get("image")) == 2 * 3  # thumbnails of the most and least excited images
+    app.toggle(key="channels_ablate").set_value(True).run()
+    no_errors(app)
+    assert any("Accuracy with attention removed" in c.proto.spec for c in app.get("plotly_chart"))
+    app.number_input[0].set_value(200).run()  # SE_4_2 has 128 channels: the widget keeps it in range
+    no_errors(app)
+
+
+def test_channels_page_opens_a_saved_run_and_reads_its_images_back(app, tiny_se, photos, tmp_path, monkeypatch):
+    from sevis.extract import extract
+
+    folder = tmp_path / "data"
+    for label, names in {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png", "camera.png"]}.items():
+        (folder / label).mkdir(parents=True)
+        for name in names:
+            (folder / label / name).write_bytes(photos[name])
+    run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
+    monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
+    app.switch_page("app_pages/channels.py").run()
+    assert any("Upload a run" in i.value for i in app.info)
+    app.text_input(key="channels_run_path").set_value(str(run)).run()
+    no_errors(app)
+    titles = [c.proto.spec for c in app.get("plotly_chart")]
+    assert any("SE_4_6, channel 0: per class" in t for t in titles)
+    assert any("Knock-outs need the model" in c.value for c in app.caption)
+    captions = [c.value for c in app.caption]
+    assert not any("not readable here" in c for c in captions)
+    (folder / "cat" / "chelsea.png").unlink()  # an image gone from the source: said, not a crash
+    app.number_input[0].set_value(3).run()
+    no_errors(app)
+    assert any("chelsea.png" in c.value and "not readable here" in c.value for c in app.caption), [
+        c.value for c in app.caption
+    ]

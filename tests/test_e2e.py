@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import PHOTOS
@@ -297,6 +298,31 @@ def test_classes_page_two_classes(server, page, tmp_path):
     assert set(table["layer"]) == {"SE_4_6"} and len(table) == 3 * 1024  # 2 classes and all images
     assert table.groupby("class")["count"].first().to_dict() == {"class 1": 2, "class 2": 2}
     assert set(table[table["class"].isna()]["count"]) == {4}  # all images: an empty class, never a name
+
+
+def test_clicking_a_channel_opens_its_page(server, page):
+    page.goto(f"{server}/classes")
+    page.get_by_role("heading", name="Classes").wait_for()
+    uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploaders.nth(0).set_input_files([str(PHOTOS / "chelsea.png"), str(PHOTOS / "astronaut.png")])
+    wait_for_charts(page, 2)
+    uploaders.nth(1).set_input_files([str(PHOTOS / "rocket.jpg"), str(PHOTOS / "coffee.png")])
+    wait_for_charts(page, 4)
+    # a marker of the first class's line in Figure 6 (50 channels: drawn with markers)
+    marker = page.locator(CHART).first.locator(".scatterlayer .trace").first.locator(".points path").nth(20)
+    box = marker.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.get_by_role("heading", name="Channels").wait_for()
+    page.get_by_text("SE_4_6, channel ").first.wait_for()
+    heading = page.locator("h3", has_text="SE_4_6, channel").inner_text()
+    # the 50 shown channels are evenly spaced over 1,024: the 21st is channel 20 * 1023 / 49
+    assert heading.strip() == f"SE_4_6, channel {int(np.linspace(0, 1023, 50).round()[20])}", heading
+    wait_for_charts(page, 2)  # the channel per class, the excitation map
+    no_errors(page)
+    assert page.locator(CHART).get_by_text("per class").count() > 0
+    assert page.locator('[data-testid="stImage"]').count() == 2 * 4  # most and least excited thumbnails
+    shot(page, "channel")
 
 
 def test_report_opens_in_chromium_with_its_charts(se_model, page, tmp_path):

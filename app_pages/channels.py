@@ -1,0 +1,166 @@
+"""Channels page: one channel across the images, the images mapped by their excitations,
+and what the network loses when attention is knocked out."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import sevis
+from app_pages.services import Loaded, ablation_of, channel_effect, excitation_map_of
+from app_pages.widgets import saved_run_input, show_figure
+from sevis import figures
+from sevis.analysis import Analysis
+from sevis.runs import Run
+
+EXTREMES = 6  # images shown at each end of a channel's range (and knocked out, to see its effect)
+
+st.title("Channels")
+st.caption(
+    "One channel (SE) or group (SGE) across a set of images: its value per class, the images that "
+    "excite it most and least, how class-selective it is, and what forcing it to 0 or 1 changes. "
+    "Click a channel on a class-profile chart of the Classes page to open it here."
+)
+
+sources: dict[str, tuple[Analysis | Run, Loaded | None]] = dict(st.session_state.get("drill_sources", {}))
+OWN_RUN = "A saved run, opened here"
+names = [*sources, OWN_RUN]
+drill = st.session_state.get("drill", {})
+choice = st.radio(
+    "Images",
+    names,
+    index=names.index(drill["source"]) if drill.get("source") in names else 0,
+    key=f"channels_source_{len(names)}",
+    horizontal=True,
+)
+if choice == OWN_RUN:
+    run = saved_run_input("channels")
+    if run is None:
+        st.stop()
+    data: Analysis | Run = run
+    loaded: Loaded | None = None
+else:
+    data, loaded = sources[choice]
+provenance = data.provenance
+layers = [layer for stats in data.stats.values() for layer in stats.layers]
+if not layers:
+    st.info("These images have no attention layers to show.")
+    st.stop()
+
+left, right = st.columns([2, 1])
+wanted = drill.get("layer") if drill.get("source") == choice else None
+layer = left.selectbox(
+    "Layer", layers, index=layers.index(wanted) if wanted in layers else layers.index(sevis.default_layer(layers))
+)
+stats = next(s for s in data.stats.values() if layer in s.layers)
+size = len(stats.mean(layer))
+# NOTE the key names the layer, so a clicked channel becomes this widget's value once, and
+# a channel typed afterwards stays.
+default = int(drill.get("channel", 0)) if wanted == layer else 0
+channel = int(
+    right.number_input(
+        f"{stats.index_name.capitalize()} (0 to {size - 1})",
+        0,
+        size - 1,
+        min(default, size - 1),
+        key=f"channels_channel_{choice}_{layer}_{default}",
+    )
+)
+
+view = sevis.channel_view(data, layer, channel)
+st.subheader(f"{layer}, {stats.index_name} {channel}")
+a, b, c = st.columns(3)
+a.metric("Images", f"{len(view.values):,}")
+b.metric(
+    "Class selectivity",
+    "—" if view.selectivity is None else f"{view.selectivity:.3f}",
+    help="(mean of the most excited class − mean of the others) / their sum (Morcos et al., ICLR 2018); "
+    "0: no class preference, 1: one class only.",
+)
+c.metric("Mean over all images", f"{float(np.mean(view.values)):.4f}" if len(view.values) else "—")
+shown = st.multiselect(
+    "Classes",
+    sorted(view.class_means, key=view.class_means.__getitem__, reverse=True),
+    default=sorted(view.class_means, key=view.class_means.__getitem__, reverse=True)[:12],
+    max_selections=24,
+    key=f"channels_classes_{choice}_{layer}",
+    placeholder="Type to search the classes",
+)
+show_figure(
+    figures.channel_by_class(view, shown or None),
+    f"{provenance.model}_{layer}_{stats.index_name}{channel}_by_class",
+    loaded or provenance,
+    view.by_class,
+)
+
+
+def thumbnails(rows: pd.DataFrame, title: str) -> None:
+    st.markdown(f"**{title}**")
+    columns = st.columns(EXTREMES)
+    for column, row in zip(columns, rows.itertuples(), strict=False):
+        picture = image_of(row.image)
+        caption = f"{row.image[-40:]} · {row.label[:30]} · {row.value:.3f}"
+        if picture is None:
+            column.caption(caption + " (image not readable here)")
+        else:
+            column.image(picture, caption=caption)
+
+
+def image_of(name: str) -> np.ndarray | None:
+    """The image as the model saw it: kept by an analysis; read back from a run's source."""
+    if isinstance(data, Analysis):
+        return next((r.view for r in data.images if r.name == name), None)
+    try:
+        return np.asarray(sevis.model_view(data.metadata.data_config, sevis.decode_image(sevis.run_image(data, name))))
+    except sevis.SevisError:
+        return None
+
+
+top, bottom = view.extremes(EXTREMES)
+thumbnails(top, "Images exciting it most")
+thumbnails(bottom, "Images exciting it least")
+
+st.subheader("Knock-out effect")
+if loaded is None:
+    st.caption(
+        "Knock-outs need the model: open the images on the Classes page, or use `sevis.knockout` "
+        "and `sevis ablate` on the run's images."
+    )
+else:
+    names_shown = list(dict.fromkeys([*top.image, *bottom.image]))  # a small set: both ends overlap
+    views = [image_of(n) for n in names_shown]
+    kept = [(n, v) for n, v in zip(names_shown, views, strict=True) if v is not None]
+    effect = channel_effect(loaded, layer, channel, tuple(n for n, _ in kept), [v for _, v in kept])
+    st.caption(
+        f"The {len(kept)} images above with {layer}'s {stats.index_name} {channel} forced to 0 and to 1: "
+        "the change in the probability of each image's own top-1 class."
+    )
+    st.dataframe(effect, hide_index=True)
+
+st.subheader("Excitation map")
+st.caption(
+    "Each image placed by its whole vector in one layer (PCA over every image; at most 5,000 drawn). "
+    "Step through the layers to see where the classes separate."
+)
+map_layer = st.select_slider("Layer of the map", layers, value=layer, key=f"channels_map_layer_{choice}")
+emap = excitation_map_of(data, map_layer)
+show_figure(
+    figures.excitation_map_figure(emap),
+    f"{provenance.model}_{map_layer}_map",
+    loaded or provenance,
+    emap.points,
+)
+
+st.subheader("Ablation")
+if loaded is None or not isinstance(data, Analysis):
+    st.caption(
+        "For a saved run: `sevis ablate RUN.parquet --out table.csv` reads its images back and writes the table."
+    )
+elif st.toggle("Accuracy with each stage's attention removed (the SENet paper's Table 13)", key="channels_ablate"):
+    targets, missing = sevis.class_indices([r.label for r in data.images], loaded.info.class_names)
+    if missing:
+        st.caption(
+            f"{len(missing)} label(s) name no class of the model ({', '.join(m[:40] for m in missing[:5])}): "
+            "their images count only in 'top-1 kept'."
+        )
+    table = ablation_of(loaded, data, targets.tolist())
+    show_figure(figures.ablation_chart(table), f"{provenance.model}_ablation", loaded, table)
