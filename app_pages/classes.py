@@ -9,8 +9,8 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 import sevis
-from app_pages.services import IMAGE_TYPES, Loaded, analyse, analysis_nulls, run_nulls
-from app_pages.widgets import report_failures, saved_run_input, show_figure
+from app_pages.services import IMAGE_TYPES, Loaded, analyse, analysis_nulls, run_nulls, unique_names
+from app_pages.widgets import offer_drill, report_failures, saved_run_input, show_figure
 from sevis import Provenance, figures
 from sevis.stats import ClassStats, ExcitationStats, MaskStats, NullBand
 
@@ -47,6 +47,7 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
             for upload in uploads or []:
                 files.append((upload.name, upload.getvalue()))
                 labels.append(label or f"class {i + 1}")
+        files = unique_names(files)
     elif mode == "zip":
         archive = st.file_uploader("Zip of class folders (cats/1.jpg, dogs/2.jpg, …)", type=["zip"], key="classes_zip")
         if archive is not None:
@@ -89,6 +90,11 @@ def only(frame, layer: str):
     return frame[frame.layer == layer].reset_index(drop=True)
 
 
+def in_layers(frame, layers: list[str]):
+    """The rows of some layers."""
+    return frame[frame.layer.isin(layers)].reset_index(drop=True)
+
+
 def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) -> tuple:
     """The channels to plot and, for a sort order, the axis title."""
     how = st.radio(
@@ -100,13 +106,19 @@ def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) 
     n = len(stats.mean(layer))
     if how.startswith("50"):
         return figures.sample_channels(n, 50), None
-    if how == "all" or len(classes) < 2:
+    if how == "all":
+        return None, None
+    if len(classes) < 2:
+        st.info("Sorting by the difference of two classes needs two classes shown: channel order instead.")
         return None, None
     a, b = st.columns(2)
     first = a.selectbox("Class A", classes, index=0, key="classes_diff_a")
     second = b.selectbox("Class B", classes, index=1, key="classes_diff_b")
+    if first == second:
+        st.info("Choose two different classes to sort by their difference: channel order instead.")
+        return None, None
     order = figures.sort_by_difference(stats, layer, first, second)
-    return order, f"channels sorted by mean({figures.short_label(first, 20)}) − mean({figures.short_label(second, 20)})"
+    return order, (first, second)
 
 
 Nulls = Callable[[], dict[str, NullBand]]
@@ -161,16 +173,31 @@ def channel_pick(layer: str) -> Callable[[dict], tuple[str, int] | None]:
     return pick
 
 
+def grid_pick(point: dict) -> tuple[str, int] | None:
+    """A clicked point of the Figure 6 small multiples: each line carries its layer as meta."""
+    channel, layer = point.get("customdata"), point.get("meta")
+    return (str(layer), int(channel)) if isinstance(channel, int | float) and isinstance(layer, str) else None
+
+
 def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls: Nulls, drill: str) -> None:
     assert isinstance(stats, ExcitationStats)
-    left, right = st.columns([2, 3])
-    layer = left.selectbox(
-        "SE layer", stats.layers, index=stats.layers.index(sevis.default_layer(stats.layers)), key="classes_layer"
-    )
-    classes = class_choice(right, stats, "se")
+    classes = class_choice(st.container(), stats, "se")
     if not classes:
         st.info("Choose at least one class.")
         return
+    shown = sevis.paper_layers(stats.layers)
+    show_figure(
+        figures.class_profiles_grid(stats, shown, classes),
+        f"{name}_figure6",
+        source,
+        lambda: in_layers(stats.to_frame(), shown),
+        pick=grid_pick,
+        pick_source=drill,
+    )
+    st.markdown("**One layer, every channel**")
+    layer = st.selectbox(
+        "SE layer", stats.layers, index=stats.layers.index(sevis.default_layer(stats.layers)), key="classes_layer"
+    )
     band = st.toggle("± one standard deviation across images (the paper's Figure 7)", key="classes_band")
     reference = st.radio(
         "Reference line",
@@ -179,10 +206,21 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls:
         horizontal=True,
         key="classes_reference",
     )
-    channels, ordered_by = channel_order(stats, layer, classes)
+    channels, pair = channel_order(stats, layer, classes)
+    ordered_by = None
+    if pair is not None:
+        a, b = (figures.short_label(c, 20) for c in pair)
+        ordered_by = f"channels sorted by mean({a}) − mean({b})"
     show_figure(
         figures.class_profiles(
-            stats, layer, classes, channels=channels, band=band, reference=reference, ordered_by=ordered_by
+            stats,
+            layer,
+            classes,
+            channels=channels,
+            band=band,
+            reference=reference,
+            ordered_by=ordered_by,
+            difference=pair,
         ),
         f"{name}_{layer}_class_profiles",
         source,
@@ -280,7 +318,7 @@ def saved_run() -> None:
     if m.untrained:
         st.warning(f"This run was made with untrained weights: {figures.UNTRAINED_NOTE}", icon="⚠️")
     source = f"saved run {run.path.name}"
-    st.session_state["drill_sources"] = {source: (run, None)}
+    offer_drill("classes", {source: (run, None)})
     kind_sections(run.stats, run.provenance, m.model, functools.partial(run_nulls, run), source)
 
 
@@ -312,7 +350,7 @@ if not first.images:
     st.stop()
 
 drills = {f"{m.label}: images on the Classes page": m for m in models}
-st.session_state["drill_sources"] = {drill: (results[m.label], m) for drill, m in drills.items()}
+offer_drill("classes", {drill: (results[m.label], m) for drill, m in drills.items()})
 for drill, loaded in drills.items():
     st.header(loaded.label)
     stats = results[loaded.label].stats

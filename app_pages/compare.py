@@ -4,7 +4,7 @@ import streamlit as st
 
 import sevis
 import sevis.layers
-from app_pages.services import IMAGE_TYPES, Loaded, analyse, sample_files
+from app_pages.services import IMAGE_TYPES, Loaded, analyse, sample_files, unique_names
 from app_pages.widgets import report_failures, show_figure
 from sevis import export, figures
 from sevis.geometry import layer_grid
@@ -18,21 +18,27 @@ st.caption(
 models: list[Loaded] = st.session_state.get("models", [])
 by_kind = {kind: m for m in models for kind in m.kinds}
 if not {"se", "sge"} <= set(by_kind):
-    st.info("Choose **Both** in the sidebar's model panel to compare SE-ResNet-50 with SGE-ResNet-50.")
+    if st.session_state.get("model_choice") == "Both":
+        missing = "SE" if "se" not in by_kind else "SGE"
+        st.info(f"The {missing} model is not loaded yet: choose its weights in the sidebar.")
+    else:
+        st.info("Choose **Both** in the sidebar's model panel to compare SE-ResNet-50 with SGE-ResNet-50.")
     st.stop()
 se, sge = by_kind["se"], by_kind["sge"]
 
 uploads = st.file_uploader("Upload photographs", type=IMAGE_TYPES, accept_multiple_files=True, key="compare_upload")
-files = [(u.name, u.getvalue()) for u in uploads] if uploads else sample_files()
+files = unique_names([(u.name, u.getvalue()) for u in uploads]) if uploads else sample_files()
 if not uploads:
     st.caption("Showing the sample photographs in `assets/`; upload your own above.")
-name = st.selectbox("Image", [n for n, _ in files], key="compare_choice")
+every = analyse(se, files)  # cached: the Images page's analysis of the same files, if it ran
+report_failures(every.failures)
+if not every.images:
+    st.error("None of the files could be analysed.")
+    st.stop()
+name = st.selectbox("Image", [r.name for r in every.images], key="compare_choice")  # only readable ones
 chosen = [(n, data) for n, data in files if n == name]
 
 se_result, sge_result = analyse(se, chosen), analyse(sge, chosen, keep_values=True)
-report_failures(se_result.failures)
-if not se_result.images:
-    st.stop()
 se_image, sge_image = se_result.images[0], sge_result.images[0]
 
 left, right = st.columns(2)

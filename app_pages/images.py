@@ -2,12 +2,21 @@
 
 import hashlib
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 import sevis
-from app_pages.services import IMAGE_TYPES, MAX_VALUE_IMAGES, Loaded, analyse, grad_cam, sample_files
-from app_pages.widgets import report_failures, show_figure
+from app_pages.services import (
+    IMAGE_TYPES,
+    MAX_VALUE_IMAGES,
+    Loaded,
+    analyse,
+    grad_cam,
+    sample_files,
+    unique_names,
+)
+from app_pages.widgets import file_part, offer_drill, report_failures, show_figure
 from sevis import Analysis, ImageResult, export, figures
 from sevis.geometry import layer_grid
 from sevis.stats import mean_mask, saturation, top_groups
@@ -15,9 +24,10 @@ from sevis.stats import mean_mask, saturation, top_groups
 
 def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
     all_layers = list(image.excitations)
-    layers = st.multiselect(
+    chosen = st.multiselect(
         "SE layers", all_layers, default=sevis.paper_layers(all_layers), key=f"{loaded.name}_layers"
     )
+    layers = [layer for layer in all_layers if layer in chosen]  # depth order, whatever the click order
     several = len(result.images) > 1
     shown = result.images if several and st.toggle("Overlay all images", key=f"{loaded.name}_overlay") else [image]
     if layers:
@@ -28,13 +38,16 @@ def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
         )
         show_figure(
             figures.excitation_profiles({r.name: r.excitations for r in shown}, layers),
-            f"{loaded.name}_profiles",
+            f"{loaded.name}_{'all_images' if len(shown) > 1 else file_part(image.name)}_profiles",
             loaded,
             lambda: result.excitation_frame(layers, shown),
+            # one line per image and layer, image by image: the curve's number gives its layer
+            pick=lambda point: (layers[point["curve_number"] % len(layers)], int(point["x"])),
+            pick_source=f"{loaded.label}: images on the Images page",
         )
     show_figure(
         figures.excitation_overview(image.excitations),
-        f"{loaded.name}_overview",
+        f"{loaded.name}_{file_part(image.name)}_overview",
         loaded,
         lambda: result.excitation_frame(None, [image]),
     )
@@ -48,16 +61,13 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
     if not image.masks:  # a large upload: masks are kept only for the image on show
         image = analyse(loaded, [(image.name, files[image.name])], keep_values=True).images[0]
     masks = image.masks[layer]
-    groups = pd.DataFrame(
-        {
-            "image": image.name,
-            "layer": layer,
-            "group": range(len(masks)),
-            "mask_mean": image.mask_means[layer],
-            "spatial_variance": image.mask_variances[layer],
-        }
+    part = file_part(image.name)
+    show_figure(
+        figures.mask_grid(masks, layer),
+        f"{loaded.name}_{part}_{layer}_masks",
+        loaded,
+        lambda: masks_frame(image.name, layer, masks),  # the masks drawn, position by position
     )
-    show_figure(figures.mask_grid(masks, layer), f"{loaded.name}_{layer}_masks", loaded, groups)
     norms = image.extras.get(layer, {})
     if "norm_before" in norms:
         before = norms["norm_before"]
@@ -69,7 +79,7 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
         )
         show_figure(
             figures.group_feature_maps(before, after, groups, layer),
-            f"{loaded.name}_{image.name}_{layer}_group_maps",
+            f"{loaded.name}_{part}_{layer}_group_maps",
             loaded,
             lambda: group_maps_frame(image.name, layer, before, after, groups),
         )
@@ -85,9 +95,19 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
             colorbar_title="mean σ(a)",
             grid=layer_grid(loaded.model, layer),
         )
-        show_figure(fig, f"{loaded.name}_{layer}_overlay", loaded, export.grid_frame(mean, "mean_mask"))
+        table = export.grid_frame(mean, "mean_mask")
+        table.insert(0, "layer", layer)
+        table.insert(0, "image", image.name)
+        show_figure(fig, f"{loaded.name}_{part}_{layer}_mean_mask", loaded, table)
     with right:
         gradcam_panel(loaded, image, opacity)
+
+
+def masks_frame(name: str, layer: str, masks) -> pd.DataFrame:
+    """Every group's mask as a long table: image, layer, group, y, x, mask."""
+    g, h, w = masks.shape
+    group, y, x = (a.ravel() for a in np.indices((g, h, w)))
+    return pd.DataFrame({"image": name, "layer": layer, "group": group, "y": y, "x": x, "mask": masks.ravel()})
 
 
 def group_maps_frame(name: str, layer: str, before, after, groups: list[int]) -> pd.DataFrame:
@@ -124,7 +144,12 @@ def gradcam_panel(loaded: Loaded, image: ImageResult, opacity: float) -> None:
         opacity=opacity,
         colorbar_title="Grad-CAM",
     )
-    show_figure(fig, f"{loaded.name}_gradcam", loaded, export.grid_frame(cam, "grad_cam"))
+    table = export.grid_frame(cam, "grad_cam")
+    table.insert(0, "target_class", names[target])
+    table.insert(0, "target_index", target)
+    table.insert(0, "image", image.name)
+    part, cls = file_part(image.name), file_part(names[target].split(",")[0])
+    show_figure(fig, f"{loaded.name}_{part}_gradcam_{cls}", loaded, table, key=f"{loaded.name}_gradcam")
 
 
 st.title("Images")
@@ -143,7 +168,7 @@ uploads = st.file_uploader(
     key="images_upload",
     help="JPEG, PNG, WebP, BMP, GIF or TIFF. With nothing uploaded the sample photographs are shown.",
 )
-files = [(u.name, u.getvalue()) for u in uploads] if uploads else sample_files()
+files = unique_names([(u.name, u.getvalue()) for u in uploads]) if uploads else sample_files()
 if not uploads:
     st.caption("Showing the sample photographs in `assets/`; upload your own above.")
 
@@ -154,6 +179,7 @@ if not first.images:
     st.error("None of the files could be analysed.")
     st.stop()
 
+offer_drill("images", {f"{m.label}: images on the Images page": (results[m.label], m) for m in models})
 names = [r.name for r in first.images]
 index = names.index(st.selectbox("Image", names, key="image_choice")) if len(names) > 1 else 0
 
@@ -166,13 +192,15 @@ for loaded in models:
     with right:
         show_figure(
             figures.top_classes(image.top_classes, image.top_probs),
-            f"{loaded.name}_top5",
+            f"{loaded.name}_{file_part(image.name)}_top5",
             loaded,
             export.top_frame(image),
         )
     if "se" in loaded.kinds:
         se_section(loaded, result, image)
-        with st.expander("Grad-CAM"):
+        # NOTE a toggle, not an expander: an expander's content runs (and costs a backward
+        # pass) even while it is closed
+        if st.toggle("Grad-CAM", key=f"{loaded.name}_gradcam_on", help="Where the network looked for a class"):
             gradcam_panel(loaded, image, 0.5)
     if "sge" in loaded.kinds:
         sge_section(loaded, image, dict(files))

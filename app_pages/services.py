@@ -292,6 +292,22 @@ def grad_cam(model_key: str, view: np.ndarray, target: int | None, _loaded: Load
         return compute(model, x, target)
 
 
+def unique_names(files: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The files with names made unique for display and choice: a browser gives only a base
+    name, so two ``photo.jpg`` from two folders become ``photo.jpg`` and ``photo.jpg (2)``."""
+    seen: dict[str, int] = {}
+    out = []
+    for name, data in files:
+        seen[name] = seen.get(name, 0) + 1
+        shown = name if seen[name] == 1 else f"{name} ({seen[name]})"
+        while shown in seen and shown != name:  # a file really named "photo.jpg (2)"
+            seen[name] += 1
+            shown = f"{name} ({seen[name]})"
+        seen.setdefault(shown, 1)
+        out.append((shown, data))
+    return out
+
+
 def sample_files() -> list[tuple[str, bytes]]:
     """The sample photographs in ``assets/``, as uploads."""
     return [(p.name, p.read_bytes()) for p in sorted(ASSETS.iterdir()) if p.suffix.lower().lstrip(".") in IMAGE_TYPES]

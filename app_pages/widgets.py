@@ -7,6 +7,7 @@ Pages stay thin: they gather widget values, call :mod:`sevis` (through
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 
 import pandas as pd
@@ -233,7 +234,7 @@ def saved_run_input(key: str) -> Run | None:
 def report_failures(failures: Sequence[sevis.Failure]) -> None:
     if failures:
         st.warning(
-            f"{len(failures)} file(s) could not be analysed; the others were:\n\n"
+            f"{len(failures)} file(s) could not be analysed and were left out; every other file was analysed.\n\n"
             + "\n".join(f"- **{f.name}**: {f.reason}" for f in failures)
         )
 
@@ -251,6 +252,20 @@ def _picked(chart_key: str, pick: Pick, source: str) -> None:
     if chosen is not None:
         st.session_state["drill"] = {"layer": chosen[0], "channel": int(chosen[1]), "source": source}
         st.session_state["_drill_go"] = True
+
+
+def file_part(name: str) -> str:
+    """A name made safe inside a download's file name (an image's, a class's)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:60] or "unnamed"
+
+
+def offer_drill(page: str, sources: dict[str, tuple[sevis.Analysis | Run, Loaded | None]]) -> None:
+    """Offer a page's current images to the Channels page (``st.session_state["drill_sources"]``),
+    replacing what the same page offered before."""
+    offered = st.session_state.setdefault("_drill_pages", {})
+    current = {k: v for k, v in st.session_state.get("drill_sources", {}).items() if k not in offered.get(page, [])}
+    st.session_state["drill_sources"] = {**current, **sources}
+    offered[page] = list(sources)
 
 
 def show_figure(

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
         (
             "9. The SENet paper's ablation over a 1,000-image saved set, in passes of the set (target <= 5)",
-            run("ablate.py", "--images", "200" if args.quick else "1000", "--repeats", "1" if args.quick else "3"),
+            run("ablate.py", "--images", "200" if args.quick else "1000", "--repeats", "1"),
         ),
         (
             "8. Load: N sessions uploading photographs while one uploads hostile files (health < 1 s)",

@@ -31,6 +31,7 @@ __all__ = [
     "channel_by_class",
     "class_histograms",
     "class_profiles",
+    "class_profiles_grid",
     "excitation_map_figure",
     "excitation_overview",
     "excitation_profiles",
@@ -132,7 +133,8 @@ def excitation_profiles(profiles: Mapping[str, Mapping[str, np.ndarray]], layers
             fig.update_yaxes(title_text="excitation", range=[0, 1], row=row, col=1)
     fig.update_xaxes(title_text="channel index", row=len(layers), col=1)
     fig.update_layout(
-        title="SE excitation per channel",
+        title="SE excitation per channel"
+        + (f": {short_label(next(iter(profiles)), 48)}" if len(profiles) == 1 else ""),
         height=170 * len(layers) + 120,
         showlegend=len(profiles) > 1,
         **_LAYOUT,
@@ -141,37 +143,47 @@ def excitation_profiles(profiles: Mapping[str, Mapping[str, np.ndarray]], layers
 
 
 def excitation_overview(excitations: Mapping[str, np.ndarray], bins: int = 128) -> go.Figure:
-    """Heatmap of every SE layer at once: rows are layers, columns channel positions.
+    """Heatmaps of every SE layer at once: rows are layers, columns channel positions.
 
-    Layers have 256 to 2048 channels, so each row is averaged into ``bins`` equal
-    slices of its channel range (the hover shows which channels).
+    Layers have 256 to 2048 channels, so each row is cut into ``bins`` equal slices of its
+    channel range (the hover shows which channels): the left panel shows each slice's
+    mean, the right its maximum, so a single saturated channel is never averaged away.
     """
     layers = list(excitations)
-    z = np.empty((len(layers), bins))
+    mean, peak = np.empty((len(layers), bins)), np.empty((len(layers), bins))
     spans = []
     for r, layer in enumerate(layers):
         v = np.asarray(excitations[layer], dtype=np.float64)
         # NOTE with fewer channels than bins a bin repeats its channel rather than go empty.
         edges = np.linspace(0, len(v), bins + 1).astype(int)
         slices = [(min(a, len(v) - 1), max(b, min(a, len(v) - 1) + 1)) for a, b in pairwise(edges)]
-        z[r] = [v[a:b].mean() for a, b in slices]
+        mean[r] = [v[a:b].mean() for a, b in slices]
+        peak[r] = [v[a:b].max() for a, b in slices]
         spans.append([f"{a}–{b - 1}" for a, b in slices])
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            y=layers,
-            x=(np.arange(bins) + 0.5) / bins,
-            customdata=np.array(spans),
-            zmin=0,
-            zmax=1,
-            colorscale="Viridis",
-            colorbar=dict(title="excitation"),
-            hovertemplate="%{y} channels %{customdata}: mean %{z:.3f}<extra></extra>",
-        )
+    fig = make_subplots(
+        rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.03, subplot_titles=["mean per bin", "max per bin"]
     )
-    fig.update_layout(title="All SE layers (channels binned)", height=120 + 24 * len(layers), **_LAYOUT)
-    fig.update_xaxes(title="relative channel position", range=[0, 1])
-    fig.update_yaxes(title="layer", autorange="reversed")
+    for col, (z, what) in enumerate(((mean, "mean"), (peak, "max")), start=1):
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                y=layers,
+                x=(np.arange(bins) + 0.5) / bins,
+                customdata=np.array(spans),
+                zmin=0,
+                zmax=1,
+                colorscale="Viridis",
+                showscale=col == 2,
+                colorbar=dict(title="excitation"),
+                hovertemplate=f"%{{y}} channels %{{customdata}}: {what} %{{z:.3f}}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+        fig.update_xaxes(title="relative channel position", range=[0, 1], row=1, col=col)
+    fig.update_layout(title="All SE layers (channels binned)", height=140 + 24 * len(layers), **_LAYOUT)
+    fig.update_yaxes(title="layer", autorange="reversed", row=1, col=1)
+    fig.update_yaxes(autorange="reversed", row=1, col=2)
     return fig
 
 
@@ -202,6 +214,7 @@ def class_profiles(
     band: bool = False,
     reference: str = "both",
     ordered_by: str | None = None,
+    difference: tuple[str, str] | None = None,
 ) -> go.Figure:
     """Mean excitation per channel, one line per class (the paper's Figure 6), with an
     optional +- one standard deviation band (Figure 7).
@@ -216,6 +229,8 @@ def class_profiles(
             dotted; :meth:`ClassStats.mean_of_class_means`), the mean over all images of
             the statistics (dash-dot), both, or none.
         ordered_by: axis title when ``channels`` is a sort order.
+        difference: two classes ``(a, b)``: also draw mean(a) − mean(b) per channel on a
+            second axis (the curve a sort by their difference makes monotonic).
     """
     if reference not in REFERENCES:
         raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
@@ -262,10 +277,30 @@ def class_profiles(
                 hovertemplate=f"{label}<br>channel %{{customdata}}: %{{y:.3f}}<extra></extra>",
             )
         )
+    if difference is not None:
+        first, second = difference
+        gap = (stats.mean(layer, first) - stats.mean(layer, second))[channels]
+        name = f"mean({short_label(first, 20)}) − mean({short_label(second, 20)})"
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=gap,
+                yaxis="y2",
+                mode="lines",
+                name=name,
+                customdata=channels,
+                line=dict(color="#7f7f7f", width=2, dash="dash"),
+                hovertemplate=f"{name}<br>channel %{{customdata}}: %{{y:+.3f}}<extra></extra>",
+            )
+        )
+        bound = float(np.abs(gap).max()) if len(gap) else 1.0
+        fig.update_layout(
+            yaxis2=dict(title="difference", overlaying="y", side="right", range=[-bound * 1.05, bound * 1.05])
+        )
     suffix = " ± std" if band else ""
     fig.update_layout(title=f"{layer}: mean excitation per class{suffix}", height=420, **_LAYOUT)
     fig.update_xaxes(title="channel index" if by_index else (ordered_by or "channel (in the chosen order)"))
-    fig.update_yaxes(title="mean excitation", range=[0, 1])
+    fig.update_layout(yaxis=dict(title="mean excitation", range=[0, 1]))
     return fig
 
 
@@ -709,5 +744,62 @@ def ablation_chart(table: pd.DataFrame) -> go.Figure:
         yaxis=dict(title="accuracy", tickformat=".0%", rangemode="tozero"),
         barmode="group",
         height=420,
+    )
+    return fig
+
+
+def class_profiles_grid(
+    stats: ExcitationStats,
+    layers: Sequence[str],
+    classes: Sequence[str],
+    *,
+    channels: int = 50,
+    columns: int = 3,
+) -> go.Figure:
+    """The SENet paper's Figure 6 as published: small multiples of several layers at once
+    (default the paper's six, :func:`sevis.paper_layers`), each the mean excitation of
+    ``channels`` uniformly spaced channels per class, a line per class in the same colour
+    in every panel, and the mean of the class means dotted (the paper's reference).
+
+    Each line's ``customdata`` holds its channel indices and ``meta`` its layer."""
+    rows = -(-len(layers) // columns)
+    fig = make_subplots(
+        rows=rows,
+        cols=columns,
+        subplot_titles=list(layers),
+        horizontal_spacing=0.06,
+        vertical_spacing=0.28 / max(rows, 1),
+    )
+    for k, layer in enumerate(layers):
+        row, col = k // columns + 1, k % columns + 1
+        picked = sample_channels(len(stats.mean(layer)), channels)
+        lines = [
+            (short_label(cls), stats.mean(layer, cls)[picked], _colour(i), "solid") for i, cls in enumerate(classes)
+        ]
+        if stats.classes:
+            lines.append((_CLASS_MEANS_LABEL, stats.mean_of_class_means(layer)[picked], "#000000", "dot"))
+        for name, values, colour, dash in lines:
+            fig.add_trace(
+                go.Scatter(
+                    x=picked,
+                    y=values,
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=k == 0,
+                    customdata=picked,
+                    meta=layer,
+                    marker=dict(size=3),
+                    line=dict(color=colour, width=2.5 if dash == "dot" else 1.5, dash=dash),
+                    hovertemplate=f"{name}<br>{layer} channel %{{customdata}}: %{{y:.3f}}<extra></extra>",
+                ),
+                row=row,
+                col=col,
+            )
+        fig.update_yaxes(range=[0, 1], row=row, col=col)
+    fig.update_layout(
+        **_LAYOUT,
+        title=f"Mean excitation per class in {len(layers)} layers ({channels} channels each; the paper's Figure 6)",
+        height=300 * rows + 120,
     )
     return fig

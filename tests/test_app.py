@@ -89,7 +89,7 @@ def test_first_open_offline_shows_the_photographs_and_one_panel_with_the_ways_ou
     at.sidebar.selectbox(key="se_resnet50_source").set_value("pretrained").run()
     at.button(key="se_resnet50_use_untrained").click().run()
     assert at.sidebar.selectbox(key="se_resnet50_source").value == "untrained"
-    assert not at.error and charts(at) == 4
+    assert not at.error and charts(at) == 3
     line = next(w.value for w in at.warning if "untrained weights" in w.value)
     assert "(random, seed 0)" in line and "random SE gates sit near 0.5" in line
     (badge,) = [m.value for m in at.sidebar.markdown if "self-check" in m.value]  # st.badge is markdown
@@ -109,8 +109,8 @@ def test_untrained_shows_samples_banner_and_charts(app):
     no_errors(app)
     assert any("untrained weights (random, seed 0)" in w.value for w in app.warning)
     assert app.selectbox(key="image_choice").options == SAMPLES
-    # top-5, SE profiles, overview of all 16 layers, Grad-CAM
-    assert charts(app) == 4
+    # top-5, SE profiles, overview of all 16 layers; Grad-CAM only when asked for
+    assert charts(app) == 3
     assert app.multiselect(key=f"{SE}_layers").value == [
         "SE_2_3",
         "SE_3_4",
@@ -123,9 +123,12 @@ def test_untrained_shows_samples_banner_and_charts(app):
     saturation = [c.value for c in app.caption if c.value.startswith("Saturation in astronaut.png")]
     assert len(saturation) == 1 and "SE_2_3 " in saturation[0] and "SE_5_3 " in saturation[0]
     labels = [b.label for b in app.get("download_button")]
-    assert labels == ["PNG", "HTML", "CSV", "Parquet"] * 4  # every chart: figure and numbers
+    assert labels == ["PNG", "HTML", "CSV", "Parquet"] * 3  # every chart: figure and numbers
     app.selectbox(key="image_choice").set_value("rocket.jpg").run()
     app.toggle(key=f"{SE}_overlay").set_value(True).run()
+    no_errors(app)
+    assert charts(app) == 3
+    app.toggle(key=f"{SE}_gradcam_on").set_value(True).run()
     no_errors(app)
     assert charts(app) == 4
 
@@ -136,7 +139,7 @@ def test_single_and_several_uploads_with_a_broken_file(app, photos):
     uploader.set_value(png(photos, "chelsea.png")).run()
     no_errors(app)
     assert not [s for s in app.selectbox if s.key == "image_choice"]  # one image: no selector
-    assert charts(app) == 4
+    assert charts(app) == 3
 
     rocket = photos["rocket.jpg"]
     app.get("file_uploader")[0].set_value(
@@ -150,7 +153,7 @@ def test_single_and_several_uploads_with_a_broken_file(app, photos):
     warning = next(w.value for w in app.warning if "could not be analysed" in w.value)
     assert "**broken.jpg**" in warning and "truncated" in warning
     assert app.selectbox(key="image_choice").options == ["coffee.png", "astronaut.png"]
-    assert charts(app) == 4
+    assert charts(app) == 3
 
 
 def test_sge_from_a_server_checkpoint_shows_masks_overlay_and_gradcam(real_app, offline, sge_file):
@@ -189,7 +192,7 @@ def test_uploaded_checkpoints_good_and_bad(real_app, senet_file, tmp_path):
         ("se_resnet50-ce0d4300.pth", senet_file.read_bytes(), "application/octet-stream")
     ).run()
     no_errors(real_app)
-    assert charts(real_app) == 4
+    assert charts(real_app) == 3
 
 
 def test_same_inputs_do_not_run_the_model_again(app):
@@ -231,18 +234,18 @@ def test_classes_from_uploads_per_class(app, photos):
     app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "motorcycle_left.png")]).run()
     no_errors(app)
     assert classes_shown(app).value == ["cat", "vehicle"]
-    # Figure 6 profiles, histograms, specificity and saturation against depth, selectivity
-    assert charts(app) == 4
+    # Figure 6 as small multiples of six layers, one layer's profiles, histograms, depth curve, selectivity
+    assert charts(app) == 5
     titles = [c.proto.spec for c in app.get("plotly_chart")]
-    assert "chance (95 % of label permutations)" in titles[2] and "Class selectivity index" in titles[3]
+    assert "chance (95 % of label permutations)" in titles[3] and "Class selectivity index" in titles[4]
     app.toggle(key="classes_band").set_value(True).run()
     app.radio(key="classes_channels").set_value("sorted by the difference of two classes").run()
     app.toggle(key="classes_side").set_value(True).run()
     app.selectbox(key="classes_layer").set_value("SE_5_2").run()
     no_errors(app)
-    assert charts(app) == 4
+    assert charts(app) == 5
     app.radio(key="classes_reference").set_value("classes").run()
-    profiles = app.get("plotly_chart")[0].proto.spec
+    profiles = app.get("plotly_chart")[1].proto.spec
     assert "mean of class means (paper's reference)" in profiles and "all images (n=4)" not in profiles
 
 
@@ -257,7 +260,7 @@ def test_classes_from_a_zip_with_a_broken_file_and_both_models(app, photos):
     assert "data/cup/broken.jpg" in warning and ".DS_Store" not in warning
     assert classes_shown(app).value == ["cat", "cup"]
     # SE figures; SGE mask statistics, activation spread before/after SGE, depth curve, selectivity
-    assert charts(app) == 4 + 4
+    assert charts(app) == 5 + 4
     assert any("**cat** 2" in m.value and "**cup** 1" in m.value for m in app.markdown)
 
 
@@ -311,14 +314,14 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos,
     no_errors(app)
     app.text_input(key="classes_run_path").set_value(str(run)).run()
     assert not app.exception
-    assert charts(app) == 4 and classes_shown(app).value == ["cat", "cup"]
+    assert charts(app) == 5 and classes_shown(app).value == ["cat", "cup"]
     assert any("3 images from" in m.value for m in app.markdown)
     # The sidebar's model could not be loaded (offline, pretrained): the run needs none.
     assert any("could not be fetched" in m.value for m in app.markdown) and not app.error
 
     app.text_input(key="classes_run_path").set_value("")
     app.get("file_uploader")[0].set_value(("run.parquet", run.read_bytes(), "application/octet-stream")).run()
-    assert not app.exception and charts(app) == 4
+    assert not app.exception and charts(app) == 5
     app.get("file_uploader")[0].set_value(("bad.parquet", b"PAR1 nonsense", "application/octet-stream")).run()
     assert not app.exception
     assert any("bad.parquet: not a readable Parquet file" in e.value for e in app.error)
@@ -341,9 +344,9 @@ def test_a_saved_run_without_se_4_6_and_with_a_class_named_all_images(app, tiny_
     assert not app.exception
     assert app.selectbox(key="classes_layer").options == ["SE_5_2"]
     assert classes_shown(app).value == ["all images", "cup"]
-    # Profiles, histograms, the depth curve (one point: the run kept one layer), selectivity.
-    assert charts(app) == 4
-    profiles = app.get("plotly_chart")[0].proto.spec
+    # Small multiples, profiles, histograms, the depth curve (one point: the run kept one layer), selectivity.
+    assert charts(app) == 5
+    profiles = app.get("plotly_chart")[1].proto.spec
     # The class called "all images" (2 images) is its own line, next to the 3 images of the run.
     assert "all images (n=2)" in profiles and "all images (n=3)" in profiles
 
@@ -385,7 +388,7 @@ def test_a_plugin_that_fails_is_reported_and_the_dashboard_runs(offline, monkeyp
     assert [e.value for e in at.error if "Plugin" in e.value] == [expected]
     assert at.sidebar.radio(key="model_choice").options == [SE_LABEL]  # one model: no "Both"
     untrained(at)
-    assert charts(at) == 4
+    assert charts(at) == 3
 
 
 def test_classes_uploaded_one_after_the_other_are_all_drawn(app, photos):
@@ -394,11 +397,11 @@ def test_classes_uploaded_one_after_the_other_are_all_drawn(app, photos):
     untrained(app)
     app.switch_page("app_pages/classes.py").run()
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")]).run()
-    assert classes_shown(app).value == ["class 1"] and charts(app) == 2
+    assert classes_shown(app).value == ["class 1"] and charts(app) == 3
     app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "coffee.png")]).run()
     no_errors(app)
-    assert classes_shown(app).value == ["class 1", "class 2"] and charts(app) == 4
-    assert "class 2 (n=2)" in app.get("plotly_chart")[0].proto.spec
+    assert classes_shown(app).value == ["class 1", "class 2"] and charts(app) == 5
+    assert "class 2 (n=2)" in app.get("plotly_chart")[1].proto.spec
 
 
 def test_a_model_list_with_nothing_usable_falls_back_to_the_papers_models(offline, monkeypatch):
@@ -471,7 +474,7 @@ def test_a_tuple_bomb_upload_is_refused_and_the_page_goes_on(real_app):
     )
     untrained(real_app, "se_resnet50")
     no_errors(real_app)
-    assert charts(real_app) == 4
+    assert charts(real_app) == 3
 
 
 def test_a_full_disk_during_a_checkpoint_upload_is_a_message_and_the_next_try_works(
@@ -494,7 +497,7 @@ def test_a_full_disk_during_a_checkpoint_upload_is_a_message_and_the_next_try_wo
         remount(disk, "512m")
         real_app.run()  # the same upload, now with room: read, not "corrupt"
         no_errors(real_app)
-        assert charts(real_app) == 4
+        assert charts(real_app) == 3
         assert [p for p in disk.rglob("*") if p.is_file()] == []  # removed once read
     from app_pages.services import Loaded
 
@@ -510,6 +513,7 @@ def test_the_gradcam_class_follows_the_image(app, photos):
     untrained(app)
     names = ["chelsea.png", "coffee.png"]
     app.get("file_uploader")[0].set_value([png(photos, n) for n in names]).run()
+    app.toggle(key=f"{SE}_gradcam_on").set_value(True).run()
     result = sevis.analyse(load_model(SE, "untrained"), [(n, photos[n]) for n in names])
     tops = [image.top_classes[0] for image in result.images]
     classes = list(sevis.model_info(load_model(SE, "untrained")).class_names)
@@ -563,6 +567,14 @@ def test_channels_page_drills_into_the_classes_pages_images(app, photos):
     app.switch_page("app_pages/channels.py").run()
     no_errors(app)
     assert app.selectbox[0].value == "SE_4_2" and app.number_input[0].value == 9
+    # the Images page's photographs (the samples, opened first) are offered too
+    (source,) = [r for r in app.radio if r.label == "Images"]
+    assert source.options == [
+        f"{SE_LABEL}: images on the Images page",
+        f"{SE_LABEL}: images on the Classes page",
+        "A saved run, opened here",
+    ]
+    assert source.value == f"{SE_LABEL}: images on the Classes page"
     assert any("SE_4_2, channel 9" in m.value for m in app.subheader)
     titles = [c.proto.spec for c in app.get("plotly_chart")]
     assert any("SE_4_2, channel 9: per class" in t for t in titles)
@@ -603,3 +615,57 @@ def test_channels_page_opens_a_saved_run_and_reads_its_images_back(app, tiny_se,
     assert any("chelsea.png" in c.value and "not readable here" in c.value for c in app.caption), [
         c.value for c in app.caption
     ]
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    import json
+
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def test_two_uploads_with_one_name_stay_two_images(app, photos):
+    untrained(app)
+    app.get("file_uploader")[0].set_value(
+        [("photo.jpg", photos["rocket.jpg"], "image/jpeg"), ("photo.jpg", photos["coffee.png"], "image/png")]
+    ).run()
+    no_errors(app)
+    assert app.selectbox(key="image_choice").options == ["photo.jpg", "photo.jpg (2)"]
+    app.selectbox(key="image_choice").set_value("photo.jpg (2)").run()
+    assert any("photo.jpg (2): the 224×224 crop the model sees" in str(i.proto) for i in app.get("image"))
+    app.toggle(key=f"{SE}_overlay").set_value(True).run()
+    legend = {t.get("name") for spec in chart_specs(app) for t in spec["data"] if t.get("showlegend") is not False}
+    assert {"photo.jpg", "photo.jpg (2)"} <= legend  # neither overlays the other
+
+
+def test_layers_are_drawn_in_depth_order_and_gradcam_waits_to_be_asked(app):
+    untrained(app)
+    app.multiselect(key=f"{SE}_layers").set_value(["SE_5_2", "SE_2_1", "SE_4_6"]).run()
+    no_errors(app)
+    (profiles,) = [s for s in chart_specs(app) if "SE excitation per channel" in str(s["layout"].get("title"))]
+    titles = [a["text"] for a in profiles["layout"]["annotations"]]
+    assert titles == ["SE_2_1", "SE_4_6", "SE_5_2"]
+    assert not [s for s in app.selectbox if s.label == "Grad-CAM class"]  # no backward pass ran
+
+
+def test_compare_offers_only_readable_images_and_says_which_model_is_missing(app, photos):
+    app.sidebar.radio(key="model_choice").set_value("Both").run()
+    untrained(app, SE)
+    app.sidebar.selectbox(key=f"{SGE}_source").set_value("upload").run()
+    app.switch_page("app_pages/compare.py").run()
+    assert any("The SGE model is not loaded yet" in i.value for i in app.info)
+    untrained(app, SGE)
+    broken = ("broken.jpg", photos["rocket.jpg"][:3000], "image/jpeg")
+    app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), broken]).run()
+    assert not app.exception
+    assert app.selectbox(key="compare_choice").options == ["chelsea.png"]
+    (warning,) = [w.value for w in app.warning if "could not be analysed" in w.value]
+    assert "broken.jpg" in warning and "left out" in warning
+
+
+def test_sorting_by_a_difference_needs_two_classes(app, photos):
+    untrained(app)
+    app.switch_page("app_pages/classes.py").run()
+    app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "coffee.png")]).run()
+    app.radio(key="classes_channels").set_value("sorted by the difference of two classes").run()
+    no_errors(app)
+    assert any("needs two classes shown" in i.value for i in app.info)

@@ -179,16 +179,16 @@ def shot(page, name: str) -> None:
 def test_images_page_samples_then_uploads(server, page):
     page.goto(server)
     page.get_by_role("heading", name="Images").wait_for()
-    # Samples: top-5, SE profiles of the paper's six blocks, the 16-layer overview,
-    # and Grad-CAM (drawn inside its closed expander).
-    wait_for_charts(page, 4)
+    # Samples: top-5, SE profiles of the paper's six blocks, the 16-layer overview
+    # (Grad-CAM only when its toggle is on).
+    wait_for_charts(page, 3)
     no_errors(page)
     assert page.get_by_text("UNTRAINED").count() == 0
     shot(page, "images-samples")
 
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files([str(p) for p in UPLOAD_PHOTOS])
     page.get_by_text("chelsea.png: the 224×224 crop").wait_for()  # only the new run shows it
-    wait_for_charts(page, 4)
+    wait_for_charts(page, 3)
     no_errors(page)
     # Axis titles and layer names are on the page.
     for text in ("channel index", "excitation", "SE_2_3", "SE_5_3", "Top-5 predictions"):
@@ -212,7 +212,7 @@ def test_first_open_without_weights_shows_photographs_and_one_panel(bare_server,
     assert page.get_by_text("weights=").count() == 0
     shot(page, "first-open-offline")
     page.get_by_role("button", name="Untrained weights (a demo)").click()
-    wait_for_charts(page, 4)
+    wait_for_charts(page, 3)
     no_errors(page)
     page.get_by_text("untrained weights (random, seed 0)").wait_for()
     page.get_by_text("self-check failed").first.wait_for()
@@ -229,18 +229,19 @@ def test_images_page_sge_masks_and_exports(server, page):
     shot(page, "images-sge")
     with page.expect_download() as info:
         download_button(page, "CSV").first.click()
-    assert info.value.suggested_filename == "sge_resnet50_top5.csv"
+    assert info.value.suggested_filename == "sge_resnet50_astronaut.png_top5.csv"  # the image in its name
     lines = Path(info.value.path()).read_text().splitlines()
     assert lines[0] == "model,weights,weights_sha256,untrained,image,rank,class,probability"
     assert len(lines) == 6 and lines[1].startswith("sge_resnet50,") and ",False," in lines[1]
 
     with page.expect_download() as info:
-        download_button(page, "Parquet").nth(1).click()  # the 64 masks' statistics
+        download_button(page, "Parquet").nth(1).click()  # the 64 masks drawn
     import pyarrow.parquet as pq
 
     table = pq.read_table(info.value.path()).to_pandas()
-    assert info.value.suggested_filename == "sge_resnet50_SGE_4_6_masks.parquet"
-    assert len(table) == 64 and list(table.columns)[-2:] == ["mask_mean", "spatial_variance"]
+    assert info.value.suggested_filename == "sge_resnet50_astronaut.png_SGE_4_6_masks.parquet"
+    assert list(table.columns)[4:] == ["image", "layer", "group", "y", "x", "mask"]
+    assert len(table) == 64 * 14 * 14 and set(table.image) == {"astronaut.png"} and set(table.layer) == {"SGE_4_6"}
 
     with page.expect_download() as info:
         download_button(page, "PNG").nth(1).click()
@@ -260,7 +261,7 @@ def test_classes_page_two_classes(server, page, tmp_path):
     page.get_by_text("astronaut.png").first.wait_for()
     # NOTE the app must settle before the next upload: an upload into a page being
     # redrawn can land on an element that is about to be replaced.
-    wait_for_charts(page, 2)  # one class: profiles and histograms
+    wait_for_charts(page, 3)  # one class: Figure 6's small multiples, one layer's profiles, histograms
     uploaders.nth(1).set_input_files(
         [
             str(PHOTOS / "rocket.jpg"),
@@ -268,8 +269,12 @@ def test_classes_page_two_classes(server, page, tmp_path):
             str(broken),
         ]
     )
-    wait_for_charts(page, 4)  # Figure 6 profiles, histograms, depth curve with chance band, selectivity
+    wait_for_charts(page, 5)  # + depth curve with chance band, selectivity
     no_errors(page)
+    grid = page.locator(CHART).first
+    assert grid.get_by_text("the paper's Figure 6").count() == 1
+    for layer in ("SE_2_3", "SE_3_4", "SE_4_6", "SE_5_1", "SE_5_2", "SE_5_3"):  # six panels, the paper's layers
+        assert grid.get_by_text(layer, exact=True).count() == 1, layer
     warnings = page.locator('[data-testid="stAlertContentWarning"]').all_inner_texts()
     assert any("broken.jpg" in w and "truncated" in w for w in warnings), warnings
     for text in ("class 1 (n=2)", "class 2 (n=2)", "all images (n=4)", "mean excitation", "paper's reference"):
@@ -278,7 +283,7 @@ def test_classes_page_two_classes(server, page, tmp_path):
 
     # The table behind Figure 6 is built only when its download is asked for.
     with page.expect_download() as info:
-        download_button(page, "CSV").first.click()
+        download_button(page, "CSV").nth(1).click()
     assert info.value.suggested_filename == "se_resnet50_SE_4_6_class_profiles.csv"
     import pandas as pd
 
@@ -305,11 +310,11 @@ def test_clicking_a_channel_opens_its_page(server, page):
     page.get_by_role("heading", name="Classes").wait_for()
     uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     uploaders.nth(0).set_input_files([str(PHOTOS / "chelsea.png"), str(PHOTOS / "astronaut.png")])
-    wait_for_charts(page, 2)
+    wait_for_charts(page, 3)
     uploaders.nth(1).set_input_files([str(PHOTOS / "rocket.jpg"), str(PHOTOS / "coffee.png")])
-    wait_for_charts(page, 4)
-    # a marker of the first class's line in Figure 6 (50 channels: drawn with markers)
-    marker = page.locator(CHART).first.locator(".scatterlayer .trace").first.locator(".points path").nth(20)
+    wait_for_charts(page, 5)
+    # a marker of the first class's line in one layer's Figure 6 (50 channels: drawn with markers)
+    marker = page.locator(CHART).nth(1).locator(".scatterlayer .trace").first.locator(".points path").nth(20)
     box = marker.bounding_box()
     assert box is not None
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
+import sevis
 from sevis import figures
 from sevis.stats import ExcitationStats, MaskStats
 
@@ -54,6 +55,13 @@ def test_sorted_channels_plot_by_rank(stats):
     fig = figures.class_profiles(stats, "SE_5_2", ["goldfish", "pug"], channels=order, ordered_by="by difference")
     assert list(fig.data[0].x) == list(range(2048)) and list(fig.data[0].customdata) == list(order)
     assert fig.layout.xaxis.title.text == "by difference"
+    with_curve = figures.class_profiles(
+        stats, "SE_5_2", ["goldfish", "pug"], channels=order, ordered_by="by difference", difference=("goldfish", "pug")
+    )
+    (curve,) = [t for t in with_curve.data if t.yaxis == "y2"]
+    assert_allclose(curve.y, diff[order], rtol=1e-6)
+    assert np.all(np.diff(np.asarray(curve.y)) <= 0)  # sorted by it: a falling curve
+    assert curve.name == "mean(goldfish) − mean(pug)" and with_curve.layout.yaxis.title.text == "mean excitation"
 
 
 def test_histograms_are_shares_per_class(stats):
@@ -103,6 +111,12 @@ def test_overview_bins_each_layer():
     assert_allclose(z[0], [np.mean(np.arange(i * 64, i * 64 + 64) / 256) for i in range(4)])
     assert_allclose(z[1], 1.0)
     assert fig.data[0].customdata[0][0] == "0–63"
+    # one saturated channel among 2,048 low ones: averaged away on the left, kept on the right
+    spike = np.full(2048, 0.1)
+    spike[700] = 1.0
+    fig = figures.excitation_overview({"SE_5_1": spike}, bins=128)
+    mean, peak = np.asarray(fig.data[0].z)[0], np.asarray(fig.data[1].z)[0]
+    assert mean.max() < 0.2 and peak[700 // 16] == 1.0 and np.sum(peak == 1.0) == 1
 
 
 def test_profiles_one_panel_per_layer_one_line_per_image():
@@ -205,3 +219,18 @@ def test_group_activation_spread_before_and_after_by_hand():
     assert_allclose(before.y, [1 / 2, 2 / 4])
     assert_allclose(after.y, [1.0, 1.0])
     assert [before.name, after.name, cls.name] == ["all images, before SGE", "all images, after SGE", "a, after SGE"]
+
+
+def test_figure_6_as_small_multiples(stats):
+    layers = sevis.paper_layers(stats.layers)
+    fig = figures.class_profiles_grid(stats, layers, ["goldfish", "pug"])
+    assert [a.text for a in fig.layout.annotations] == layers
+    for layer in layers:
+        lines = [t for t in fig.data if t.meta == layer]
+        assert [t.name for t in lines] == ["goldfish", "pug", "mean of class means (paper's reference)"]
+        picked = figures.sample_channels(len(stats.mean(layer)), 50)
+        assert list(lines[0].customdata) == list(picked)
+        assert_allclose(lines[1].y, stats.mean(layer, "pug")[picked])
+        assert_allclose(lines[2].y, stats.mean_of_class_means(layer)[picked])
+        assert lines[2].line.dash == "dot"
+    assert sum(t.showlegend is not False for t in fig.data) == 3  # one legend entry per line, not per panel
