@@ -36,4 +36,5 @@ st.sidebar.caption(
     "SE: Hu et al., arXiv:1709.01507 · SGE: Li et al., arXiv:1905.09646 · "
     "Models are loaded once per server and shared by every session."
 )
+st.session_state["_exports"] = []  # what this run draws, for the page's Export all button
 page.run()

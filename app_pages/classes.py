@@ -10,7 +10,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 import sevis
 from app_pages.services import IMAGE_TYPES, Loaded, analyse, analysis_nulls, run_nulls, unique_names
-from app_pages.widgets import offer_drill, report_failures, saved_run_input, show_figure
+from app_pages.widgets import export_all, offer_drill, report_failures, saved_run_input, show_figure
 from sevis import Provenance, figures
 from sevis.stats import ClassStats, ExcitationStats, MaskStats, NullBand
 
@@ -65,8 +65,7 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
     return files, labels, failures
 
 
-MAX_CLASSES_SHOWN = 12
-"""Lines a class figure draws at most: a 1,000-class run is searched, never drawn whole."""
+MAX_CLASSES_SHOWN = 12  # lines a class figure draws at most: a 1,000-class run is searched, never drawn whole
 
 
 def class_choice(place: DeltaGenerator, stats: ClassStats, kind: str) -> list[str]:
@@ -361,3 +360,5 @@ for drill, loaded in drills.items():
     result = results[loaded.label]
     nulls = functools.partial(analysis_nulls, loaded, files, labels, result)
     kind_sections(stats, loaded, loaded.name, nulls, drill)
+for loaded in models:
+    export_all("Classes", loaded, results[loaded.label], files, labels)

@@ -16,7 +16,7 @@ from app_pages.services import (
     sample_files,
     unique_names,
 )
-from app_pages.widgets import file_part, offer_drill, report_failures, show_figure
+from app_pages.widgets import export_all, file_part, offer_drill, report_failures, show_figure
 from sevis import Analysis, ImageResult, export, figures
 from sevis.geometry import layer_grid
 from sevis.stats import mean_mask, saturation, top_groups
@@ -204,3 +204,5 @@ for loaded in models:
             gradcam_panel(loaded, image, 0.5)
     if "sge" in loaded.kinds:
         sge_section(loaded, image, dict(files))
+for loaded in models:
+    export_all("Images", loaded, results[loaded.label], files, None)

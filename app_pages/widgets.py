@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -231,6 +232,39 @@ def saved_run_input(key: str) -> Run | None:
         return None
 
 
+def export_all(
+    view: str,
+    loaded: Loaded,
+    result: sevis.Analysis,
+    files: Sequence[tuple[str, bytes]],
+    labels: Sequence[str | None] | None,
+) -> None:
+    """The page's **Export all** button: every chart drawn on it in this run (figures as
+    HTML and PNG, tables as Parquet and CSV), the images with their labels, a manifest, and
+    a ``rebuild.py`` that rebuilds ``loaded``'s statistics with the library
+    (:func:`sevis.export.analysis_bundle`). The zip is made when the button is clicked."""
+    drawn = list(st.session_state.get("_exports", []))
+    weights = {"pretrained": "pretrained", "untrained": "untrained"}.get(loaded.weights.split(":")[0])
+    if weights is None:  # a checkpoint: rebuild.py expects the file beside it, by its name
+        weights = Path(loaded.provenance.weights.removeprefix("uploaded ")).name
+
+    def make() -> bytes:
+        figures = [(name, fig, table() if table is not None else None) for name, fig, table in drawn]
+        return export.analysis_bundle(result, files, labels, figures, view=view, weights_to_load=weights)
+
+    st.download_button(
+        "Export all (zip)",
+        make,
+        file_name=f"sevis_{file_part(view.lower())}_{loaded.name}.zip",
+        mime="application/zip",
+        key=f"export_all_{view}_{loaded.name}",
+        on_click="ignore",
+        icon=":material/folder_zip:",
+        help="Every chart of this page as HTML and PNG, its numbers as Parquet and CSV, the images, a "
+        "manifest (model, weights, SHA-256) and rebuild.py, which rebuilds the statistics with sevis.",
+    )
+
+
 def report_failures(failures: Sequence[sevis.Failure]) -> None:
     if failures:
         st.warning(
@@ -302,6 +336,8 @@ def show_figure(
     def table() -> pd.DataFrame:
         assert frame is not None
         return export.with_provenance(frame() if callable(frame) else frame, provenance)
+
+    st.session_state.setdefault("_exports", []).append((name, fig, table if frame is not None else None))
 
     buttons = [("HTML", f"{name}.html", "text/html", lambda: export.figure_html(fig))]
     if export.png_available():

@@ -123,7 +123,7 @@ def test_untrained_shows_samples_banner_and_charts(app):
     saturation = [c.value for c in app.caption if c.value.startswith("Saturation in astronaut.png")]
     assert len(saturation) == 1 and "SE_2_3 " in saturation[0] and "SE_5_3 " in saturation[0]
     labels = [b.label for b in app.get("download_button")]
-    assert labels == ["PNG", "HTML", "CSV", "Parquet"] * 3  # every chart: figure and numbers
+    assert labels == ["PNG", "HTML", "CSV", "Parquet"] * 3 + ["Export all (zip)"]  # every chart: figure and numbers
     app.selectbox(key="image_choice").set_value("rocket.jpg").run()
     app.toggle(key=f"{SE}_overlay").set_value(True).run()
     no_errors(app)

@@ -304,6 +304,28 @@ def test_classes_page_two_classes(server, page, tmp_path):
     assert table.groupby("class")["count"].first().to_dict() == {"class 1": 2, "class 2": 2}
     assert set(table[table["class"].isna()]["count"]) == {4}  # all images: an empty class, never a name
 
+    # Export all: the page's charts, tables, images, manifest and rebuild.py in one zip
+    import json
+    import zipfile
+
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Export all (zip)").click()
+    assert info.value.suggested_filename == "sevis_classes_se_resnet50.zip"
+    with zipfile.ZipFile(info.value.path()) as archive:
+        names = set(archive.namelist())
+        manifest = json.loads(archive.read("manifest.json"))
+    assert {"rebuild.py", "tables/statistics_se.parquet", "figures/se_resnet50_figure6.html"} <= names
+    assert {"figures/se_resnet50_figure6.png", "tables/se_resnet50_SE_4_6_class_profiles.csv"} <= names
+    assert manifest["weights_to_load"] == "pretrained" and manifest["weights_sha256"]
+    assert [(i["name"], i["label"]) for i in manifest["images"]] == [
+        ("chelsea.png", "class 1"),
+        ("astronaut.png", "class 1"),
+        ("rocket.jpg", "class 2"),
+        ("motorcycle_left.png", "class 2"),
+        ("broken.jpg", "class 2"),
+    ]
+    assert manifest["failures"][0]["name"] == "broken.jpg"
+
 
 def test_clicking_a_channel_opens_its_page(server, page):
     page.goto(f"{server}/classes")

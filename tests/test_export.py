@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -50,3 +52,48 @@ def test_png_is_a_png_of_the_figure_size():
     data = export.figure_png(fig, scale=1)
     image = Image.open(io.BytesIO(data))
     assert image.format == "PNG" and image.size == (400, 300)
+
+
+def test_export_all_holds_the_view_and_its_snippet_rebuilds_the_numbers(tiny_se, photos, tmp_path):
+    import json
+    import subprocess
+    import sys
+    import zipfile
+
+    from sevis import figures
+
+    files = [
+        ("photo.jpg", photos["rocket.jpg"]),
+        ("photo.jpg (2)", photos["coffee.png"]),
+        ("cat.png", photos["chelsea.png"]),
+    ]
+    files.append(("broken.jpg", photos["rocket.jpg"][:2000]))
+    labels = ["rocket", "cup", "cat", "rocket"]
+    result = sevis.analyse(tiny_se, files, labels=labels)
+    shown = [("tiny_se_figure6", figures.class_profiles_grid(result.se, ["SE_4_6"], ["cup", "cat"]), None)]
+    data = export.analysis_bundle(result, files, labels, shown, view="Classes", weights_to_load="untrained", png=False)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        archive.extractall(tmp_path / "export")
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    assert manifest["model"] == "tiny_se" and manifest["untrained"] is True and manifest["untrained_seed"] == 0
+    assert [i["file"] for i in manifest["images"]] == ["photo.jpg", "photo.jpg_2", "cat.png", "broken.jpg"]
+    assert manifest["failures"][0]["name"] == "broken.jpg" and manifest["classes"]["se"] == ["rocket", "cup", "cat"]
+    assert {"figures/tiny_se_figure6.html", "tables/statistics_se.parquet", "tables/statistics_se.csv"} <= set(names)
+    assert {"rebuild.py", "images/photo.jpg", "images/photo.jpg_2", "manifest.json"} <= set(names)
+    table = pd.read_csv(tmp_path / "export" / "tables" / "statistics_se.csv")
+    assert list(table.columns[:4]) == ["model", "weights", "weights_sha256", "untrained"]
+
+    # The snippet, in a fresh interpreter (the tiny networks registered as a plugin would be).
+    tests = Path(__file__).resolve().parent
+    command = [sys.executable, "-c", "import tiny, runpy; runpy.run_path('rebuild.py', run_name='__main__')"]
+    env = {**os.environ, "PYTHONPATH": str(tests)}
+    done = subprocess.run(command, cwd=tmp_path / "export", env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "the same numbers" in done.stdout
+    # a table that no longer matches its images: the snippet says so
+    exported = pd.read_parquet(tmp_path / "export" / "tables" / "statistics_se.parquet")
+    exported.loc[5, "mean"] += 0.01
+    exported.to_parquet(tmp_path / "export" / "tables" / "statistics_se.parquet")
+    done = subprocess.run(command, cwd=tmp_path / "export", env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "Not equal to tolerance" in done.stderr
