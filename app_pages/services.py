@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -313,25 +314,37 @@ def sample_files() -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in sorted(ASSETS.iterdir()) if p.suffix.lower().lstrip(".") in IMAGE_TYPES]
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _analyse(
-    model_key: str,
-    files: tuple[tuple[str, bytes], ...],
-    labels: tuple[str | None, ...] | None,
-    keep_values: bool,
-    title: str,
-    _model: nn.Module,
-) -> sevis.Analysis:
-    # NOTE the progress bar is made inside the cached function: Streamlit replays the
-    # elements a cached function created, and cannot replay calls on outside ones.
-    bar = st.progress(0.0, text=f"{title}: analysing {len(files)} images…")
+IMAGE_CACHE_ENTRIES = 1024
+"""Images whose analysis the server keeps (per model and file content; those with SGE masks
+kept count eight times: 3.5 MB each)."""
 
-    def progress(done: int, total: int) -> None:
-        bar.progress(done / max(total, 1), text=f"{title}: {done} of {total} images analysed")
 
-    result = sevis.analyse(_model, files, labels, keep_values=keep_values, progress=progress)
-    bar.empty()
-    return result
+@st.cache_resource
+def _image_cache() -> tuple[OrderedDict[tuple[str, str, bool], sevis.Analysis], threading.Lock]:
+    return OrderedDict(), threading.Lock()
+
+
+def _cached_parts(loaded: Loaded, digests: Sequence[str], keep_values: bool) -> dict[str, sevis.Analysis]:
+    cache, lock = _image_cache()
+    with lock:
+        found = {}
+        for digest in digests:
+            part = cache.get((loaded.key, digest, keep_values))
+            if part is not None:
+                cache.move_to_end((loaded.key, digest, keep_values))
+                found[digest] = part
+        return found
+
+
+def _keep_parts(loaded: Loaded, parts: dict[str, sevis.Analysis], keep_values: bool) -> None:
+    cache, lock = _image_cache()
+    with lock:
+        for digest, part in parts.items():
+            cache[(loaded.key, digest, keep_values)] = part
+        weight = sum(8 if key[2] else 1 for key in cache)
+        while cache and weight > IMAGE_CACHE_ENTRIES:
+            key, _ = cache.popitem(last=False)
+            weight -= 8 if key[2] else 1
 
 
 def analyse(
@@ -340,16 +353,58 @@ def analyse(
     labels: Sequence[str | None] | None = None,
     keep_values: bool = False,
 ) -> sevis.Analysis:
-    """sevis.analyse with a progress bar, cached by the model and the files' bytes: the
-    same inputs never run the model twice."""
-    return _analyse(
-        loaded.key,
-        tuple(files),
-        tuple(labels) if labels is not None else None,
-        keep_values,
-        loaded.label,
-        loaded.model,
-    )
+    """sevis.analyse with a progress bar, each file analysed once per server: results are kept
+    per model and file content, and labels applied afterwards (:meth:`sevis.Analysis.relabel`),
+    so a new upload costs a forward pass of the new files only, and renaming a class none."""
+    if not files:
+        return sevis.Analysis(loaded.provenance)
+    digests = tuple(hashlib.sha256(data).hexdigest() for _, data in files)
+    names = tuple(name for name, _ in files)
+    given = tuple(labels) if labels is not None else (None,) * len(files)
+    return _assembled(loaded.key, digests, names, given, keep_values, loaded, files)
+
+
+# NOTE a resource: the assembled analysis is shared read-only, not unpickled at every rerun
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _assembled(
+    model_key: str,
+    digests: tuple[str, ...],
+    names: tuple[str, ...],
+    given: tuple[str | None, ...],
+    keep_values: bool,
+    _loaded: Loaded,
+    _files: Sequence[tuple[str, bytes]],
+) -> sevis.Analysis:
+    loaded, files = _loaded, _files
+    found = _cached_parts(loaded, digests, keep_values)
+    todo = {d: data for d, (_, data) in zip(digests, files, strict=True) if d not in found}
+    if todo:
+        bar = st.progress(0.0, text=f"{loaded.label}: analysing {len(todo)} images…")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / max(total, 1), text=f"{loaded.label}: {done} of {total} images analysed")
+
+        # NOTE named and labelled by their digests: each image its own class, its part of the
+        # statistics kept apart, and a failure found again by its file
+        fresh = sevis.analyse(loaded.model, list(todo.items()), list(todo), keep_values=keep_values, progress=progress)
+        bar.empty()
+        new = {p.images[0].name: p for p in fresh.parts()}
+        new.update({f.name: sevis.Analysis(fresh.provenance, failures=[f]) for f in fresh.failures})
+        _keep_parts(loaded, new, keep_values)
+        found.update(new)
+    parts = []
+    for i, ((name, _), digest) in enumerate(zip(files, digests, strict=True)):
+        part = found[digest]
+        if part.failures:
+            parts.append(sevis.Analysis(part.provenance, failures=[dataclasses.replace(part.failures[0], name=name)]))
+            continue
+        own = str(i)  # the same photograph twice stays two images
+        image = dataclasses.replace(part.images[0], name=name, label=own)
+        stats = {kind: s.regroup({digest: own}) for kind, s in part.stats.items()}
+        parts.append(sevis.Analysis(part.provenance, [image], [], stats))
+    whole = sevis.Analysis.combine(parts)
+    readable = [label for label, part in zip(given, (found[d] for d in digests), strict=True) if not part.failures]
+    return whole.relabel(readable)
 
 
 @st.cache_data(show_spinner="Label permutations for the chance band…", max_entries=16)

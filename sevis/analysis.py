@@ -7,6 +7,7 @@ uses too.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -94,6 +95,49 @@ class Analysis(StatsByKind):
     images: list[ImageResult] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     stats: dict[str, ClassStats] = field(default_factory=dict)
+
+    def relabel(self, labels: Sequence[str | None]) -> Analysis:
+        """The same images under other labels (None: the image's predicted class), without
+        running the model: the analysis must have been made with one distinct label per
+        image (``analyse(..., labels=[a distinct id per file])``), whose per-image statistics
+        are pooled into the new classes (:meth:`ClassStats.regroup`)."""
+        if len(labels) != len(self.images):
+            raise ValueError(f"labels must have one entry per image: {len(labels)} for {len(self.images)}")
+        own = [r.label for r in self.images]
+        if len(set(own)) != len(own) or any(s.classes != own for s in self.stats.values() if s.layers):
+            raise ValueError("relabel needs an analysis made with one distinct label per image")
+        new = [label if label is not None else r.top_classes[0] for label, r in zip(labels, self.images, strict=True)]
+        mapping = dict(zip(own, new, strict=True))
+        return Analysis(
+            self.provenance,
+            [dataclasses.replace(r, label=label) for r, label in zip(self.images, new, strict=True)],
+            list(self.failures),
+            {kind: stats.regroup(mapping) for kind, stats in self.stats.items()},
+        )
+
+    def parts(self) -> list[Analysis]:
+        """One analysis per image, in order, each with its own image's statistics (the images'
+        labels must be distinct, as for :meth:`relabel`); failures are not in any part."""
+        return [
+            Analysis(self.provenance, [r], [], {k: s.regroup({r.label: r.label}) for k, s in self.stats.items()})
+            for r in self.images
+        ]
+
+    @staticmethod
+    def combine(parts: Sequence[Analysis]) -> Analysis:
+        """The analyses one after the other: images, failures and statistics (of one model)."""
+        if not parts:
+            raise ValueError("combine needs at least one analysis")
+        out = Analysis(parts[0].provenance)
+        for part in parts:
+            out.images += part.images
+            out.failures += part.failures
+            for kind, stats in part.stats.items():
+                if kind not in out.stats:
+                    out.stats[kind] = stats.regroup({c: c for c in stats.classes})  # a copy
+                else:
+                    out.stats[kind].merge(stats)
+        return out
 
     def rows(self, kind: str) -> dict[str, np.ndarray]:
         """Per layer of ``kind``, its first summary field of every image, (N, D), in the

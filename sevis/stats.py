@@ -19,6 +19,7 @@ aggregate over all images is kept under :data:`ALL`, a key no class label can eq
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -155,7 +156,8 @@ class _Moments:
             self.shift = other.shift.copy()
         # rows past the other's classes are spare capacity; classes it never saw here have none
         k = min(len(codes), len(other.n))
-        codes, count, s, q = codes[:k], other.n[:k], other.s[:k], other.q[:k]
+        keep = codes[:k] >= 0  # a code of -1 leaves the class out
+        codes, count, s, q = codes[:k][keep], other.n[:k][keep], other.s[:k][keep], other.q[:k][keep]
         self.n, self.s, self.q = (_grown(a, int(codes.max(initial=-1)) + 1) for a in (self.n, self.s, self.q))
         # x - K = (x - K') + d: re-express the other's sums about this shift
         d = other.shift - self.shift
@@ -223,11 +225,12 @@ class _Counts:
 
     def merge(self, other: _Counts, codes: np.ndarray) -> None:
         k = min(len(codes), len(other.gap))  # as in _Moments.merge
-        codes = codes[:k]
+        keep = codes[:k] >= 0
+        codes = codes[:k][keep]
         size = int(codes.max(initial=-1)) + 1
         self.bins, self.gap = _grown(self.bins, size), _grown(self.gap, size)
-        np.add.at(self.bins, codes, other.bins[:k])
-        np.add.at(self.gap, codes, other.gap[:k])
+        np.add.at(self.bins, codes, other.bins[:k][keep])
+        np.add.at(self.gap, codes, other.gap[:k][keep])
 
     def of(self, i: int | None) -> tuple[np.ndarray, float]:
         """Fine counts and summed gap of class ``i`` (None: all images)."""
@@ -590,6 +593,24 @@ class ClassStats:
         if other.fields != self.fields:
             raise ValueError(f"cannot merge statistics of fields {other.fields} into {self.fields}")
         codes = np.array([self._classes.setdefault(label, len(self._classes)) for label in other.classes], np.int64)
+        self._merge_codes(other, codes)
+
+    def regroup(self, mapping: Mapping[str, str]) -> ClassStats:
+        """These statistics with classes renamed or pooled: class ``c`` goes to ``mapping[c]``,
+        classes missing from ``mapping`` are left out. Moments and counts are sums, so pooling
+        the images' own classes gives the statistics of the pooled images (to rounding): the
+        dashboard renames a class without running the model again."""
+        out = copy.copy(self)
+        out._moments, out._counts, out._classes, out._scratch = {}, {}, {}, _Scratch()
+        codes = np.array(
+            [out._classes.setdefault(str(mapping[c]), len(out._classes)) if c in mapping else -1 for c in self.classes],
+            np.int64,
+        )
+        out._merge_codes(self, codes)
+        # NOTE a layer whose every class was left out still exists, empty: layers keep depth order
+        return out
+
+    def _merge_codes(self, other: ClassStats, codes: np.ndarray) -> None:
         for layer, per_field in other._moments.items():
             for name, moments in per_field.items():
                 self._moments.setdefault(layer, {}).setdefault(name, _Moments(moments.dim)).merge(moments, codes)

@@ -76,3 +76,31 @@ def test_several_kinds_in_one_network_each_get_their_statistics(tiny_se, tiny_sg
     assert se.sge.layers == [] and sge.se.layers == [] and len(se.se.layers) == 16
     assert set(se.images[0].kinds.values()) == {"se"} and se.images[0].masks == {}
     assert se.provenance == tiny_se.sevis_info.provenance and se.provenance.untrained
+
+
+@pytest.mark.parametrize("name", ["tiny_se", "tiny_sge"])
+def test_relabelled_and_recombined_analyses_equal_a_fresh_one(name, request, photos):
+    model = request.getfixturevalue(name)
+    files = [(n, photos[n]) for n in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "camera.png")]
+    files.insert(2, ("broken.jpg", photos["rocket.jpg"][:2000]))
+    labels = ["cat", "cup", "x", None, "person", "cup"]  # None: the predicted class
+    fresh = sevis.analyse(model, files, labels=labels)
+    ids = [f"{i}:{n}" for i, (n, _) in enumerate(files)]
+    by_image = sevis.analyse(model, files, labels=ids)
+    readable = [label for (n, _), label in zip(files, labels, strict=True) if n != "broken.jpg"]
+    for candidate in (by_image.relabel(readable), sevis.Analysis.combine(by_image.parts()).relabel(readable)):
+        assert [r.label for r in candidate.images] == [r.label for r in fresh.images]
+        assert [f.name for f in by_image.failures] == ["broken.jpg"]
+        for kind, stats in fresh.stats.items():
+            other = candidate.stats[kind]
+            assert other.classes == stats.classes and other.layers == stats.layers
+            for layer in stats.layers:
+                for cls in [sevis.ALL, *stats.classes]:
+                    assert other.count(cls) == stats.count(cls)
+                    np.testing.assert_allclose(other.mean(layer, cls), stats.mean(layer, cls), rtol=1e-9, atol=1e-12)
+                    np.testing.assert_allclose(other.std(layer, cls), stats.std(layer, cls), rtol=1e-7, atol=1e-10)
+                    if stats.has_histogram(layer):
+                        np.testing.assert_array_equal(other.histogram(layer, cls), stats.histogram(layer, cls))
+            assert other.specificity(stats.layers[-1]) == pytest.approx(stats.specificity(stats.layers[-1]))
+    with pytest.raises(ValueError, match="one distinct label per image"):
+        fresh.relabel(readable)

@@ -8,6 +8,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import streamlit as st
 import timm
@@ -669,3 +670,53 @@ def test_sorting_by_a_difference_needs_two_classes(app, photos):
     app.radio(key="classes_channels").set_value("sorted by the difference of two classes").run()
     no_errors(app)
     assert any("needs two classes shown" in i.value for i in app.info)
+
+
+def test_renaming_a_class_runs_no_model_and_a_new_column_only_its_own_images(app, photos):
+    from app_pages.services import load_model
+
+    untrained(app)
+    app.switch_page("app_pages/classes.py").run()
+    app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")]).run()
+    model = load_model(SE, "untrained")
+    calls: list[int] = []
+    handle = model.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    try:
+        app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg")]).run()
+        assert calls == [1]  # the new image alone
+        app.text_input(key="classes_label_0").set_value("cat").run()
+        app.text_input(key="classes_label_1").set_value("rocket").run()
+        assert calls == [1]  # renamed twice: no forward pass
+    finally:
+        handle.remove()
+    no_errors(app)
+    assert classes_shown(app).value == ["cat", "rocket"]
+    assert any("**cat** 2" in m.value and "**rocket** 1" in m.value for m in app.markdown)
+    fresh = sevis_analyse_labelled(model, photos)
+    profile = figure(app, 1)  # one layer's profiles: the class means of a fresh analysis
+    (cat,) = [t for t in profile.data if (t.name or "").startswith("cat (n=2)")]
+    x = array(cat.customdata).astype(int)
+    np.testing.assert_allclose(array(cat.y), fresh.se.mean("SE_4_6", "cat")[x], rtol=1e-6)
+
+
+def sevis_analyse_labelled(model, photos):
+    import sevis
+
+    names = ["chelsea.png", "astronaut.png", "rocket.jpg"]
+    return sevis.analyse(model, [(n, photos[n]) for n in names], labels=["cat", "cat", "rocket"])
+
+
+def array(value) -> np.ndarray:
+    """A figure's array as Plotly's JSON carries it: a list, or typed base64 ({dtype, bdata})."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(value.get("shape", -1))
+    return np.asarray(value)
+
+
+def figure(at: AppTest, n: int):
+    """The n-th chart as a plotly figure (its arrays decoded)."""
+    import plotly.io
+
+    return plotly.io.from_json(at.get("plotly_chart")[n].proto.spec)
