@@ -35,8 +35,17 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
     labels: list[str | None] = []
     failures: list[sevis.Failure] = []
     if mode == "batches":
-        count = st.number_input("Number of classes", 1, 12, 2, key="classes_count")
-        for i, column in enumerate(st.columns(int(count))):
+        count = int(st.number_input("Number of classes", 1, 12, 2, key="classes_count"))
+        # NOTE a widget not drawn in a run loses its state: columns beyond the number asked
+        # for stay drawn, set aside in an expander, so lowering the number and raising it
+        # again keeps their uploads (set aside, they are not analysed)
+        drawn = max(count, st.session_state.get("_classes_columns", 0))
+        st.session_state["_classes_columns"] = drawn
+        places = list(st.columns(count))
+        if drawn > count:
+            aside = st.expander(f"{drawn - count} class column(s) set aside: kept, not analysed")
+            places += list(aside.columns(drawn - count))
+        for i, column in enumerate(places):
             label = column.text_input("Class label", f"class {i + 1}", key=f"classes_label_{i}").strip()
             uploads = column.file_uploader(
                 f"Images of {label or 'this class'}",
@@ -44,6 +53,8 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
                 accept_multiple_files=True,
                 key=f"classes_upload_{i}",
             )
+            if i >= count:
+                continue
             for upload in uploads or []:
                 files.append((upload.name, upload.getvalue()))
                 labels.append(label or f"class {i + 1}")

@@ -720,3 +720,20 @@ def figure(at: AppTest, n: int):
     import plotly.io
 
     return plotly.io.from_json(at.get("plotly_chart")[n].proto.spec)
+
+
+def test_fewer_classes_and_more_again_keeps_the_uploads(app, photos):
+    untrained(app)
+    app.switch_page("app_pages/classes.py").run()
+    app.number_input(key="classes_count").set_value(3).run()
+    for i, names in enumerate([["chelsea.png"], ["coffee.png"], ["rocket.jpg", "camera.png"]]):
+        app.get("file_uploader")[i].set_value([png(photos, n) for n in names]).run()
+    assert classes_shown(app).value == ["class 1", "class 2", "class 3"]
+    app.number_input(key="classes_count").set_value(2).run()
+    no_errors(app)
+    assert classes_shown(app).value == ["class 1", "class 2"]  # set aside: not analysed
+    assert [e.label for e in app.expander] == ["1 class column(s) set aside: kept, not analysed"]
+    app.number_input(key="classes_count").set_value(3).run()
+    no_errors(app)
+    assert classes_shown(app).value == ["class 1", "class 2", "class 3"]  # its two photographs kept
+    assert any("**class 3** 2" in m.value for m in app.markdown)
