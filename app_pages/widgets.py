@@ -117,6 +117,28 @@ UNTRAINED_LINES = {
 }
 
 
+OTHER_TIMM = "Another timm model"
+TIMM_SE_FAMILIES = [
+    "seresnet*",
+    "seresnext*",
+    "legacy_se*",
+    "senet*",
+    "efficientnet_b[0-4]",
+    "mobilenetv3_large_100",
+    "mobilenetv3_small_100",
+    "regnety_0[0-9][0-9]",
+]
+"""timm networks whose blocks hold SE modules sevis finds (a fixed list: a name typed freely
+could build a network of any size on a shared server)."""
+
+
+@st.cache_data
+def timm_se_models() -> list[str]:
+    import timm
+
+    return timm.list_models(TIMM_SE_FAMILIES)
+
+
 def model_panel() -> list[Loaded]:
     """The sidebar's model choice; loads what is chosen. Pretrained weights that cannot be
     fetched get one panel on the page with the ways out as buttons; every other failure is
@@ -125,11 +147,17 @@ def model_panel() -> list[Loaded]:
     models = dashboard_models()
     choice = st.sidebar.radio(
         "Attention model",
-        [*models, "Both"] if len(models) == 2 else list(models),
+        [*models, *(["Both"] if len(models) == 2 else []), OTHER_TIMM],
         key="model_choice",
-        help="SE: channel attention (Hu et al. 2018). SGE: spatial attention per channel group (Li et al. 2019).",
+        help="SE: channel attention (Hu et al. 2018). SGE: spatial attention per channel group (Li et al. 2019). "
+        "Another timm model: any of timm's networks with SE modules.",
     )
-    labels = list(models) if choice == "Both" else [choice]
+    if choice == OTHER_TIMM:
+        name = st.sidebar.selectbox("timm model", timm_se_models(), key="timm_model", help="Weights from the hub.")
+        models = {name: name}
+        labels = [name]
+    else:
+        labels = list(models) if choice == "Both" else [choice]
     loaded, unavailable = [], []
     for label in labels:
         name = models[label]

@@ -737,3 +737,17 @@ def test_fewer_classes_and_more_again_keeps_the_uploads(app, photos):
     no_errors(app)
     assert classes_shown(app).value == ["class 1", "class 2", "class 3"]  # its two photographs kept
     assert any("**class 3** 2" in m.value for m in app.markdown)
+
+
+def test_another_timm_model_with_se_modules(app):
+    app.sidebar.radio(key="model_choice").set_value("Another timm model").run()
+    assert "mobilenetv3_small_100" in app.sidebar.selectbox(key="timm_model").options
+    assert "resnet50" not in app.sidebar.selectbox(key="timm_model").options  # no SE: not offered
+    app.sidebar.selectbox(key="timm_model").set_value("mobilenetv3_small_100").run()
+    assert not app.exception  # offline: its hub weights cannot be fetched, said once
+    assert any("could not be fetched" in m.value for m in app.markdown)
+    app.sidebar.selectbox(key="mobilenetv3_small_100_source").set_value("untrained").run()
+    no_errors(app)
+    layers = app.multiselect(key="mobilenetv3_small_100_layers").options
+    assert layers[0] == "SE_1" and len(layers) == 9  # depth-order names outside ResNet stages
+    assert charts(app) == 3
