@@ -76,6 +76,15 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
     return files, labels, failures
 
 
+# The suffix of this page's chart widgets' keys: empty for the first model of each kind of
+# attention, the model's own for a second one (two checkpoints of one network, side by side).
+KEYS = {"suffix": ""}
+
+
+def key(name: str) -> str:
+    return name + KEYS["suffix"]
+
+
 MAX_CLASSES_SHOWN = 12  # lines a class figure draws at most: a 1,000-class run is searched, never drawn whole
 
 
@@ -91,7 +100,7 @@ def class_choice(place: DeltaGenerator, stats: ClassStats, kind: str) -> list[st
         default=stats.classes[:6],
         max_selections=MAX_CLASSES_SHOWN,
         placeholder="Type to search the classes",
-        key=f"classes_{kind}_shown_{digest}",
+        key=key(f"classes_{kind}_shown_{digest}"),
     )
 
 
@@ -111,7 +120,7 @@ def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) 
         "Channels",
         ["50 uniformly spaced (as the paper)", "all", "sorted by the difference of two classes"],
         horizontal=True,
-        key="classes_channels",
+        key=key("classes_channels"),
     )
     n = len(stats.mean(layer))
     if how.startswith("50"):
@@ -122,8 +131,8 @@ def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) 
         st.info("Sorting by the difference of two classes needs two classes shown: channel order instead.")
         return None, None
     a, b = st.columns(2)
-    first = a.selectbox("Class A", classes, index=0, key="classes_diff_a")
-    second = b.selectbox("Class B", classes, index=1, key="classes_diff_b")
+    first = a.selectbox("Class A", classes, index=0, key=key("classes_diff_a"))
+    second = b.selectbox("Class B", classes, index=1, key=key("classes_diff_b"))
     if first == second:
         st.info("Choose two different classes to sort by their difference: channel order instead.")
         return None, None
@@ -206,15 +215,15 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls:
     )
     st.markdown("**One layer, every channel**")
     layer = st.selectbox(
-        "SE layer", stats.layers, index=stats.layers.index(sevis.default_layer(stats.layers)), key="classes_layer"
+        "SE layer", stats.layers, index=stats.layers.index(sevis.default_layer(stats.layers)), key=key("classes_layer")
     )
-    band = st.toggle("± one standard deviation across images (the paper's Figure 7)", key="classes_band")
+    band = st.toggle("± one standard deviation across images (the paper's Figure 7)", key=key("classes_band"))
     reference = st.radio(
         "Reference line",
         list(REFERENCE_LINES),
         format_func=REFERENCE_LINES.__getitem__,
         horizontal=True,
-        key="classes_reference",
+        key=key("classes_reference"),
     )
     channels, pair = channel_order(stats, layer, classes)
     ordered_by = None
@@ -238,7 +247,7 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls:
         pick=channel_pick(layer),
         pick_source=drill,
     )
-    side = st.toggle("Histograms side by side", key="classes_side")
+    side = st.toggle("Histograms side by side", key=key("classes_side"))
     show_figure(
         figures.class_histograms(stats, layer, classes, side_by_side=side),
         f"{name}_{layer}_histograms",
@@ -255,7 +264,7 @@ def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls
         "SGE layer",
         stats.layers,
         index=stats.layers.index(sevis.default_layer(stats.layers)),
-        key="classes_sge_layer",
+        key=key("classes_sge_layer"),
     )
     classes = class_choice(right, stats, "sge")
     show_figure(
@@ -283,7 +292,7 @@ def kind_figures(
         f"{kind.prefix} layer",
         stats.layers,
         index=stats.layers.index(sevis.default_layer(stats.layers)),
-        key=f"classes_{kind.name}_layer",
+        key=key(f"classes_{kind.name}_layer"),
     )
     classes = class_choice(right, stats, kind.name)
     for i, fig in enumerate(kind.figures(stats, layer, classes)):
@@ -360,6 +369,7 @@ if not first.images:
     st.stop()
 
 drills = {f"{m.label}: images on the Classes page": m for m in models}
+kinds_seen: list[list[str]] = []
 offer_drill("classes", {drill: (results[m.label], m) for drill, m in drills.items()})
 for drill, loaded in drills.items():
     st.header(loaded.label)
@@ -370,6 +380,8 @@ for drill, loaded in drills.items():
     )
     result = results[loaded.label]
     nulls = functools.partial(analysis_nulls, loaded, files, labels, result)
-    kind_sections(stats, loaded, loaded.name, nulls, drill)
+    KEYS["suffix"] = f"_{loaded.ident}" if loaded.kinds in kinds_seen else ""
+    kinds_seen.append(loaded.kinds)
+    kind_sections(stats, loaded, loaded.ident, nulls, drill)
 for loaded in models:
     export_all("Classes", loaded, results[loaded.label], files, labels)

@@ -25,11 +25,11 @@ from sevis.stats import mean_mask, saturation, top_groups
 def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
     all_layers = list(image.excitations)
     chosen = st.multiselect(
-        "SE layers", all_layers, default=sevis.paper_layers(all_layers), key=f"{loaded.name}_layers"
+        "SE layers", all_layers, default=sevis.paper_layers(all_layers), key=f"{loaded.ident}_layers"
     )
     layers = [layer for layer in all_layers if layer in chosen]  # depth order, whatever the click order
     several = len(result.images) > 1
-    shown = result.images if several and st.toggle("Overlay all images", key=f"{loaded.name}_overlay") else [image]
+    shown = result.images if several and st.toggle("Overlay all images", key=f"{loaded.ident}_overlay") else [image]
     if layers:
         shares = {layer: saturation(image.excitations[layer])["share_high"] for layer in layers}
         st.caption(
@@ -38,7 +38,7 @@ def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
         )
         show_figure(
             figures.excitation_profiles({r.name: r.excitations for r in shown}, layers),
-            f"{loaded.name}_{'all_images' if len(shown) > 1 else file_part(image.name)}_profiles",
+            f"{loaded.ident}_{'all_images' if len(shown) > 1 else file_part(image.name)}_profiles",
             loaded,
             lambda: result.excitation_frame(layers, shown),
             # one line per image and layer, image by image: the curve's number gives its layer
@@ -47,7 +47,7 @@ def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
         )
     show_figure(
         figures.excitation_overview(image.excitations),
-        f"{loaded.name}_{file_part(image.name)}_overview",
+        f"{loaded.ident}_{file_part(image.name)}_overview",
         loaded,
         lambda: result.excitation_frame(None, [image]),
     )
@@ -56,7 +56,7 @@ def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
 def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> None:
     layers = list(image.mask_means)
     layer = st.selectbox(
-        "SGE layer", layers, index=layers.index(sevis.default_layer(layers)), key=f"{loaded.name}_sge_layer"
+        "SGE layer", layers, index=layers.index(sevis.default_layer(layers)), key=f"{loaded.ident}_sge_layer"
     )
     if not image.masks:  # a large upload: masks are kept only for the image on show
         image = analyse(loaded, [(image.name, files[image.name])], keep_values=True).images[0]
@@ -64,7 +64,7 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
     part = file_part(image.name)
     show_figure(
         figures.mask_grid(masks, layer),
-        f"{loaded.name}_{part}_{layer}_masks",
+        f"{loaded.ident}_{part}_{layer}_masks",
         loaded,
         lambda: masks_frame(image.name, layer, masks),  # the masks drawn, position by position
     )
@@ -79,11 +79,11 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
         )
         show_figure(
             figures.group_feature_maps(before, after, groups, layer),
-            f"{loaded.name}_{part}_{layer}_group_maps",
+            f"{loaded.ident}_{part}_{layer}_group_maps",
             loaded,
             lambda: group_maps_frame(image.name, layer, before, after, groups),
         )
-    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{loaded.name}_opacity")
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{loaded.ident}_opacity")
     left, right = st.columns(2)
     mean = mean_mask(masks)
     with left:
@@ -98,7 +98,7 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
         table = export.grid_frame(mean, "mean_mask")
         table.insert(0, "layer", layer)
         table.insert(0, "image", image.name)
-        show_figure(fig, f"{loaded.name}_{part}_{layer}_mean_mask", loaded, table)
+        show_figure(fig, f"{loaded.ident}_{part}_{layer}_mean_mask", loaded, table)
     with right:
         gradcam_panel(loaded, image, opacity)
 
@@ -134,7 +134,7 @@ def gradcam_panel(loaded: Loaded, image: ImageResult, opacity: float) -> None:
         range(len(names)),
         index=names.index(image.top_classes[0]),
         format_func=names.__getitem__,
-        key=f"{loaded.name}_cam_class_{seen}",
+        key=f"{loaded.ident}_cam_class_{seen}",
     )
     cam, _ = grad_cam(loaded.key, image.view, target, loaded)
     fig = figures.heat_overlay(
@@ -149,7 +149,7 @@ def gradcam_panel(loaded: Loaded, image: ImageResult, opacity: float) -> None:
     table.insert(0, "target_index", target)
     table.insert(0, "image", image.name)
     part, cls = file_part(image.name), file_part(names[target].split(",")[0])
-    show_figure(fig, f"{loaded.name}_{part}_gradcam_{cls}", loaded, table, key=f"{loaded.name}_gradcam")
+    show_figure(fig, f"{loaded.ident}_{part}_gradcam_{cls}", loaded, table, key=f"{loaded.ident}_gradcam")
 
 
 st.title("Images")
@@ -192,7 +192,7 @@ for loaded in models:
     with right:
         show_figure(
             figures.top_classes(image.top_classes, image.top_probs),
-            f"{loaded.name}_{file_part(image.name)}_top5",
+            f"{loaded.ident}_{file_part(image.name)}_top5",
             loaded,
             export.top_frame(image),
         )
@@ -200,7 +200,7 @@ for loaded in models:
         se_section(loaded, result, image)
         # NOTE a toggle, not an expander: an expander's content runs (and costs a backward
         # pass) even while it is closed
-        if st.toggle("Grad-CAM", key=f"{loaded.name}_gradcam_on", help="Where the network looked for a class"):
+        if st.toggle("Grad-CAM", key=f"{loaded.ident}_gradcam_on", help="Where the network looked for a class"):
             gradcam_panel(loaded, image, 0.5)
     if "sge" in loaded.kinds:
         sge_section(loaded, image, dict(files))

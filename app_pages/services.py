@@ -76,11 +76,18 @@ class Loaded:
     name: str
     weights: str
     model: nn.Module
+    slot: str = ""
 
     @property
     def key(self) -> str:
         """Names the model in caches."""
         return f"{self.name}|{self.weights}"
+
+    @property
+    def ident(self) -> str:
+        """Names the model in widget keys and file names: its name, or for a second
+        checkpoint of the same network, its slot (``se_resnet50_b``)."""
+        return self.slot or self.name
 
     @property
     def info(self) -> sevis.ModelInfo:

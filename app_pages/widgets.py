@@ -118,6 +118,7 @@ UNTRAINED_LINES = {
 
 
 OTHER_TIMM = "Another timm model"
+TWO_CHECKPOINTS = "Two checkpoints of one network"
 TIMM_SE_FAMILIES = [
     "seresnet*",
     "seresnext*",
@@ -147,33 +148,37 @@ def model_panel() -> list[Loaded]:
     models = dashboard_models()
     choice = st.sidebar.radio(
         "Attention model",
-        [*models, *(["Both"] if len(models) == 2 else []), OTHER_TIMM],
+        [*models, *(["Both"] if len(models) == 2 else []), TWO_CHECKPOINTS, OTHER_TIMM],
         key="model_choice",
         help="SE: channel attention (Hu et al. 2018). SGE: spatial attention per channel group (Li et al. 2019). "
         "Another timm model: any of timm's networks with SE modules.",
     )
+    # label -> (network, widget key and slot)
+    slots: dict[str, tuple[str, str]]
     if choice == OTHER_TIMM:
         name = st.sidebar.selectbox("timm model", timm_se_models(), key="timm_model", help="Weights from the hub.")
-        models = {name: name}
-        labels = [name]
-    else:
-        labels = list(models) if choice == "Both" else [choice]
-    loaded, unavailable = [], []
-    for label in labels:
+        slots = {name: (name, name)}
+    elif choice == TWO_CHECKPOINTS:
+        label = st.sidebar.selectbox("Network", list(models), key="two_model")
         name = models[label]
-        weights = _weights_widget(label, name)
+        slots = {f"{label} (A)": (name, name), f"{label} (B)": (name, f"{name}_b")}
+    else:
+        slots = {label: (models[label], models[label]) for label in (list(models) if choice == "Both" else [choice])}
+    loaded, unavailable = [], []
+    for label, (name, slot) in slots.items():
+        weights = _weights_widget(label, slot)
         if weights is None:
             st.sidebar.info(f"{label}: choose a checkpoint file.")
             continue
         try:
             model = open_model(name, weights)
         except sevis.WeightsUnavailableError as err:
-            unavailable.append((label, name, err))
+            unavailable.append((label, name, slot, err))
             continue
         except USER_ERRORS as err:
             st.error(f"{label} could not be loaded: {err}", icon="⚠️")
             continue
-        loaded.append(Loaded(label, name, weights.key, model))
+        loaded.append(Loaded(label, name, weights.key, model, "" if slot == name else slot))
         _check_badge(loaded[-1])
     if unavailable:
         _unavailable_panel(unavailable)
@@ -216,19 +221,20 @@ def _use(key: str, source: str) -> None:
     st.session_state[f"{key}_source"] = source
 
 
-def _unavailable_panel(unavailable: list[tuple[str, str, sevis.WeightsUnavailableError]]) -> None:
-    """One panel for every model whose pretrained weights could not be fetched."""
+def _unavailable_panel(unavailable: list[tuple[str, str, str, sevis.WeightsUnavailableError]]) -> None:
+    """One panel for every model whose pretrained weights could not be fetched (label,
+    network, the key of its weights widgets, the error)."""
     with st.container(border=True):
         st.markdown("**The pretrained weights could not be fetched**")
-        for label, name, err in unavailable:
+        for label, name, slot, err in unavailable:
             file = weights_file(name)
             st.write(f"{label}: {(err.reason or str(err))[:300]}")
             columns = st.columns(4)
             columns[0].button(
-                "Untrained weights (a demo)", key=f"{name}_use_untrained", on_click=_use, args=(name, "untrained")
+                "Untrained weights (a demo)", key=f"{slot}_use_untrained", on_click=_use, args=(slot, "untrained")
             )
-            columns[1].button("Upload a checkpoint", key=f"{name}_use_upload", on_click=_use, args=(name, "upload"))
-            columns[2].button("A file on the server", key=f"{name}_use_server", on_click=_use, args=(name, "server"))
+            columns[1].button("Upload a checkpoint", key=f"{slot}_use_upload", on_click=_use, args=(slot, "upload"))
+            columns[2].button("A file on the server", key=f"{slot}_use_server", on_click=_use, args=(slot, "server"))
             if file is not None:
                 with columns[3].popover("Where to get the file"):
                     st.markdown(
@@ -283,9 +289,9 @@ def export_all(
     st.download_button(
         "Export all (zip)",
         make,
-        file_name=f"sevis_{file_part(view.lower())}_{loaded.name}.zip",
+        file_name=f"sevis_{file_part(view.lower())}_{loaded.ident}.zip",
         mime="application/zip",
-        key=f"export_all_{view}_{loaded.name}",
+        key=f"export_all_{view}_{loaded.ident}",
         on_click="ignore",
         icon=":material/folder_zip:",
         help="Every chart of this page as HTML and PNG, its numbers as Parquet and CSV, the images, a "

@@ -387,7 +387,8 @@ def test_a_plugin_that_fails_is_reported_and_the_dashboard_runs(offline, monkeyp
         "'no_such_sevis_plugin'); the dashboard runs without it."
     )
     assert [e.value for e in at.error if "Plugin" in e.value] == [expected]
-    assert at.sidebar.radio(key="model_choice").options == [SE_LABEL]  # one model: no "Both"
+    more = ["Two checkpoints of one network", "Another timm model"]
+    assert at.sidebar.radio(key="model_choice").options == [SE_LABEL, *more]  # one model: no "Both"
     untrained(at)
     assert charts(at) == 3
 
@@ -409,7 +410,8 @@ def test_a_model_list_with_nothing_usable_falls_back_to_the_papers_models(offlin
     monkeypatch.setenv("SEVIS_DASHBOARD_MODELS", "no equals sign, =nameless")
     at = start(monkeypatch)
     assert not at.exception
-    assert at.sidebar.radio(key="model_choice").options == ["SE-ResNet-50", "SGE-ResNet-50", "Both"]
+    more = ["Two checkpoints of one network", "Another timm model"]
+    assert at.sidebar.radio(key="model_choice").options == ["SE-ResNet-50", "SGE-ResNet-50", "Both", *more]
 
 
 # Hostile inputs (issue 14): each reproduces a finding of the adversarial review.
@@ -751,3 +753,33 @@ def test_another_timm_model_with_se_modules(app):
     layers = app.multiselect(key="mobilenetv3_small_100_layers").options
     assert layers[0] == "SE_1" and len(layers) == 9  # depth-order names outside ResNet stages
     assert charts(app) == 3
+
+
+def test_two_checkpoints_of_one_network_side_by_side(app, photos, tmp_path, monkeypatch):
+    from tiny import randomize_
+
+    import sevis
+
+    # a second checkpoint of the tiny SE network: other weights, same architecture
+    other = randomize_(sevis.load_model(SE, "untrained"), seed=5)
+    checkpoint = tmp_path / "tiny_se_b.pth"
+    torch.save(other.state_dict(), checkpoint)
+    monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
+    app.sidebar.radio(key="model_choice").set_value("Two checkpoints of one network").run()
+    app.sidebar.selectbox(key="two_model").set_value(SE_LABEL).run()
+    app.sidebar.selectbox(key=f"{SE}_source").set_value("untrained").run()
+    app.sidebar.selectbox(key=f"{SE}_b_source").set_value("server").run()
+    app.sidebar.text_input(key=f"{SE}_b_path").set_value(str(checkpoint)).run()
+    no_errors(app)
+    assert [h.value for h in app.main.header] == [f"{SE_LABEL} (A)", f"{SE_LABEL} (B)"]
+    assert charts(app) == 2 * 3
+    app.switch_page("app_pages/classes.py").run()
+    app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")])
+    app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "coffee.png")]).run()
+    no_errors(app)
+    assert charts(app) == 2 * 5  # each checkpoint its own figures
+    first, second = figure(app, 1), figure(app, 6)  # the same layer's profiles, A then B
+    assert not np.allclose(array(first.data[0].y), array(second.data[0].y))  # other weights, other means
+    app.selectbox(key=f"classes_layer_{SE}_b").set_value("SE_5_2").run()
+    no_errors(app)
+    assert "SE_5_2" in figure(app, 6).layout.title.text and "SE_4_6" in figure(app, 1).layout.title.text
