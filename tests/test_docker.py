@@ -57,7 +57,7 @@ def test_image_builds_starts_healthy_and_not_as_root():
         "page served",
         "runs as uid 10001, not root",
         "HEALTHCHECK command succeeds",
-        "the app runs inside the image: 4 charts",
+        "the app runs inside the image: 3 charts",
         "the mounted weights folder is used: /weights/se_resnet50-ce0d4300.pth",
         "OK: build",
     ):
