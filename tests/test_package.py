@@ -81,12 +81,19 @@ def test_the_readme_python_snippets_run_as_written(tmp_path, senet_state):
         "PYTHONPATH": str(ROOT),
         "MPLBACKEND": "Agg",
     }
+    outputs = []
     for i, code in enumerate(snippets):
         # NOTE .show() needs a notebook or a browser; here each figure shown is counted.
         prologue = "import plotly.graph_objects as go\nshown = []\ngo.Figure.show = lambda fig: shown.append(fig)\n"
         epilogue = "\nprint('figures shown:', len(shown), 'traces:', sum(len(f.data) for f in shown))\n"
         done = python(prologue + code + epilogue, cwd=tmp_path, env=env)
         assert done.returncode == 0, f"snippet {i + 1} failed:\n{code}\n{done.stderr[-3000:]}"
+        outputs.append(done.stdout)
+    library, whatif = outputs[:2]
+    # the what-if snippet: the effect per image, the ablation table, two figures
+    assert "top1_changed" in whatif and "stage 5" in whatif and "top1_change" in whatif
+    assert "figures shown: 2" in whatif
+    done = subprocess.CompletedProcess([], 0, library, "")
     assert "torch.Size([1, 2048])" in done.stdout
     assert "['SE_2_3', 'SE_3_4', 'SE_4_6', 'SE_5_1', 'SE_5_2', 'SE_5_3']" in done.stdout
     assert "nan" not in done.stdout  # two images per class: every spread is defined
