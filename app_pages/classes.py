@@ -247,6 +247,15 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls:
         pick=channel_pick(layer),
         pick_source=drill,
     )
+    if band and len(classes) >= 2:
+        show_figure(
+            figures.class_band_panels(stats, layer, classes[:2]),
+            f"{name}_{layer}_figure7",
+            source,
+            lambda: only(stats.to_frame(), layer),
+            pick=grid_pick,
+            pick_source=drill,
+        )
     side = st.toggle("Histograms side by side", key=key("classes_side"))
     show_figure(
         figures.class_histograms(stats, layer, classes, side_by_side=side),
@@ -267,8 +276,9 @@ def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls
         key=key("classes_sge_layer"),
     )
     classes = class_choice(right, stats, "sge")
+    band = st.toggle("± one standard deviation across images", key=key("classes_sge_band"))
     show_figure(
-        figures.mask_class_stats(stats, layer, classes),
+        figures.mask_class_stats(stats, layer, classes, band=band),
         f"{name}_{layer}_mask_stats",
         source,
         lambda: only(stats.to_frame(), layer),

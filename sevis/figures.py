@@ -29,6 +29,7 @@ __all__ = [
     "UNTRAINED_NOTE",
     "ablation_chart",
     "channel_by_class",
+    "class_band_panels",
     "class_histograms",
     "class_profiles",
     "class_profiles_grid",
@@ -610,13 +611,33 @@ def group_feature_maps(before: np.ndarray, after: np.ndarray, groups: Sequence[i
     return fig
 
 
-def mask_class_stats(stats: MaskStats, layer: str, classes: Sequence[str]) -> go.Figure:
-    """Per group: mean mask value and spatial variance, one line per class."""
+def mask_class_stats(stats: MaskStats, layer: str, classes: Sequence[str], *, band: bool = False) -> go.Figure:
+    """Per group: mean mask value and spatial variance, one line per class; with ``band``,
+    the mean mask value ± one standard deviation across the class's images (as the SE
+    profiles' Figure 7 band)."""
     fig = make_subplots(
         rows=2, cols=1, shared_xaxes=True, subplot_titles=["mean mask value", "spatial variance of the mask"]
     )
     keys: list[ClassKey] = [*classes, ALL]
     for i, cls in enumerate(keys):
+        if band and cls is not ALL and stats.count(cls) > 1:
+            mean, std = stats.group_mean(layer, cls), stats.std(layer, cls, "mean")
+            x = np.arange(len(mean))
+            colour = _colour(i)
+            fig.add_trace(
+                go.Scatter(
+                    x=np.concatenate([x, x[::-1]]),
+                    y=np.concatenate([mean + std, (mean - std)[::-1]]),
+                    fill="toself",
+                    fillcolor=_rgba(colour, 0.15),
+                    line=dict(width=0),
+                    hoverinfo="skip",
+                    legendgroup=repr(cls),
+                    showlegend=False,
+                ),
+                row=1,
+                col=1,
+            )
         for row, values in ((1, stats.group_mean(layer, cls)), (2, stats.group_variance(layer, cls))):
             trace = _class_line(cls, i, values, "group", legendgroup=repr(cls), showlegend=row == 1)
             fig.add_trace(trace, row=row, col=1)
@@ -801,5 +822,69 @@ def class_profiles_grid(
         **_LAYOUT,
         title=f"Mean excitation per class in {len(layers)} layers ({channels} channels each; the paper's Figure 6)",
         height=300 * rows + 120,
+    )
+    return fig
+
+
+def class_band_panels(
+    stats: ExcitationStats, layer: str, classes: Sequence[str], *, channels: np.ndarray | None = None
+) -> go.Figure:
+    """The SENet paper's Figure 7: for each class (two, side by side, as the paper; up to
+    four), its mean excitation ± one standard deviation across its images, over the same
+    channels, with the mean of the class means dotted in every panel."""
+    shown = list(classes)[:4]
+    n = len(stats.mean(layer))
+    picked = sample_channels(n, 50) if channels is None else np.asarray(channels)
+    fig = make_subplots(rows=1, cols=len(shown), shared_yaxes=True, subplot_titles=[short_label(c) for c in shown])
+    reference = stats.mean_of_class_means(layer)[picked]
+    for k, cls in enumerate(shown, start=1):
+        mean, std = stats.mean(layer, cls)[picked], stats.std(layer, cls)[picked]
+        colour = _colour(k - 1)
+        if np.isfinite(std).all():
+            fig.add_trace(
+                go.Scatter(
+                    x=np.concatenate([picked, picked[::-1]]),
+                    y=np.concatenate([mean + std, (mean - std)[::-1]]),
+                    fill="toself",
+                    fillcolor=_rgba(colour, 0.2),
+                    line=dict(width=0),
+                    hoverinfo="skip",
+                    showlegend=False,
+                ),
+                row=1,
+                col=k,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=picked,
+                y=mean,
+                mode="lines",
+                name=f"{short_label(cls)} (n={stats.count(cls)})",
+                customdata=picked,
+                meta=layer,
+                line=dict(color=colour, width=1.5),
+                hovertemplate=f"{short_label(cls)}<br>channel %{{customdata}}: %{{y:.3f}}<extra></extra>",
+            ),
+            row=1,
+            col=k,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=picked,
+                y=reference,
+                mode="lines",
+                name=_CLASS_MEANS_LABEL,
+                legendgroup="reference",
+                showlegend=k == 1,
+                line=dict(color="#000000", width=2, dash="dot"),
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=k,
+        )
+        fig.update_yaxes(range=[0, 1], row=1, col=k)
+        fig.update_xaxes(title_text="channel index", row=1, col=k)
+    fig.update_layout(
+        **_LAYOUT, title=f"{layer}: mean excitation ± one std across images (the paper's Figure 7)", height=420
     )
     return fig

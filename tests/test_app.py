@@ -244,7 +244,8 @@ def test_classes_from_uploads_per_class(app, photos):
     app.toggle(key="classes_side").set_value(True).run()
     app.selectbox(key="classes_layer").set_value("SE_5_2").run()
     no_errors(app)
-    assert charts(app) == 5
+    assert charts(app) == 6  # + the paper's Figure 7: the two classes ± std side by side
+    assert "Figure 7" in figure(app, 2).layout.title.text
     app.radio(key="classes_reference").set_value("classes").run()
     profiles = app.get("plotly_chart")[1].proto.spec
     assert "mean of class means (paper's reference)" in profiles and "all images (n=4)" not in profiles

@@ -165,6 +165,24 @@ def test_untrained_mark_and_mask_statistics():
     assert figures.UNTRAINED_NOTE in fig.layout.title.text and "SGE_4_6" in fig.layout.title.text
     assert [t.name for t in fig.data[::2]] == ["a", "b", "all images"]
     assert_allclose(fig.data[3].y, stats.group_variance("SGE_4_6", "b"))
+    banded = figures.mask_class_stats(stats, "SGE_4_6", ["a", "b"], band=True)
+    bands = [t for t in banded.data if t.fill == "toself"]
+    assert len(bands) == 2  # a and b; none for all images
+    upper = np.asarray(bands[1].y[:64])
+    assert_allclose(upper, stats.group_mean("SGE_4_6", "b") + stats.std("SGE_4_6", "b", "mean"))
+
+
+def test_figure_7_two_classes_side_by_side(stats):
+    fig = figures.class_band_panels(stats, "SE_5_2", ["goldfish", "pug"])
+    assert [a.text for a in fig.layout.annotations] == ["goldfish", "pug"]
+    picked = figures.sample_channels(2048, 50)
+    bands = [t for t in fig.data if t.fill == "toself"]
+    means = [t for t in fig.data if t.meta == "SE_5_2"]
+    assert [t.xaxis for t in means] == ["x", "x2"]  # one class per panel
+    assert_allclose(means[1].y, stats.mean("SE_5_2", "pug")[picked])
+    upper = np.asarray(bands[0].y[:50])
+    assert_allclose(upper, (stats.mean("SE_5_2", "goldfish") + stats.std("SE_5_2", "goldfish"))[picked])
+    assert "Figure 7" in fig.layout.title.text
 
 
 def test_short_labels():
