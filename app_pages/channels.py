@@ -7,7 +7,7 @@ import streamlit as st
 
 import sevis
 from app_pages.services import Loaded, ablation_of, channel_effect, excitation_map_of
-from app_pages.widgets import saved_run_input, show_figure
+from app_pages.widgets import hide_model_messages, saved_run_input, show_figure
 from sevis import figures
 from sevis.analysis import Analysis
 from sevis.runs import Run
@@ -33,6 +33,7 @@ choice = st.radio(
     horizontal=True,
 )
 if choice == OWN_RUN:
+    hide_model_messages()  # a saved run needs no model
     run = saved_run_input("channels")
     if run is None:
         st.stop()

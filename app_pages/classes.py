@@ -10,7 +10,14 @@ from streamlit.delta_generator import DeltaGenerator
 
 import sevis
 from app_pages.services import IMAGE_TYPES, Loaded, analyse, analysis_nulls, run_nulls, unique_names
-from app_pages.widgets import export_all, offer_drill, report_failures, saved_run_input, show_figure
+from app_pages.widgets import (
+    export_all,
+    hide_model_messages,
+    offer_drill,
+    report_failures,
+    saved_run_input,
+    show_figure,
+)
 from sevis import Provenance, figures
 from sevis.stats import ClassStats, ExcitationStats, MaskStats, NullBand
 
@@ -357,7 +364,8 @@ st.caption(
     "per channel for each class, the spread across images, and how class-specific each layer is."
 )
 mode = st.radio("Images", list(MODES), format_func=MODES.get, horizontal=True, key="classes_mode")
-if mode == "run":  # no model runs: the statistics come from the file
+if mode == "run":  # no model runs: the statistics come from the file, and no model message shows
+    hide_model_messages()
     saved_run()
     st.stop()
 models: list[Loaded] = st.session_state.get("models", [])

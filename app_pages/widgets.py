@@ -145,52 +145,68 @@ def model_panel() -> list[Loaded]:
     fetched get one panel on the page with the ways out as buttons; every other failure is
     said once, on the page."""
     st.sidebar.header("Model")
-    models = dashboard_models()
-    choice = st.sidebar.radio(
-        "Attention model",
-        [*models, *(["Both"] if len(models) == 2 else []), TWO_CHECKPOINTS, OTHER_TIMM],
-        key="model_choice",
-        help="SE: channel attention (Hu et al. 2018). SGE: spatial attention per channel group (Li et al. 2019). "
-        "Another timm model: any of timm's networks with SE modules.",
-    )
-    # label -> (network, widget key and slot)
-    slots: dict[str, tuple[str, str]]
-    if choice == OTHER_TIMM:
-        name = st.sidebar.selectbox("timm model", timm_se_models(), key="timm_model", help="Weights from the hub.")
-        slots = {name: (name, name)}
-    elif choice == TWO_CHECKPOINTS:
-        label = st.sidebar.selectbox("Network", list(models), key="two_model")
-        name = models[label]
-        slots = {f"{label} (A)": (name, name), f"{label} (B)": (name, f"{name}_b")}
-    else:
-        slots = {label: (models[label], models[label]) for label in (list(models) if choice == "Both" else [choice])}
-    loaded, unavailable = [], []
-    for label, (name, slot) in slots.items():
-        weights = _weights_widget(label, slot)
-        if weights is None:
-            st.sidebar.info(f"{label}: choose a checkpoint file.")
-            continue
-        try:
-            model = open_model(name, weights)
-        except sevis.WeightsUnavailableError as err:
-            unavailable.append((label, name, slot, err))
-            continue
-        except USER_ERRORS as err:
-            st.error(f"{label} could not be loaded: {err}", icon="⚠️")
-            continue
-        loaded.append(Loaded(label, name, weights.key, model, "" if slot == name else slot))
-        _check_badge(loaded[-1])
-    if unavailable:
-        _unavailable_panel(unavailable)
-    for item in loaded:
-        if item.info.untrained:
-            shows = "; ".join(UNTRAINED_LINES[kind] for kind in item.kinds if kind in UNTRAINED_LINES)
-            st.warning(
-                f"{item.label} has untrained weights (random, seed {sevis.models.UNTRAINED_SEED}): not the "
-                "paper's model, and every figure and export says so." + (f" What it shows: {shows}." if shows else ""),
-                icon="⚠️",
-            )
+    # NOTE what the panel says on the page goes into one placeholder, which a page that needs
+    # no model (a saved run) clears: hide_model_messages
+    said = st.empty()
+    st.session_state["_model_messages"] = said
+    with said.container():
+        models = dashboard_models()
+        choice = st.sidebar.radio(
+            "Attention model",
+            [*models, *(["Both"] if len(models) == 2 else []), TWO_CHECKPOINTS, OTHER_TIMM],
+            key="model_choice",
+            help="SE: channel attention (Hu et al. 2018). SGE: spatial attention per channel group (Li et al. 2019). "
+            "Another timm model: any of timm's networks with SE modules.",
+        )
+        # label -> (network, widget key and slot)
+        slots: dict[str, tuple[str, str]]
+        if choice == OTHER_TIMM:
+            name = st.sidebar.selectbox("timm model", timm_se_models(), key="timm_model", help="Weights from the hub.")
+            slots = {name: (name, name)}
+        elif choice == TWO_CHECKPOINTS:
+            label = st.sidebar.selectbox("Network", list(models), key="two_model")
+            name = models[label]
+            slots = {f"{label} (A)": (name, name), f"{label} (B)": (name, f"{name}_b")}
+        else:
+            slots = {
+                label: (models[label], models[label]) for label in (list(models) if choice == "Both" else [choice])
+            }
+        loaded, unavailable = [], []
+        for label, (name, slot) in slots.items():
+            weights = _weights_widget(label, slot)
+            if weights is None:
+                st.sidebar.info(f"{label}: choose a checkpoint file.")
+                continue
+            try:
+                model = open_model(name, weights)
+            except sevis.WeightsUnavailableError as err:
+                unavailable.append((label, name, slot, err))
+                continue
+            except USER_ERRORS as err:
+                st.error(f"{label} could not be loaded: {err}", icon="⚠️")
+                continue
+            loaded.append(Loaded(label, name, weights.key, model, "" if slot == name else slot))
+            _check_badge(loaded[-1])
+        if unavailable:
+            _unavailable_panel(unavailable)
+        for item in loaded:
+            if item.info.untrained:
+                shows = "; ".join(UNTRAINED_LINES[kind] for kind in item.kinds if kind in UNTRAINED_LINES)
+                st.warning(
+                    f"{item.label} has untrained weights (random, seed {sevis.models.UNTRAINED_SEED}): not the "
+                    "paper's model, and every figure and export says so."
+                    + (f" What it shows: {shows}." if shows else ""),
+                    icon="⚠️",
+                )
     return loaded
+
+
+def hide_model_messages() -> None:
+    """Clear what the model panel said on the page (errors, the weights panel, warnings):
+    for views that need no model, such as a saved run."""
+    slot = st.session_state.get("_model_messages")
+    if slot is not None:
+        slot.empty()
 
 
 def _check_badge(item: Loaded) -> None:

@@ -318,8 +318,12 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos,
     assert not app.exception
     assert charts(app) == 5 and classes_shown(app).value == ["cat", "cup"]
     assert any("3 images from" in m.value for m in app.markdown)
-    # The sidebar's model could not be loaded (offline, pretrained): the run needs none.
-    assert any("could not be fetched" in m.value for m in app.markdown) and not app.error
+    # The sidebar's model could not be loaded (offline, pretrained): the run needs none, and
+    # the page says nothing about it.
+    assert not any("could not be fetched" in m.value for m in app.markdown) and not app.error
+    app.radio(key="classes_mode").set_value("batches").run()
+    assert any("could not be fetched" in m.value for m in app.markdown)  # images need the model: said again
+    app.radio(key="classes_mode").set_value("run").run()
 
     app.text_input(key="classes_run_path").set_value("")
     app.get("file_uploader")[0].set_value(("run.parquet", run.read_bytes(), "application/octet-stream")).run()
