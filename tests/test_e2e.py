@@ -380,3 +380,110 @@ def test_report_opens_in_chromium_with_its_charts(se_model, page, tmp_path):
     ):
         assert page.get_by_text(text).count() > 0, text
     shot(page, "report")
+
+
+def shown_value(box) -> str:
+    """What a Streamlit selectbox shows as chosen (its text, or its search input's value)."""
+    values = [i.input_value() for i in box.locator("input").all()]
+    return " | ".join([box.inner_text(), *values])
+
+
+def legend(page, n: int = 0) -> str:
+    """The text of the n-th chart's legend."""
+    return " | ".join(page.locator(CHART).nth(n).locator(".legendtext").all_text_contents())
+
+
+def test_classes_state_follows_uploads_in_sequence_and_renames(server, page):
+    page.goto(f"{server}/classes")
+    page.get_by_role("heading", name="Classes").wait_for()
+    count = page.get_by_label("Number of classes")
+    count.fill("3")
+    count.press("Enter")
+    uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploaders.nth(2).wait_for(state="attached")
+    uploaders.nth(0).set_input_files([str(PHOTOS / "chelsea.png"), str(PHOTOS / "astronaut.png")])
+    wait_for_charts(page, 3)  # one class: Figure 6, one layer, histograms
+    uploaders.nth(1).set_input_files([str(PHOTOS / "coffee.png")])
+    wait_for_charts(page, 5)
+    uploaders.nth(2).set_input_files([str(PHOTOS / "rocket.jpg")])
+    wait_for_charts(page, 5)
+    no_errors(page)
+    shown = legend(page)
+    assert "class 1" in shown and "class 2" in shown and "class 3" in shown, shown  # every class drawn
+    label = page.get_by_label("Class label").nth(1)
+    label.fill("cup")
+    label.press("Enter")
+    page.get_by_text("**cup**").or_(page.locator("strong", has_text="cup")).first.wait_for()
+    wait_for_charts(page, 5)
+    no_errors(page)
+    assert page.get_by_text("Choose at least one class").count() == 0
+    shown = legend(page)
+    assert "cup" in shown and "class 2" not in shown and "class 3" in shown, shown
+    shot(page, "classes-sequence-renamed")
+
+
+def test_classes_state_follows_a_zip_switch_and_swap(server, page, tmp_path):
+    import zipfile
+
+    def archive(name: str, layout: dict[str, list[str]]) -> Path:
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as z:
+            for folder, photos in layout.items():
+                for photo in photos:
+                    z.write(PHOTOS / photo, f"{folder}/{photo}")
+        return path
+
+    first = archive("first.zip", {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]})
+    second = archive("second.zip", {"rocket": ["rocket.jpg"], "camera": ["camera.png", "coffee.png"]})
+    page.goto(f"{server}/classes")
+    page.get_by_role("heading", name="Classes").wait_for()
+    uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploaders.nth(0).set_input_files([str(PHOTOS / "chelsea.png")])  # per-class uploads first
+    wait_for_charts(page, 3)
+    page.get_by_text("A .zip with one folder per class").click()
+    page.get_by_text("Zip of class folders").wait_for()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(first))
+    wait_for_charts(page, 5)
+    no_errors(page)
+    shown = legend(page)
+    assert "cat" in shown and "cup" in shown and "class 1" not in shown, shown
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(second))  # a swap
+    page.get_by_text("second.zip").first.wait_for()
+    wait_for_charts(page, 5)
+    no_errors(page)
+    assert page.get_by_text("Choose at least one class").count() == 0
+    shown = legend(page)
+    assert "rocket" in shown and "camera" in shown and "cat" not in shown, shown
+
+
+def test_two_photos_of_one_name_and_gradcam_following_the_image(server, page, se_model):
+    import sevis
+
+    rocket, coffee = (PHOTOS / "rocket.jpg").read_bytes(), (PHOTOS / "coffee.png").read_bytes()
+    expected = sevis.analyse(se_model, [("a", rocket), ("b", coffee)])  # the server's weights
+    tops = [r.top_classes[0] for r in expected.images]
+    assert tops[0] != tops[1]
+    page.goto(server)
+    page.get_by_role("heading", name="Images").wait_for()
+    wait_for_charts(page, 3)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
+        [
+            {"name": "photo.jpg", "mimeType": "image/jpeg", "buffer": rocket},
+            {"name": "photo.jpg", "mimeType": "image/png", "buffer": coffee},  # another folder, same name
+        ]
+    )
+    page.get_by_text("photo.jpg: the 224×224 crop").wait_for()
+    wait_for_charts(page, 3)
+    page.get_by_text("Grad-CAM", exact=True).click()  # the toggle
+    wait_for_charts(page, 4)
+    cam_class = page.locator('[data-testid="stSelectbox"]', has_text="Grad-CAM class")
+    assert tops[0] in shown_value(cam_class), shown_value(cam_class)
+    image_menu = page.locator('[data-testid="stSelectbox"]', has_text="Image")
+    image_menu.locator("input").first.click()
+    page.get_by_role("option", name="photo.jpg (2)").click()
+    page.get_by_text("photo.jpg (2): the 224×224 crop").wait_for()  # the second photograph, not the first
+    wait_for_charts(page, 4)
+    no_errors(page)
+    assert tops[1] in shown_value(cam_class)  # the new image's own top class
+    assert page.locator(CHART).first.get_by_text(tops[1].split(",")[0]).count() > 0  # its own top-5
+    shot(page, "images-duplicate-names-gradcam")
