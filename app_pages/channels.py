@@ -7,7 +7,7 @@ import streamlit as st
 
 import sevis
 from app_pages.services import Loaded, ablation_of, channel_effect, excitation_map_of
-from app_pages.widgets import hide_model_messages, saved_run_input, show_figure
+from app_pages.widgets import export_figures, hide_model_messages, saved_run_input, show_figure
 from sevis import figures
 from sevis.analysis import Analysis
 from sevis.runs import Run
@@ -165,3 +165,9 @@ elif st.toggle("Accuracy with each stage's attention removed (the SENet paper's 
         )
     table = ablation_of(loaded, data, targets.tolist())
     show_figure(figures.ablation_chart(table), f"{provenance.model}_ablation", loaded, table)
+
+export_figures(
+    "Channels",
+    provenance,
+    {"images": data.path.name if isinstance(data, Run) else choice, "layer": layer, "channel": channel},
+)

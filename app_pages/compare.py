@@ -5,7 +5,7 @@ import streamlit as st
 import sevis
 import sevis.layers
 from app_pages.services import IMAGE_TYPES, Loaded, analyse, sample_files, unique_names
-from app_pages.widgets import report_failures, show_figure
+from app_pages.widgets import export_all, report_failures, show_figure
 from sevis import export, figures
 from sevis.geometry import layer_grid
 from sevis.stats import mask_overview, mean_mask, saturation
@@ -91,3 +91,5 @@ for se_layer, sge_layer in zip(
         )
         m = mask_overview(masks)
         st.caption(f"{sge_layer}: mean {m['mean']:.3f}, mean spatial variance per group {m['spatial_variance']:.4f}")
+
+export_all("SE vs SGE", se, every, files, None)

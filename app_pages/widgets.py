@@ -315,6 +315,28 @@ def export_all(
     )
 
 
+def export_figures(view: str, provenance: sevis.Provenance, about: dict[str, object]) -> None:
+    """**Export all** for a view that is not one analysis (a saved run, a channel): every
+    chart drawn in this run with its table, and a manifest of ``about`` and the weights."""
+    drawn = list(st.session_state.get("_exports", []))
+
+    def make() -> bytes:
+        figures = [(name, fig, table() if table is not None else None) for name, fig, table in drawn]
+        manifest = {"sevis_version": sevis.__version__, "view": view, **provenance.columns(), **about}
+        return export.bundle(figures, manifest)
+
+    st.download_button(
+        "Export all (zip)",
+        make,
+        file_name=f"sevis_{file_part(view.lower())}_{file_part(provenance.model)}.zip",
+        mime="application/zip",
+        key=f"export_all_{view}",
+        on_click="ignore",
+        icon=":material/folder_zip:",
+        help="Every chart of this page as HTML and PNG, its numbers as Parquet and CSV, and a manifest.",
+    )
+
+
 def report_failures(failures: Sequence[sevis.Failure]) -> None:
     if failures:
         st.warning(

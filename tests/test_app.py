@@ -596,6 +596,7 @@ def test_channels_page_drills_into_the_classes_pages_images(app, photos):
     assert any("Accuracy with attention removed" in c.proto.spec for c in app.get("plotly_chart"))
     app.number_input[0].set_value(200).run()  # SE_4_2 has 128 channels: the widget keeps it in range
     no_errors(app)
+    assert [b.label for b in app.get("download_button")][-1] == "Export all (zip)"
 
 
 def test_channels_page_opens_a_saved_run_and_reads_its_images_back(app, tiny_se, photos, tmp_path, monkeypatch):
@@ -666,6 +667,7 @@ def test_compare_offers_only_readable_images_and_says_which_model_is_missing(app
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), broken]).run()
     assert not app.exception
     assert app.selectbox(key="compare_choice").options == ["chelsea.png"]
+    assert [b.label for b in app.get("download_button")][-1] == "Export all (zip)"
     (warning,) = [w.value for w in app.warning if "could not be analysed" in w.value]
     assert "broken.jpg" in warning and "left out" in warning
 
