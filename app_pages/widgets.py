@@ -302,16 +302,25 @@ def export_all(
         figures = [(name, fig, table() if table is not None else None) for name, fig, table in drawn]
         return export.analysis_bundle(result, files, labels, figures, view=view, weights_to_load=weights)
 
+    _export_button(
+        view,
+        loaded.ident,
+        make,
+        "Every chart of this page as HTML and PNG, its numbers as Parquet and CSV, the images, a "
+        "manifest (model, weights, SHA-256) and rebuild.py, which rebuilds the statistics with sevis.",
+    )
+
+
+def _export_button(view: str, ident: str, make: Callable[[], bytes], help: str) -> None:
     st.download_button(
         "Export all (zip)",
         make,
-        file_name=f"sevis_{file_part(view.lower())}_{loaded.ident}.zip",
+        file_name=f"sevis_{file_part(view.lower())}_{file_part(ident)}.zip",
         mime="application/zip",
-        key=f"export_all_{view}_{loaded.ident}",
+        key=f"export_all_{view}_{ident}",
         on_click="ignore",
         icon=":material/folder_zip:",
-        help="Every chart of this page as HTML and PNG, its numbers as Parquet and CSV, the images, a "
-        "manifest (model, weights, SHA-256) and rebuild.py, which rebuilds the statistics with sevis.",
+        help=help,
     )
 
 
@@ -325,15 +334,11 @@ def export_figures(view: str, provenance: sevis.Provenance, about: dict[str, obj
         manifest = {"sevis_version": sevis.__version__, "view": view, **provenance.columns(), **about}
         return export.bundle(figures, manifest)
 
-    st.download_button(
-        "Export all (zip)",
+    _export_button(
+        view,
+        provenance.model,
         make,
-        file_name=f"sevis_{file_part(view.lower())}_{file_part(provenance.model)}.zip",
-        mime="application/zip",
-        key=f"export_all_{view}",
-        on_click="ignore",
-        icon=":material/folder_zip:",
-        help="Every chart of this page as HTML and PNG, its numbers as Parquet and CSV, and a manifest.",
+        "Every chart of this page as HTML and PNG, its numbers as Parquet and CSV, and a manifest.",
     )
 
 

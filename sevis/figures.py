@@ -253,18 +253,7 @@ def class_profiles(
         lines.append((label, stats.mean(layer, ALL)[channels], None, _ALL_COLOUR, dict(width=2, dash="dashdot")))
     for label, mean, std, colour, line in lines:
         if std is not None and np.isfinite(std).all():
-            fig.add_trace(
-                go.Scatter(
-                    x=np.concatenate([x, x[::-1]]),
-                    y=np.concatenate([mean + std, (mean - std)[::-1]]),
-                    fill="toself",
-                    fillcolor=_rgba(colour, 0.15),
-                    line=dict(width=0),
-                    hoverinfo="skip",
-                    legendgroup=label,
-                    showlegend=False,
-                )
-            )
+            fig.add_trace(_band(x, mean, std, colour, 0.15, label))
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -505,6 +494,22 @@ def heat_overlay(
     return fig
 
 
+def _band(
+    x: np.ndarray, mean: np.ndarray, std: np.ndarray, colour: str, alpha: float, group: str | None = None
+) -> go.Scatter:
+    """The shaded mean ± std region of a line (the paper's Figure 7 band)."""
+    return go.Scatter(
+        x=np.concatenate([x, x[::-1]]),
+        y=np.concatenate([mean + std, (mean - std)[::-1]]),
+        fill="toself",
+        fillcolor=_rgba(colour, alpha),
+        line=dict(width=0),
+        hoverinfo="skip",
+        legendgroup=group,
+        showlegend=False,
+    )
+
+
 def _class_line(cls: ClassKey, i: int, values: np.ndarray, hover: str, **kwargs: object) -> go.Scatter:
     """One class's values against position (all images: grey and dotted); ``kwargs``
     override the trace's settings."""
@@ -622,22 +627,7 @@ def mask_class_stats(stats: MaskStats, layer: str, classes: Sequence[str], *, ba
     for i, cls in enumerate(keys):
         if band and cls is not ALL and stats.count(cls) > 1:
             mean, std = stats.group_mean(layer, cls), stats.std(layer, cls, "mean")
-            x = np.arange(len(mean))
-            colour = _colour(i)
-            fig.add_trace(
-                go.Scatter(
-                    x=np.concatenate([x, x[::-1]]),
-                    y=np.concatenate([mean + std, (mean - std)[::-1]]),
-                    fill="toself",
-                    fillcolor=_rgba(colour, 0.15),
-                    line=dict(width=0),
-                    hoverinfo="skip",
-                    legendgroup=repr(cls),
-                    showlegend=False,
-                ),
-                row=1,
-                col=1,
-            )
+            fig.add_trace(_band(np.arange(len(mean)), mean, std, _colour(i), 0.15, repr(cls)), row=1, col=1)
         for row, values in ((1, stats.group_mean(layer, cls)), (2, stats.group_variance(layer, cls))):
             trace = _class_line(cls, i, values, "group", legendgroup=repr(cls), showlegend=row == 1)
             fig.add_trace(trace, row=row, col=1)
@@ -841,19 +831,7 @@ def class_band_panels(
         mean, std = stats.mean(layer, cls)[picked], stats.std(layer, cls)[picked]
         colour = _colour(k - 1)
         if np.isfinite(std).all():
-            fig.add_trace(
-                go.Scatter(
-                    x=np.concatenate([picked, picked[::-1]]),
-                    y=np.concatenate([mean + std, (mean - std)[::-1]]),
-                    fill="toself",
-                    fillcolor=_rgba(colour, 0.2),
-                    line=dict(width=0),
-                    hoverinfo="skip",
-                    showlegend=False,
-                ),
-                row=1,
-                col=k,
-            )
+            fig.add_trace(_band(picked, mean, std, colour, 0.2), row=1, col=k)
         fig.add_trace(
             go.Scatter(
                 x=picked,
