@@ -396,15 +396,17 @@ def _stages(model: nn.Module) -> tuple[list[str], Callable[[torch.Tensor], torch
 
 
 class _Counter:
-    """Counts the images each stage module runs (forward pre-hooks)."""
+    """Counts the images each stage module runs in this thread (forward pre-hooks)."""
 
     def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
         self.runs = dict.fromkeys(names, 0)
+        self._owner = threading.get_ident()
         self._handles = [getattr(model, n).register_forward_pre_hook(self._hook(n)) for n in names]
 
     def _hook(self, name: str) -> Callable[[nn.Module, tuple], None]:
         def hook(module: nn.Module, args: tuple) -> None:
-            self.runs[name] += int(args[0].shape[0])
+            if threading.get_ident() == self._owner:  # a model shared with other threads
+                self.runs[name] += int(args[0].shape[0])
 
         return hook
 
@@ -433,6 +435,8 @@ def ablate(
     Each batch runs once whole; each condition then runs only from the first stage it
     changes (on timm ResNets and SENets; other networks run every condition whole).
     """
+    if isinstance(replace, MeanOf) and replace.per_class:
+        raise ValueError("ablate knows class indices, not the statistics' labels: use MeanOf(stats) or knockout_effect")
     conditions = dict(conditions if conditions is not None else ablation_conditions(model))
     conditions.setdefault("none", [])
     layers = {x.name: x for x in find_attention(model)}
@@ -493,9 +497,14 @@ def ablate(
 def _baseline(model: nn.Module, stages: Sequence[str], x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The plain pass's logits and the input of each stage module on the way."""
     inputs: dict[str, torch.Tensor] = {}
+    owner = threading.get_ident()
 
     def keep(name: str) -> Callable[[nn.Module, tuple], None]:
-        return lambda module, args: inputs.__setitem__(name, args[0])
+        def hook(module: nn.Module, args: tuple) -> None:
+            if threading.get_ident() == owner:  # never another thread's images
+                inputs[name] = args[0]
+
+        return hook
 
     handles = [getattr(model, n).register_forward_pre_hook(keep(n)) for n in stages]
     try:

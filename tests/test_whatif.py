@@ -287,3 +287,28 @@ def test_sevis_ablate_writes_the_table(tmp_path, labelled_folder, capsys):
         main(["ablate", str(root), "--model", "tiny_se", "--weights", "untrained", "--stages", "9", "--out", str(out)])
         == 2
     )
+
+
+def test_ablation_beside_other_threads_on_the_shared_model(tiny_se, views):
+    truth = list(range(6))
+    alone = sevis.ablate(tiny_se, [(views, truth)])
+    stop = threading.Event()
+
+    def others() -> None:  # another session's forward passes on the same model
+        noise = torch.randn(3, 3, 224, 224)
+        with torch.inference_mode():
+            while not stop.is_set():
+                tiny_se(noise)
+
+    thread = threading.Thread(target=others)
+    thread.start()
+    try:
+        beside = [sevis.ablate(tiny_se, [(views, truth)]) for _ in range(3)]
+    finally:
+        stop.set()
+        thread.join()
+    for result in beside:
+        pd.testing.assert_frame_equal(result.table, alone.table)
+        assert result.stage_runs == alone.stage_runs  # only this thread's images counted
+    with pytest.raises(ValueError, match="class indices"):
+        sevis.ablate(tiny_se, [(views, truth)], replace=sevis.MeanOf(sevis.ExcitationStats(), per_class=True))
