@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import sevis
-from app_pages.services import Loaded, ablation_of, channel_effect, excitation_map_of
+from app_pages.services import Loaded, ablation_of, channel_effect, channel_view_of, excitation_map_of
 from app_pages.widgets import export_figures, hide_model_messages, saved_run_input, show_figure
 from sevis import figures
 from sevis.analysis import Analysis
@@ -67,7 +67,7 @@ channel = int(
     )
 )
 
-view = sevis.channel_view(data, layer, channel)
+view = channel_view_of(data, layer, channel)
 st.subheader(f"{layer}, {stats.index_name} {channel}")
 a, b, c = st.columns(3)
 a.metric("Images", f"{len(view.values):,}")

@@ -476,6 +476,17 @@ def images_key(data: sevis.Analysis | Run) -> str:
     return digest.hexdigest()
 
 
+@st.cache_data(show_spinner="Reading the channel…", max_entries=32)
+def _channel_view(key: str, layer: str, channel: int, _data: sevis.Analysis | Run) -> sevis.ChannelView:
+    return sevis.channel_view(_data, layer, channel)
+
+
+def channel_view_of(data: sevis.Analysis | Run, layer: str, channel: int) -> sevis.ChannelView:
+    """:func:`sevis.channel_view`, cached by the images, the layer and the channel (a 50,000-image
+    run's layer is read once, not at every rerun)."""
+    return _channel_view(images_key(data), layer, channel, data)
+
+
 @st.cache_data(show_spinner="Placing the images…", max_entries=32)
 def _excitation_map(key: str, layer: str, _data: sevis.Analysis | Run) -> sevis.ExcitationMap:
     return sevis.excitation_map(_data, layer)
