@@ -18,7 +18,7 @@ st.title("Channels")
 st.caption(
     "One channel (SE) or group (SGE) across a set of images: its value per class, the images that "
     "excite it most and least, how class-selective it is, and what forcing it to 0 or 1 changes. "
-    "Click a channel on a class-profile chart of the Classes page to open it here."
+    "Click a channel on an excitation chart of the Classes or Images page to open it here."
 )
 
 sources: dict[str, tuple[Analysis | Run, Loaded | None]] = dict(st.session_state.get("drill_sources", {}))
