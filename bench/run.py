@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
             run("ablate.py", "--images", "200" if args.quick else "1000", "--repeats", "1"),
         ),
         (
+            "10. Channel drill-down and excitation maps on the 50,000-image run",
+            run("explore.py", "--images", "5000" if args.quick else "50000"),
+        ),
+        (
             "8. Load: N sessions uploading photographs while one uploads hostile files (health < 1 s)",
             run("load.py", "--sessions", "2" if args.quick else "3", "--rounds", "2" if args.quick else "4"),
         ),
