@@ -41,6 +41,13 @@ if choice == OWN_RUN:
     loaded: Loaded | None = None
 else:
     data, loaded = sources[choice]
+if isinstance(data, Run) and not data.path.exists():
+    # NOTE an uploaded run's statistics are kept, its rows are not: a channel needs its rows
+    st.info(
+        f"{data.path.name} was uploaded: the server keeps its statistics, not its rows, which a channel "
+        "needs. Open it by its path on the server to follow one channel across its images."
+    )
+    st.stop()
 provenance = data.provenance
 layers = [layer for stats in data.stats.values() for layer in stats.layers]
 if not layers:

@@ -618,6 +618,12 @@ def test_channels_page_opens_a_saved_run_and_reads_its_images_back(app, tiny_se,
     assert any("Knock-outs need the model" in c.value for c in app.caption)
     captions = [c.value for c in app.caption]
     assert not any("not readable here" in c for c in captions)
+    app.text_input(key="channels_run_path").set_value("")
+    app.get("file_uploader")[0].set_value(("run.parquet", run.read_bytes(), "application/octet-stream")).run()
+    no_errors(app)  # uploaded: its rows are not kept, and the page says so
+    assert any("keeps its statistics, not its rows" in i.value for i in app.info)
+    app.get("file_uploader")[0].set_value(None).run()
+    app.text_input(key="channels_run_path").set_value(str(run)).run()
     (folder / "cat" / "chelsea.png").unlink()  # an image gone from the source: said, not a crash
     app.number_input[0].set_value(3).run()
     no_errors(app)
