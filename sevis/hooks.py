@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
+from typing import Self
 
 import torch
 from torch import nn
@@ -27,7 +28,44 @@ from .errors import UnknownLayerError
 __all__ = ["Capture", "capture"]
 
 
-class Capture:
+class HookSet:
+    """Hooks that live exactly as long as a ``with`` block, also when it raises, and act only
+    on forward passes of the thread that entered it. Subclasses register them in
+    :meth:`_attach` (appending their handles to ``_handles``) and read :attr:`_owner` in their hooks."""
+
+    def __init__(self) -> None:
+        self._handles: list[RemovableHandle] = []
+        self._owner: int | None = None
+
+    def _attach(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        if self._handles:
+            raise RuntimeError(f"this {type(self).__name__} is already active; make a new one to nest")
+        self._owner = threading.get_ident()
+        try:
+            self._attach()
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._remove()  # returns None: an exception inside the block propagates
+
+    def _remove(self) -> None:
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+
+
+class Capture(HookSet):
     """Context manager that captures SE excitations and SGE masks of ``model`` (and the
     values of any other registered kind of attention, see :mod:`sevis.kinds`).
 
@@ -62,40 +100,18 @@ class Capture:
             if unknown:
                 raise UnknownLayerError(f"layers {unknown} not in the model; it has {[x.name for x in found]}")
             found = [layer for layer in found if layer.name in set(wanted)]
+        super().__init__()
         self.layers: list[AttentionLayer] = found
-        self._handles: list[RemovableHandle] = []
         self._chunks: dict[str, list[torch.Tensor]] = {layer.name: [] for layer in found}
         self._extra_chunks: dict[str, dict[str, list[torch.Tensor]]] = {
             layer.name: {} for layer in found if module_values and layer.spec.module_fields
         }
-        self._owner: int | None = None
 
-    def __enter__(self) -> Capture:
-        if self._handles:
-            raise RuntimeError("this Capture is already active; make a new one to nest")
-        self._owner = threading.get_ident()
-        try:
-            for layer in self.layers:
-                self._handles.append(layer.gate.register_forward_hook(self._make_hook(layer)))
-                if layer.name in self._extra_chunks:
-                    self._handles.append(layer.module.register_forward_hook(self._make_module_hook(layer)))
-        except BaseException:
-            self._remove()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._remove()  # returns None: an exception inside the block propagates
-
-    def _remove(self) -> None:
-        handles, self._handles = self._handles, []
-        for handle in handles:
-            handle.remove()
+    def _attach(self) -> None:
+        for layer in self.layers:
+            self._handles.append(layer.gate.register_forward_hook(self._make_hook(layer)))
+            if layer.name in self._extra_chunks:
+                self._handles.append(layer.module.register_forward_hook(self._make_module_hook(layer)))
 
     def _make_hook(self, layer: AttentionLayer) -> Callable[[nn.Module, object, torch.Tensor], None]:
         store = self._chunks[layer.name]

@@ -27,7 +27,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 import pandas as pd
@@ -38,6 +37,7 @@ from torch.utils.hooks import RemovableHandle
 from .attention import AttentionLayer, find_attention
 from .errors import DataError, UnknownLayerError
 from .extract import Item
+from .hooks import HookSet
 from .provenance import Provenance
 from .stats import ClassStats
 
@@ -161,7 +161,7 @@ class MeanOf(Replacement):
         return _broadcast(torch.from_numpy(rows), values)
 
 
-class Knockout:
+class Knockout(HookSet):
     """Context manager replacing attention values during forward passes (see the module's
     docstring). ``plan`` maps layer names to a :class:`Replacement`.
 
@@ -184,33 +184,11 @@ class Knockout:
         self.plan = {name: plan[name] for name in found if name in plan}  # depth order
         self.layers = [found[name] for name in self.plan]
         self.labels: Sequence[str] | None = None
-        self._handles: list[RemovableHandle] = []
-        self._owner: int | None = None
+        super().__init__()
 
-    def __enter__(self) -> Knockout:
-        if self._handles:
-            raise RuntimeError("this Knockout is already active; make a new one to nest")
-        self._owner = threading.get_ident()
-        try:
-            for layer in self.layers:
-                self._handles.append(layer.gate.register_forward_hook(self._make_hook(layer), prepend=True))
-        except BaseException:
-            self._remove()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._remove()
-
-    def _remove(self) -> None:
-        handles, self._handles = self._handles, []
-        for handle in handles:
-            handle.remove()
+    def _attach(self) -> None:
+        for layer in self.layers:
+            self._handles.append(layer.gate.register_forward_hook(self._make_hook(layer), prepend=True))
 
     def _make_hook(self, layer: AttentionLayer) -> Callable[[nn.Module, object, torch.Tensor], torch.Tensor | None]:
         owner, replace, kind, module = self._owner, self.plan[layer.name], layer.spec, layer.module
