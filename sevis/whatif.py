@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.hooks import RemovableHandle
 
 from .attention import AttentionLayer, find_attention
 from .errors import DataError, UnknownLayerError
