@@ -505,13 +505,13 @@ def _batch(loaded: Loaded, views: Sequence[np.ndarray]) -> torch.Tensor:
 def _channel_effect(
     key: str, layer: str, channel: int, names: tuple[str, ...], _loaded: Loaded, _views: list[np.ndarray]
 ) -> pd.DataFrame:
-    x = _batch(_loaded, _views)
+    plans = {f"{value:g}": {layer: sevis.Channels({channel: value})} for value in (0.0, 1.0)}
+    effects = sevis.knockout_effects(_loaded.model, _batch(_loaded, _views), plans)  # one plain pass for both
     columns = {}
-    for value in (0.0, 1.0):
-        effect = sevis.knockout_effect(_loaded.model, x, {layer: sevis.Channels({channel: value})})
-        columns[f"p change at {value:g}"] = effect.p_change.to_numpy()
-        columns[f"top-1 changed at {value:g}"] = effect.top1_changed.to_numpy()
-    return pd.DataFrame({"image": names, "top-1 class": effect.target, **columns})
+    for value, effect in effects.items():
+        columns[f"p change at {value}"] = effect.p_change.to_numpy()
+        columns[f"top-1 changed at {value}"] = effect.top1_changed.to_numpy()
+    return pd.DataFrame({"image": names, "top-1 class": effects["0"].target, **columns})
 
 
 def channel_effect(

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
         class_indices,
         knockout,
         knockout_effect,
+        knockout_effects,
     )
 
 _EXPORTS = {
@@ -120,6 +121,7 @@ _EXPORTS = {
         "class_indices",
         "knockout",
         "knockout_effect",
+        "knockout_effects",
     ],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

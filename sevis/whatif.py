@@ -56,6 +56,7 @@ __all__ = [
     "class_indices",
     "knockout",
     "knockout_effect",
+    "knockout_effects",
 ]
 
 
@@ -261,32 +262,51 @@ def knockout_effect(
         targets: one class index per image (the true or a chosen class).
         labels: the images' classes, for ``MeanOf(stats, per_class=True)``.
     """
+    return knockout_effects(model, x, {"": plan}, targets=targets, labels=labels, top_k=top_k)[""]
+
+
+def knockout_effects(
+    model: nn.Module,
+    x: torch.Tensor,
+    plans: Mapping[str, Mapping[str, Replacement]],
+    *,
+    targets: Sequence[int] | None = None,
+    labels: Sequence[str] | None = None,
+    top_k: int = 5,
+) -> dict[str, pd.DataFrame]:
+    """:func:`knockout_effect` of several plans (name -> plan) against one plain pass."""
     from .models import model_info
 
     names = model_info(model).class_names
     with torch.inference_mode():
         before = model(x).float().softmax(1)
-        with Knockout(model, plan) as ko:
-            ko.labels = labels
-            after = model(x).float().softmax(1)
+        afters = {}
+        for name, plan in plans.items():
+            with Knockout(model, plan) as ko:
+                ko.labels = labels
+                afters[name] = model(x).float().softmax(1)
     k = min(top_k, before.shape[1])
-    top_before, top_after = before.topk(k, 1).indices, after.topk(k, 1).indices
+    top_before = before.topk(k, 1).indices
     target = top_before[:, 0] if targets is None else torch.as_tensor(list(targets), device=before.device)
     rows = torch.arange(len(x), device=before.device)
-    return pd.DataFrame(
-        {
-            "target": [names[i] for i in target.tolist()],
-            "p_before": before[rows, target].cpu().numpy(),
-            "p_after": after[rows, target].cpu().numpy(),
-            "p_change": (after[rows, target] - before[rows, target]).cpu().numpy(),
-            f"top{k}_before": [", ".join(names[i] for i in row) for row in top_before.tolist()],
-            f"top{k}_after": [", ".join(names[i] for i in row) for row in top_after.tolist()],
-            f"top{k}_kept": [
-                len(set(a) & set(b)) for a, b in zip(top_before.tolist(), top_after.tolist(), strict=True)
-            ],
-            "top1_changed": (top_before[:, 0] != top_after[:, 0]).cpu().numpy(),
-        }
-    )
+    tables = {}
+    for name, after in afters.items():
+        top_after = after.topk(k, 1).indices
+        tables[name] = pd.DataFrame(
+            {
+                "target": [names[i] for i in target.tolist()],
+                "p_before": before[rows, target].cpu().numpy(),
+                "p_after": after[rows, target].cpu().numpy(),
+                "p_change": (after[rows, target] - before[rows, target]).cpu().numpy(),
+                f"top{k}_before": [", ".join(names[i] for i in row) for row in top_before.tolist()],
+                f"top{k}_after": [", ".join(names[i] for i in row) for row in top_after.tolist()],
+                f"top{k}_kept": [
+                    len(set(a) & set(b)) for a, b in zip(top_before.tolist(), top_after.tolist(), strict=True)
+                ],
+                "top1_changed": (top_before[:, 0] != top_after[:, 0]).cpu().numpy(),
+            }
+        )
+    return tables
 
 
 # ---------------------------------------------------------------------------- ablation

@@ -181,6 +181,17 @@ def test_the_effect_on_each_image(tiny_se, views):
     assert effect.top1_changed.any()  # stage 3 matters to this network: the check can fail
     chosen = sevis.knockout_effect(tiny_se, views, {"SE_3_1": sevis.Remove()}, targets=[5] * 6)
     assert (chosen.target == sevis.model_info(tiny_se).class_names[5]).all()
+    # several plans against one plain pass: the same tables, one forward pass fewer per extra plan
+    plans = {"off": {"SE_4_1": sevis.Channels({2: 0.0})}, "on": {"SE_4_1": sevis.Channels({2: 1.0})}}
+    calls: list[int] = []
+    handle = tiny_se.register_forward_pre_hook(lambda m, args: calls.append(len(args[0])))
+    try:
+        both = sevis.knockout_effects(tiny_se, views, plans)
+    finally:
+        handle.remove()
+    assert len(calls) == 3  # plain, off, on
+    for name, plan in plans.items():
+        pd.testing.assert_frame_equal(both[name], sevis.knockout_effect(tiny_se, views, plan))
 
 
 def test_class_indices_by_name_id_and_index():
