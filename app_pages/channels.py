@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import sevis
-from app_pages.services import Loaded, ablation_of, channel_effect, channel_view_of, excitation_map_of
+from app_pages.services import Loaded, ablation_of, channel_effect, channel_view_of, excitation_map_of, images_key
 from app_pages.widgets import export_figures, hide_model_messages, saved_run_input, show_figure
 from sevis import figures
 from sevis.analysis import Analysis
@@ -74,7 +74,8 @@ channel = int(
     )
 )
 
-view = channel_view_of(data, layer, channel)
+images_id = images_key(data)  # hashed once a run: every view of an analysis
+view = channel_view_of(data, images_id, layer, channel)
 st.subheader(f"{layer}, {stats.index_name} {channel}")
 a, b, c = st.columns(3)
 a.metric("Images", f"{len(view.values):,}")
@@ -150,7 +151,7 @@ st.caption(
     "Step through the layers to see where the classes separate."
 )
 map_layer = st.select_slider("Layer of the map", layers, value=layer, key=f"channels_map_layer_{choice}")
-emap = excitation_map_of(data, map_layer)
+emap = excitation_map_of(data, images_id, map_layer)
 show_figure(
     figures.excitation_map_figure(emap),
     f"{provenance.model}_{map_layer}_map",
@@ -170,7 +171,7 @@ elif st.toggle("Accuracy with each stage's attention removed (the SENet paper's 
             f"{len(missing)} label(s) name no class of the model ({', '.join(m[:40] for m in missing[:5])}): "
             "their images count only in 'top-1 kept'."
         )
-    table = ablation_of(loaded, data, targets.tolist())
+    table = ablation_of(loaded, data, images_id, targets.tolist())
     show_figure(figures.ablation_chart(table), f"{provenance.model}_ablation", loaded, table)
 
 export_figures(

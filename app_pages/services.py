@@ -303,15 +303,14 @@ def grad_cam(model_key: str, view: np.ndarray, target: int | None, _loaded: Load
 def unique_names(files: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """The files with names made unique for display and choice: a browser gives only a base
     name, so two ``photo.jpg`` from two folders become ``photo.jpg`` and ``photo.jpg (2)``."""
-    seen: dict[str, int] = {}
+    taken: set[str] = set()
     out = []
     for name, data in files:
-        seen[name] = seen.get(name, 0) + 1
-        shown = name if seen[name] == 1 else f"{name} ({seen[name]})"
-        while shown in seen and shown != name:  # a file really named "photo.jpg (2)"
-            seen[name] += 1
-            shown = f"{name} ({seen[name]})"
-        seen.setdefault(shown, 1)
+        shown, n = name, 1
+        while shown in taken:  # also past a file really named "photo.jpg (2)"
+            n += 1
+            shown = f"{name} ({n})"
+        taken.add(shown)
         out.append((shown, data))
     return out
 
@@ -481,10 +480,10 @@ def _channel_view(key: str, layer: str, channel: int, _data: sevis.Analysis | Ru
     return sevis.channel_view(_data, layer, channel)
 
 
-def channel_view_of(data: sevis.Analysis | Run, layer: str, channel: int) -> sevis.ChannelView:
-    """:func:`sevis.channel_view`, cached by the images, the layer and the channel (a 50,000-image
-    run's layer is read once, not at every rerun)."""
-    return _channel_view(images_key(data), layer, channel, data)
+def channel_view_of(data: sevis.Analysis | Run, key: str, layer: str, channel: int) -> sevis.ChannelView:
+    """:func:`sevis.channel_view`, cached by the images (``key``: :func:`images_key`), the layer
+    and the channel (a 50,000-image run's layer is read once, not at every rerun)."""
+    return _channel_view(key, layer, channel, data)
 
 
 @st.cache_data(show_spinner="Placing the images…", max_entries=32)
@@ -492,9 +491,9 @@ def _excitation_map(key: str, layer: str, _data: sevis.Analysis | Run) -> sevis.
     return sevis.excitation_map(_data, layer)
 
 
-def excitation_map_of(data: sevis.Analysis | Run, layer: str) -> sevis.ExcitationMap:
-    """:func:`sevis.excitation_map`, cached by the images and the layer."""
-    return _excitation_map(images_key(data), layer, data)
+def excitation_map_of(data: sevis.Analysis | Run, key: str, layer: str) -> sevis.ExcitationMap:
+    """:func:`sevis.excitation_map`, cached by the images (``key``: :func:`images_key`) and the layer."""
+    return _excitation_map(key, layer, data)
 
 
 def _batch(loaded: Loaded, views: Sequence[np.ndarray]) -> torch.Tensor:
@@ -529,7 +528,7 @@ def _ablation(key: str, targets: tuple[int, ...], _loaded: Loaded, _views: list[
     return sevis.ablate(_loaded.model, [(_batch(_loaded, _views), list(targets))]).table
 
 
-def ablation_of(loaded: Loaded, analysis: sevis.Analysis, targets: Sequence[int]) -> pd.DataFrame:
-    """:func:`sevis.ablate` over an analysis's images, cached by the model and the images."""
-    key = f"{loaded.key}|{images_key(analysis)}"
-    return _ablation(key, tuple(int(t) for t in targets), loaded, [r.view for r in analysis.images])
+def ablation_of(loaded: Loaded, analysis: sevis.Analysis, key: str, targets: Sequence[int]) -> pd.DataFrame:
+    """:func:`sevis.ablate` over an analysis's images, cached by the model and the images
+    (``key``: :func:`images_key`)."""
+    return _ablation(f"{loaded.key}|{key}", tuple(int(t) for t in targets), loaded, [r.view for r in analysis.images])

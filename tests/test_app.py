@@ -796,3 +796,12 @@ def test_two_checkpoints_of_one_network_side_by_side(app, photos, tmp_path, monk
     app.selectbox(key=f"classes_layer_{SE}_b").set_value("SE_5_2").run()
     no_errors(app)
     assert "SE_5_2" in figure(app, 6).layout.title.text and "SE_4_6" in figure(app, 1).layout.title.text
+
+
+def test_unique_names_never_collide():
+    from app_pages.services import unique_names
+
+    files = [("a.jpg", b"1"), ("a.jpg", b"2"), ("a.jpg (2)", b"3"), ("a.jpg", b"4"), ("b.jpg", b"5")]
+    named = unique_names(files)
+    assert [n for n, _ in named] == ["a.jpg", "a.jpg (2)", "a.jpg (2) (2)", "a.jpg (3)", "b.jpg"]
+    assert [d for _, d in named] == [d for _, d in files]  # same order, same bytes
