@@ -63,6 +63,11 @@ def test_the_map_is_the_pca_of_every_image(run_and_analysis):
     np.testing.assert_allclose(emap.explained, variance[:2] / variance.sum(), rtol=1e-4)
     cup = emap.centroids.set_index("label").loc["cup"]
     np.testing.assert_allclose([cup.x, cup.y], got[2:4].mean(0), atol=1e-4)
+    # separation: the share of the map's variance between the class centroids, by hand
+    labels = np.array(emap.points.label)
+    centred_xy = got - got.mean(0)
+    between = sum((labels == c).sum() * np.sum(centred_xy[labels == c].mean(0) ** 2) for c in set(labels))
+    assert emap.separation == pytest.approx(between / np.sum(centred_xy**2), rel=1e-4)
     assert 0 < emap.separation < 1
     # the same images analysed in the dashboard give the same map
     same = sevis.excitation_map(analysis, "SE_3_4")
