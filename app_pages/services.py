@@ -440,7 +440,7 @@ def _run_at(path: str, size: int, modified: int) -> Run:
     # NOTE a resource, not data: a 1,000-class run's statistics are hundreds of MB, shared
     # read-only by every session instead of unpickled at every rerun. The file's size and
     # time are in the key, so a rewritten run is read again.
-    return read_run(path)
+    return read_run(path, bands=True)  # the chance bands computed while the page draws
 
 
 @st.cache_data(show_spinner="Reading the run…", max_entries=4)

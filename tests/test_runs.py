@@ -100,6 +100,71 @@ def test_null_bands_from_an_analysis_and_from_its_saved_run(tiny_se, image_folde
     np.testing.assert_array_equal(few["SE_5_3"], rows["SE_5_3"][pick])
 
 
+def test_reading_in_column_shares_equals_one_pass(tiny_se, image_folder, tmp_path, monkeypatch):
+    """A run of 2,600 images in three row groups, read by 1, 2 or 3 threads each taking
+    consecutive layers, gives exactly the statistics of one ExcitationStats fed the rows
+    batch by batch: classes in the file's order, layers in depth order, the same sample."""
+    from sevis import runs
+    from sevis.extract import extract
+    from sevis.runs import run_schema, writer_options
+
+    probe = extract(tiny_se, image_folder, tmp_path / "probe.parquet", workers=0, progress=False)
+    meta = read_metadata(probe)
+    layers = meta.attention["se"]
+    rng = np.random.default_rng(4)
+    n = 2600
+    labels = [f"class {c}" for c in rng.integers(0, 40, n)]
+    values = {layer: rng.random((n, meta.dims[layer]["excitation"]), np.float32) for layer in layers}
+    values[layers[0]][5, 0] = 1.0  # the closed last bin
+    table = pa.table(
+        {
+            "path": [f"{label}/{i}.jpg" for i, label in enumerate(labels)],
+            "label": labels,
+            "label_source": ["folder"] * n,
+            "top5_classes": [[label] * 5 for label in labels],
+            "top5_probs": [[0.2] * 5] * n,
+            **{layer: pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), v.shape[1]) for layer, v in values.items()},
+        },
+        schema=run_schema(meta),
+    )
+    out = tmp_path / "big.parquet"
+    pq.write_table(table, out, row_group_size=1024, **writer_options(table.schema))
+    expected = sevis.ExcitationStats()
+    for start in range(0, n, 1024):
+        expected.update({layer: v[start : start + 1024] for layer, v in values.items()}, labels[start : start + 1024])
+    pick = runs._sample(n, runs.SAMPLE_ROWS, 0)
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(runs, "workers", lambda threads=threads: threads)
+        run = read_run(out, cache=False)
+        assert len(runs._shares(out, meta, meta.layer_kinds, threads)) == min(threads, len(layers))
+        assert run.se.layers == layers and run.se.classes == list(dict.fromkeys(labels))
+        for layer in layers:
+            for cls in (sevis.ALL, "class 3"):
+                np.testing.assert_array_equal(run.se.mean(layer, cls), expected.mean(layer, cls))
+                np.testing.assert_array_equal(run.se.std(layer, cls), expected.std(layer, cls))
+                np.testing.assert_array_equal(run.se.histogram(layer, cls), expected.histogram(layer, cls))
+            np.testing.assert_array_equal(run.samples["se"][0][layer], values[layer][pick])
+        assert run.samples["se"][1] == [labels[i] for i in pick]
+
+
+def test_chance_bands_computed_in_the_background_and_their_errors_raised_where_asked(
+    tiny_se, image_folder, tmp_path
+):
+    from sevis.extract import extract
+    from sevis.runs import null_bands
+
+    out = extract(tiny_se, image_folder, tmp_path / "run.parquet", workers=0, progress=False)
+    run = read_run(out, cache=False, bands=True)  # started as soon as the statistics are read
+    assert run.prefetch_null_bands("se") is run.prefetch_null_bands("se")  # one computation
+    assert run.null_bands("se") == null_bands(out, "se")
+    lost = read_run(out, cache=False)
+    lost.samples = {}  # the rows are read again from the file, which is gone
+    out.unlink()
+    for _ in range(2):
+        with pytest.raises(sevis.RunError, match="run.parquet"):
+            lost.null_bands("se")
+
+
 def test_a_second_open_reads_the_cache_and_a_rewritten_run_is_read_again(tiny_se, image_folder, tmp_path):
     from sevis.extract import extract
     from sevis.runs import cache_dir, null_bands

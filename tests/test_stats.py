@@ -120,6 +120,29 @@ def test_many_interleaved_classes_against_numpy():
                 assert_allclose(stats.std("L", cls), rows.astype(np.float64).std(0, ddof=1), rtol=1e-9, atol=1e-15)
 
 
+def test_fine_bins_exact_on_every_edge_with_many_classes():
+    """The counting fast path (values in [0, 1], float64 slot + 100 x truncated) puts every
+    float32 on, just under and just over each edge k/100 where np.histogram does, with
+    thousands of classes (the largest slots), and x = 1 in the last bin."""
+    from sevis.stats import FINE_BINS, _Counts, _Scratch
+
+    edges = np.float32(np.arange(FINE_BINS + 1) / FINE_BINS)
+    probes = np.concatenate([edges, np.nextafter(edges, np.float32(-1)), np.nextafter(edges, np.float32(2))])
+    probes = np.clip(probes, 0, 1)  # below 0 and above 1 would take the general path
+    rng = np.random.default_rng(3)
+    classes = 3000
+    values = np.tile(probes, (classes, 1))
+    codes = np.arange(classes)
+    rng.shuffle(codes)
+    counts = _Counts()
+    counts.add(torch.from_numpy(codes), classes, torch.from_numpy(values.astype(np.float64)), _Scratch())
+    expected = np.histogram(probes.astype(np.float64), bins=np.linspace(0, 1, FINE_BINS + 1))[0]
+    assert counts.bins.shape[0] >= classes
+    for i in (0, 1, classes // 2, classes - 1):
+        assert np.array_equal(counts.of(i)[0], expected)
+    assert counts.of(0)[1] == pytest.approx(np.sum(1 - probes.astype(np.float64)), rel=1e-12)
+
+
 def test_moments_keep_their_precision_far_from_zero():
     """Small spreads around large values (sums of squares would cancel without the shift)."""
     rng = np.random.default_rng(2)
@@ -262,6 +285,71 @@ def test_random_labels_give_specificity_zero_within_the_null_band(sizes, seed):
     # eta squared's chance level is (k - 1) / (N - 1), not 0: the bias omega squared removes.
     k = len(sizes)
     assert abs(stats.eta_squared("L") - (k - 1) / (n - 1)) < 0.3 * (k - 1) / (n - 1) + 0.01
+
+
+def test_null_bands_equal_each_permutation_computed_directly():
+    """The blocked, threaded permutations give, per layer, the mean and quantiles of the
+    omega squared of each permutation of the labels computed one by one in float64 (2,500
+    images of 500 classes: class sums in blocks of 524 columns, over several threads)."""
+    from sevis.stats import kept_positions, omega_squared, specificity_nulls
+
+    rng = np.random.default_rng(5)
+    n, k = 2500, 500
+    codes = np.concatenate([np.arange(k), rng.integers(0, k, n - k)])
+    labels = [f"c{c:04d}" for c in codes]
+    rows = {"A": rng.random((n, 1100), np.float32), "B": rng.beta(2, 5, (n, 90)).astype(np.float32)}
+    rows["A"][:, 7] = 0.5  # a position that never varies is left out
+    bands = specificity_nulls(rows, labels, permutations=40, seed=9)
+    _, order = np.unique(labels, return_inverse=True)
+    shuffle = np.random.default_rng(9)
+    permuted = [shuffle.permutation(order) for _ in range(40)]
+    for layer, values in rows.items():
+        x = torch.from_numpy(values.astype(np.float64))
+        ss_total = ((x - x.mean(0)) ** 2).sum(0).numpy()
+        kept = kept_positions(ss_total, n)
+        assert kept.sum() == values.shape[1] - (layer == "A")
+        scores = []
+        for codes_p in permuted:
+            counts = np.bincount(codes_p, minlength=k)
+            sums = torch.zeros(k, x.shape[1], dtype=torch.float64).index_add_(0, torch.from_numpy(codes_p), x)
+            scores.append(omega_squared(counts, sums.numpy() / counts[:, None], ss_total)[kept].mean())
+        low, high = np.quantile(scores, [0.025, 0.975])
+        assert bands[layer].permutations == 40
+        assert bands[layer].mean == pytest.approx(np.mean(scores), rel=1e-4, abs=1e-7)
+        assert (bands[layer].low, bands[layer].high) == pytest.approx((low, high), rel=1e-4, abs=1e-7)
+
+
+def test_one_torch_thread_is_this_threads_and_restored():
+    """Inside the block torch runs this thread's ops on one thread; on leaving, the count
+    before comes back, for this thread and for threads started afterwards, also when
+    blocks overlap in two threads."""
+    import threading
+
+    from sevis._threads import one_torch_thread, workers
+
+    before = torch.get_num_threads()
+    seen: dict[str, int] = {}
+    inside, leave = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with one_torch_thread():
+            seen["other"] = torch.get_num_threads()
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    inside.wait(10)
+    with one_torch_thread():
+        seen["here"] = torch.get_num_threads()
+        seen["workers"] = workers()
+        leave.set()
+        thread.join(10)
+    seen["after"] = torch.get_num_threads()
+    late = threading.Thread(target=lambda: seen.update(late=torch.get_num_threads()))
+    late.start()
+    late.join(10)
+    assert seen == {"other": 1, "here": 1, "workers": min(4, before), "after": before, "late": before}
 
 
 def test_a_class_effect_is_far_above_the_null_band():

@@ -1,0 +1,54 @@
+"""Torch's intra-op threads for work that is already spread over threads of its own.
+
+Reading a saved run decodes Parquet in one thread while another accumulates statistics,
+and the chance band's permutations run in several threads: each of them is a loop of
+memory-bound ops on one core. Torch's default of one OpenMP team per op (as many threads
+as cores) makes them compete with each other: on two cores a run's statistics took 7.5 s
+that way and 3.8 s with one thread per op (BENCHMARKS.md, section 6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import torch
+
+
+class _Count:
+    """How many blocks are inside, and the thread count before the first entered."""
+
+    lock = threading.Lock()
+    inside = 0
+    before = 1
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run the block's torch ops, in this thread, on one thread.
+
+    NOTE torch's thread count is per thread (OpenMP's), but ``torch.set_num_threads`` also
+    sets the count threads started later begin with. The first block entered records the
+    count before it; every block restores that count on leaving, so threads started later
+    get it back, and a block still running keeps its own one thread."""
+    with _Count.lock:
+        if _Count.inside == 0:
+            _Count.before = torch.get_num_threads()
+        _Count.inside += 1
+        before = _Count.before
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        with _Count.lock:
+            _Count.inside -= 1
+            torch.set_num_threads(before)
+
+
+def workers(most: int = 4) -> int:
+    """How many threads of one torch thread each to spread work over: torch's count (the
+    cores it uses), at most ``most``."""
+    with _Count.lock:
+        count = _Count.before if _Count.inside else torch.get_num_threads()
+    return max(1, min(most, count))
