@@ -305,17 +305,18 @@ def export_all(
     _export_button(
         view,
         loaded.ident,
+        export.weights_tag(loaded.provenance),
         make,
         "Every chart of this page as HTML and PNG, its numbers as Parquet and CSV, the images, a "
         "manifest (model, weights, SHA-256) and rebuild.py, which rebuilds the statistics with sevis.",
     )
 
 
-def _export_button(view: str, ident: str, make: Callable[[], bytes], help: str) -> None:
+def _export_button(view: str, ident: str, tag: str, make: Callable[[], bytes], help: str) -> None:
     st.download_button(
         "Export all (zip)",
         make,
-        file_name=f"sevis_{file_part(view.lower())}_{file_part(ident)}.zip",
+        file_name=f"sevis_{file_part(view.lower())}_{file_part(ident)}_{tag}.zip",
         mime="application/zip",
         key=f"export_all_{view}_{ident}",
         on_click="ignore",
@@ -337,6 +338,7 @@ def export_figures(view: str, provenance: sevis.Provenance, about: dict[str, obj
     _export_button(
         view,
         provenance.model,
+        export.weights_tag(provenance),
         make,
         "Every chart of this page as HTML and PNG, its numbers as Parquet and CSV, and a manifest.",
     )
@@ -416,22 +418,31 @@ def show_figure(
 
     st.session_state.setdefault("_exports", []).append((name, fig, table if frame is not None else None))
 
-    buttons = [("HTML", f"{name}.html", "text/html", lambda: export.figure_html(fig))]
+    stem = f"{name}_{export.weights_tag(provenance)}"  # two checkpoints' exports never share a name
+    buttons = [("HTML", "html", "text/html", lambda: export.figure_html(fig))]
     if export.png_available():
-        buttons.insert(0, ("PNG", f"{name}.png", "image/png", lambda: export.figure_png(fig)))
+        buttons.insert(0, ("PNG", "png", "image/png", lambda: export.figure_png(fig)))
     if frame is not None:
         buttons += [
-            ("CSV", f"{name}.csv", "text/csv", lambda: export.frame_csv(table())),
-            ("Parquet", f"{name}.parquet", "application/vnd.apache.parquet", lambda: export.frame_parquet(table())),
+            ("CSV", "csv", "text/csv", lambda: export.frame_csv(table())),
+            ("Parquet", "parquet", "application/vnd.apache.parquet", lambda: export.frame_parquet(table())),
         ]
-    row = st.container(horizontal=True, gap="small")
-    for label, file_name, mime, make in buttons:
-        row.download_button(
-            label,
-            make,
-            file_name=file_name,
-            mime=mime,
-            key=f"dl_{key or name}_{label}",
-            on_click="ignore",
-            icon=":material/download:",
-        )
+    # NOTE one control per chart, the formats inside: a page of ten charts had forty buttons
+    with st.popover(
+        "Download",
+        icon=":material/download:",
+        help=f"This chart as {' or '.join(b[0] for b in buttons if b[1] in ('png', 'html'))}"
+        + (", its numbers as CSV or Parquet" if frame is not None else "")
+        + "; the file names carry the weights.",
+        key=f"dl_{key or name}",
+    ):
+        for label, extension, mime, make in buttons:
+            st.download_button(
+                label,
+                make,
+                file_name=f"{stem}.{extension}",
+                mime=mime,
+                key=f"dl_{key or name}_{label}",
+                on_click="ignore",
+                icon=":material/download:",
+            )

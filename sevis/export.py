@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ __all__ = [
     "grid_frame",
     "png_available",
     "top_frame",
+    "weights_tag",
     "with_provenance",
 ]
 
@@ -39,6 +41,16 @@ def with_provenance(frame: pd.DataFrame, provenance: Provenance) -> pd.DataFrame
     for i, (column, value) in enumerate(provenance.columns().items()):
         out.insert(i, column, value)
     return out
+
+
+def weights_tag(provenance: Provenance) -> str:
+    """The weights, short, for file names: ``untrained-seed0``, ``sha256-1a2b3c4d`` (a
+    file's first 8 hex digits), ``untrained`` (made before sevis seeded them) or
+    ``pretrained`` (the model's one hub source, read by timm, not as a file of sevis's)."""
+    if provenance.untrained:
+        seed = provenance.untrained_seed
+        return "untrained" if seed is None else f"untrained-seed{seed}"
+    return f"sha256-{provenance.weights_sha256[:8]}" if provenance.weights_sha256 else "pretrained"
 
 
 def top_frame(image: ImageResult) -> pd.DataFrame:
@@ -213,10 +225,8 @@ def analysis_bundle(
             beside it).
     """
     import datetime
-    import re
 
     from ._version import __version__
-    from .models import UNTRAINED_SEED
 
     provenance = result.provenance
     kinds = [k for k, stats in result.stats.items() if stats.layers]
@@ -234,7 +244,6 @@ def analysis_bundle(
         "made": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "view": view,
         **provenance.columns(),
-        "untrained_seed": UNTRAINED_SEED if provenance.untrained else None,
         "weights_to_load": weights_to_load,
         "images": entries,
         "failures": [{"name": f.name, "reason": f.reason} for f in result.failures],

@@ -29,7 +29,7 @@ from torch import nn
 from ._checkpoint import load_strict, read_checkpoint, read_checkpoint_isolated
 from .attention import find_attention
 from .errors import UnknownModelError, WeightsUnavailableError
-from .provenance import Provenance
+from .provenance import UNTRAINED_SEED, Provenance
 from .selfcheck import SelfCheck, self_check
 from .sge import SpatialGroupEnhance
 from .weights import WeightsFile, fetch_weights, list_weights_files, register_weights, weights_dir, weights_file
@@ -50,8 +50,6 @@ __all__ = [
 
 PRETRAINED = "pretrained"
 UNTRAINED = "untrained"
-UNTRAINED_SEED = 0
-"""Seed of the random initialisation behind ``weights="untrained"``."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,8 @@ class ModelInfo:
     @property
     def provenance(self) -> Provenance:
         """Model, weights and untrained flag, as every result and export records them."""
-        return Provenance(self.name, self.weights, self.untrained, self.weights_sha256)
+        seed = UNTRAINED_SEED if self.untrained else None
+        return Provenance(self.name, self.weights, self.untrained, self.weights_sha256, seed)
 
 
 def _same_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

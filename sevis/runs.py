@@ -39,7 +39,7 @@ from ._version import __version__
 from .errors import RunError, UnknownLayerError
 from .kinds import get_kind
 from .pipeline import BatchResult
-from .provenance import Provenance
+from .provenance import UNTRAINED_SEED, Provenance
 from .stats import ClassStats, NullBand, StatsByKind, specificity_nulls
 
 __all__ = [
@@ -101,7 +101,10 @@ class RunMetadata:
 
     @property
     def provenance(self) -> Provenance:
-        return Provenance(self.model, self.weights, self.untrained, self.weights_sha256)
+        seeded = self.untrained and not self.sevis_version.startswith("0.1")  # 0.1 did not seed them
+        return Provenance(
+            self.model, self.weights, self.untrained, self.weights_sha256, UNTRAINED_SEED if seeded else None
+        )
 
     def fields_of(self, layer: str) -> list[str]:
         """The summary fields the run keeps for ``layer`` (runs of sevis 0.1 record no

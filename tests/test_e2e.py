@@ -9,6 +9,7 @@ Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -161,9 +162,14 @@ def wait_for_charts(page, count: int, timeout: float = 120) -> None:
     raise AssertionError(f"charts, stale elements, running widgets: {last}; expected {count} charts")
 
 
-def download_button(page, label: str):
-    """sevis's export buttons (not Plotly's own 'Download plot as a png')."""
-    return page.locator('[data-testid="stDownloadButton"] button', has_text=label)
+def download_button(page, label: str, chart: int = 0):
+    """sevis's export button ``label`` of the page's ``chart``-th chart (not Plotly's own
+    'Download plot as a png'): its Download popover opened, any other one closed first."""
+    page.keyboard.press("Escape")
+    page.locator('[data-testid="stPopover"]', has_text="Download").nth(chart).locator("button").first.click()
+    body = page.locator('[data-testid="stPopoverBody"]')
+    body.wait_for()
+    return body.locator('[data-testid="stDownloadButton"] button', has_text=label)
 
 
 def no_errors(page) -> None:
@@ -228,25 +234,27 @@ def test_images_page_sge_masks_and_exports(server, page):
     assert page.locator(CHART).get_by_text("group feature maps before and after SGE").count() > 0
     shot(page, "images-sge")
     with page.expect_download() as info:
-        download_button(page, "CSV").first.click()
-    assert info.value.suggested_filename == "sge_resnet50_astronaut.png_top5.csv"  # the image in its name
+        download_button(page, "CSV").click()
+    # the image and the weights in its name
+    assert re.fullmatch(r"sge_resnet50_astronaut\.png_top5_sha256-[0-9a-f]{8}\.csv", info.value.suggested_filename)
     lines = Path(info.value.path()).read_text().splitlines()
-    assert lines[0] == "model,weights,weights_sha256,untrained,image,rank,class,probability"
+    assert lines[0] == "model,weights,weights_sha256,untrained,untrained_seed,image,rank,class,probability"
     assert len(lines) == 6 and lines[1].startswith("sge_resnet50,") and ",False," in lines[1]
 
     with page.expect_download() as info:
-        download_button(page, "Parquet").nth(1).click()  # the 64 masks drawn
+        download_button(page, "Parquet", chart=1).click()  # the 64 masks drawn
     import pyarrow.parquet as pq
 
     table = pq.read_table(info.value.path()).to_pandas()
-    assert info.value.suggested_filename == "sge_resnet50_astronaut.png_SGE_4_6_masks.parquet"
-    assert list(table.columns)[4:] == ["image", "layer", "group", "y", "x", "mask"]
+    assert info.value.suggested_filename.startswith("sge_resnet50_astronaut.png_SGE_4_6_masks_sha256-")
+    assert list(table.columns)[5:] == ["image", "layer", "group", "y", "x", "mask"]
     assert len(table) == 64 * 14 * 14 and set(table.image) == {"astronaut.png"} and set(table.layer) == {"SGE_4_6"}
 
     with page.expect_download() as info:
-        download_button(page, "PNG").nth(1).click()
+        download_button(page, "PNG", chart=1).click()
     data = Path(info.value.path()).read_bytes()
-    assert info.value.suggested_filename.endswith("_masks.png") and data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert re.search(r"_masks_sha256-[0-9a-f]{8}\.png$", info.value.suggested_filename)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
     (ARTIFACTS / "export-mask-grid.png").write_bytes(data)
 
 
@@ -283,8 +291,8 @@ def test_classes_page_two_classes(server, page, tmp_path):
 
     # The table behind Figure 6 is built only when its download is asked for.
     with page.expect_download() as info:
-        download_button(page, "CSV").nth(1).click()
-    assert info.value.suggested_filename == "se_resnet50_SE_4_6_class_profiles.csv"
+        download_button(page, "CSV", chart=1).click()
+    assert re.fullmatch(r"se_resnet50_SE_4_6_class_profiles_sha256-[0-9a-f]{8}\.csv", info.value.suggested_filename)
     import pandas as pd
 
     table = pd.read_csv(info.value.path())
@@ -293,6 +301,7 @@ def test_classes_page_two_classes(server, page, tmp_path):
         "weights",
         "weights_sha256",
         "untrained",
+        "untrained_seed",
         "layer",
         "class",
         "channel",
@@ -310,10 +319,10 @@ def test_classes_page_two_classes(server, page, tmp_path):
 
     with page.expect_download() as info:
         page.get_by_role("button", name="Export all (zip)").click()
-    assert info.value.suggested_filename == "sevis_classes_se_resnet50.zip"
     with zipfile.ZipFile(info.value.path()) as archive:
         names = set(archive.namelist())
         manifest = json.loads(archive.read("manifest.json"))
+    assert info.value.suggested_filename == f"sevis_classes_se_resnet50_sha256-{manifest['weights_sha256'][:8]}.zip"
     assert {"rebuild.py", "tables/statistics_se.parquet", "figures/se_resnet50_figure6.html"} <= names
     assert {"figures/se_resnet50_figure6.png", "tables/se_resnet50_SE_4_6_class_profiles.csv"} <= names
     assert manifest["weights_to_load"] == "pretrained" and manifest["weights_sha256"]

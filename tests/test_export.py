@@ -22,9 +22,20 @@ def frame() -> pd.DataFrame:
 
 
 def test_provenance_columns_lead(frame):
-    out = export.with_provenance(frame, sevis.Provenance("se_resnet50", "untrained", True))
-    assert list(out.columns) == ["model", "weights", "weights_sha256", "untrained", "layer", "channel", "mean"]
-    assert out["untrained"].all() and list(frame.columns) == ["layer", "channel", "mean"]
+    out = export.with_provenance(frame, sevis.Provenance("se_resnet50", "untrained", True, None, 0))
+    assert list(out.columns) == [
+        *("model", "weights", "weights_sha256", "untrained", "untrained_seed"),
+        *("layer", "channel", "mean"),
+    ]
+    assert out["untrained"].all() and (out["untrained_seed"] == 0).all()
+    assert list(frame.columns) == ["layer", "channel", "mean"]
+    tags = [
+        export.weights_tag(sevis.Provenance("se_resnet50", "untrained", True, None, 0)),
+        export.weights_tag(sevis.Provenance("se_resnet50", "untrained", True)),  # a run from before seeds
+        export.weights_tag(sevis.Provenance("se_resnet50", "/w/a.pth", False, "0123abcd" + "f" * 56)),
+        export.weights_tag(sevis.Provenance("se_resnet50", "timm legacy_seresnet50.in1k", False)),
+    ]
+    assert tags == ["untrained-seed0", "untrained", "sha256-0123abcd", "pretrained"]
 
 
 def test_csv_and_parquet_round_trip(frame):
@@ -82,7 +93,7 @@ def test_export_all_holds_the_view_and_its_snippet_rebuilds_the_numbers(tiny_se,
     assert {"figures/tiny_se_figure6.html", "tables/statistics_se.parquet", "tables/statistics_se.csv"} <= set(names)
     assert {"rebuild.py", "images/photo.jpg", "images/photo.jpg_2", "manifest.json"} <= set(names)
     table = pd.read_csv(tmp_path / "export" / "tables" / "statistics_se.csv")
-    assert list(table.columns[:4]) == ["model", "weights", "weights_sha256", "untrained"]
+    assert list(table.columns[:5]) == ["model", "weights", "weights_sha256", "untrained", "untrained_seed"]
 
     # The snippet, in a fresh interpreter (the tiny networks registered as a plugin would be).
     tests = Path(__file__).resolve().parent

@@ -123,7 +123,9 @@ def test_reading_in_column_shares_equals_one_pass(tiny_se, image_folder, tmp_pat
             "label_source": ["folder"] * n,
             "top5_classes": [[label] * 5 for label in labels],
             "top5_probs": [[0.2] * 5] * n,
-            **{layer: pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), v.shape[1]) for layer, v in values.items()},
+            **{
+                layer: pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), v.shape[1]) for layer, v in values.items()
+            },
         },
         schema=run_schema(meta),
     )
@@ -147,9 +149,7 @@ def test_reading_in_column_shares_equals_one_pass(tiny_se, image_folder, tmp_pat
         assert run.samples["se"][1] == [labels[i] for i in pick]
 
 
-def test_chance_bands_computed_in_the_background_and_their_errors_raised_where_asked(
-    tiny_se, image_folder, tmp_path
-):
+def test_chance_bands_computed_in_the_background_and_their_errors_raised_where_asked(tiny_se, image_folder, tmp_path):
     from sevis.extract import extract
     from sevis.runs import null_bands
 
