@@ -13,6 +13,7 @@ from app_pages.services import IMAGE_TYPES, Loaded, analyse, analysis_nulls, run
 from app_pages.widgets import (
     export_all,
     hide_model_messages,
+    model_places,
     offer_drill,
     report_failures,
     saved_run_input,
@@ -389,17 +390,19 @@ if not first.images:
 drills = {f"{m.label}: images on the Classes page": m for m in models}
 kinds_seen: list[list[str]] = []
 offer_drill("classes", {drill: (results[m.label], m) for drill, m in drills.items()})
-for drill, loaded in drills.items():
-    st.header(loaded.label)
-    stats = results[loaded.label].stats
-    counted = next(iter(stats.values()))
-    st.write(
-        "Images per class: " + ", ".join(f"**{figures.short_label(c)}** {counted.count(c)}" for c in counted.classes)
-    )
-    result = results[loaded.label]
-    nulls = functools.partial(analysis_nulls, loaded, files, labels, result)
-    KEYS["suffix"] = f"_{loaded.ident}" if loaded.kinds in kinds_seen else ""
-    kinds_seen.append(loaded.kinds)
-    kind_sections(stats, loaded, loaded.ident, nulls, drill)
+for (drill, loaded), place in zip(drills.items(), model_places(models), strict=True):
+    with place:
+        st.header(loaded.label)
+        stats = results[loaded.label].stats
+        counted = next(iter(stats.values()))
+        st.write(
+            "Images per class: "
+            + ", ".join(f"**{figures.short_label(c)}** {counted.count(c)}" for c in counted.classes)
+        )
+        result = results[loaded.label]
+        nulls = functools.partial(analysis_nulls, loaded, files, labels, result)
+        KEYS["suffix"] = f"_{loaded.ident}" if loaded.kinds in kinds_seen else ""
+        kinds_seen.append(loaded.kinds)
+        kind_sections(stats, loaded, loaded.ident, nulls, drill)
 for loaded in models:
     export_all("Classes", loaded, results[loaded.label], files, labels)

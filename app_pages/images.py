@@ -16,7 +16,7 @@ from app_pages.services import (
     sample_files,
     unique_names,
 )
-from app_pages.widgets import export_all, file_part, offer_drill, report_failures, show_figure
+from app_pages.widgets import export_all, file_part, model_places, offer_drill, report_failures, show_figure
 from sevis import Analysis, ImageResult, export, figures
 from sevis.geometry import layer_grid
 from sevis.stats import mean_mask, saturation, top_groups
@@ -183,26 +183,28 @@ offer_drill("images", {f"{m.label}: images on the Images page": (results[m.label
 names = [r.name for r in first.images]
 index = names.index(st.selectbox("Image", names, key="image_choice")) if len(names) > 1 else 0
 
-for loaded in models:
+for loaded, place in zip(models, model_places(models), strict=True):
     result = results[loaded.label]
     image = result.images[index]
-    st.header(loaded.label)
-    left, right = st.columns([1, 2])
-    left.image(image.view, caption=f"{image.name}: the {image.view.shape[1]}×{image.view.shape[0]} crop the model sees")
-    with right:
-        show_figure(
-            figures.top_classes(image.top_classes, image.top_probs),
-            f"{loaded.ident}_{file_part(image.name)}_top5",
-            loaded,
-            export.top_frame(image),
-        )
-    if "se" in loaded.kinds:
-        se_section(loaded, result, image)
-        # NOTE a toggle, not an expander: an expander's content runs (and costs a backward
-        # pass) even while it is closed
-        if st.toggle("Grad-CAM", key=f"{loaded.ident}_gradcam_on", help="Where the network looked for a class"):
-            gradcam_panel(loaded, image, 0.5)
-    if "sge" in loaded.kinds:
-        sge_section(loaded, image, dict(files))
+    with place:
+        st.header(loaded.label)
+        left, right = st.columns([1, 2])
+        size = f"{image.view.shape[1]}×{image.view.shape[0]}"
+        left.image(image.view, caption=f"{image.name}: the {size} crop the model sees")
+        with right:
+            show_figure(
+                figures.top_classes(image.top_classes, image.top_probs),
+                f"{loaded.ident}_{file_part(image.name)}_top5",
+                loaded,
+                export.top_frame(image),
+            )
+        if "se" in loaded.kinds:
+            se_section(loaded, result, image)
+            # NOTE a toggle, not an expander: an expander's content runs (and costs a backward
+            # pass) even while it is closed
+            if st.toggle("Grad-CAM", key=f"{loaded.ident}_gradcam_on", help="Where the network looked for a class"):
+                gradcam_panel(loaded, image, 0.5)
+        if "sge" in loaded.kinds:
+            sge_section(loaded, image, dict(files))
 for loaded in models:
     export_all("Images", loaded, results[loaded.label], files, None)

@@ -344,6 +344,15 @@ def export_figures(view: str, provenance: sevis.Provenance, about: dict[str, obj
     )
 
 
+def model_places(models: Sequence[Loaded]) -> list:
+    """Where each model's sections go: two checkpoints of one network side by side, in
+    columns whose figures line up (the same network draws the same figures), other models
+    one after another."""
+    if len(models) == 2 and models[0].name == models[1].name:
+        return list(st.columns(2, gap="medium", border=True))
+    return [st.container() for _ in models]
+
+
 def report_failures(failures: Sequence[sevis.Failure]) -> None:
     if failures:
         st.warning(

@@ -786,11 +786,16 @@ def test_two_checkpoints_of_one_network_side_by_side(app, photos, tmp_path, monk
     no_errors(app)
     assert [h.value for h in app.main.header] == [f"{SE_LABEL} (A)", f"{SE_LABEL} (B)"]
     assert charts(app) == 2 * 3
+    # side by side: each checkpoint in a column of its own, its charts with it
+    sides = [c for c in app.main.columns if c.header]
+    assert [[h.value for h in c.header] for c in sides] == [[f"{SE_LABEL} (A)"], [f"{SE_LABEL} (B)"]]
+    assert [len(c.get("plotly_chart")) for c in sides] == [3, 3]
     app.switch_page("app_pages/classes.py").run()
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")])
     app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "coffee.png")]).run()
     no_errors(app)
-    assert charts(app) == 2 * 5  # each checkpoint its own figures
+    assert charts(app) == 2 * 5  # each checkpoint its own figures, side by side
+    assert [len(c.get("plotly_chart")) for c in app.main.columns if c.header] == [5, 5]
     first, second = figure(app, 1), figure(app, 6)  # the same layer's profiles, A then B
     assert not np.allclose(array(first.data[0].y), array(second.data[0].y))  # other weights, other means
     app.selectbox(key=f"classes_layer_{SE}_b").set_value("SE_5_2").run()
