@@ -91,7 +91,7 @@ shown = st.multiselect(
     sorted(view.class_means, key=view.class_means.__getitem__, reverse=True),
     default=sorted(view.class_means, key=view.class_means.__getitem__, reverse=True)[:12],
     max_selections=24,
-    key=f"channels_classes_{choice}_{layer}",
+    key=f"channels_classes_{images_id[:12]}_{layer}_{channel}",  # each channel starts at its own top classes
     placeholder="Type to search the classes",
 )
 show_figure(
@@ -150,7 +150,9 @@ st.caption(
     "Each image placed by its whole vector in one layer (PCA over every image; at most 5,000 drawn). "
     "Step through the layers to see where the classes separate."
 )
-map_layer = st.select_slider("Layer of the map", layers, value=layer, key=f"channels_map_layer_{choice}")
+map_layer = st.select_slider(  # starts at the layer chosen above, follows it when it changes
+    "Layer of the map", layers, value=layer, key=f"channels_map_layer_{images_id[:12]}_{layer}"
+)
 emap = excitation_map_of(data, images_id, map_layer)
 show_figure(
     figures.excitation_map_figure(emap),

@@ -591,6 +591,23 @@ def test_channels_page_drills_into_the_classes_pages_images(app, photos):
     assert {"image", "top-1 class", "p change at 0", "p change at 1"} <= set(effect.columns)
     assert len(effect) == 3  # the zip's three readable photographs, each shown once at each end
     assert len(app.get("image")) == 2 * 3  # thumbnails of the most and least excited images
+    # another channel starts at its own most excited classes, and the map at another layer
+    from sevis.explore import channel_view
+
+    analysis = app.session_state["drill_sources"][f"{SE_LABEL}: images on the Classes page"][0]
+
+    def ranked(channel: int) -> list[str]:
+        means = channel_view(analysis, "SE_4_2", channel).class_means
+        return sorted(means, key=means.__getitem__, reverse=True)
+
+    other = next(c for c in range(10, 128) if ranked(c) != ranked(9))
+    app.number_input[0].set_value(other).run()
+    (shown,) = [m for m in app.multiselect if m.label == "Classes"]
+    assert shown.value == ranked(other) != ranked(9)
+    app.selectbox[0].set_value("SE_5_1").run()
+    (slider,) = [s for s in app.get("select_slider") if s.label == "Layer of the map"]
+    assert slider.value == "SE_5_1"
+    app.selectbox[0].set_value("SE_4_2").run()
     app.toggle(key="channels_ablate").set_value(True).run()
     no_errors(app)
     assert any("Accuracy with attention removed" in c.proto.spec for c in app.get("plotly_chart"))
