@@ -483,7 +483,7 @@ def read_run(path: str | Path, layers: Sequence[str] | None = None, *, cache: bo
         )
     target = cache_dir() / f"{_cache_key(path, layers)}.pkl" if cache else None
     cached = _cached(target, path) if target is not None else None
-    run = cached or _compute(path, metadata, kept, target)
+    run = cached if cached is not None else _compute(path, metadata, kept, target)
     if bands:
         for kind_name, stats in run.stats.items():
             if stats.layers and len(stats.classes) > 1:
