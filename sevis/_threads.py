@@ -1,10 +1,10 @@
 """Torch's intra-op threads for work that is already spread over threads of its own.
 
-Reading a saved run decodes Parquet in one thread while another accumulates statistics,
-and the chance band's permutations run in several threads: each of them is a loop of
-memory-bound ops on one core. Torch's default of one OpenMP team per op (as many threads
-as cores) makes them compete with each other: on two cores a run's statistics took 7.5 s
-that way and 3.8 s with one thread per op (BENCHMARKS.md, section 6).
+Reading a saved run decodes and counts its layers in one thread per core, and the chance
+band's permutations run in several threads: each of them is a loop of memory-bound ops on
+one core. Torch's default of one OpenMP team per op (as many threads as cores) makes them
+compete with each other: on two cores a run's statistics took 7.5 s that way and 3.8 s with
+one thread per op (BENCHMARKS.md, section 6).
 """
 
 from __future__ import annotations
