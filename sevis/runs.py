@@ -372,9 +372,9 @@ class _Share:
     sampled: dict[str, dict[str, list[np.ndarray]]] = field(default_factory=dict)
 
 
-def _shares(path: Path, metadata: RunMetadata, kept: dict[str, str], count: int) -> list[_Share]:
-    """``kept`` cut into at most ``count`` runs of consecutive layers of about equal bytes."""
-    schema = _open(path).schema_arrow
+def _shares(schema: pa.Schema, metadata: RunMetadata, kept: dict[str, str], count: int) -> list[_Share]:
+    """``kept`` cut into at most ``count`` runs of consecutive layers of about equal bytes
+    (their columns' widths in ``schema``)."""
     width = {f.name: getattr(f.type, "list_size", 1) for f in schema}
     sizes = [
         sum(width.get(get_kind(kind).column(layer, name), 1) for name in metadata.fields_of(layer))
@@ -497,9 +497,10 @@ def _compute(path: Path, metadata: RunMetadata, kept: dict[str, str], target: Pa
     """The run's statistics from its rows (see :func:`read_run`); ``target`` is where
     they will be cached."""
     run = Run(path, metadata, cache_file=target)
-    labels = _open(path).read(columns=["label"], use_threads=False).column("label").to_pylist()
+    file = _open(path)
+    labels = file.read(columns=["label"], use_threads=False).column("label").to_pylist()
     pick = _sample(len(labels), SAMPLE_ROWS, 0)
-    shares = _shares(path, metadata, kept, workers())
+    shares = _shares(file.schema_arrow, metadata, kept, workers())
     with ThreadPoolExecutor(max(1, len(shares)), thread_name_prefix="sevis-run-reader") as pool:
         done = list(pool.map(lambda share: _read_share(path, metadata, share, labels, pick), shares))
     for share in done:  # consecutive layers: each kind's layers stay in depth order

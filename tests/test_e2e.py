@@ -8,6 +8,7 @@ Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -225,7 +226,7 @@ def test_first_open_without_weights_shows_photographs_and_one_panel(bare_server,
     shot(page, "first-open-untrained")
 
 
-def test_images_page_sge_masks_and_exports(server, page):
+def test_images_page_sge_masks_and_exports(server, page, sge_file):
     page.goto(server)
     page.get_by_text("SGE-ResNet-50", exact=True).first.click()
     page.get_by_role("heading", name="SGE-ResNet-50").wait_for()
@@ -235,8 +236,8 @@ def test_images_page_sge_masks_and_exports(server, page):
     shot(page, "images-sge")
     with page.expect_download() as info:
         download_button(page, "CSV").click()
-    # the image and the weights in its name
-    assert re.fullmatch(r"sge_resnet50_astronaut\.png_top5_sha256-[0-9a-f]{8}\.csv", info.value.suggested_filename)
+    weights = "sha256-" + hashlib.sha256(sge_file.read_bytes()).hexdigest()[:8]  # the file the server read
+    assert info.value.suggested_filename == f"sge_resnet50_astronaut.png_top5_{weights}.csv"  # image and weights
     lines = Path(info.value.path()).read_text().splitlines()
     assert lines[0] == "model,weights,weights_sha256,untrained,untrained_seed,image,rank,class,probability"
     assert len(lines) == 6 and lines[1].startswith("sge_resnet50,") and ",False," in lines[1]
@@ -246,14 +247,14 @@ def test_images_page_sge_masks_and_exports(server, page):
     import pyarrow.parquet as pq
 
     table = pq.read_table(info.value.path()).to_pandas()
-    assert info.value.suggested_filename.startswith("sge_resnet50_astronaut.png_SGE_4_6_masks_sha256-")
+    assert info.value.suggested_filename == f"sge_resnet50_astronaut.png_SGE_4_6_masks_{weights}.parquet"
     assert list(table.columns)[5:] == ["image", "layer", "group", "y", "x", "mask"]
     assert len(table) == 64 * 14 * 14 and set(table.image) == {"astronaut.png"} and set(table.layer) == {"SGE_4_6"}
 
     with page.expect_download() as info:
         download_button(page, "PNG", chart=1).click()
     data = Path(info.value.path()).read_bytes()
-    assert re.search(r"_masks_sha256-[0-9a-f]{8}\.png$", info.value.suggested_filename)
+    assert info.value.suggested_filename == f"sge_resnet50_astronaut.png_SGE_4_6_masks_{weights}.png"
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     (ARTIFACTS / "export-mask-grid.png").write_bytes(data)
 

@@ -138,7 +138,7 @@ def test_reading_in_column_shares_equals_one_pass(tiny_se, image_folder, tmp_pat
     for threads in (1, 2, 3):
         monkeypatch.setattr(runs, "workers", lambda threads=threads: threads)
         run = read_run(out, cache=False)
-        assert len(runs._shares(out, meta, meta.layer_kinds, threads)) == min(threads, len(layers))
+        assert len(runs._shares(table.schema, meta, meta.layer_kinds, threads)) == min(threads, len(layers))
         assert run.se.layers == layers and run.se.classes == list(dict.fromkeys(labels))
         for layer in layers:
             for cls in (sevis.ALL, "class 3"):
