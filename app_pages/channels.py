@@ -9,8 +9,8 @@ import sevis
 from app_pages.services import Loaded, ablation_of, channel_effect, channel_view_of, excitation_map_of, images_key
 from app_pages.widgets import export_figures, hide_model_messages, saved_run_input, show_figure
 from sevis import figures
-from sevis.analysis import Analysis
-from sevis.runs import Run
+from sevis.analysis.images import Analysis
+from sevis.runs.reader import Run
 
 EXTREMES = 6  # images shown at each end of a channel's range (and knocked out, to see its effect)
 

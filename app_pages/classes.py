@@ -20,7 +20,10 @@ from app_pages.widgets import (
     show_figure,
 )
 from sevis import Provenance, figures
-from sevis.stats import ClassStats, ExcitationStats, MaskStats, NullBand
+from sevis.stats.classes import ClassStats
+from sevis.stats.measures import NullBand
+from sevis.stats.se import ExcitationStats
+from sevis.stats.sge import MaskStats
 
 REFERENCE_LINES = {
     "both": "both",

@@ -3,12 +3,13 @@
 import streamlit as st
 
 import sevis
-import sevis.layers
 from app_pages.services import IMAGE_TYPES, Loaded, analyse, sample_files, unique_names
 from app_pages.widgets import export_all, report_failures, show_figure
 from sevis import export, figures
-from sevis.geometry import layer_grid
-from sevis.stats import mask_overview, mean_mask, saturation
+from sevis.attention.geometry import layer_grid
+from sevis.attention.layers import parse_layer
+from sevis.stats.measures import saturation
+from sevis.stats.sge import mask_overview, mean_mask
 
 st.title("SE vs SGE")
 st.caption(
@@ -59,7 +60,7 @@ with right:
 for se_layer, sge_layer in zip(
     sevis.stage_ends(list(se_image.excitations)), sevis.stage_ends(list(sge_image.masks)), strict=False
 ):
-    stage = sevis.layers.parse_layer(se_layer).stage
+    stage = parse_layer(se_layer).stage
     st.markdown(f"#### Stage {stage}: {se_layer} and {sge_layer}" if stage else f"#### {se_layer} and {sge_layer}")
     left, right = st.columns(2)
     with left:

@@ -18,8 +18,9 @@ from app_pages.services import (
 )
 from app_pages.widgets import export_all, file_part, model_places, offer_drill, report_failures, show_figure
 from sevis import Analysis, ImageResult, export, figures
-from sevis.geometry import layer_grid
-from sevis.stats import mean_mask, saturation, top_groups
+from sevis.attention.geometry import layer_grid
+from sevis.stats.measures import saturation
+from sevis.stats.sge import mean_mask, top_groups
 
 
 def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:

@@ -32,8 +32,8 @@ from PIL import Image
 from torch import nn
 
 import sevis
-from sevis.runs import Run, read_run
-from sevis.stats import NullBand
+from sevis.runs.reader import Run, read_run
+from sevis.stats.measures import NullBand
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
@@ -292,7 +292,7 @@ def _gradcam_copy(key: str, _model: nn.Module) -> tuple[nn.Module, threading.Loc
 @st.cache_data(show_spinner="Grad-CAM…", max_entries=64)
 def grad_cam(model_key: str, view: np.ndarray, target: int | None, _loaded: Loaded) -> tuple[np.ndarray, int]:
     """Grad-CAM of one model view for ``target`` (None: predicted class), cached."""
-    from sevis.gradcam import grad_cam as compute
+    from sevis.hooks.gradcam import grad_cam as compute
 
     model, lock = _gradcam_copy(model_key, _loaded.model)
     x = sevis.normalise(_loaded.info.data_config, [Image.fromarray(view)])

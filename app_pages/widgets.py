@@ -28,9 +28,9 @@ from app_pages.services import (
     upload_digest,
 )
 from sevis import export
-from sevis.figures import mark_untrained
-from sevis.runs import Run
-from sevis.weights import weights_file
+from sevis.figures._style import mark_untrained
+from sevis.models.weights import weights_file
+from sevis.runs.reader import Run
 
 SOURCES = {
     "pretrained": "Pretrained (default source)",
@@ -193,7 +193,7 @@ def model_panel() -> list[Loaded]:
             if item.info.untrained:
                 shows = "; ".join(UNTRAINED_LINES[kind] for kind in item.kinds if kind in UNTRAINED_LINES)
                 st.warning(
-                    f"{item.label} has untrained weights (random, seed {sevis.models.UNTRAINED_SEED}): not the "
+                    f"{item.label} has untrained weights (random, seed {sevis.provenance.UNTRAINED_SEED}): not the "
                     "paper's model, and every figure and export says so."
                     + (f" What it shows: {shows}." if shows else ""),
                     icon="⚠️",

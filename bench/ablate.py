@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from extract import image_folder  # noqa: E402
 
 import sevis  # noqa: E402
-from sevis.extract import extract  # noqa: E402
-from sevis.whatif import ablate_data, ablation_conditions  # noqa: E402
+from sevis.jobs.ablation import ablate_data, ablation_conditions  # noqa: E402
+from sevis.jobs.extraction import extract  # noqa: E402
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sevis  # noqa: E402
-from sevis.extract import extract  # noqa: E402
+from sevis.jobs.extraction import extract  # noqa: E402
 
 
 def image_folder(root: Path, n: int) -> Path:
@@ -80,7 +80,7 @@ CHILD = """
 import sys, json
 sys.path.insert(0, {root!r})
 import sevis
-from sevis.extract import extract
+from sevis.jobs.extraction import extract  # noqa: E402
 model = sevis.load_model({name!r}, "untrained")
 extract(model, {data!r}, {out!r}, batch_size=32, workers=2, progress=False)
 status = open("/proc/self/status").read().splitlines()

@@ -43,8 +43,8 @@ def write_run(out: Path, images: int, classes: int = 1000) -> None:
     import pyarrow.parquet as pq
 
     import sevis
-    from sevis.extract import prepare_run
-    from sevis.runs import run_schema, writer_options
+    from sevis.jobs.extraction import prepare_run
+    from sevis.runs.schema import run_schema, writer_options
 
     model = sevis.load_model("se_resnet50", "untrained")
     with tempfile.TemporaryDirectory() as folder:  # prepare_run wants a dataset: one image

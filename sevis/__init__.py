@@ -19,9 +19,40 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .analysis import Analysis, Failure, ImageResult, analyse
-    from .archive import LabelledFile, read_zip
-    from .attention import AttentionLayer, find_attention, register_attention, unregister_attention
+    from .analysis import (
+        Analysis,
+        ChannelView,
+        ExcitationMap,
+        ImageResult,
+        analyse,
+        channel_view,
+        excitation_map,
+        run_image,
+    )
+    from .attention import (
+        AttentionKind,
+        AttentionLayer,
+        SpatialGroupEnhance,
+        default_layer,
+        find_attention,
+        get_kind,
+        list_kinds,
+        paper_layers,
+        register_attention,
+        register_kind,
+        stage_ends,
+        unregister_attention,
+        unregister_kind,
+    )
+    from .data import (
+        Failure,
+        LabelledFile,
+        decode_image,
+        model_view,
+        normalise,
+        preprocess,
+        read_zip,
+    )
     from .errors import (
         ArchiveError,
         CheckpointError,
@@ -33,11 +64,30 @@ if TYPE_CHECKING:
         UnknownModelError,
         WeightsUnavailableError,
     )
-    from .explore import ChannelView, ExcitationMap, channel_view, excitation_map, run_image
-    from .hooks import Capture, capture
-    from .images import decode_image, model_view, normalise, preprocess
-    from .kinds import AttentionKind, get_kind, list_kinds, register_kind, unregister_kind
-    from .layers import default_layer, paper_layers, stage_ends
+    from .hooks import (
+        BatchResult,
+        Capture,
+        Channels,
+        Fixed,
+        GroupMean,
+        Knockout,
+        MeanOf,
+        Remove,
+        Replacement,
+        capture,
+        forward_batch,
+        knockout,
+        knockout_effect,
+        knockout_effects,
+        load_view,
+    )
+    from .jobs import (
+        Ablation,
+        ablate,
+        ablate_data,
+        ablation_conditions,
+        class_indices,
+    )
     from .models import (
         ModelInfo,
         list_models,
@@ -48,35 +98,59 @@ if TYPE_CHECKING:
         unregister_model,
         weights_dir,
     )
-    from .pipeline import BatchResult, forward_batch, load_view
-    from .provenance import Provenance
-    from .runs import Run, RunMetadata, read_run
-    from .sge import SpatialGroupEnhance
-    from .stats import ALL, ClassStats, ExcitationStats, MaskStats, mask_summary, predicted_labels
-    from .whatif import (
-        Ablation,
-        Channels,
-        Fixed,
-        GroupMean,
-        Knockout,
-        MeanOf,
-        Remove,
-        Replacement,
-        ablate,
-        ablate_data,
-        ablation_conditions,
-        class_indices,
-        knockout,
-        knockout_effect,
-        knockout_effects,
+    from .provenance import (
+        Provenance,
+    )
+    from .runs import (
+        Run,
+        RunMetadata,
+        read_run,
+    )
+    from .stats import (
+        ALL,
+        ClassStats,
+        ExcitationStats,
+        MaskStats,
+        mask_summary,
+        predicted_labels,
     )
 
+# Where each public name lives: a subpackage (or a module at the top) that exports it.
 _EXPORTS = {
-    "analysis": ["Analysis", "Failure", "ImageResult", "analyse"],
-    "archive": ["LabelledFile", "read_zip"],
-    "attention": ["AttentionLayer", "find_attention", "register_attention", "unregister_attention"],
-    "explore": ["ChannelView", "ExcitationMap", "channel_view", "excitation_map", "run_image"],
-    "hooks": ["Capture", "capture"],
+    "analysis": [
+        "Analysis",
+        "ChannelView",
+        "ExcitationMap",
+        "ImageResult",
+        "analyse",
+        "channel_view",
+        "excitation_map",
+        "run_image",
+    ],
+    "attention": [
+        "AttentionKind",
+        "AttentionLayer",
+        "SpatialGroupEnhance",
+        "default_layer",
+        "find_attention",
+        "get_kind",
+        "list_kinds",
+        "paper_layers",
+        "register_attention",
+        "register_kind",
+        "stage_ends",
+        "unregister_attention",
+        "unregister_kind",
+    ],
+    "data": [
+        "Failure",
+        "LabelledFile",
+        "decode_image",
+        "model_view",
+        "normalise",
+        "preprocess",
+        "read_zip",
+    ],
     "errors": [
         "ArchiveError",
         "CheckpointError",
@@ -88,9 +162,30 @@ _EXPORTS = {
         "UnknownModelError",
         "WeightsUnavailableError",
     ],
-    "images": ["decode_image", "model_view", "normalise", "preprocess"],
-    "kinds": ["AttentionKind", "get_kind", "list_kinds", "register_kind", "unregister_kind"],
-    "layers": ["default_layer", "paper_layers", "stage_ends"],
+    "hooks": [
+        "BatchResult",
+        "Capture",
+        "Channels",
+        "Fixed",
+        "GroupMean",
+        "Knockout",
+        "MeanOf",
+        "Remove",
+        "Replacement",
+        "capture",
+        "forward_batch",
+        "knockout",
+        "knockout_effect",
+        "knockout_effects",
+        "load_view",
+    ],
+    "jobs": [
+        "Ablation",
+        "ablate",
+        "ablate_data",
+        "ablation_conditions",
+        "class_indices",
+    ],
     "models": [
         "ModelInfo",
         "list_models",
@@ -101,27 +196,21 @@ _EXPORTS = {
         "unregister_model",
         "weights_dir",
     ],
-    "pipeline": ["BatchResult", "forward_batch", "load_view"],
-    "provenance": ["Provenance"],
-    "runs": ["Run", "RunMetadata", "read_run"],
-    "sge": ["SpatialGroupEnhance"],
-    "stats": ["ALL", "ClassStats", "ExcitationStats", "MaskStats", "mask_summary", "predicted_labels"],
-    "whatif": [
-        "Ablation",
-        "Channels",
-        "Fixed",
-        "GroupMean",
-        "Knockout",
-        "MeanOf",
-        "Remove",
-        "Replacement",
-        "ablate",
-        "ablate_data",
-        "ablation_conditions",
-        "class_indices",
-        "knockout",
-        "knockout_effect",
-        "knockout_effects",
+    "provenance": [
+        "Provenance",
+    ],
+    "runs": [
+        "Run",
+        "RunMetadata",
+        "read_run",
+    ],
+    "stats": [
+        "ALL",
+        "ClassStats",
+        "ExcitationStats",
+        "MaskStats",
+        "mask_summary",
+        "predicted_labels",
     ],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     _log_to_stderr(getattr(args, "quiet", False))
     # NOTE imported after parsing: `sevis --help` must not wait for torch.
     import sevis
-    from sevis.runwriter import Terminated
+    from sevis.runs.writer import Terminated
 
     try:
         if args.command == "extract":
@@ -117,13 +117,13 @@ def main(argv: list[str] | None = None) -> int:
                 overwrite=args.overwrite,
             )
             if args.engine == "ray":
-                from sevis.ray_engine import extract_ray
+                from sevis.jobs.ray_engine import extract_ray
 
                 extract_ray(
                     args.model, args.weights, args.data, args.out, address=args.address, device=args.device, **options
                 )
             else:
-                from sevis.extract import extract
+                from sevis.jobs.extraction import extract
 
                 model = sevis.load_model(args.model, args.weights, device=args.device)
                 extract(model, args.data, args.out, progress=not args.quiet, **options)
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 def _weights(args: argparse.Namespace) -> int:
     """``sevis weights list|fetch|check``; 0 on success, 1 for a failed check."""
     import sevis
-    from sevis.weights import cached_weights, fetch_weights, file_sha256, weights_file
+    from sevis.models.weights import cached_weights, fetch_weights, file_sha256, weights_file
 
     if args.action == "list":
         folder = sevis.weights_dir()
@@ -205,7 +205,7 @@ def _ablate(args: argparse.Namespace) -> int:
 
     import sevis
     from sevis import export
-    from sevis.whatif import ablate_data, ablation_conditions
+    from sevis.jobs.ablation import ablate_data, ablation_conditions
 
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
@@ -246,7 +246,7 @@ def _ablate(args: argparse.Namespace) -> int:
 
 def _fetchable() -> str:
     import sevis
-    from sevis.weights import weights_file
+    from sevis.models.weights import weights_file
 
     return ", ".join(name for name in sevis.list_models() if weights_file(name) is not None)
 

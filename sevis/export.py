@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from .provenance import Provenance
 
 if TYPE_CHECKING:
-    from .analysis import Analysis, ImageResult
+    from .analysis.images import Analysis, ImageResult
 
 __all__ = [
     "REBUILD",

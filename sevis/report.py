@@ -15,9 +15,9 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from . import figures
+from .attention.kinds import get_kind
 from .errors import RunError
-from .kinds import get_kind
-from .runs import Run, read_run
+from .runs.reader import Run, read_run
 
 __all__ = ["build_report", "write_report"]
 

@@ -296,7 +296,7 @@ def test_compare_needs_both_then_shows_stages(app):
 
 
 def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos, tmp_path, monkeypatch):
-    from sevis.extract import extract
+    from sevis.jobs.extraction import extract
 
     folder = tmp_path / "data"
     for label, names in {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]}.items():
@@ -334,7 +334,7 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos,
 
 
 def test_a_saved_run_without_se_4_6_and_with_a_class_named_all_images(app, tiny_se, photos, tmp_path, monkeypatch):
-    from sevis.extract import extract
+    from sevis.jobs.extraction import extract
 
     folder = tmp_path / "data"
     for label, names in {"all images": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]}.items():
@@ -592,7 +592,7 @@ def test_channels_page_drills_into_the_classes_pages_images(app, photos):
     assert len(effect) == 3  # the zip's three readable photographs, each shown once at each end
     assert len(app.get("image")) == 2 * 3  # thumbnails of the most and least excited images
     # another channel starts at its own most excited classes, and the map at another layer
-    from sevis.explore import channel_view
+    from sevis.analysis.explore import channel_view
 
     analysis = app.session_state["drill_sources"][f"{SE_LABEL}: images on the Classes page"][0]
 
@@ -617,7 +617,7 @@ def test_channels_page_drills_into_the_classes_pages_images(app, photos):
 
 
 def test_channels_page_opens_a_saved_run_and_reads_its_images_back(app, tiny_se, photos, tmp_path, monkeypatch):
-    from sevis.extract import extract
+    from sevis.jobs.extraction import extract
 
     folder = tmp_path / "data"
     for label, names in {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png", "camera.png"]}.items():

@@ -363,7 +363,7 @@ def test_clicking_a_channel_opens_its_page(server, page):
 
 
 def test_report_opens_in_chromium_with_its_charts(se_model, page, tmp_path):
-    from sevis.extract import extract
+    from sevis.jobs.extraction import extract
     from sevis.report import write_report
 
     for label, names in {

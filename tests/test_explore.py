@@ -1,4 +1,4 @@
-"""Channel drill-downs and excitation maps (sevis.explore), from an analysis of real
+"""Channel drill-downs and excitation maps (sevis.analysis.explore), from an analysis of real
 photographs and from the saved run of the same images."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 import sevis
 from sevis import figures
-from sevis.extract import extract
+from sevis.jobs.extraction import extract
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 
 import sevis
 from sevis import export
-from sevis.figures import mark_untrained
+from sevis.figures._style import mark_untrained
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from numpy.testing import assert_allclose
 
 import sevis
 from sevis.cli import main
-from sevis.extract import discover, extract
-from sevis.runs import read_run
+from sevis.jobs.extraction import discover, extract
+from sevis.runs.reader import read_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,7 +143,7 @@ import os, signal, sys
 sys.path[:0] = [{root!r}, {root!r} + "/tests"]
 import pyarrow.parquet as pq
 import sevis, tiny
-from sevis.extract import extract
+from sevis.jobs.extraction import extract
 model = sevis.load_model("tiny_se", "untrained")
 seen = []
 def die(*args):
@@ -335,7 +335,7 @@ def test_cli_extract_and_report(image_folder, tmp_path, capsys):
 def test_ray_engine_gives_the_local_engine_rows(senet_file, image_folder, tmp_path):
     import ray  # requirements-dev.txt installs it: a missing Ray must fail, not skip
 
-    from sevis.ray_engine import extract_ray
+    from sevis.jobs.ray_engine import extract_ray
 
     local = tmp_path / "local.parquet"
     assert (

@@ -8,7 +8,8 @@ from numpy.testing import assert_allclose
 
 import sevis
 from sevis import figures
-from sevis.stats import ExcitationStats, MaskStats
+from sevis.stats.se import ExcitationStats
+from sevis.stats.sge import MaskStats
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def test_histograms_are_shares_per_class(stats):
 
 
 def test_specificity_curve_in_depth_order(stats):
-    from sevis.stats import NullBand
+    from sevis.stats.measures import NullBand
 
     nulls = {"SE-ResNet-50": {"SE_4_6": NullBand(0.0, -0.1, 0.2, 100), "SE_5_2": NullBand(0.0, -0.3, 0.4, 100)}}
     fig = figures.specificity_curve({"SE-ResNet-50": stats}, nulls=nulls)
@@ -212,7 +213,7 @@ def test_group_feature_maps_share_the_before_maximum():
 
 
 def test_group_activation_spread_before_and_after_by_hand():
-    from sevis.stats import MaskStats
+    from sevis.stats.sge import MaskStats
 
     stats = MaskStats()
     g = np.array([[0.5, 0.5]])

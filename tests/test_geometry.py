@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import sevis
-from sevis.geometry import CellGrid, cell_grid, layer_grid, upsample
+from sevis.attention.geometry import CellGrid, cell_grid, layer_grid, upsample
 
 STAGE_ENDS = ("_2_3", "_3_4", "_4_6", "_5_3")
 
@@ -113,7 +113,7 @@ def test_tiny_resnet_overlays_sit_on_receptive_field_centres(tiny_sge):
 
 @pytest.mark.slow
 def test_the_senet_authors_resnet_has_its_centres_two_pixels_in(se_model):
-    """Caffe's unpadded max-pool moves every centre by 2 px; sevis.geometry knows it."""
+    """Caffe's unpadded max-pool moves every centre by 2 px; sevis.attention.geometry knows it."""
     check_registration(se_model, 640)
     assert layer_grid(se_model, "SE_5_3") == CellGrid(2.0, 32.0, 2.0, 32.0)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from numpy.testing import assert_allclose
 
-from sevis.gradcam import grad_cam
+from sevis.hooks.gradcam import grad_cam
 
 
 def test_equals_the_definition(se_model, batch):

@@ -21,8 +21,8 @@ import torch
 
 import sevis
 from sevis import ArchiveError, CheckpointError
-from sevis._checkpoint import read_checkpoint, read_checkpoint_isolated
 from sevis.limits import Limits
+from sevis.models._checkpoint import read_checkpoint, read_checkpoint_isolated
 
 MB = 1024**2
 pytestmark = pytest.mark.timeout(300, method="thread")  # a hang fails the run, not waits on it

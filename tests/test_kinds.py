@@ -16,9 +16,9 @@ from tiny import CONFIG, randomize_
 from torch import nn
 
 import sevis
-from sevis.extract import extract
+from sevis.jobs.extraction import extract
 from sevis.report import build_report
-from sevis.runs import read_run
+from sevis.runs.reader import read_run
 
 
 class ToyGate(nn.Module):

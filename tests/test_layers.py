@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import sevis
-from sevis.layers import LayerName, default_layer, paper_layers, parse_layer, stage_ends
+from sevis.attention.layers import LayerName, default_layer, paper_layers, parse_layer, stage_ends
 
 RESNET50 = [f"SE_{s}_{b}" for s, n in ((2, 3), (3, 4), (4, 6), (5, 3)) for b in range(1, n + 1)]
 

@@ -30,7 +30,7 @@ def test_the_command_line_parses_without_importing_torch():
 
 
 def test_lazy_names_resolve_and_unknown_ones_fail():
-    assert sevis.capture.__name__ == "capture" and sevis.Capture.__module__ == "sevis.hooks"
+    assert sevis.capture.__name__ == "capture" and sevis.Capture.__module__ == "sevis.hooks.capturing"
     assert set(sevis.__all__) <= set(dir(sevis))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         sevis.nope

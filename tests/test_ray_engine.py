@@ -19,15 +19,15 @@ from conftest import ROOT, remount, small_disk
 from test_extract import assert_same_rows, part_rows, rows
 
 import sevis
-from sevis.extract import extract
+from sevis.jobs.extraction import extract
 
 pytestmark = pytest.mark.slow
 
 RAY_KILL_SCRIPT = """
 import os, signal, sys
 sys.path[:0] = [{root!r}]
-from sevis.ray_engine import extract_ray
-from sevis.runwriter import RunWriter
+from sevis.jobs.ray_engine import extract_ray
+from sevis.runs.writer import RunWriter
 add, seen = RunWriter.add, []
 def dying_add(self, table):
     seen.append(table.num_rows)
@@ -64,7 +64,7 @@ def whole(senet_file, image_folder, tmp_path_factory) -> list[dict]:
 def resume_with_ray(senet_file, image_folder, out) -> None:
     import ray  # requirements-dev.txt installs it: a missing Ray must fail, not skip
 
-    from sevis.ray_engine import extract_ray
+    from sevis.jobs.ray_engine import extract_ray
 
     try:
         extract_ray(
@@ -107,7 +107,7 @@ def test_ray_terminated_keeps_what_was_done_and_says_so(senet_file, image_folder
 def test_ray_on_a_full_disk_says_so_and_resumes_after_space_is_freed(senet_file, image_folder, tmp_path, whole):
     import ray
 
-    from sevis.ray_engine import extract_ray
+    from sevis.jobs.ray_engine import extract_ray
 
     with small_disk(tmp_path / "disk", "256k") as disk:
         out = disk / "run.parquet"
@@ -130,7 +130,7 @@ def test_ray_on_a_full_disk_says_so_and_resumes_after_space_is_freed(senet_file,
 def test_ray_refuses_other_settings_before_starting(senet_file, image_folder, tmp_path):
     import ray
 
-    from sevis.ray_engine import extract_ray
+    from sevis.jobs.ray_engine import extract_ray
 
     model = sevis.load_model("se_resnet50", str(senet_file))
     out = extract(model, image_folder, tmp_path / "run.parquet", workers=0, progress=False)

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import sevis
-from sevis.runs import METADATA_KEY, RunMetadata, read_metadata, read_run
+from sevis.runs.reader import read_run
+from sevis.runs.schema import METADATA_KEY, RunMetadata, read_metadata
 
 
 def metadata(**changes) -> RunMetadata:
@@ -79,8 +80,8 @@ def test_unreadable_runs_are_sevis_errors(tmp_path):
 
 
 def test_null_bands_from_an_analysis_and_from_its_saved_run(tiny_se, image_folder, tmp_path):
-    from sevis.extract import extract
-    from sevis.runs import null_bands, read_rows
+    from sevis.jobs.extraction import extract
+    from sevis.runs.sample import null_bands, read_rows
 
     out = extract(tiny_se, image_folder, tmp_path / "run.parquet", workers=0, progress=False)
     rows, labels = read_rows(out, "se")
@@ -104,9 +105,9 @@ def test_reading_in_column_shares_equals_one_pass(tiny_se, image_folder, tmp_pat
     """A run of 2,600 images in three row groups, read by 1, 2 or 3 threads each taking
     consecutive layers, gives exactly the statistics of one ExcitationStats fed the rows
     batch by batch: classes in the file's order, layers in depth order, the same sample."""
-    from sevis import runs
-    from sevis.extract import extract
-    from sevis.runs import run_schema, writer_options
+    from sevis.jobs.extraction import extract
+    from sevis.runs import reader, sample
+    from sevis.runs.schema import run_schema, writer_options
 
     probe = extract(tiny_se, image_folder, tmp_path / "probe.parquet", workers=0, progress=False)
     meta = read_metadata(probe)
@@ -134,11 +135,11 @@ def test_reading_in_column_shares_equals_one_pass(tiny_se, image_folder, tmp_pat
     expected = sevis.ExcitationStats()
     for start in range(0, n, 1024):
         expected.update({layer: v[start : start + 1024] for layer, v in values.items()}, labels[start : start + 1024])
-    pick = runs._sample(n, runs.SAMPLE_ROWS, 0)
+    pick = sample._sample(n, sample.SAMPLE_ROWS, 0)
     for threads in (1, 2, 3):
-        monkeypatch.setattr(runs, "workers", lambda threads=threads: threads)
+        monkeypatch.setattr(reader, "workers", lambda threads=threads: threads)
         run = read_run(out, cache=False)
-        assert len(runs._shares(table.schema, meta, meta.layer_kinds, threads)) == min(threads, len(layers))
+        assert len(reader._shares(table.schema, meta, meta.layer_kinds, threads)) == min(threads, len(layers))
         assert run.se.layers == layers and run.se.classes == list(dict.fromkeys(labels))
         for layer in layers:
             for cls in (sevis.ALL, "class 3"):
@@ -150,8 +151,8 @@ def test_reading_in_column_shares_equals_one_pass(tiny_se, image_folder, tmp_pat
 
 
 def test_chance_bands_computed_in_the_background_and_their_errors_raised_where_asked(tiny_se, image_folder, tmp_path):
-    from sevis.extract import extract
-    from sevis.runs import null_bands
+    from sevis.jobs.extraction import extract
+    from sevis.runs.sample import null_bands
 
     out = extract(tiny_se, image_folder, tmp_path / "run.parquet", workers=0, progress=False)
     run = read_run(out, cache=False, bands=True)  # started as soon as the statistics are read
@@ -166,8 +167,9 @@ def test_chance_bands_computed_in_the_background_and_their_errors_raised_where_a
 
 
 def test_a_second_open_reads_the_cache_and_a_rewritten_run_is_read_again(tiny_se, image_folder, tmp_path):
-    from sevis.extract import extract
-    from sevis.runs import cache_dir, null_bands
+    from sevis.jobs.extraction import extract
+    from sevis.runs._cache import cache_dir
+    from sevis.runs.sample import null_bands
 
     out = extract(tiny_se, image_folder, tmp_path / "run.parquet", workers=0, progress=False)
     first = read_run(out)

@@ -7,7 +7,7 @@ from torch import nn
 from torch.testing import assert_close
 
 import sevis
-from sevis.sge import SpatialGroupEnhance
+from sevis.attention.sge import SpatialGroupEnhance
 
 
 class PytorchInsightSGE(nn.Module):
@@ -143,7 +143,7 @@ def test_sge_resnet50_masks_and_logits_equal_reference(sge_model, batch):
 def test_group_feature_norms_before_and_after_sge_by_hand(tiny_sge, photos):
     """The SGE paper's views: per group and position, the norm of the group's channels
     before SGE (its input) and after (its output), recomputed from the module's input."""
-    from sevis.kinds import get_kind
+    from sevis.attention.kinds import get_kind
 
     layer = next(l for l in sevis.find_attention(tiny_sge) if l.name == "SGE_3_2")
     seen = {}

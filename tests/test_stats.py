@@ -9,7 +9,10 @@ import pytest
 import torch
 from numpy.testing import assert_allclose
 
-from sevis.stats import ALL, BIN_EDGES, ExcitationStats, MaskStats, mask_summary, predicted_labels
+from sevis.stats._accumulators import BIN_EDGES
+from sevis.stats.classes import ALL
+from sevis.stats.se import ExcitationStats, predicted_labels
+from sevis.stats.sge import MaskStats, mask_summary
 
 # Two channels; class a has two images, class b one.
 A = np.array([[0.1, 0.2], [0.3, 0.4]])
@@ -124,7 +127,7 @@ def test_fine_bins_exact_on_every_edge_with_many_classes():
     """The counting fast path (values in [0, 1], float64 slot + 100 x truncated) puts every
     float32 on, just under and just over each edge k/100 where np.histogram does, with
     thousands of classes (the largest slots), and x = 1 in the last bin."""
-    from sevis.stats import FINE_BINS, _Counts, _Scratch
+    from sevis.stats._accumulators import FINE_BINS, _Counts, _Scratch
 
     edges = np.float32(np.arange(FINE_BINS + 1) / FINE_BINS)
     probes = np.concatenate([edges, np.nextafter(edges, np.float32(-1)), np.nextafter(edges, np.float32(2))])
@@ -269,7 +272,7 @@ def omega_squared_by_f(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
     ids=["4x50", "28-unbalanced", "2x100"],
 )
 def test_random_labels_give_specificity_zero_within_the_null_band(sizes, seed):
-    from sevis.stats import specificity_null
+    from sevis.stats.measures import specificity_null
 
     rng = np.random.default_rng(seed)
     n = sum(sizes)
@@ -291,7 +294,7 @@ def test_null_bands_equal_each_permutation_computed_directly():
     """The blocked, threaded permutations give, per layer, the mean and quantiles of the
     omega squared of each permutation of the labels computed one by one in float64 (2,500
     images of 500 classes: class sums in blocks of 524 columns, over several threads)."""
-    from sevis.stats import kept_positions, omega_squared, specificity_nulls
+    from sevis.stats.measures import kept_positions, omega_squared, specificity_nulls
 
     rng = np.random.default_rng(5)
     n, k = 2500, 500
@@ -353,7 +356,7 @@ def test_one_torch_thread_is_this_threads_and_restored():
 
 
 def test_a_class_effect_is_far_above_the_null_band():
-    from sevis.stats import specificity_null
+    from sevis.stats.measures import specificity_null
 
     rng = np.random.default_rng(0)
     labels = np.repeat(["a", "b", "c", "d"], 50)

@@ -18,9 +18,9 @@ from torch import nn
 
 import sevis
 from sevis.cli import main
-from sevis.models import IMAGENET_CONFIG
-from sevis.selfcheck import CHECK_PHOTOS, self_check
-from sevis.weights import WeightsFile, fetch_weights, register_weights, weights_file
+from sevis.models.registry import IMAGENET_CONFIG
+from sevis.models.selfcheck import CHECK_PHOTOS, self_check
+from sevis.models.weights import WeightsFile, fetch_weights, register_weights, weights_file
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -225,9 +225,10 @@ def test_the_self_check_passes_a_fitted_network_and_fails_wrong_preprocessing_an
 
 
 def test_the_verdict_travels_with_runs_and_reports(tiny_se, image_folder, tmp_path):
-    from sevis.extract import extract
+    from sevis.jobs.extraction import extract
     from sevis.report import build_report
-    from sevis.runs import read_metadata, read_run
+    from sevis.runs.reader import read_run
+    from sevis.runs.schema import read_metadata
 
     out = extract(tiny_se, image_folder, tmp_path / "run.parquet", workers=0, progress=False)
     recorded = read_metadata(out).self_check

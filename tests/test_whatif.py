@@ -1,4 +1,4 @@
-"""Knock-outs and the ablation experiment (sevis.whatif), on tiny seeded networks and real
+"""Knock-outs and the ablation experiment (sevis.hooks.knockouts, sevis.jobs.ablation), on tiny seeded networks and real
 photographs; one check on the real SE-ResNet-50 architecture."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """How sevis finds the attention layers of a network.
 
 Layers are found by module *type*, never by name strings: a small registry maps each
-known attention class to its kind (see :mod:`sevis.kinds`: ``"se"``, channel gates;
+known attention class to its kind (see :mod:`sevis.attention.kinds`: ``"se"``, channel gates;
 ``"sge"``, spatial masks; or any registered kind) and to the name of its gate child,
 the submodule whose output is the attention value. Users add their own classes with
 :func:`register_attention`.
@@ -9,7 +9,7 @@ the submodule whose output is the attention value. Users add their own classes w
 Names follow the SENet paper's ``SE_stageID_blockID`` scheme (arXiv:1709.01507) for
 ResNet-style networks (``layer1`` is the paper's stage 2): ``SE_2_1`` ... ``SE_5_3``
 and ``SGE_2_1`` ... ``SGE_5_3``. Other networks get ``SE_1``, ``SE_2``, ... in depth
-order (see :mod:`sevis.layers`).
+order (see :mod:`sevis.attention.layers`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def register_attention(cls: type[nn.Module], *, kind: str, gate: str) -> None:
 
     Args:
         cls: the module class; subclasses match too.
-        kind: a registered kind (:func:`sevis.kinds.register_kind`): ``"se"`` if the gate
+        kind: a registered kind (:func:`sevis.attention.kinds.register_kind`): ``"se"`` if the gate
             outputs one value per channel, shape (N, C, 1, 1) or (N, 1, 1, C); ``"sge"``
             if it outputs spatial masks, shape (N * G, 1, H, W), and the module has
             ``groups``.

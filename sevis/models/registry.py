@@ -10,7 +10,7 @@ built, where its default weights live, and how a checkpoint's keys map onto it:
   checkpoint its README links on Google Drive. Li et al., arXiv:1905.09646.
 
 Both pretrained files are downloaded into, and found in, the weights folder
-(:mod:`sevis.weights`); timm hub models use timm's own cache.
+(:mod:`sevis.models.weights`); timm hub models use timm's own cache.
 * any timm model id whose network has SE modules, e.g. ``seresnet50.ra2_in1k``.
 """
 
@@ -26,13 +26,13 @@ import torch
 from timm.data import ImageNetInfo, infer_imagenet_subset, resolve_model_data_config
 from torch import nn
 
+from ..attention.registry import find_attention
+from ..attention.sge import SpatialGroupEnhance
+from ..errors import UnknownModelError, WeightsUnavailableError
+from ..provenance import UNTRAINED_SEED, Provenance
 from ._checkpoint import load_strict, read_checkpoint, read_checkpoint_isolated
-from .attention import find_attention
-from .errors import UnknownModelError, WeightsUnavailableError
-from .provenance import UNTRAINED_SEED, Provenance
 from .selfcheck import SelfCheck, self_check
-from .sge import SpatialGroupEnhance
-from .weights import WeightsFile, fetch_weights, list_weights_files, register_weights, weights_dir, weights_file
+from .weights import WeightsFile, fetch_weights, register_weights, weights_file
 
 __all__ = [
     "IMAGENET_CONFIG",
@@ -40,12 +40,10 @@ __all__ = [
     "UNTRAINED",
     "ModelInfo",
     "list_models",
-    "list_weights_files",
     "load_model",
     "model_info",
     "register_model",
     "unregister_model",
-    "weights_dir",
 ]
 
 PRETRAINED = "pretrained"
@@ -64,7 +62,7 @@ class ModelInfo:
         untrained: True for random weights; every output should say so.
         data_config: timm data config: input_size, interpolation, crop_pct, mean, std.
         class_names: one human-readable name per output class.
-        check: the self-check on photographs (:mod:`sevis.selfcheck`): None where it
+        check: the self-check on photographs (:mod:`sevis.models.selfcheck`): None where it
             does not apply (not the 1,000 ImageNet classes) or was not asked for.
     """
 
@@ -164,7 +162,7 @@ def register_model(
         adapt_keys: maps a checkpoint's state dict onto the network's key names.
         local_pretrained: a file-name pattern: a match in :func:`weights_dir` is used as
             the pretrained weights (then ``build(True)`` is never called); registered with
-            :func:`sevis.weights.register_weights`, which also takes download sources.
+            :func:`sevis.models.weights.register_weights`, which also takes download sources.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
@@ -215,7 +213,7 @@ def load_model(
             without a training wrapper and ``module.`` prefixes. Files are read without
             executing pickled code and must fit the architecture exactly.
         device: where the model lives.
-        check: classify the sample photographs (:func:`sevis.selfcheck.self_check`) and
+        check: classify the sample photographs (:func:`sevis.models.selfcheck.self_check`) and
             keep the verdict in ``model.sevis_info.check``; three images, once.
         isolate: read a weights file in a worker process limited in memory and time
             (:class:`sevis.limits.Limits`, from ``SEVIS_*`` variables): for files from

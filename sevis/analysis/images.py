@@ -1,7 +1,7 @@
 """Analyse a set of image files: per image, per class, and what failed.
 
 A file that cannot be decoded is reported by name with the reason, and the others
-are analysed. Batches go through :mod:`sevis.pipeline`, the path ``sevis extract``
+are analysed. Batches go through :mod:`sevis.hooks.forward`, the path ``sevis extract``
 uses too.
 """
 
@@ -16,12 +16,15 @@ import pandas as pd
 from PIL import Image
 from torch import nn
 
-from .errors import ImageError
-from .kinds import get_kind
-from .models import model_info
-from .pipeline import TOP_K, BatchResult, forward_batch, load_view
-from .provenance import Provenance
-from .stats import ClassStats, NullBand, StatsByKind, specificity_nulls
+from ..attention.kinds import get_kind
+from ..data.failure import Failure
+from ..errors import ImageError
+from ..hooks.forward import TOP_K, BatchResult, forward_batch, load_view
+from ..models.registry import model_info
+from ..provenance import Provenance
+from ..stats.by_kind import StatsByKind
+from ..stats.classes import ClassStats
+from ..stats.measures import NullBand, specificity_nulls
 
 __all__ = ["TOP_K", "Analysis", "Failure", "ImageResult", "analyse"]
 
@@ -38,7 +41,7 @@ class ImageResult:
         top_probs: their softmax probabilities.
         kinds: layer -> its kind's name, in depth order.
         summaries: layer -> field -> the image's summary vector (D,) (see
-            :meth:`sevis.kinds.AttentionKind.summarise`).
+            :meth:`sevis.attention.kinds.AttentionKind.summarise`).
         values: layer -> the captured values of this image (SE (C,), SGE (G, H, W));
             only when :func:`analyse` was asked to keep them.
         extras: layer -> name -> what the kind recorded from the whole module (SGE: the
@@ -77,14 +80,6 @@ class ImageResult:
     def mask_variances(self) -> dict[str, np.ndarray]:
         """SGE layer -> each group's spatial variance of the mask, (G,)."""
         return self._of_kind("sge", "var")
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A file that was not analysed, and why, in words for a person."""
-
-    name: str
-    reason: str
 
 
 @dataclass

@@ -22,10 +22,10 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from .attention import AttentionLayer, find_attention
-from .errors import UnknownLayerError
+from ..attention.registry import AttentionLayer, find_attention
+from ..errors import UnknownLayerError
 
-__all__ = ["Capture", "capture"]
+__all__ = ["Capture", "HookSet", "capture"]
 
 
 class HookSet:
@@ -67,7 +67,7 @@ class HookSet:
 
 class Capture(HookSet):
     """Context manager that captures SE excitations and SGE masks of ``model`` (and the
-    values of any other registered kind of attention, see :mod:`sevis.kinds`).
+    values of any other registered kind of attention, see :mod:`sevis.attention.kinds`).
 
     Only forward passes run by the thread that entered the block are recorded, so
     several threads may capture on one shared model at the same time, each getting
@@ -139,7 +139,7 @@ class Capture(HookSet):
     @property
     def extras(self) -> dict[str, dict[str, torch.Tensor]]:
         """Layer name -> name -> what its kind records from the whole module's input and
-        output (:meth:`sevis.kinds.AttentionKind.module_values`; SGE: ``norm_before``,
+        output (:meth:`sevis.attention.kinds.AttentionKind.module_values`; SGE: ``norm_before``,
         (N, G, H, W)), when the capture was made with ``module_values=True``."""
         return {
             layer: {name: chunks[0] if len(chunks) == 1 else torch.cat(chunks) for name, chunks in per_name.items()}

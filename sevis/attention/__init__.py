@@ -1,0 +1,33 @@
+"""What an attention layer is: kinds of attention values, the registry of attention
+modules, layer names, the SGE module, and where a feature map's cells sit on the image."""
+
+from .geometry import CellGrid, cell_grid, layer_grid, upsample
+from .kinds import AttentionKind, SEKind, SGEKind, get_kind, group_norms, list_kinds, register_kind, unregister_kind
+from .layers import LayerName, default_layer, paper_layers, parse_layer, stage_ends
+from .registry import AttentionLayer, find_attention, register_attention, unregister_attention
+from .sge import SpatialGroupEnhance
+
+__all__ = [
+    "AttentionKind",
+    "AttentionLayer",
+    "CellGrid",
+    "LayerName",
+    "SEKind",
+    "SGEKind",
+    "SpatialGroupEnhance",
+    "cell_grid",
+    "default_layer",
+    "find_attention",
+    "get_kind",
+    "group_norms",
+    "layer_grid",
+    "list_kinds",
+    "paper_layers",
+    "parse_layer",
+    "register_attention",
+    "register_kind",
+    "stage_ends",
+    "unregister_attention",
+    "unregister_kind",
+    "upsample",
+]

@@ -1,0 +1,49 @@
+"""Plotly figures of attention, arrays and statistics in and ``go.Figure`` out, and the figures each kind draws."""
+
+# NOTE sevis.figures.upsample was public before the subpackages: the overlays use it.
+from ..attention.geometry import upsample
+from ._style import UNTRAINED_NOTE, mark_untrained, short_label
+from .ablation import ablation_chart
+from .channels import channel_by_class, excitation_map_figure
+from .classes import (
+    REFERENCES,
+    class_band_panels,
+    class_histograms,
+    class_profiles,
+    class_profiles_grid,
+    field_profiles,
+    sample_channels,
+    selectivity_distribution,
+    sort_by_difference,
+    specificity_curve,
+)
+from .images import excitation_overview, excitation_profiles, heat_overlay, mask_grid, top_classes
+from .sge import group_activation_spread, group_feature_maps, mask_class_stats
+
+__all__ = [
+    "REFERENCES",
+    "UNTRAINED_NOTE",
+    "ablation_chart",
+    "channel_by_class",
+    "class_band_panels",
+    "class_histograms",
+    "class_profiles",
+    "class_profiles_grid",
+    "excitation_map_figure",
+    "excitation_overview",
+    "excitation_profiles",
+    "field_profiles",
+    "group_activation_spread",
+    "group_feature_maps",
+    "heat_overlay",
+    "mark_untrained",
+    "mask_class_stats",
+    "mask_grid",
+    "sample_channels",
+    "selectivity_distribution",
+    "short_label",
+    "sort_by_difference",
+    "specificity_curve",
+    "top_classes",
+    "upsample",
+]

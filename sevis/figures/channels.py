@@ -1,0 +1,108 @@
+"""Figures of one channel across a run and of a layer's excitation map (PCA of the images' vectors)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import plotly.graph_objects as go
+
+if TYPE_CHECKING:
+    from ..analysis.explore import ChannelView, ExcitationMap
+from ._style import _LAYOUT, _colour, short_label
+
+__all__ = ["channel_by_class", "excitation_map_figure"]
+
+
+def channel_by_class(view: ChannelView, classes: Sequence[str] | None = None, max_classes: int = 12) -> go.Figure:
+    """One channel's (or group's) value per image, a box per class (the classes given, or
+    the ``max_classes`` with the highest mean), every image a point; hover names the image."""
+    frame = view.by_class()
+    if classes is None:
+        ranked = sorted(view.class_means, key=view.class_means.__getitem__, reverse=True)
+        classes = ranked[:max_classes]
+    fig = go.Figure()
+    for i, cls in enumerate(classes):
+        rows = frame[frame.label == cls]
+        fig.add_trace(
+            go.Box(
+                y=rows.value,
+                name=short_label(cls, 24),
+                text=rows.image,
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+                marker=dict(color=_colour(i), size=5),
+                hovertemplate="%{text}<br>%{y:.4f}<extra>" + short_label(cls) + "</extra>",
+            )
+        )
+    selectivity = "" if view.selectivity is None else f" · selectivity {view.selectivity:.3f}"
+    fig.update_layout(
+        **_LAYOUT,
+        title=f"{view.layer}, {view.index_name} {view.channel}: per class{selectivity}",
+        yaxis_title="excitation" if view.index_name == "channel" else "mask mean",
+        showlegend=False,
+        height=420,
+    )
+    return fig
+
+
+def excitation_map_figure(emap: ExcitationMap, max_classes: int = 12) -> go.Figure:
+    """The images as points, coloured by class (the ``max_classes`` largest classes; the
+    others grey), class centroids as crosses; hover names the image."""
+    points = emap.points
+    counts = points.label.value_counts()
+    shown = list(counts.index[:max_classes])
+    fig = go.Figure()
+    others = points[~points.label.isin(shown)]
+    if len(others):
+        fig.add_trace(
+            go.Scattergl(
+                x=others.x,
+                y=others.y,
+                mode="markers",
+                name=f"{others.label.nunique()} other classes",
+                marker=dict(color="#bbbbbb", size=4),
+                text=others.label + "<br>" + others.image,
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    for i, cls in enumerate(shown):
+        rows = points[points.label == cls]
+        fig.add_trace(
+            go.Scattergl(
+                x=rows.x,
+                y=rows.y,
+                mode="markers",
+                name=short_label(cls, 24),
+                marker=dict(color=_colour(i), size=6),
+                text=rows.image,
+                hovertemplate="%{text}<extra>" + short_label(cls) + "</extra>",
+            )
+        )
+    centres = emap.centroids[emap.centroids.label.isin(shown)]
+    fig.add_trace(
+        go.Scatter(
+            x=centres.x,
+            y=centres.y,
+            mode="markers",
+            name="class means",
+            marker=dict(symbol="x", size=12, color="black"),
+            text=centres.label,
+            hovertemplate="%{text} (mean)<extra></extra>",
+        )
+    )
+    axes = ("UMAP 1", "UMAP 2")
+    if emap.explained is not None:
+        axes = (f"PC 1 ({emap.explained[0]:.0%})", f"PC 2 ({emap.explained[1]:.0%})")
+    drawn = (
+        f"{len(points):,} of {emap.images:,} images drawn" if len(points) < emap.images else f"{emap.images:,} images"
+    )
+    fig.update_layout(
+        **_LAYOUT,
+        title=f"{emap.layer}: images by excitation ({emap.method.upper()}, {drawn}, separation {emap.separation:.2f})",
+        xaxis_title=axes[0],
+        yaxis_title=axes[1],
+        height=520,
+    )
+    return fig

@@ -1,0 +1,396 @@
+"""Plotly figures of SE excitations and SGE masks; arrays in, ``go.Figure`` out.
+
+The class figures reproduce the SENet paper's excitation analysis (arXiv:1709.01507,
+TPAMI Figures 6 and 7) for any classes and any layer. Every builder takes plain
+arrays or :mod:`sevis.stats` accumulators and never touches a model, so the dashboard,
+the HTML report and notebooks draw the same figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..stats._accumulators import BIN_EDGES
+from ..stats.classes import ALL, ClassKey, ClassStats
+from ..stats.measures import NullBand
+from ..stats.se import ExcitationStats
+
+if TYPE_CHECKING:
+    pass
+from ._style import _ALL_COLOUR, _LAYOUT, _band, _class_line, _colour, _rgba, short_label
+
+__all__ = [
+    "REFERENCES",
+    "class_band_panels",
+    "class_histograms",
+    "class_profiles",
+    "class_profiles_grid",
+    "field_profiles",
+    "sample_channels",
+    "selectivity_distribution",
+    "sort_by_difference",
+    "specificity_curve",
+]
+
+
+def sample_channels(n_channels: int, n: int = 50) -> np.ndarray:
+    """``n`` uniformly spaced channel indices, as the paper's Figure 6 (all if fewer)."""
+    if n >= n_channels:
+        return np.arange(n_channels)
+    return np.unique(np.linspace(0, n_channels - 1, n).round().astype(int))
+
+
+def sort_by_difference(stats: ExcitationStats, layer: str, first: str, second: str) -> np.ndarray:
+    """Channel indices ordered by mean(first) - mean(second), largest first."""
+    return np.argsort(-(stats.mean(layer, first) - stats.mean(layer, second)), kind="stable")
+
+
+REFERENCES = ("classes", "images", "both", "none")
+"""Reference lines of :func:`class_profiles`: the mean of the class means (the SENet
+paper's dotted line, every class weighted equally), the mean over all images, both, none."""
+
+
+_CLASS_MEANS_LABEL = "mean of class means (paper's reference)"
+
+
+def class_profiles(
+    stats: ExcitationStats,
+    layer: str,
+    classes: Sequence[str],
+    *,
+    channels: np.ndarray | None = None,
+    band: bool = False,
+    reference: str = "both",
+    ordered_by: str | None = None,
+    difference: tuple[str, str] | None = None,
+) -> go.Figure:
+    """Mean excitation per channel, one line per class (the paper's Figure 6), with an
+    optional +- one standard deviation band (Figure 7).
+
+    Args:
+        channels: channel indices to plot, in plotting order (default: all). Increasing
+            indices are plotted at their index; any other order at their rank.
+        band: shade mean +- the sample standard deviation across the class's images; a
+            class of one image has none (its legend says so).
+        reference: which reference lines to draw, one of :data:`REFERENCES`: the mean of
+            the means of every class in ``stats`` (the paper's, over all its classes,
+            dotted; :meth:`ClassStats.mean_of_class_means`), the mean over all images of
+            the statistics (dash-dot), both, or none.
+        ordered_by: axis title when ``channels`` is a sort order.
+        difference: two classes ``(a, b)``: also draw mean(a) − mean(b) per channel on a
+            second axis (the curve a sort by their difference makes monotonic).
+    """
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
+    n = len(stats.mean(layer))
+    channels = np.arange(n) if channels is None else np.asarray(channels)
+    by_index = ordered_by is None and bool(np.all(np.diff(channels) > 0))
+    x = channels if by_index else np.arange(len(channels))
+    fig = go.Figure()
+    lines: list[tuple[str, np.ndarray, np.ndarray | None, str, dict[str, object]]] = []
+    for i, cls in enumerate(classes):
+        std = stats.std(layer, cls)[channels] if band else None
+        label = f"{short_label(cls)} (n={stats.count(cls)}{', no std' if band and stats.count(cls) < 2 else ''})"
+        lines.append((label, stats.mean(layer, cls)[channels], std, _colour(i), dict(width=1.5)))
+    if reference in ("classes", "both") and stats.classes:
+        means = stats.mean_of_class_means(layer)[channels]
+        lines.append((_CLASS_MEANS_LABEL, means, None, "#000000", dict(width=2.5, dash="dot")))
+    if reference in ("images", "both"):
+        label = f"{ALL} (n={stats.count(ALL)})"
+        lines.append((label, stats.mean(layer, ALL)[channels], None, _ALL_COLOUR, dict(width=2, dash="dashdot")))
+    for label, mean, std, colour, line in lines:
+        if std is not None and np.isfinite(std).all():
+            fig.add_trace(_band(x, mean, std, colour, 0.15, label))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=mean,
+                mode="lines+markers" if len(x) <= 64 else "lines",
+                name=label,
+                legendgroup=label,
+                customdata=channels,
+                marker=dict(size=4),
+                line=dict(color=colour, **line),
+                hovertemplate=f"{label}<br>channel %{{customdata}}: %{{y:.3f}}<extra></extra>",
+            )
+        )
+    if difference is not None:
+        first, second = difference
+        gap = (stats.mean(layer, first) - stats.mean(layer, second))[channels]
+        name = f"mean({short_label(first, 20)}) − mean({short_label(second, 20)})"
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=gap,
+                yaxis="y2",
+                mode="lines",
+                name=name,
+                customdata=channels,
+                line=dict(color="#7f7f7f", width=2, dash="dash"),
+                hovertemplate=f"{name}<br>channel %{{customdata}}: %{{y:+.3f}}<extra></extra>",
+            )
+        )
+        bound = float(np.abs(gap).max()) if len(gap) else 1.0
+        fig.update_layout(
+            yaxis2=dict(title="difference", overlaying="y", side="right", range=[-bound * 1.05, bound * 1.05])
+        )
+    suffix = " ± std" if band else ""
+    fig.update_layout(title=f"{layer}: mean excitation per class{suffix}", height=420, **_LAYOUT)
+    fig.update_xaxes(title="channel index" if by_index else (ordered_by or "channel (in the chosen order)"))
+    fig.update_layout(yaxis=dict(title="mean excitation", range=[0, 1]))
+    return fig
+
+
+def class_histograms(
+    stats: ExcitationStats, layer: str, classes: Sequence[str], *, side_by_side: bool = False
+) -> go.Figure:
+    """Distribution of excitation values per class (share of values per bin)."""
+    centres = (BIN_EDGES[:-1] + BIN_EDGES[1:]) / 2
+    fig = make_subplots(
+        rows=1,
+        cols=len(classes) if side_by_side else 1,
+        shared_yaxes=True,
+        subplot_titles=[short_label(c) for c in classes] if side_by_side else None,
+    )
+    for i, cls in enumerate(classes):
+        hist = stats.histogram(layer, cls)
+        share = hist / max(hist.sum(), 1)
+        fig.add_trace(
+            go.Bar(
+                x=centres,
+                y=share,
+                width=BIN_EDGES[1] - BIN_EDGES[0],
+                name=short_label(cls),
+                marker_color=_colour(i),
+                opacity=1.0 if side_by_side else 0.55,
+                hovertemplate=f"{cls}<br>%{{x:.2f}}: %{{y:.1%}}<extra></extra>",
+            ),
+            row=1,
+            col=i + 1 if side_by_side else 1,
+        )
+    fig.update_layout(
+        title=f"{layer}: distribution of excitation values per class",
+        barmode="overlay",
+        height=360,
+        **_LAYOUT,
+    )
+    fig.update_xaxes(title_text="excitation", range=[0, 1])
+    fig.update_yaxes(title_text="share of values", tickformat=".0%", col=1)
+    return fig
+
+
+def specificity_curve(
+    curves: Mapping[str, ClassStats], prefix: str = "SE", nulls: Mapping[str, Mapping[str, NullBand]] | None = None
+) -> go.Figure:
+    """Class-specificity (omega squared, see :meth:`ClassStats.specificity`) and saturation
+    against depth, one line per curve.
+
+    Top: the specificity of each layer, with the band labels get by chance (the central
+    95 % of label permutations, :func:`sevis.stats.specificity_null`) where ``nulls``
+    gives it. Bottom: saturation of the attention values, the share at or above 0.99 and
+    the mean distance from 1, |1 - s|.
+
+    Args:
+        curves: legend name -> statistics; each gives one line over its layers (for a
+            kind with several summary fields, its first field).
+        prefix: the layers' kind, for the titles.
+        nulls: legend name -> layer -> null band.
+    """
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.12,
+        subplot_titles=["class-specificity ω² (0: chance)", "saturation of the gates"],
+    )
+    for i, (name, stats) in enumerate(curves.items()):
+        frame = stats.specificity_frame()
+        colour = _colour(i)
+        band = (nulls or {}).get(name, {})
+        if band:
+            layers = [layer for layer in frame["layer"] if layer in band]
+            fig.add_trace(
+                go.Scatter(
+                    x=[*layers, *layers[::-1]],
+                    y=[band[k].high for k in layers] + [band[k].low for k in layers[::-1]],
+                    fill="toself",
+                    fillcolor=_rgba(colour, 0.15),
+                    line=dict(width=0),
+                    name=f"{name}: chance (95 % of label permutations)",
+                    hoverinfo="skip",
+                ),
+                row=1,
+                col=1,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=frame["layer"],
+                y=frame["specificity"],
+                mode="lines+markers",
+                name=f"{name}: ω²",
+                line=dict(color=colour),
+                hovertemplate="%{x}: ω² %{y:.3f}<extra>" + name + "</extra>",
+            ),
+            row=1,
+            col=1,
+        )
+        for column, label, dash in (("share_high", "share ≥ 0.99", None), ("mean_gap", "mean |1 − s|", "dot")):
+            fig.add_trace(
+                go.Scatter(
+                    x=frame["layer"],
+                    y=frame[column],
+                    mode="lines+markers",
+                    name=f"{name}: {label}",
+                    line=dict(color=colour, dash=dash),
+                    hovertemplate=f"%{{x}}: {label} %{{y:.3f}}<extra>{name}</extra>",
+                ),
+                row=2,
+                col=1,
+            )
+    fig.update_layout(title=f"Class-specificity and saturation of {prefix} layers against depth", height=560, **_LAYOUT)
+    fig.update_xaxes(title_text=f"{prefix} layer (shallow → deep)", row=2, col=1)
+    fig.update_yaxes(title_text="ω²", row=1, col=1)
+    fig.update_yaxes(title_text="share / distance", range=[0, 1], row=2, col=1)
+    return fig
+
+
+def selectivity_distribution(stats: ClassStats, layers: Sequence[str]) -> go.Figure:
+    """Each layer's class selectivity index over its channels (Morcos et al. 2018), as box
+    plots in depth order: 0, no class preferred; 1, one class only."""
+    fig = go.Figure()
+    for layer in layers:
+        values = stats.selectivity(layer)
+        fig.add_trace(go.Box(y=values[np.isfinite(values)], name=layer, boxpoints=False, marker_color=_colour(0)))
+    fig.update_layout(
+        title="Class selectivity index of the channels, per layer", height=380, showlegend=False, **_LAYOUT
+    )
+    fig.update_yaxes(title="(μ_max − μ_−max) / (μ_max + μ_−max)", range=[0, 1])
+    fig.update_xaxes(title="layer (shallow → deep)")
+    return fig
+
+
+def field_profiles(stats: ClassStats, layer: str, classes: Sequence[str], field: str) -> go.Figure:
+    """One summary field of any attention kind: its mean per position, one line per
+    class and one for all images (dotted)."""
+    fig = go.Figure()
+    keys: list[ClassKey] = [*classes, ALL]
+    for i, cls in enumerate(keys):
+        fig.add_trace(_class_line(cls, i, stats.mean(layer, cls, field), stats.index_name))
+    fig.update_layout(title=f"{layer}: mean {field} per class", height=400, **_LAYOUT)
+    fig.update_xaxes(title=stats.index_name)
+    fig.update_yaxes(title=f"mean {field}")
+    return fig
+
+
+def class_profiles_grid(
+    stats: ExcitationStats,
+    layers: Sequence[str],
+    classes: Sequence[str],
+    *,
+    channels: int = 50,
+    columns: int = 3,
+) -> go.Figure:
+    """The SENet paper's Figure 6 as published: small multiples of several layers at once
+    (default the paper's six, :func:`sevis.paper_layers`), each the mean excitation of
+    ``channels`` uniformly spaced channels per class, a line per class in the same colour
+    in every panel, and the mean of the class means dotted (the paper's reference).
+
+    Each line's ``customdata`` holds its channel indices and ``meta`` its layer."""
+    rows = -(-len(layers) // columns)
+    fig = make_subplots(
+        rows=rows,
+        cols=columns,
+        subplot_titles=list(layers),
+        horizontal_spacing=0.06,
+        vertical_spacing=0.28 / max(rows, 1),
+    )
+    for k, layer in enumerate(layers):
+        row, col = k // columns + 1, k % columns + 1
+        picked = sample_channels(len(stats.mean(layer)), channels)
+        lines = [
+            (short_label(cls), stats.mean(layer, cls)[picked], _colour(i), "solid") for i, cls in enumerate(classes)
+        ]
+        if stats.classes:
+            lines.append((_CLASS_MEANS_LABEL, stats.mean_of_class_means(layer)[picked], "#000000", "dot"))
+        for name, values, colour, dash in lines:
+            fig.add_trace(
+                go.Scatter(
+                    x=picked,
+                    y=values,
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=k == 0,
+                    customdata=picked,
+                    meta=layer,
+                    marker=dict(size=3),
+                    line=dict(color=colour, width=2.5 if dash == "dot" else 1.5, dash=dash),
+                    hovertemplate=f"{name}<br>{layer} channel %{{customdata}}: %{{y:.3f}}<extra></extra>",
+                ),
+                row=row,
+                col=col,
+            )
+        fig.update_yaxes(range=[0, 1], row=row, col=col)
+    fig.update_layout(
+        **_LAYOUT,
+        title=f"Mean excitation per class in {len(layers)} layers ({channels} channels each; the paper's Figure 6)",
+        height=300 * rows + 120,
+    )
+    return fig
+
+
+def class_band_panels(
+    stats: ExcitationStats, layer: str, classes: Sequence[str], *, channels: np.ndarray | None = None
+) -> go.Figure:
+    """The SENet paper's Figure 7: for each class (two, side by side, as the paper; up to
+    four), its mean excitation ± one standard deviation across its images, over the same
+    channels, with the mean of the class means dotted in every panel."""
+    shown = list(classes)[:4]
+    n = len(stats.mean(layer))
+    picked = sample_channels(n, 50) if channels is None else np.asarray(channels)
+    fig = make_subplots(rows=1, cols=len(shown), shared_yaxes=True, subplot_titles=[short_label(c) for c in shown])
+    reference = stats.mean_of_class_means(layer)[picked]
+    for k, cls in enumerate(shown, start=1):
+        mean, std = stats.mean(layer, cls)[picked], stats.std(layer, cls)[picked]
+        colour = _colour(k - 1)
+        if np.isfinite(std).all():
+            fig.add_trace(_band(picked, mean, std, colour, 0.2), row=1, col=k)
+        fig.add_trace(
+            go.Scatter(
+                x=picked,
+                y=mean,
+                mode="lines",
+                name=f"{short_label(cls)} (n={stats.count(cls)})",
+                customdata=picked,
+                meta=layer,
+                line=dict(color=colour, width=1.5),
+                hovertemplate=f"{short_label(cls)}<br>channel %{{customdata}}: %{{y:.3f}}<extra></extra>",
+            ),
+            row=1,
+            col=k,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=picked,
+                y=reference,
+                mode="lines",
+                name=_CLASS_MEANS_LABEL,
+                legendgroup="reference",
+                showlegend=k == 1,
+                line=dict(color="#000000", width=2, dash="dot"),
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=k,
+        )
+        fig.update_yaxes(range=[0, 1], row=1, col=k)
+        fig.update_xaxes(title_text="channel index", row=1, col=k)
+    fig.update_layout(
+        **_LAYOUT, title=f"{layer}: mean excitation ± one std across images (the paper's Figure 7)", height=420
+    )
+    return fig

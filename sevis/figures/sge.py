@@ -1,0 +1,120 @@
+"""SGE's figures: each group's mask statistics per class and its feature maps before and
+after SGE (arXiv:1905.09646)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..stats.classes import ALL, ClassKey
+from ..stats.sge import MaskStats
+
+if TYPE_CHECKING:
+    pass
+from ._style import _ALL_COLOUR, _LAYOUT, _band, _class_line, _colour, short_label
+
+__all__ = ["group_activation_spread", "group_feature_maps", "mask_class_stats"]
+
+
+def group_activation_spread(stats: MaskStats, layer: str, classes: Sequence[str]) -> go.Figure:
+    """The SGE paper's statistics of group activations: per group, the spread of its
+    feature norms over the positions, before and after SGE, as std / mean (so a group that
+    SGE scales down as a whole keeps its spread; SGE keeping large activations and pushing
+    small ones towards 0 raises it). One pair of lines for all images, and the after-SGE line
+    of each class."""
+    fig = go.Figure()
+
+    def spread(cls: ClassKey, when: str) -> np.ndarray:
+        mean = stats.mean(layer, cls, f"norm_mean_{when}")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.sqrt(stats.mean(layer, cls, f"norm_var_{when}")) / mean
+
+    for when, dash in (("before", "dot"), ("after", None)):
+        values = spread(ALL, when)
+        fig.add_trace(
+            go.Scatter(
+                x=np.arange(len(values)),
+                y=values,
+                mode="lines+markers",
+                name=f"{ALL}, {when} SGE",
+                marker=dict(size=4),
+                line=dict(color=_ALL_COLOUR, dash=dash),
+                hovertemplate=f"{when} SGE<br>group %{{x}}: %{{y:.3f}}<extra></extra>",
+            )
+        )
+    for i, cls in enumerate(classes):
+        fig.add_trace(_class_line(cls, i, spread(cls, "after"), "group", name=f"{short_label(cls)}, after SGE"))
+    fig.update_layout(title=f"{layer}: spread of each group's activations before and after SGE", height=420, **_LAYOUT)
+    fig.update_xaxes(title="group")
+    fig.update_yaxes(title="std / mean of the feature norm over positions", rangemode="tozero")
+    return fig
+
+
+def group_feature_maps(before: np.ndarray, after: np.ndarray, groups: Sequence[int], layer: str) -> go.Figure:
+    """The SGE paper's per-group view: the feature map of each group (the norm over its
+    channels at each position) before and after SGE, side by side. Each row is divided by
+    the maximum of its before-map, so before and after share one [0, 1] scale and after
+    shows what SGE kept.
+
+    Args:
+        before, after: (G, H, W) feature norms of one image (see
+            :meth:`sevis.attention.kinds.SGEKind.module_values`).
+        groups: the groups to show, one row each.
+    """
+    fig = make_subplots(
+        rows=len(groups),
+        cols=2,
+        horizontal_spacing=0.04,
+        vertical_spacing=0.3 / max(len(groups), 1),
+        subplot_titles=[f"group {g}: {when} SGE" for g in groups for when in ("before", "after")],
+    )
+    for row, g in enumerate(groups, start=1):
+        scale = float(before[g].max()) or 1.0
+        for col, maps in ((1, before), (2, after)):
+            fig.add_trace(
+                go.Heatmap(
+                    z=maps[g] / scale,
+                    zmin=0,
+                    zmax=1,
+                    colorscale="Viridis",
+                    showscale=row == 1 and col == 2,
+                    colorbar=dict(title="norm / max before"),
+                    hovertemplate=f"group {g}<br>x %{{x}}, y %{{y}}: %{{z:.3f}}<extra></extra>",
+                ),
+                row=row,
+                col=col,
+            )
+    fig.update_layout(
+        title=f"{layer}: group feature maps before and after SGE", height=230 * len(groups) + 100, **_LAYOUT
+    )
+    fig.update_xaxes(showticklabels=False, showgrid=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, autorange="reversed")
+    for k in range(1, 2 * len(groups) + 1):  # square cells: each panel's y follows its own x
+        fig.update_layout({f"yaxis{k if k > 1 else ''}": dict(scaleanchor=f"x{k if k > 1 else ''}")})
+    return fig
+
+
+def mask_class_stats(stats: MaskStats, layer: str, classes: Sequence[str], *, band: bool = False) -> go.Figure:
+    """Per group: mean mask value and spatial variance, one line per class; with ``band``,
+    the mean mask value ± one standard deviation across the class's images (as the SE
+    profiles' Figure 7 band)."""
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, subplot_titles=["mean mask value", "spatial variance of the mask"]
+    )
+    keys: list[ClassKey] = [*classes, ALL]
+    for i, cls in enumerate(keys):
+        if band and cls is not ALL and stats.count(cls) > 1:
+            mean, std = stats.group_mean(layer, cls), stats.std(layer, cls, "mean")
+            fig.add_trace(_band(np.arange(len(mean)), mean, std, _colour(i), 0.15, repr(cls)), row=1, col=1)
+        for row, values in ((1, stats.group_mean(layer, cls)), (2, stats.group_variance(layer, cls))):
+            trace = _class_line(cls, i, values, "group", legendgroup=repr(cls), showlegend=row == 1)
+            fig.add_trace(trace, row=row, col=1)
+    fig.update_layout(title=f"{layer}: SGE mask statistics per class", height=520, **_LAYOUT)
+    fig.update_xaxes(title_text="group", row=2, col=1)
+    fig.update_yaxes(title_text="mean σ(a)", range=[0, 1], row=1, col=1)
+    fig.update_yaxes(title_text="variance", rangemode="tozero", row=2, col=1)
+    return fig

@@ -1,0 +1,347 @@
+"""``ablate``: the SENet paper's experiment (its Table 13), top-1 and top-5 accuracy with
+each stage's attention removed, over batches, a folder, a zip or a saved run."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..attention.registry import AttentionLayer, find_attention
+from ..errors import DataError, UnknownLayerError
+from ..hooks.knockouts import Knockout, MeanOf, Remove, Replacement
+from ..provenance import Provenance
+from .extraction import Item
+
+__all__ = ["Ablation", "AblationRun", "ablate", "ablate_data", "ablation_conditions", "class_indices"]
+
+
+def ablation_conditions(model: nn.Module, kind: str | None = None) -> dict[str, list[str]]:
+    """The paper's conditions: ``"none"`` (nothing removed), each ``"stage S"`` alone, and
+    ``"all"`` (every attention layer of ``kind``, default every kind)."""
+    found = [x for x in find_attention(model) if kind in (None, x.kind)]
+    stages = sorted({x.stage for x in found if x.stage is not None})
+    conditions: dict[str, list[str]] = {"none": []}
+    for stage in stages:
+        conditions[f"stage {stage}"] = [x.name for x in found if x.stage == stage]
+    conditions["all"] = [x.name for x in found]
+    return conditions
+
+
+def class_indices(labels: Sequence[str | None], class_names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Each label's class index (-1: not a class of the model), and the labels not found.
+
+    A label matches a class by its full name (``"tabby, tabby cat"``), by any of the
+    comma-separated names in it (``"tabby cat"``; a name two classes share, such as
+    ``"crane"``, matches none), by ImageNet's WordNet id (``"n02123045"``, the folder
+    names of the ImageNet validation set) or by its index (``"281"``); case and ``_``
+    against spaces do not matter.
+    """
+
+    def norm(text: str) -> str:
+        return " ".join(text.replace("_", " ").lower().split())
+
+    candidates: dict[str, set[int]] = {}
+    for i, name in enumerate(class_names):
+        for key in {norm(name), *(norm(part) for part in name.split(","))}:
+            candidates.setdefault(key, set()).add(i)
+    lookup = {key: next(iter(found)) for key, found in candidates.items() if len(found) == 1}
+    if len(class_names) == 1000:
+        from timm.data import ImageNetInfo
+
+        info = ImageNetInfo("imagenet-1k")
+        if all(info.index_to_description(i) == class_names[i] for i in (0, 281, 999)):
+            lookup.update({info.index_to_label_name(i): i for i in range(1000)})
+    indices, missing = np.full(len(labels), -1, dtype=np.int64), []
+    for row, label in enumerate(labels):
+        if label is None:
+            continue
+        key = norm(label)
+        if key in lookup:
+            indices[row] = lookup[key]
+        elif key.isdigit() and int(key) < len(class_names):
+            indices[row] = int(key)
+        elif label not in missing:
+            missing.append(label)
+    return indices, missing
+
+
+@dataclass
+class Ablation:
+    """Accuracy with attention removed, one row per condition (see :func:`ablate`).
+
+    Attributes:
+        table: ``condition``, ``layers`` (how many removed), ``images``, ``top1``, ``top5``
+            (fractions), ``top1_change``, ``top5_change`` (against ``"none"``, in points
+            of a fraction), ``top1_kept`` (images whose top-1 stays the baseline's).
+        stage_runs: per stage module, how many images it ran (the work done, for the
+            benchmark: a plain pass runs every stage once per image).
+    """
+
+    table: pd.DataFrame
+    stage_runs: dict[str, int] = field(default_factory=dict)
+
+
+def _stages(model: nn.Module) -> tuple[list[str], Callable[[torch.Tensor], torch.Tensor]] | None:
+    """Names of the stage modules (``layer1`` …) and the head, where the network is a
+    timm ResNet or SENet, whose forward pass is exactly stem, stages in order, head."""
+    from timm.models.resnet import ResNet
+    from timm.models.senet import SENet
+
+    if not isinstance(model, ResNet | SENet) or getattr(model, "grad_checkpointing", False):
+        return None
+    names = [f"layer{i}" for i in range(1, 5)]
+    if not all(isinstance(getattr(model, n, None), nn.Module) for n in names):
+        return None
+    return names, model.forward_head
+
+
+class _Counter:
+    """Counts the images each stage module runs in this thread (forward pre-hooks)."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
+        self.runs = dict.fromkeys(names, 0)
+        self._owner = threading.get_ident()
+        self._handles = [getattr(model, n).register_forward_pre_hook(self._hook(n)) for n in names]
+
+    def _hook(self, name: str) -> Callable[[nn.Module, tuple], None]:
+        def hook(module: nn.Module, args: tuple) -> None:
+            if threading.get_ident() == self._owner:  # a model shared with other threads
+                self.runs[name] += int(args[0].shape[0])
+
+        return hook
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+@torch.inference_mode()
+def ablate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, Sequence[int]]],
+    conditions: Mapping[str, Sequence[str]] | None = None,
+    *,
+    replace: Replacement | None = None,
+    top_k: int = 5,
+) -> Ablation:
+    """Top-1 and top-k accuracy of ``model`` under each condition.
+
+    Args:
+        batches: preprocessed images with one true class index per image (-1: no known
+            class; such images count only in ``top1_kept``).
+        conditions: name -> layers to knock out (default :func:`ablation_conditions`).
+        replace: what replaces the layers' values (default :class:`Remove`).
+
+    Each batch runs once whole; each condition then runs only from the first stage it
+    changes (on timm ResNets and SENets; other networks run every condition whole).
+    """
+    if isinstance(replace, MeanOf) and replace.per_class:
+        raise ValueError("ablate knows class indices, not the statistics' labels: use MeanOf(stats) or knockout_effect")
+    conditions = dict(conditions if conditions is not None else ablation_conditions(model))
+    conditions.setdefault("none", [])
+    layers = {x.name: x for x in find_attention(model)}
+    unknown = sorted({n for names in conditions.values() for n in names} - set(layers))
+    if unknown:
+        raise UnknownLayerError(f"layers {unknown[:8]} not in the model")
+    staged = _stages(model)
+    stage_names = staged[0] if staged else []
+    device = next(model.parameters()).device
+    counter = _Counter(model, stage_names) if staged else None
+    hits = {name: np.zeros(3, dtype=np.int64) for name in conditions}  # top-1, top-k, top-1 kept
+    labelled = total = 0
+    try:
+        for x, targets in batches:
+            x = x.to(device)
+            target = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=device)
+            known = target >= 0
+            base, inputs = _baseline(model, stage_names, x)
+            base_top1 = base.argmax(1)
+            for name, removed in conditions.items():
+                if not removed:
+                    logits = base
+                else:
+                    with Knockout(model, {n: replace or Remove() for n in removed}):
+                        logits = _run_from(model, staged, inputs, [layers[n] for n in removed], x)
+                top = logits.topk(min(top_k, logits.shape[1]), 1).indices
+                hits[name] += [
+                    int(((top[:, 0] == target) & known).sum()),
+                    int(((top == target[:, None]).any(1) & known).sum()),
+                    int((top[:, 0] == base_top1).sum()),
+                ]
+            labelled += int(known.sum())
+            total += len(x)
+    finally:
+        if counter is not None:
+            counter.close()
+    if total == 0:
+        raise DataError("no images to ablate")
+    rows = []
+    for name, (top1, topk, kept) in hits.items():
+        rows.append(
+            {
+                "condition": name,
+                "layers": len(conditions[name]),
+                "images": labelled,
+                "top1": top1 / labelled if labelled else np.nan,
+                f"top{top_k}": topk / labelled if labelled else np.nan,
+                "top1_kept": kept / total,
+            }
+        )
+    table = pd.DataFrame(rows)
+    base_row = table[table.condition == "none"].iloc[0]
+    table["top1_change"] = table.top1 - base_row.top1
+    table[f"top{top_k}_change"] = table[f"top{top_k}"] - base_row[f"top{top_k}"]
+    return Ablation(table, dict(counter.runs) if counter else {})
+
+
+def _baseline(model: nn.Module, stages: Sequence[str], x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The plain pass's logits and the input of each stage module on the way."""
+    inputs: dict[str, torch.Tensor] = {}
+    owner = threading.get_ident()
+
+    def keep(name: str) -> Callable[[nn.Module, tuple], None]:
+        def hook(module: nn.Module, args: tuple) -> None:
+            if threading.get_ident() == owner:  # never another thread's images
+                inputs[name] = args[0]
+
+        return hook
+
+    handles = [getattr(model, n).register_forward_pre_hook(keep(n)) for n in stages]
+    try:
+        return model(x), inputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _run_from(
+    model: nn.Module,
+    staged: tuple[list[str], Callable[[torch.Tensor], torch.Tensor]] | None,
+    inputs: Mapping[str, torch.Tensor],
+    removed: Sequence[AttentionLayer],
+    x: torch.Tensor,
+) -> torch.Tensor:
+    """Logits with the knock-out active: from the input of the first stage it changes,
+    kept by the baseline pass, where the network allows it; else the whole pass."""
+    if staged is None:
+        return model(x)
+    names, head = staged
+    tops = {layer.path.split(".")[0] for layer in removed}
+    if not tops <= set(names):
+        return model(x)
+    start = min(names.index(t) for t in tops)
+    h = inputs[names[start]]
+    for n in names[start:]:
+        h = getattr(model, n)(h)
+    return head(h)
+
+
+def ablate_data(
+    model: nn.Module,
+    data: str | Path,
+    conditions: Mapping[str, Sequence[str]] | None = None,
+    *,
+    replace: Replacement | None = None,
+    batch_size: int = 32,
+    workers: int = 2,
+    per_class: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> AblationRun:
+    """:func:`ablate` over a labelled folder or zip (one folder per class, named as in
+    :func:`class_indices`), or over the images of a saved run (read back from its source,
+    labelled by the run's labels).
+
+    Unreadable images are reported by name and the others ablated; labels that are no
+    class of the model are listed, and their images count only in ``top1_kept``.
+    """
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from ..data.images import normalise
+    from ..models.registry import model_info
+    from .extraction import ImageFiles, _collate
+
+    info = model_info(model)
+    source, items = _items(data, per_class, seed)
+    targets, missing = class_indices([i.label for i in items], info.class_names)
+    failures: list[dict[str, str]] = []
+    loader = DataLoader(
+        ImageFiles(source, items, info.data_config),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        prefetch_factor=4 if workers else None,
+    )
+
+    def batches() -> Iterator[tuple[torch.Tensor, list[int]]]:
+        with tqdm(total=len(items), unit="img", disable=not progress, dynamic_ncols=True, file=sys.stderr) as bar:
+            for samples in loader:
+                for i, _, error in samples:
+                    if error is not None:
+                        failures.append({"path": items[i].path, "reason": error})
+                good = [(i, view) for i, view, error in samples if error is None]
+                bar.update(len(samples))
+                if good:
+                    views = torch.stack([view for _, view in good])
+                    yield normalise(info.data_config, views), [int(targets[i]) for i, _ in good]
+
+    result = ablate(model, batches(), conditions, replace=replace)
+    return AblationRun(result.table, result.stage_runs, str(data), failures, missing, info.provenance)
+
+
+@dataclass
+class AblationRun(Ablation):
+    """:class:`Ablation` of a dataset, with what it was made from.
+
+    Attributes:
+        source: the folder, zip or saved run.
+        failures: ``{"path", "reason"}`` of each image that could not be read.
+        unknown_labels: labels that name no class of the model.
+        provenance: the model and its weights.
+    """
+
+    source: str = ""
+    failures: list[dict[str, str]] = field(default_factory=list)
+    unknown_labels: list[str] = field(default_factory=list)
+    provenance: Provenance | None = None
+
+    def frame(self) -> pd.DataFrame:
+        """The table as exported: provenance columns, the source, then :attr:`table`."""
+        from ..export import with_provenance
+
+        out = self.table.copy()
+        out.insert(0, "source", self.source)
+        return with_provenance(out, self.provenance) if self.provenance is not None else out
+
+
+def _items(data: str | Path, per_class: int | None, seed: int) -> tuple[Path, list[Item]]:
+    """The image source and its items: a folder or zip as ``sevis extract`` finds it, or a
+    saved run's rows (paths inside its source, and labels)."""
+    from ..runs.schema import read_metadata
+    from .extraction import discover
+
+    data = Path(data)
+    if data.suffix.lower() != ".parquet":
+        return data, discover(data, per_class, seed)
+    import pyarrow.parquet as pq
+
+    metadata = read_metadata(data)
+    source = Path(metadata.source)
+    if not source.exists():
+        raise DataError(f"{data.name}: its images were read from {metadata.source[:200]}, which is not here")
+    table = pq.read_table(data, columns=["path", "label"])
+    labelled = metadata.labels == "folder"
+    items = [
+        Item(path, label if labelled else None)
+        for path, label in zip(table.column("path").to_pylist(), table.column("label").to_pylist(), strict=True)
+    ]
+    return source, items

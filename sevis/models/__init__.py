@@ -1,0 +1,51 @@
+"""Networks by name: the model registry, pretrained weights, reading checkpoints and the self-check."""
+
+# NOTE the README has long named sevis.models.UNTRAINED_SEED: it lives in provenance.
+from ..provenance import UNTRAINED_SEED
+from .registry import (
+    IMAGENET_CONFIG,
+    PRETRAINED,
+    UNTRAINED,
+    ModelInfo,
+    list_models,
+    load_model,
+    model_info,
+    register_model,
+    unregister_model,
+)
+from .selfcheck import CHECK_PHOTOS, SelfCheck, assets_dir, self_check
+from .weights import (
+    WeightsFile,
+    cached_weights,
+    fetch_weights,
+    file_sha256,
+    list_weights_files,
+    register_weights,
+    weights_dir,
+    weights_file,
+)
+
+__all__ = [
+    "CHECK_PHOTOS",
+    "IMAGENET_CONFIG",
+    "PRETRAINED",
+    "UNTRAINED",
+    "UNTRAINED_SEED",
+    "ModelInfo",
+    "SelfCheck",
+    "WeightsFile",
+    "assets_dir",
+    "cached_weights",
+    "fetch_weights",
+    "file_sha256",
+    "list_models",
+    "list_weights_files",
+    "load_model",
+    "model_info",
+    "register_model",
+    "register_weights",
+    "self_check",
+    "unregister_model",
+    "weights_dir",
+    "weights_file",
+]

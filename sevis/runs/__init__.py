@@ -1,0 +1,27 @@
+"""Saved runs: the Parquet schema, the writer, the reader with its cache, and row samples."""
+
+from ._cache import cache_dir
+from .reader import Run, read_run
+from .sample import SAMPLE_ROWS, null_bands, read_rows
+from .schema import METADATA_KEY, RunMetadata, batch_table, dims_of, read_metadata, run_schema, writer_options
+from .writer import MERGED_ROW_GROUP, PART_SIZE, RunWriter, Terminated
+
+__all__ = [
+    "MERGED_ROW_GROUP",
+    "METADATA_KEY",
+    "PART_SIZE",
+    "SAMPLE_ROWS",
+    "Run",
+    "RunMetadata",
+    "RunWriter",
+    "Terminated",
+    "batch_table",
+    "cache_dir",
+    "dims_of",
+    "null_bands",
+    "read_metadata",
+    "read_rows",
+    "read_run",
+    "run_schema",
+    "writer_options",
+]

@@ -1,0 +1,274 @@
+"""Reading a saved run: its statistics rebuilt with one thread per core, cached, chance bands in the background."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .._threads import one_torch_thread, workers
+from ..attention.kinds import get_kind
+from ..errors import UnknownLayerError
+from ..provenance import Provenance
+from ..stats.by_kind import StatsByKind
+from ..stats.classes import ClassStats
+from ..stats.measures import NullBand, specificity_nulls
+from ._cache import _cache_key, _load, _nulls_file, _store, cache_dir
+from .sample import SAMPLE_ROWS, _sample, read_rows
+from .schema import RunMetadata, _matrix, _open, read_metadata
+
+__all__ = ["Run", "read_run"]
+
+
+@dataclass
+class Run(StatsByKind):
+    """A saved run, read back: its metadata and the statistics of its images.
+
+    ``samples`` holds, per kind, the first summary field of a seeded uniform sample of at
+    most :data:`SAMPLE_ROWS` images (taken while reading), from which :meth:`null_bands`
+    permutes labels without reading the file again."""
+
+    path: Path
+    metadata: RunMetadata
+    stats: dict[str, ClassStats] = field(default_factory=dict)
+    samples: dict[str, tuple[dict[str, np.ndarray], list[str]]] = field(default_factory=dict, repr=False)
+    nulls: dict[str, dict[str, NullBand]] = field(default_factory=dict, repr=False)
+    cache_file: Path | None = field(default=None, repr=False)
+    _pending: dict[str, Future[dict[str, NullBand]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_pending"}  # no threads' futures
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _pending={})
+
+    @property
+    def provenance(self) -> Provenance:
+        return self.metadata.provenance
+
+    @property
+    def failures(self) -> list[dict[str, str]]:
+        return self.metadata.failures
+
+    def null_bands(self, kind: str = "se") -> dict[str, NullBand]:
+        """Each layer's class-specificity under 200 label permutations of the sampled images
+        (see :func:`sevis.stats.specificity_null`); computed once, and kept in the run's cache."""
+        return self.prefetch_null_bands(kind).result()
+
+    def prefetch_null_bands(self, kind: str = "se") -> Future[dict[str, NullBand]]:
+        """Start computing :meth:`null_bands` in a thread of its own, unless done or under
+        way: the dashboard draws the other figures meanwhile. Safe from several threads."""
+        with _PENDING:
+            if kind not in self._pending:
+                future: Future[dict[str, NullBand]] = Future()
+                self._pending[kind] = future
+                if kind in self.nulls:
+                    future.set_result(self.nulls[kind])
+                else:
+                    threading.Thread(
+                        target=self._compute_nulls, args=(kind, future), name="sevis-chance-band", daemon=True
+                    ).start()
+            return self._pending[kind]
+
+    def _compute_nulls(self, kind: str, future: Future[dict[str, NullBand]]) -> None:
+        try:
+            rows, labels = self.samples.get(kind) or read_rows(self.path, kind)
+            bands = specificity_nulls(rows, labels)
+        except BaseException as err:  # noqa: BLE001  raised where the bands are asked for
+            future.set_exception(err)
+            return
+        self.nulls[kind] = bands
+        if self.cache_file is not None:  # a small file of its own: the statistics stay as written
+            _store(bands, _nulls_file(self.cache_file, kind))
+        future.set_result(bands)
+
+
+_PENDING = threading.Lock()
+"""Held while a run's chance-band computation is looked up or started."""
+
+
+def _cached(target: Path, path: Path) -> Run | None:
+    """The run's statistics from the cache, with the chance bands computed so far."""
+    run = _load(target)
+    if not isinstance(run, Run):
+        return None
+    run.path, run.cache_file = path, target
+    for kind in run.stats:
+        bands = _load(_nulls_file(target, kind))
+        if isinstance(bands, dict):
+            run.nulls[kind] = bands
+    return run
+
+
+READ_AHEAD = 256 << 20
+"""Bytes of the next row group a reading thread asks the kernel for while it decodes one."""
+
+
+@dataclass
+class _Share:
+    """One reading thread's part of a run: a run of consecutive layers (depth order), their
+    statistics per kind, and their values at the sampled rows."""
+
+    layers: dict[str, str]  # layer -> kind
+    columns: dict[tuple[str, str], str]  # (layer, field) -> column
+    stats: dict[str, ClassStats] = field(default_factory=dict)
+    sampled: dict[str, dict[str, list[np.ndarray]]] = field(default_factory=dict)
+
+
+def _shares(schema: pa.Schema, metadata: RunMetadata, kept: dict[str, str], count: int) -> list[_Share]:
+    """``kept`` cut into at most ``count`` runs of consecutive layers of about equal bytes
+    (their columns' widths in ``schema``)."""
+    width = {f.name: getattr(f.type, "list_size", 1) for f in schema}
+    sizes = [
+        sum(width.get(get_kind(kind).column(layer, name), 1) for name in metadata.fields_of(layer))
+        for layer, kind in kept.items()
+    ]
+    total, running = sum(sizes), 0
+    cuts: list[int] = []
+    for i, size in enumerate(sizes[:-1]):
+        running += size
+        share = total * (len(cuts) + 1) / count
+        if len(cuts) < count - 1 and abs(running - share) <= abs(running + sizes[i + 1] - share):
+            cuts.append(i + 1)
+    bounds = [0, *cuts, len(sizes)]
+    layers = list(kept)
+    return [
+        _Share(
+            {layer: kept[layer] for layer in layers[a:b]},
+            {
+                (layer, name): get_kind(kept[layer]).column(layer, name)
+                for layer in layers[a:b]
+                for name in metadata.fields_of(layer)
+            },
+        )
+        for a, b in itertools.pairwise(bounds)
+        if b > a
+    ]
+
+
+def _read_share(path: Path, metadata: RunMetadata, share: _Share, labels: list[str], pick: np.ndarray) -> _Share:
+    """Decode ``share``'s columns a row group at a time and add them to its statistics.
+
+    NOTE each thread decodes and counts its own columns on one core (Arrow's and torch's
+    thread pools would compete with the other shares), and asks the kernel for its columns
+    of the next row group while it works on this one: a run not in the page cache is read
+    from disk during the work."""
+    with one_torch_thread():
+        for kind_name in dict.fromkeys(share.layers.values()):
+            share.stats[kind_name] = get_kind(kind_name).new_stats()
+            share.stats[kind_name].reserve(labels)  # every class, in the file's order, sized once
+        file = _open(path)
+        groups = file.metadata.num_row_groups
+        with path.open("rb") as raw:  # for the read-ahead; Arrow reads the path itself
+            start = 0
+            for group in range(groups):
+                if group + 1 < groups:
+                    _read_ahead(raw, file.metadata.row_group(group + 1), set(share.columns.values()))
+                for batch in file.iter_batches(
+                    1024, row_groups=[group], columns=list(share.columns.values()), use_threads=False
+                ):
+                    _add_batch(share, metadata, batch, labels[start : start + batch.num_rows])
+                    inside = pick[(pick >= start) & (pick < start + batch.num_rows)] - start
+                    for layer, kind_name in share.layers.items():
+                        name = get_kind(kind_name).fields[0]
+                        values = _matrix(batch.column(share.columns[layer, name]))[inside]
+                        share.sampled.setdefault(kind_name, {}).setdefault(layer, []).append(values)
+                    start += batch.num_rows
+    return share
+
+
+def _add_batch(share: _Share, metadata: RunMetadata, batch: pa.RecordBatch, labels: list[str]) -> None:
+    for kind_name, stats in share.stats.items():
+        kind = get_kind(kind_name)
+        summaries = {
+            layer: {name: _matrix(batch.column(share.columns[layer, name])) for name in metadata.fields_of(layer)}
+            for layer, of in share.layers.items()
+            if of == kind_name
+        }
+        histograms = {layer: kind.histogram_from_summaries(fields) for layer, fields in summaries.items()}
+        stats.add(summaries, labels, {k: v for k, v in histograms.items() if v is not None})
+
+
+def _read_ahead(raw: BinaryIO, group: pq.RowGroupMetaData, columns: set[str]) -> None:
+    """Ask the kernel to read the bytes of ``columns`` in a row group (at most
+    :data:`READ_AHEAD`) in the background; where it cannot be asked (not Linux, not a
+    plain file), nothing happens."""
+    chunks = [c for i in range(group.num_columns) if (c := group.column(i)).path_in_schema.split(".")[0] in columns]
+    starts = [c.dictionary_page_offset or c.data_page_offset for c in chunks]
+    if not starts:
+        return
+    begin = min(starts)
+    end = max(s + c.total_compressed_size for s, c in zip(starts, chunks, strict=True))
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        os.posix_fadvise(raw.fileno(), begin, min(end - begin, READ_AHEAD), os.POSIX_FADV_WILLNEED)
+
+
+def read_run(path: str | Path, layers: Sequence[str] | None = None, *, cache: bool = True, bands: bool = False) -> Run:
+    """Read a run and rebuild its per-class statistics, a record batch at a time.
+
+    Args:
+        layers: the layers to read (default all); others are skipped unread.
+        cache: keep the statistics in :func:`cache_dir`, keyed by the file's footer hash
+            (see :func:`_cache_key`), and use them the next time the same file is read.
+        bands: start computing the chance bands (:meth:`Run.prefetch_null_bands`) as soon
+            as the statistics are read, while they are stored and the caller draws.
+
+    Raises:
+        RunError: not a Parquet file written by ``sevis extract``.
+        UnknownLayerError: none of ``layers`` is in the run.
+    """
+    path = Path(path)
+    metadata = read_metadata(path)
+    kept = {k: v for k, v in metadata.layer_kinds.items() if layers is None or k in layers}
+    if layers is not None and not kept:
+        raise UnknownLayerError(
+            f"none of the layers {list(layers)} is in {path.name}; it has {list(metadata.layer_kinds)}"
+        )
+    target = cache_dir() / f"{_cache_key(path, layers)}.pkl" if cache else None
+    cached = _cached(target, path) if target is not None else None
+    run = cached if cached is not None else _compute(path, metadata, kept, target)
+    if bands:
+        for kind_name, stats in run.stats.items():
+            if stats.layers and len(stats.classes) > 1:
+                run.prefetch_null_bands(kind_name)
+    if target is not None and cached is None:  # the statistics only: bands get files of their own
+        _store(dataclasses.replace(run, samples={}, nulls={}, cache_file=None), target)
+    return run
+
+
+def _compute(path: Path, metadata: RunMetadata, kept: dict[str, str], target: Path | None) -> Run:
+    """The run's statistics from its rows (see :func:`read_run`); ``target`` is where
+    they will be cached."""
+    run = Run(path, metadata, cache_file=target)
+    file = _open(path)
+    labels = file.read(columns=["label"], use_threads=False).column("label").to_pylist()
+    pick = _sample(len(labels), SAMPLE_ROWS, 0)
+    shares = _shares(file.schema_arrow, metadata, kept, workers())
+    with ThreadPoolExecutor(max(1, len(shares)), thread_name_prefix="sevis-run-reader") as pool:
+        done = list(pool.map(lambda share: _read_share(path, metadata, share, labels, pick), shares))
+    for share in done:  # consecutive layers: each kind's layers stay in depth order
+        for kind_name, stats in share.stats.items():
+            if kind_name in run.stats:
+                run.stats[kind_name].add_layers(stats)
+            else:
+                run.stats[kind_name] = stats
+    sampled_labels = [labels[i] for i in pick]
+    run.samples = {}
+    for share in done:
+        for kind_name, per_layer in share.sampled.items():
+            rows = run.samples.setdefault(kind_name, ({}, sampled_labels))[0]
+            rows.update({layer: np.concatenate(parts) for layer, parts in per_layer.items()})
+    return run

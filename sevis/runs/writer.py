@@ -1,0 +1,224 @@
+"""Writing a saved run: part files as the run goes, failures, resume, the final merge.
+
+Both extraction engines (:mod:`sevis.jobs.extraction` and :mod:`sevis.jobs.ray_engine`) feed one
+:class:`RunWriter`. Each batch's rows are written as a part file of ``{out}.parts/``
+as soon as the batch is done (whole under a temporary name, then renamed), so a run
+stopped at any moment (Ctrl-C, SIGTERM, kill -9, a full disk) loses at most the batch
+in flight; resuming carries on from the parts, and the final file is the same as an
+uninterrupted run's. Settings are compared before anything is written: a run is never
+resumed with other settings, and a refused resume leaves the run as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import RunError
+from .schema import RunMetadata, read_metadata, run_schema, writer_options
+
+__all__ = ["MERGED_ROW_GROUP", "PART_SIZE", "RunWriter", "Terminated"]
+
+PART_SIZE = 1
+"""Rows pending before a part is written: 1 writes every batch as soon as it is done."""
+MERGED_ROW_GROUP = 1024
+"""Rows per row group of the merged file (parts are as small as a batch)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a run, handled as Ctrl-C is: what is done is merged and kept."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+log = logging.getLogger(__name__)
+
+
+class RunWriter:
+    """Writes one run's rows into ``out`` through part files.
+
+    Args:
+        out: the Parquet file to write.
+        metadata: the run's settings (its ``images`` and ``failures`` are filled in).
+        resume: carry on from ``{out}.parts`` or a finished ``out``.
+        overwrite: delete ``out`` and its parts first.
+        part_size: rows per part file.
+    """
+
+    def __init__(
+        self,
+        out: str | Path,
+        metadata: RunMetadata,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        part_size: int = PART_SIZE,
+    ) -> None:
+        if part_size < 1:
+            raise ValueError(f"part_size must be at least 1, got {part_size}")
+        self.out = Path(out)
+        self.parts = self.out.with_name(self.out.name + ".parts")
+        self.metadata = metadata
+        self.schema = run_schema(metadata)
+        self.part_size = part_size
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._previous_handler: object = None
+        self.done, self.failed = self._open(resume, overwrite)
+        self._next_part = len(self._part_files())
+
+    def _open(self, resume: bool, overwrite: bool) -> tuple[set[str], set[str]]:
+        if overwrite:
+            shutil.rmtree(self.parts, ignore_errors=True)
+            self.out.unlink(missing_ok=True)
+        elif not resume and (self.parts.exists() or self.out.exists()):
+            raise RunError(f"{self.out} already exists: pass --resume to finish it or --overwrite to start again")
+        settings = self.parts / "run.json"
+        if settings.exists():
+            try:
+                recorded = json.loads(settings.read_text())
+            except ValueError:
+                raise RunError(f"cannot resume {self.out}: {settings} is not readable; pass --overwrite") from None
+            self._check(recorded, "its parts were")
+        elif self.out.exists():  # resuming a finished run: its rows count as done
+            before = read_metadata(self.out)
+            self._check(before.settings(), "it was")
+            self.parts.mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.out, self.parts / "part-000000.parquet")
+            (self.parts / "failures.jsonl").write_text("".join(json.dumps(f) + "\n" for f in before.failures))
+        self.parts.mkdir(parents=True, exist_ok=True)
+        settings.write_text(self.metadata.to_json())
+        done: set[str] = set()
+        for part in self._part_files():
+            done.update(pq.read_table(part, columns=["path"]).column("path").to_pylist())
+        failed = {f["path"] for f in self._failures()}
+        if done or failed:
+            log.info("resuming: %d images done, %d failed", len(done), len(failed))
+        return done, failed
+
+    def _check(self, old: dict[str, Any], what: str) -> None:
+        new = self.metadata.settings()
+        changed = sorted(k for k in new if old.get(k) != new[k])
+        if changed:
+            raise RunError(
+                f"cannot resume {self.out}: {what} made with other settings ({', '.join(changed)}); "
+                "resume with the same settings, or pass --overwrite"
+            )
+
+    def _part_files(self) -> list[Path]:
+        return sorted(self.parts.glob("part-*.parquet"))
+
+    def _failures(self) -> list[dict[str, str]]:
+        log_file = self.parts / "failures.jsonl"
+        if not log_file.exists():
+            return []
+        return [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+
+    def add(self, table: pa.Table) -> None:
+        """Rows of the run's schema; written in a part once ``part_size`` are pending."""
+        if table.num_rows:
+            self._pending.append(table)
+            self._pending_rows += table.num_rows
+        if self._pending_rows >= self.part_size:
+            self.flush()
+
+    def fail(self, path: str, reason: str) -> None:
+        """Record an image that could not be read."""
+        log.warning("skipped %s: %s", path, reason)
+        with open(self.parts / "failures.jsonl", "a") as failures:
+            failures.write(json.dumps({"path": path, "reason": reason}) + "\n")
+
+    def flush(self) -> None:
+        """Write the pending rows as one part file."""
+        if not self._pending:
+            return
+        tmp = self.parts / f".part-{self._next_part:06d}.tmp"
+        try:
+            table = pa.concat_tables(self._pending)
+            pq.write_table(table, tmp, **writer_options(table.schema))
+        except OSError as err:  # a full disk, a quota, a vanished folder
+            tmp.unlink(missing_ok=True)
+            raise RunError(
+                f"could not write to {self.parts} ({err.strerror or err}): the images done so far are kept "
+                "there; free some space and run again with --resume"
+            ) from err
+        tmp.rename(self.parts / f"part-{self._next_part:06d}.parquet")  # whole or absent, whatever kills us
+        self._next_part += 1
+        self._pending, self._pending_rows = [], 0
+        # NOTE Arrow's allocator keeps freed buffers for reuse; hand them back, or the
+        # process's footprint grows with the largest part ever written.
+        pa.default_memory_pool().release_unused()
+
+    def __enter__(self) -> RunWriter:
+        # SIGTERM (a scheduler, `docker stop`, `kill`) is handled as Ctrl-C; signals can
+        # only be caught in the main thread.
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGTERM, _terminate)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Merge at the end of a ``with`` block; after Ctrl-C merge what is done and keep
+        the parts for ``--resume``; after any other error leave the parts as they are."""
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGTERM, self._previous_handler)  # type: ignore[arg-type]
+            self._previous_handler = None
+        if exc_type is None:
+            rows = self.close()
+            failed = len(self.metadata.failures)
+            log.info("wrote %d images to %s%s", rows, self.out, f" ({failed} unreadable, skipped)" if failed else "")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            rows = self.close(keep_parts=True)
+            how = "terminated" if issubclass(exc_type, Terminated) else "interrupted"
+            log.warning(
+                "%s: %s holds the %d images done so far; run again with --resume to finish", how, self.out, rows
+            )
+
+    def close(self, *, keep_parts: bool = False) -> int:
+        """Write what is pending and merge the parts into ``out``; returns its rows.
+
+        Args:
+            keep_parts: keep ``{out}.parts`` (after an interruption, for ``--resume``).
+        """
+        self.flush()
+        self.metadata.failures = self._failures()
+        self.metadata.images = sum(pq.ParquetFile(p).metadata.num_rows for p in self._part_files())
+        schema = run_schema(self.metadata)
+        tmp = self.out.with_name(self.out.name + ".tmp")
+        # One part in memory at a time, in part order, regrouped into row groups of
+        # MERGED_ROW_GROUP rows (parts are as small as a batch).
+        try:
+            with pq.ParquetWriter(tmp, schema, **writer_options(schema)) as writer:
+                group: list[pa.RecordBatch] = []
+                rows = 0
+                for part in self._part_files():
+                    for batch in pq.ParquetFile(part).iter_batches(batch_size=MERGED_ROW_GROUP):
+                        group.append(batch.replace_schema_metadata(schema.metadata))
+                        rows += batch.num_rows
+                        if rows >= MERGED_ROW_GROUP:
+                            writer.write_table(pa.Table.from_batches(group, schema))
+                            group, rows = [], 0
+                if group:
+                    writer.write_table(pa.Table.from_batches(group, schema))
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise RunError(
+                f"could not write {self.out} ({err.strerror or err}): its {self.metadata.images} images are kept in "
+                f"{self.parts}; free some space and run again with --resume"
+            ) from err
+        tmp.replace(self.out)
+        if not keep_parts:
+            shutil.rmtree(self.parts)
+        return self.metadata.images
