@@ -316,7 +316,7 @@ def kind_figures(
         key=key(f"classes_{kind.name}_layer"),
     )
     classes = class_choice(right, stats, kind.name)
-    for i, fig in enumerate(kind.figures(stats, layer, classes)):
+    for i, fig in enumerate(figures.kind_figures(kind, stats, layer, classes)):
         show_figure(fig, f"{name}_{layer}_{kind.name}_{i}", source, lambda: only(stats.to_frame(), layer))
     depth_figures(stats, kind.prefix, source, name, nulls)
 

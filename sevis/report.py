@@ -41,7 +41,7 @@ def build_report(run: Run, classes: Sequence[str] | None = None, layers: Sequenc
         kind = get_kind(kind_name)
         shown = [name for name in layers if name in stats.layers] if layers else kind.shown_layers(stats.layers)
         for layer in shown:
-            figs += kind.figures(stats, layer, classes)
+            figs += figures.kind_figures(kind, stats, layer, classes)
         if len(stats.classes) > 1:
             nulls = {m.model: run.null_bands(kind_name)}
             figs.append(figures.specificity_curve({m.model: stats}, kind.prefix, nulls))

@@ -16,6 +16,7 @@ from tiny import CONFIG, randomize_
 from torch import nn
 
 import sevis
+from sevis import figures
 from sevis.jobs.extraction import extract
 from sevis.report import build_report
 from sevis.runs.reader import read_run
@@ -126,7 +127,7 @@ def test_a_toy_kind_flows_through_capture_stats_run_report_and_figure(toy_model,
     assert_allclose(run.stats["toy"].mean("TOY_2", "cup", "peak"), stats.mean("TOY_2", "cup", "peak"), rtol=1e-5)
 
     # Figures: the kind's defaults, one per field, one line per class plus all images.
-    figs = ToyKind().figures(run.stats["toy"], "TOY_2", ["cat", "cup"])
+    figs = figures.kind_figures(ToyKind(), run.stats["toy"], "TOY_2", ["cat", "cup"])
     assert [f.layout.title.text for f in figs] == ["TOY_2: mean mean per class", "TOY_2: mean peak per class"]
     assert [t.name for t in figs[1].data] == ["cat", "cup", "all images"]
     assert_allclose(figs[1].data[1].y, stats.mean("TOY_2", "cup", "peak"), rtol=1e-5)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
+from .registry import find_attention
+
 __all__ = ["CellGrid", "cell_grid", "layer_grid", "upsample"]
 
 _WALKED = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
@@ -53,8 +55,6 @@ def cell_grid(model: nn.Module, module: nn.Module, *, inclusive: bool = False) -
     Raises:
         ValueError: ``module`` is not part of ``model``.
     """
-    from .registry import find_attention
-
     target = next((path for path, m in model.named_modules() if m is module), None)
     if target is None:
         raise ValueError(f"{type(module).__name__} is not a module of {type(model).__name__}")
@@ -82,8 +82,6 @@ def cell_grid(model: nn.Module, module: nn.Module, *, inclusive: bool = False) -
 
 def layer_grid(model: nn.Module, layer: str) -> CellGrid:
     """The grid of the feature map an attention layer (by name, e.g. ``SGE_4_6``) works on."""
-    from .registry import find_attention
-
     for found in find_attention(model):
         if found.name == layer:
             return cell_grid(model, found.module)

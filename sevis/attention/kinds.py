@@ -12,8 +12,10 @@ that capture, statistics, saved runs, the dashboard and the figures have no
 * optionally :meth:`AttentionKind.module_values`: values taken from the whole attention
   module's input and output (SGE: each group's feature norm before and after it), and
   their summaries (:meth:`AttentionKind.summarise_module`);
-* :meth:`AttentionKind.new_stats`: the accumulator of per-class statistics;
-* :meth:`AttentionKind.figures`: the figures of one layer for chosen classes.
+* :meth:`AttentionKind.new_stats`: the accumulator of per-class statistics.
+
+How a kind is drawn is not its business: :func:`sevis.figures.register_kind_figures`
+registers a drawing for a kind, and :func:`sevis.figures.kind_figures` draws a layer.
 
 Add a kind with :func:`register_kind`, then attention classes of that kind with
 :func:`sevis.register_attention`.
@@ -22,7 +24,6 @@ Add a kind with :func:`register_kind`, then attention classes of that kind with
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,9 +33,6 @@ from ..stats.classes import ClassStats
 from ..stats.se import ExcitationStats
 from ..stats.sge import MaskStats, mask_summary
 from .layers import paper_layers, stage_ends
-
-if TYPE_CHECKING:
-    import plotly.graph_objects as go
 
 __all__ = [
     "AttentionKind",
@@ -110,12 +108,6 @@ class AttentionKind:
         """An empty accumulator of this kind's per-class statistics."""
         return ClassStats(self.fields, self.index_name)
 
-    def figures(self, stats: ClassStats, layer: str, classes: Sequence[str]) -> list[go.Figure]:
-        """The default figures of one layer for ``classes``: each field's class means."""
-        from .. import figures
-
-        return [figures.field_profiles(stats, layer, classes, name) for name in self.fields]
-
     def __repr__(self) -> str:
         return f"<attention kind {self.name!r}>"
 
@@ -147,16 +139,6 @@ class SEKind(AttentionKind):
 
     def new_stats(self) -> ExcitationStats:
         return ExcitationStats()
-
-    def figures(self, stats: ClassStats, layer: str, classes: Sequence[str]) -> list[go.Figure]:
-        from .. import figures
-
-        assert isinstance(stats, ExcitationStats)
-        channels = figures.sample_channels(len(stats.mean(layer)), 50)
-        return [
-            figures.class_profiles(stats, layer, classes, channels=channels, band=True),
-            figures.class_histograms(stats, layer, classes),
-        ]
 
 
 class SGEKind(AttentionKind):
@@ -197,15 +179,6 @@ class SGEKind(AttentionKind):
 
     def new_stats(self) -> MaskStats:
         return MaskStats()
-
-    def figures(self, stats: ClassStats, layer: str, classes: Sequence[str]) -> list[go.Figure]:
-        from .. import figures
-
-        assert isinstance(stats, MaskStats)
-        shown = [figures.mask_class_stats(stats, layer, classes)]
-        if stats.has_field(layer, "norm_var_after"):
-            shown.append(figures.group_activation_spread(stats, layer, classes))
-        return shown
 
 
 def group_norms(features: torch.Tensor, groups: int) -> torch.Tensor:

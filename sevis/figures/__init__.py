@@ -18,11 +18,13 @@ from .classes import (
     specificity_curve,
 )
 from .images import excitation_overview, excitation_profiles, heat_overlay, mask_grid, top_classes
+from .registry import KindFigures, kind_figures, register_kind_figures, unregister_kind_figures
 from .sge import group_activation_spread, group_feature_maps, mask_class_stats
 
 __all__ = [
     "REFERENCES",
     "UNTRAINED_NOTE",
+    "KindFigures",
     "ablation_chart",
     "channel_by_class",
     "class_band_panels",
@@ -36,14 +38,17 @@ __all__ = [
     "group_activation_spread",
     "group_feature_maps",
     "heat_overlay",
+    "kind_figures",
     "mark_untrained",
     "mask_class_stats",
     "mask_grid",
+    "register_kind_figures",
     "sample_channels",
     "selectivity_distribution",
     "short_label",
     "sort_by_difference",
     "specificity_curve",
     "top_classes",
+    "unregister_kind_figures",
     "upsample",
 ]

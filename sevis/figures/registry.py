@@ -1,0 +1,88 @@
+"""Which figures each kind of attention draws: a registry from a kind's name to a drawing.
+
+Kinds (:mod:`sevis.attention.kinds`) say what an attention value *is*; how it is drawn
+lives here, so the lowest layer never imports the figures. SE and SGE register their
+drawings below; any other kind draws each of its summary fields' class means until it
+registers one of its own with :func:`register_kind_figures`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import plotly.graph_objects as go
+
+from ..attention.kinds import AttentionKind, get_kind
+from ..stats.classes import ClassStats
+from ..stats.se import ExcitationStats
+from ..stats.sge import MaskStats
+from .classes import class_histograms, class_profiles, field_profiles, sample_channels
+from .sge import group_activation_spread, mask_class_stats
+
+__all__ = ["KindFigures", "kind_figures", "register_kind_figures", "unregister_kind_figures"]
+
+KindFigures = Callable[[ClassStats, str, Sequence[str]], list[go.Figure]]
+"""A drawing: (a kind's statistics, a layer, classes) -> that layer's default figures."""
+
+_DRAWINGS: dict[str, KindFigures] = {}
+
+
+def register_kind_figures(kind: str, draw: KindFigures) -> None:
+    """Draw layers of the registered kind called ``kind`` with ``draw``.
+
+    Raises:
+        ValueError: no kind of that name is registered.
+        TypeError: ``draw`` is not callable.
+    """
+    get_kind(kind)  # raises ValueError naming the registered kinds
+    if not callable(draw):
+        raise TypeError(f"draw must be callable, got {type(draw).__name__}")
+    _DRAWINGS[kind] = draw
+
+
+def unregister_kind_figures(kind: str) -> None:
+    """Go back to the default drawing for ``kind`` (tests, plugins being reloaded)."""
+    _DRAWINGS.pop(kind, None)
+
+
+def kind_figures(kind: str | AttentionKind, stats: ClassStats, layer: str, classes: Sequence[str]) -> list[go.Figure]:
+    """The default figures of one layer for ``classes``, as the layer's kind draws them.
+
+    Args:
+        kind: a registered kind or its name.
+        stats: that kind's per-class statistics (from an analysis or a saved run).
+        layer: a layer of ``stats``.
+        classes: the classes to draw, each a class of ``stats``.
+    """
+    spec = get_kind(kind) if isinstance(kind, str) else kind
+    draw = _DRAWINGS.get(spec.name)
+    if draw is None:
+        return [field_profiles(stats, layer, classes, name) for name in spec.fields]
+    return draw(stats, layer, classes)
+
+
+def _se_figures(stats: ClassStats, layer: str, classes: Sequence[str]) -> list[go.Figure]:
+    """The SENet paper's Figure 6 (50 uniformly sampled channels, with the ±std band)
+    and the per-class histograms of the layer's excitations."""
+    if not isinstance(stats, ExcitationStats):
+        raise TypeError(f"SE layers are drawn from ExcitationStats, got {type(stats).__name__}")
+    channels = sample_channels(len(stats.mean(layer)), 50)
+    return [
+        class_profiles(stats, layer, classes, channels=channels, band=True),
+        class_histograms(stats, layer, classes),
+    ]
+
+
+def _sge_figures(stats: ClassStats, layer: str, classes: Sequence[str]) -> list[go.Figure]:
+    """Each group's mask statistics per class, and the spread of the group activations
+    before and after SGE where the statistics hold them."""
+    if not isinstance(stats, MaskStats):
+        raise TypeError(f"SGE layers are drawn from MaskStats, got {type(stats).__name__}")
+    shown = [mask_class_stats(stats, layer, classes)]
+    if stats.has_field(layer, "norm_var_after"):
+        shown.append(group_activation_spread(stats, layer, classes))
+    return shown
+
+
+register_kind_figures("se", _se_figures)
+register_kind_figures("sge", _sge_figures)
