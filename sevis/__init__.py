@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         Failure,
         LabelledFile,
         decode_image,
+        load_view,
         model_view,
         normalise,
         preprocess,
@@ -79,7 +80,6 @@ if TYPE_CHECKING:
         knockout,
         knockout_effect,
         knockout_effects,
-        load_view,
     )
     from .jobs import (
         Ablation,
@@ -144,6 +144,7 @@ _EXPORTS = {
     ],
     "data": [
         "Failure",
+        "load_view",
         "LabelledFile",
         "decode_image",
         "model_view",
@@ -177,7 +178,6 @@ _EXPORTS = {
         "knockout",
         "knockout_effect",
         "knockout_effects",
-        "load_view",
     ],
     "jobs": [
         "Ablation",

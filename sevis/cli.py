@@ -229,7 +229,7 @@ def _ablate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     for failure in result.failures:
-        print(f"skipped {failure['path'][:200]}: {failure['reason'][:200]}", file=sys.stderr)
+        print(f"skipped {failure.name[:200]}: {failure.reason[:200]}", file=sys.stderr)
     if result.unknown_labels:
         shown = ", ".join(repr(x[:60]) for x in result.unknown_labels[:10])
         more = f" and {len(result.unknown_labels) - 10} more" if len(result.unknown_labels) > 10 else ""

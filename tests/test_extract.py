@@ -19,7 +19,8 @@ from numpy.testing import assert_allclose
 
 import sevis
 from sevis.cli import main
-from sevis.jobs.extraction import discover, extract
+from sevis.data.files import discover
+from sevis.jobs.extraction import extract
 from sevis.runs.reader import read_run
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -260,7 +260,7 @@ def test_ablation_equals_a_hand_count(tiny_se, views, labelled_folder):
     assert table.images.eq(5).all()  # "not a class" counts in no accuracy
     assert len(set(expected.top1)) > 1 and len(set(expected.top5)) > 1  # conditions differ
     assert result.unknown_labels == ["not a class"]
-    assert [f["path"].split("/")[-1] for f in result.failures] == ["broken.jpg"]
+    assert [f.name.split("/")[-1] for f in result.failures] == ["broken.jpg"]
     # the shared prefix: stage k's knock-out reruns stages k..5 only
     n = 6
     assert result.stage_runs == {"layer1": n * 3, "layer2": n * 4, "layer3": n * 5, "layer4": n * 6}

@@ -18,8 +18,9 @@ from torch import nn
 
 from ..attention.kinds import get_kind
 from ..data.failure import Failure
+from ..data.images import load_view
 from ..errors import ImageError
-from ..hooks.forward import TOP_K, BatchResult, forward_batch, load_view
+from ..hooks.forward import TOP_K, BatchResult, forward_batch
 from ..models.registry import model_info
 from ..provenance import Provenance
 from ..stats.by_kind import StatsByKind

@@ -3,16 +3,24 @@
 from ._zipcheck import ZipLimitError, count_entries
 from .archive import LabelledFile, read_zip
 from .failure import Failure
-from .images import ACCEPTED_FORMATS, MAX_PIXELS, decode_image, model_view, normalise, preprocess
+from .files import IMAGE_SUFFIXES, DecodedBatch, ImageFiles, Item, discover, iter_batches
+from .images import ACCEPTED_FORMATS, MAX_PIXELS, decode_image, load_view, model_view, normalise, preprocess
 
 __all__ = [
     "ACCEPTED_FORMATS",
+    "IMAGE_SUFFIXES",
     "MAX_PIXELS",
+    "DecodedBatch",
     "Failure",
+    "ImageFiles",
+    "Item",
     "LabelledFile",
     "ZipLimitError",
     "count_entries",
     "decode_image",
+    "discover",
+    "iter_batches",
+    "load_view",
     "model_view",
     "normalise",
     "preprocess",

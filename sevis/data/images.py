@@ -26,7 +26,7 @@ from torchvision.transforms import functional as TF
 
 from ..errors import ImageError
 
-__all__ = ["ACCEPTED_FORMATS", "MAX_PIXELS", "decode_image", "model_view", "normalise", "preprocess"]
+__all__ = ["ACCEPTED_FORMATS", "MAX_PIXELS", "decode_image", "load_view", "model_view", "normalise", "preprocess"]
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 MAX_PIXELS = 64_000_000
@@ -159,3 +159,12 @@ def preprocess(model: nn.Module | Mapping[str, Any], images: Image.Image | Seque
     if not images:
         raise ValueError("images must hold at least one image")
     return normalise(config, [model_view(config, image) for image in images])
+
+
+def load_view(data: bytes, data_config: Mapping[str, Any]) -> Image.Image:
+    """Decode an image file's bytes and make the crop the model sees.
+
+    Raises:
+        ImageError: the bytes are not an image sevis accepts (the message says why).
+    """
+    return model_view(data_config, decode_image(data))

@@ -1,7 +1,7 @@
 """Hooks on a model's attention layers: capturing values, the forward step, knock-outs and Grad-CAM."""
 
 from .capturing import Capture, HookSet, capture
-from .forward import TOP_K, BatchResult, forward_batch, load_view
+from .forward import TOP_K, BatchResult, forward_batch
 from .gradcam import grad_cam
 from .knockouts import (
     Channels,
@@ -34,5 +34,4 @@ __all__ = [
     "knockout",
     "knockout_effect",
     "knockout_effects",
-    "load_view",
 ]

@@ -1,15 +1,14 @@
 """One path for a batch of images: decode, preprocess, hooked forward, top-k, summaries.
 
 :func:`sevis.analyse` (the dashboard and notebooks), ``sevis extract`` and its Ray
-engine all run their images through :func:`load_view` and :func:`forward_batch`, so a
+engine all run their images through :func:`sevis.data.images.load_view` and :func:`forward_batch`, so a
 value means the same thing wherever it is shown or saved.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,24 +16,15 @@ from PIL import Image
 from torch import nn
 
 from ..attention.kinds import get_kind
-from ..data.images import decode_image, model_view, normalise
+from ..data.images import normalise
 from ..models.registry import model_info
 from ..stats.classes import ClassStats
 from .capturing import capture
 
-__all__ = ["TOP_K", "BatchResult", "forward_batch", "load_view"]
+__all__ = ["TOP_K", "BatchResult", "forward_batch"]
 
 TOP_K = 5
 """Predictions kept per image."""
-
-
-def load_view(data: bytes, data_config: Mapping[str, Any]) -> Image.Image:
-    """Decode an image file's bytes and make the crop the model sees.
-
-    Raises:
-        ImageError: the bytes are not an image sevis accepts (the message says why).
-    """
-    return model_view(data_config, decode_image(data))
 
 
 @dataclass
@@ -91,7 +81,7 @@ def forward_batch(
     """Run model views through a model loaded by :func:`sevis.load_model`, capturing.
 
     Args:
-        views: crops made by :func:`load_view` / :func:`sevis.model_view`, as images or
+        views: crops made by :func:`sevis.load_view` / :func:`sevis.model_view`, as images or
             as a uint8 tensor (N, 3, H, W).
         layers: the attention layers to record (default all).
         top_k: predictions kept per image.

@@ -3,7 +3,6 @@ each stage's attention removed, over batches, a folder, a zip or a saved run."""
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,10 +14,15 @@ import torch
 from torch import nn
 
 from ..attention.registry import AttentionLayer, find_attention
+from ..data.failure import Failure
+from ..data.files import Item, discover, iter_batches
+from ..data.images import normalise
 from ..errors import DataError, UnknownLayerError
+from ..export import with_provenance
 from ..hooks.knockouts import Knockout, MeanOf, Remove, Replacement
+from ..models.registry import model_info
 from ..provenance import Provenance
-from .extraction import Item
+from ..runs.schema import read_metadata
 
 __all__ = ["Ablation", "AblationRun", "ablate", "ablate_data", "ablation_conditions", "class_indices"]
 
@@ -263,36 +267,20 @@ def ablate_data(
     Unreadable images are reported by name and the others ablated; labels that are no
     class of the model are listed, and their images count only in ``top1_kept``.
     """
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
-    from ..data.images import normalise
-    from ..models.registry import model_info
-    from .extraction import ImageFiles, _collate
-
     info = model_info(model)
     source, items = _items(data, per_class, seed)
     targets, missing = class_indices([i.label for i in items], info.class_names)
-    failures: list[dict[str, str]] = []
-    loader = DataLoader(
-        ImageFiles(source, items, info.data_config),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        prefetch_factor=4 if workers else None,
-    )
+    target_of = {item.path: int(target) for item, target in zip(items, targets, strict=True)}
+    failures: list[Failure] = []
 
     def batches() -> Iterator[tuple[torch.Tensor, list[int]]]:
-        with tqdm(total=len(items), unit="img", disable=not progress, dynamic_ncols=True, file=sys.stderr) as bar:
-            for samples in loader:
-                for i, _, error in samples:
-                    if error is not None:
-                        failures.append({"path": items[i].path, "reason": error})
-                good = [(i, view) for i, view, error in samples if error is None]
-                bar.update(len(samples))
-                if good:
-                    views = torch.stack([view for _, view in good])
-                    yield normalise(info.data_config, views), [int(targets[i]) for i, _ in good]
+        decoded = iter_batches(
+            source, items, info.data_config, batch_size=batch_size, workers=workers, progress=progress
+        )
+        for batch in decoded:
+            failures.extend(batch.failures)
+            if batch.views is not None:
+                yield normalise(info.data_config, batch.views), [target_of[i.path] for i in batch.items]
 
     result = ablate(model, batches(), conditions, replace=replace)
     return AblationRun(result.table, result.stage_runs, str(data), failures, missing, info.provenance)
@@ -304,20 +292,18 @@ class AblationRun(Ablation):
 
     Attributes:
         source: the folder, zip or saved run.
-        failures: ``{"path", "reason"}`` of each image that could not be read.
+        failures: each image that could not be read (``name`` is its path in the source).
         unknown_labels: labels that name no class of the model.
         provenance: the model and its weights.
     """
 
     source: str = ""
-    failures: list[dict[str, str]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
     unknown_labels: list[str] = field(default_factory=list)
     provenance: Provenance | None = None
 
     def frame(self) -> pd.DataFrame:
         """The table as exported: provenance columns, the source, then :attr:`table`."""
-        from ..export import with_provenance
-
         out = self.table.copy()
         out.insert(0, "source", self.source)
         return with_provenance(out, self.provenance) if self.provenance is not None else out
@@ -326,9 +312,6 @@ class AblationRun(Ablation):
 def _items(data: str | Path, per_class: int | None, seed: int) -> tuple[Path, list[Item]]:
     """The image source and its items: a folder or zip as ``sevis extract`` finds it, or a
     saved run's rows (paths inside its source, and labels)."""
-    from ..runs.schema import read_metadata
-    from .extraction import discover
-
     data = Path(data)
     if data.suffix.lower() != ".parquet":
         return data, discover(data, per_class, seed)

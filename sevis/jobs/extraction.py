@@ -9,117 +9,20 @@ through :func:`sevis.hooks.forward.forward_batch` and into a :class:`~sevis.runs
 
 from __future__ import annotations
 
-import random
-import sys
-import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from .._version import __version__
-from ..errors import DataError, ImageError
-from ..hooks.forward import forward_batch, load_view
+from ..data.files import Item, discover, iter_batches
+from ..hooks.forward import forward_batch
 from ..models.registry import model_info
 from ..runs.schema import RunMetadata, batch_table, dims_of
 from ..runs.writer import PART_SIZE, RunWriter
 
-__all__ = ["IMAGE_SUFFIXES", "ImageFiles", "Item", "discover", "extract", "prepare_run"]
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-
-@dataclass(frozen=True)
-class Item:
-    """One image of a dataset: its path inside DATA and its folder label, if any."""
-
-    path: str
-    label: str | None
-
-
-def _is_image_name(path: PurePosixPath) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and "__MACOSX" not in path.parts
-
-
-def discover(data: str | Path, per_class: int | None = None, seed: int = 0) -> list[Item]:
-    """The images of ``data`` in path order, labelled by their folder.
-
-    Files in sub-folders get their folder's name as label; files at the top of a flat
-    folder get none. With ``per_class``, at most that many images per label, sampled
-    with ``seed`` (the same sample every time).
-
-    Raises:
-        DataError: ``data`` is neither a folder nor a zip, or holds no image files.
-    """
-    data = Path(data)
-    if zipfile.is_zipfile(data):
-        with zipfile.ZipFile(data) as archive:
-            names = [PurePosixPath(i.filename) for i in archive.infolist() if not i.is_dir()]
-    elif data.is_dir():
-        names = [PurePosixPath(p.relative_to(data).as_posix()) for p in data.rglob("*") if p.is_file()]
-    else:
-        raise DataError(f"{data}: not a folder or a zip archive")
-    names = sorted(n for n in names if _is_image_name(n))
-    if not names:
-        raise DataError(f"{data}: no image files (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
-    # NOTE one wrapping folder (data/cats/1.jpg) is common in zips: labels are always the
-    # file's own folder, and files with no folder of their own are unlabelled.
-    items = [Item(str(n), n.parent.name if len(n.parts) > 1 else None) for n in names]
-    if per_class is not None:
-        if per_class < 1:
-            raise ValueError(f"per_class must be at least 1, got {per_class}")
-        by_label: dict[str | None, list[Item]] = {}
-        for item in items:
-            by_label.setdefault(item.label, []).append(item)
-        rng = random.Random(seed)
-        sampled = [
-            i
-            for group in by_label.values()
-            for i in (rng.sample(group, per_class) if len(group) > per_class else group)
-        ]
-        items = sorted(sampled, key=lambda i: i.path)
-    return items
-
-
-class ImageFiles(Dataset[tuple[int, torch.Tensor | None, str | None]]):
-    """Reads, decodes and crops one image of a folder or zip; errors come back as text.
-
-    Items are ``(index, view, error)``: the view a uint8 tensor (3, H, W), or None and
-    the reason in words.
-    """
-
-    def __init__(self, data: Path, items: Sequence[Item], data_config: dict[str, Any]) -> None:
-        self.data, self.items, self.data_config = data, list(items), data_config
-        self._zip: zipfile.ZipFile | None = None  # opened lazily, once per worker
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def _read(self, path: str) -> bytes:
-        if self.data.is_dir():
-            return (self.data / path).read_bytes()
-        if self._zip is None:
-            self._zip = zipfile.ZipFile(self.data)
-        return self._zip.read(path)
-
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
-        path = self.items[index].path
-        try:
-            view = load_view(self._read(path), self.data_config)
-        except ImageError as err:
-            return index, None, str(err)
-        except (OSError, zipfile.BadZipFile, KeyError) as err:
-            return index, None, f"cannot be read ({err})"
-        return index, torch.from_numpy(np.asarray(view).copy()).permute(2, 0, 1), None
-
-
-def _collate(samples: list[Any]) -> list[Any]:
-    return samples
+__all__ = ["extract", "prepare_run"]
 
 
 def prepare_run(
@@ -223,27 +126,14 @@ def _run(
     workers: int,
     progress: bool,
 ) -> None:
-    from tqdm.auto import tqdm
-
-    if not todo:
-        return
     info = model_info(model)
     layers = list(writer.metadata.layer_kinds)
-    loader = DataLoader(
-        ImageFiles(data, todo, info.data_config),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        persistent_workers=False,
-        prefetch_factor=4 if workers else None,
-    )
-    with tqdm(total=len(todo), unit="img", disable=not progress, dynamic_ncols=True, file=sys.stderr) as bar:
-        for samples in loader:
-            for i, _, error in samples:
-                if error is not None:
-                    writer.fail(todo[i].path, error)
-            good = [(todo[i], view) for i, view, error in samples if error is None]
-            if good:
-                batch = forward_batch(model, torch.stack([view for _, view in good]), layers=layers)
-                writer.add(batch_table(writer.schema, [i.path for i, _ in good], [i.label for i, _ in good], batch))
-            bar.update(len(samples))
+    for decoded in iter_batches(
+        data, todo, info.data_config, batch_size=batch_size, workers=workers, progress=progress
+    ):
+        for failure in decoded.failures:
+            writer.fail(failure.name, failure.reason)
+        if decoded.views is not None:
+            batch = forward_batch(model, decoded.views, layers=layers)
+            paths, labels = [i.path for i in decoded.items], [i.label for i in decoded.items]
+            writer.add(batch_table(writer.schema, paths, labels, batch))

@@ -18,28 +18,31 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from ..data.files import Item, iter_batches
 from ..errors import SevisError
 from ..hooks.forward import forward_batch
 from ..models.registry import load_model, model_info
 from ..runs.schema import batch_table
 from ..runs.writer import PART_SIZE
-from .extraction import ImageFiles, Item, prepare_run
+from .extraction import prepare_run
 
 __all__ = ["extract_ray"]
 
 
 def _decode(batch: dict[str, np.ndarray], data: str, items: list[Item], data_config: dict) -> dict[str, np.ndarray]:
-    """Ray task: indices in, views (N, 3, H, W) uint8 and error texts out."""
-    images = ImageFiles(Path(data), items, data_config)
+    """Ray task: indices in, views (N, 3, H, W) uint8 and error texts out (the same
+    decoding as the local engine's, :func:`sevis.data.files.iter_batches`, in this task)."""
+    chosen = [items[int(index)] for index in batch["index"]]
     h, w = data_config["input_size"][-2:]
-    views = np.zeros((len(batch["index"]), 3, h, w), np.uint8)
-    errors = []
-    for k, index in enumerate(batch["index"]):
-        _, view, error = images[int(index)]
-        if view is not None:
-            views[k] = view.numpy()
-        errors.append(error or "")
-    return {"index": batch["index"], "view": views, "error": np.array(errors, dtype=object)}
+    views = np.zeros((len(chosen), 3, h, w), np.uint8)
+    errors = np.full(len(chosen), "", dtype=object)
+    row = {item.path: k for k, item in enumerate(chosen)}
+    for decoded in iter_batches(data, chosen, data_config, batch_size=max(len(chosen), 1), workers=0):
+        if decoded.views is not None:
+            views[[row[i.path] for i in decoded.items]] = decoded.views.numpy()
+        for failure in decoded.failures:
+            errors[row[failure.name]] = failure.reason
+    return {"index": batch["index"], "view": views, "error": errors}
 
 
 class _Extractor:
