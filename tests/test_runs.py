@@ -135,7 +135,7 @@ def test_reading_in_column_shares_equals_one_pass(tiny_se, image_folder, tmp_pat
     expected = sevis.ExcitationStats()
     for start in range(0, n, 1024):
         expected.update({layer: v[start : start + 1024] for layer, v in values.items()}, labels[start : start + 1024])
-    pick = sample._sample(n, sample.SAMPLE_ROWS, 0)
+    pick = sample.sample_rows(n, sample.SAMPLE_ROWS, 0)
     for threads in (1, 2, 3):
         monkeypatch.setattr(reader, "workers", lambda threads=threads: threads)
         run = read_run(out, cache=False)

@@ -15,26 +15,22 @@ the excitation per channel, SGE each group's mask mean).
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
-from ..attention.kinds import get_kind
 from ..errors import DataError, ImageError, RunError, UnknownLayerError
 from ..limits import Limits
 from ..runs.reader import Run, read_run
-from ..runs.sample import _sample
-from ..runs.schema import _matrix, _open
+from ..runs.sample import sample_rows
 from ..stats.classes import ClassStats
 from .images import Analysis
 
 __all__ = ["ChannelView", "ExcitationMap", "channel_view", "excitation_map", "run_image"]
 
 Source = Analysis | Run | str | Path
-BATCH_ROWS = 2048
 
 
 def _resolve(source: Source, layer: str) -> tuple[Analysis | Run, str, ClassStats]:
@@ -47,21 +43,6 @@ def _resolve(source: Source, layer: str) -> tuple[Analysis | Run, str, ClassStat
             return source, kind, stats
     known = [name for stats in source.stats.values() for name in stats.layers]
     raise UnknownLayerError(f"no layer {layer!r}; the images have {known}")
-
-
-def _batches(source: Analysis | Run, kind: str, layer: str) -> Iterator[tuple[np.ndarray, list[str], list[str]]]:
-    """(rows (n, D) float32, labels, image names or paths), a batch at a time."""
-    if isinstance(source, Analysis):
-        yield source.rows(kind)[layer], [r.label for r in source.images], [r.name for r in source.images]
-        return
-    spec = get_kind(kind)
-    column = spec.column(layer, spec.fields[0])
-    for batch in _open(source.path).iter_batches(batch_size=BATCH_ROWS, columns=["path", "label", column]):
-        yield (
-            _matrix(batch.column(column)),
-            batch.column("label").to_pylist(),
-            batch.column("path").to_pylist(),
-        )
 
 
 @dataclass
@@ -113,12 +94,12 @@ def channel_view(source: Source, layer: str, channel: int) -> ChannelView:
     Raises:
         UnknownLayerError: no such layer; ValueError: no such channel.
     """
-    source, kind, stats = _resolve(source, layer)
+    source, _, stats = _resolve(source, layer)
     size = len(stats.mean(layer))
     if not 0 <= int(channel) < size:
         raise ValueError(f"{layer} has {size} {stats.index_name}s (0 to {size - 1}); got {channel}")
     values, labels, names = [], [], []
-    for rows, batch_labels, batch_names in _batches(source, kind, layer):
+    for rows, batch_labels, batch_names in source.iter_layer(layer):
         values.append(rows[:, int(channel)].astype(np.float32))
         labels += batch_labels
         names += batch_names
@@ -190,14 +171,14 @@ def excitation_map(
     """
     if method not in ("pca", "umap"):
         raise ValueError(f"method must be 'pca' or 'umap', got {method!r}")
-    source, kind, stats = _resolve(source, layer)
+    source, _, stats = _resolve(source, layer)
     total = stats.count()
-    pick = _sample(total, max_points, seed)
+    pick = sample_rows(total, max_points, seed)
     rows_drawn, labels_drawn, names_drawn = [], [], []
     n, dim = 0, len(stats.mean(layer))
     xtx = np.zeros((dim, dim))
     start = 0
-    for rows, labels, names in _batches(source, kind, layer):
+    for rows, labels, names in source.iter_layer(layer):
         rows = rows.astype(np.float32, copy=False)
         xtx += (rows.T @ rows).astype(np.float64)
         n += len(rows)

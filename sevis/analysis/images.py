@@ -8,7 +8,7 @@ uses too.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,10 +19,11 @@ from torch import nn
 from ..attention.kinds import get_kind
 from ..data.failure import Failure
 from ..data.images import load_view
-from ..errors import ImageError
+from ..errors import ImageError, UnknownLayerError
 from ..hooks.forward import TOP_K, BatchResult, forward_batch
 from ..models.registry import model_info
 from ..provenance import Provenance
+from ..runs.reader import LayerRows
 from ..stats.by_kind import StatsByKind
 from ..stats.classes import ClassStats
 from ..stats.measures import NullBand, specificity_nulls
@@ -141,6 +142,26 @@ class Analysis(StatsByKind):
         field_name = get_kind(kind).fields[0]
         layers = [k for k, v in (self.images[0].kinds.items() if self.images else ()) if v == kind]
         return {layer: np.stack([r.summaries[layer][field_name] for r in self.images]) for layer in layers}
+
+    def iter_layer(self, layer: str, field_name: str | None = None) -> Iterator[LayerRows]:
+        """Every image's ``layer`` values (its kind's first summary field by default), in
+        the order of :attr:`images`: one :class:`~sevis.runs.reader.LayerRows`, as
+        :meth:`sevis.Run.iter_layer` gives a saved run's.
+
+        Raises:
+            UnknownLayerError: no image has such a layer.
+        """
+        kind = self.images[0].kinds.get(layer) if self.images else None
+        if kind is None:
+            raise UnknownLayerError(
+                f"no layer {layer!r}; the images have {list(self.images[0].kinds) if self.images else []}"
+            )
+        name = field_name or get_kind(kind).fields[0]
+        yield LayerRows(
+            np.stack([r.summaries[layer][name] for r in self.images]),
+            [r.label for r in self.images],
+            [r.name for r in self.images],
+        )
 
     def null_bands(self, kind: str = "se", *, permutations: int = 200, seed: int = 0) -> dict[str, NullBand]:
         """Each layer's class-specificity under label permutations (see

@@ -7,11 +7,11 @@ import dataclasses
 import itertools
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -25,10 +25,23 @@ from ..stats.by_kind import StatsByKind
 from ..stats.classes import ClassStats
 from ..stats.measures import NullBand, specificity_nulls
 from ._cache import _cache_key, _load, _nulls_file, _store, cache_dir
-from .sample import SAMPLE_ROWS, _sample, read_rows
-from .schema import RunMetadata, _matrix, _open, read_metadata
+from .sample import SAMPLE_ROWS, read_rows, sample_rows
+from .schema import RunMetadata, column_matrix, open_run_file, read_metadata
 
-__all__ = ["Run", "read_run"]
+__all__ = ["ITER_ROWS", "LayerRows", "Run", "read_run"]
+
+
+class LayerRows(NamedTuple):
+    """Some images' values of one layer: ``values`` (n, D) float32, each image's label and
+    its name (a saved run: the path in its source)."""
+
+    values: np.ndarray
+    labels: list[str]
+    names: list[str]
+
+
+ITER_ROWS = 2048
+"""Rows of a saved run read at a time by :meth:`Run.iter_layer`."""
 
 
 @dataclass
@@ -62,6 +75,23 @@ class Run(StatsByKind):
     @property
     def failures(self) -> list[dict[str, str]]:
         return self.metadata.failures
+
+    def iter_layer(self, layer: str, field_name: str | None = None) -> Iterator[LayerRows]:
+        """Every image's ``layer`` values (its kind's first summary field by default), in
+        file order, :data:`ITER_ROWS` at a time: memory stays bounded at any run size.
+
+        Raises:
+            UnknownLayerError: the run has no such layer.
+        """
+        kind = self.metadata.layer_kinds.get(layer)
+        if kind is None:
+            raise UnknownLayerError(f"no layer {layer!r} in the run; it has {list(self.metadata.layer_kinds)}")
+        spec = get_kind(kind)
+        column = spec.column(layer, field_name or spec.fields[0])
+        for batch in open_run_file(self.path).iter_batches(batch_size=ITER_ROWS, columns=["path", "label", column]):
+            yield LayerRows(
+                column_matrix(batch.column(column)), batch.column("label").to_pylist(), batch.column("path").to_pylist()
+            )
 
     def null_bands(self, kind: str = "se") -> dict[str, NullBand]:
         """Each layer's class-specificity under 200 label permutations of the sampled images
@@ -170,7 +200,7 @@ def _read_share(path: Path, metadata: RunMetadata, share: _Share, labels: list[s
         for kind_name in dict.fromkeys(share.layers.values()):
             share.stats[kind_name] = get_kind(kind_name).new_stats()
             share.stats[kind_name].reserve(labels)  # every class, in the file's order, sized once
-        file = _open(path)
+        file = open_run_file(path)
         groups = file.metadata.num_row_groups
         with path.open("rb") as raw:  # for the read-ahead; Arrow reads the path itself
             start = 0
@@ -184,7 +214,7 @@ def _read_share(path: Path, metadata: RunMetadata, share: _Share, labels: list[s
                     inside = pick[(pick >= start) & (pick < start + batch.num_rows)] - start
                     for layer, kind_name in share.layers.items():
                         name = get_kind(kind_name).fields[0]
-                        values = _matrix(batch.column(share.columns[layer, name]))[inside]
+                        values = column_matrix(batch.column(share.columns[layer, name]))[inside]
                         share.sampled.setdefault(kind_name, {}).setdefault(layer, []).append(values)
                     start += batch.num_rows
     return share
@@ -194,7 +224,7 @@ def _add_batch(share: _Share, metadata: RunMetadata, batch: pa.RecordBatch, labe
     for kind_name, stats in share.stats.items():
         kind = get_kind(kind_name)
         summaries = {
-            layer: {name: _matrix(batch.column(share.columns[layer, name])) for name in metadata.fields_of(layer)}
+            layer: {name: column_matrix(batch.column(share.columns[layer, name])) for name in metadata.fields_of(layer)}
             for layer, of in share.layers.items()
             if of == kind_name
         }
@@ -253,9 +283,9 @@ def _compute(path: Path, metadata: RunMetadata, kept: dict[str, str], target: Pa
     """The run's statistics from its rows (see :func:`read_run`); ``target`` is where
     they will be cached."""
     run = Run(path, metadata, cache_file=target)
-    file = _open(path)
+    file = open_run_file(path)
     labels = file.read(columns=["label"], use_threads=False).column("label").to_pylist()
-    pick = _sample(len(labels), SAMPLE_ROWS, 0)
+    pick = sample_rows(len(labels), SAMPLE_ROWS, 0)
     shares = _shares(file.schema_arrow, metadata, kept, workers())
     with ThreadPoolExecutor(max(1, len(shares)), thread_name_prefix="sevis-run-reader") as pool:
         done = list(pool.map(lambda share: _read_share(path, metadata, share, labels, pick), shares))

@@ -9,16 +9,16 @@ import pyarrow as pa
 
 from ..attention.kinds import get_kind
 from ..stats.measures import NullBand, specificity_nulls
-from .schema import _matrix, _open, read_metadata
+from .schema import column_matrix, open_run_file, read_metadata
 
-__all__ = ["SAMPLE_ROWS", "null_bands", "read_rows"]
+__all__ = ["SAMPLE_ROWS", "null_bands", "read_rows", "sample_rows"]
 
 
 SAMPLE_ROWS = 2000
 """Images a run's chance bands are computed from (a seeded uniform sample)."""
 
 
-def _sample(total: int, size: int, seed: int) -> np.ndarray:
+def sample_rows(total: int, size: int, seed: int = 0) -> np.ndarray:
     """Sorted row numbers of a seeded uniform sample of at most ``size`` of ``total`` rows."""
     if total <= size:
         return np.arange(total)
@@ -35,9 +35,9 @@ def read_rows(
     spec = get_kind(kind)
     layers = metadata.attention.get(kind, [])
     columns = ["label", *(spec.column(layer, spec.fields[0]) for layer in layers)]
-    file = _open(path)
+    file = open_run_file(path)
     total = file.metadata.num_rows
-    pick = _sample(total, max_rows, seed)
+    pick = sample_rows(total, max_rows, seed)
     # NOTE a record batch at a time, keeping only the sampled rows: a 50,000-image run is
     # gigabytes, the sample a few megabytes.
     kept: list[pa.RecordBatch] = []
@@ -48,7 +48,7 @@ def read_rows(
             kept.append(batch.take(pa.array(inside)))
         start += batch.num_rows
     table = pa.Table.from_batches(kept) if kept else file.schema_arrow.empty_table().select(columns)
-    rows = {layer: _matrix(table.column(spec.column(layer, spec.fields[0]))) for layer in layers}
+    rows = {layer: column_matrix(table.column(spec.column(layer, spec.fields[0]))) for layer in layers}
     return rows, table.column("label").to_pylist()
 
 

@@ -32,7 +32,17 @@ from ..errors import RunError
 from ..hooks.forward import BatchResult
 from ..provenance import UNTRAINED_SEED, Provenance
 
-__all__ = ["METADATA_KEY", "RunMetadata", "batch_table", "dims_of", "read_metadata", "run_schema", "writer_options"]
+__all__ = [
+    "METADATA_KEY",
+    "RunMetadata",
+    "batch_table",
+    "column_matrix",
+    "dims_of",
+    "open_run_file",
+    "read_metadata",
+    "run_schema",
+    "writer_options",
+]
 
 
 METADATA_KEY = b"sevis"
@@ -197,13 +207,16 @@ def read_metadata(path: str | Path) -> RunMetadata:
         raise RunError(f"{path.name}: its sevis metadata cannot be read ({type(err).__name__})") from None
 
 
-def _open(path: Path) -> pq.ParquetFile:
+def open_run_file(path: Path) -> pq.ParquetFile:
+    """A run's Parquet file, opened to be read one row group at a time."""
     # NOTE pre_buffer=False: with it, iter_batches reads ahead the whole file (3.5 GB of
     # arrow memory for a 50,000-image run); without, one row group at a time.
     return pq.ParquetFile(path, pre_buffer=False)
 
 
-def _matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def column_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A fixed-size-list column of D values per row as an (N, D) array (no copy where
+    Arrow allows)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     return column.flatten().to_numpy().reshape(len(column), column.type.list_size)
