@@ -186,7 +186,7 @@ def _load_upload(name: str, digest: str, file_name: str, _data: memoryview) -> n
     if info.weights_sha256 != digest:
         return f"{file_name}: the copy read on the server differs from the upload (a disk error?); upload it again"
     # NOTE the copy is gone once read: results and exports name the user's file
-    model.sevis_info = dataclasses.replace(info, weights=f"uploaded {file_name}")  # type: ignore[assignment]
+    sevis.set_model_info(model, dataclasses.replace(info, weights=f"uploaded {file_name}"))
     return model
 
 

@@ -95,6 +95,7 @@ if TYPE_CHECKING:
         load_model,
         model_info,
         register_model,
+        set_model_info,
         unregister_model,
         weights_dir,
     )
@@ -193,6 +194,7 @@ _EXPORTS = {
         "load_model",
         "model_info",
         "register_model",
+        "set_model_info",
         "unregister_model",
         "weights_dir",
     ],

@@ -30,14 +30,25 @@ __all__ = ["Capture", "HookSet", "capture"]
 
 class HookSet:
     """Hooks that live exactly as long as a ``with`` block, also when it raises, and act only
-    on forward passes of the thread that entered it. Subclasses register them in
-    :meth:`_attach` (appending their handles to ``_handles``) and read :attr:`_owner` in their hooks."""
+    on forward passes of the thread that entered it. Subclasses override :meth:`attach`,
+    registering each hook through :meth:`keep`, and compare ``threading.get_ident()``
+    with :attr:`owner` in their hooks."""
 
     def __init__(self) -> None:
         self._handles: list[RemovableHandle] = []
         self._owner: int | None = None
 
-    def _attach(self) -> None:
+    @property
+    def owner(self) -> int | None:
+        """The thread that entered the block (``threading.get_ident()``); None outside it."""
+        return self._owner
+
+    def keep(self, handle: RemovableHandle) -> None:
+        """Remove ``handle`` when the block is left (or :meth:`attach` fails)."""
+        self._handles.append(handle)
+
+    def attach(self) -> None:
+        """Register the hooks (called on entering the block), each through :meth:`keep`."""
         raise NotImplementedError
 
     def __enter__(self) -> Self:
@@ -45,7 +56,7 @@ class HookSet:
             raise RuntimeError(f"this {type(self).__name__} is already active; make a new one to nest")
         self._owner = threading.get_ident()
         try:
-            self._attach()
+            self.attach()
         except BaseException:
             self._remove()
             raise
@@ -107,15 +118,15 @@ class Capture(HookSet):
             layer.name: {} for layer in found if module_values and layer.spec.module_fields
         }
 
-    def _attach(self) -> None:
+    def attach(self) -> None:
         for layer in self.layers:
-            self._handles.append(layer.gate.register_forward_hook(self._make_hook(layer)))
+            self.keep(layer.gate.register_forward_hook(self._make_hook(layer)))
             if layer.name in self._extra_chunks:
-                self._handles.append(layer.module.register_forward_hook(self._make_module_hook(layer)))
+                self.keep(layer.module.register_forward_hook(self._make_module_hook(layer)))
 
     def _make_hook(self, layer: AttentionLayer) -> Callable[[nn.Module, object, torch.Tensor], None]:
         store = self._chunks[layer.name]
-        owner = self._owner
+        owner = self.owner
         kind, module = layer.spec, layer.module
 
         def hook(gate: nn.Module, args: object, output: torch.Tensor) -> None:
@@ -126,7 +137,7 @@ class Capture(HookSet):
 
     def _make_module_hook(self, layer: AttentionLayer) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
         store = self._extra_chunks[layer.name]
-        owner = self._owner
+        owner = self.owner
         kind = layer.spec
 
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:

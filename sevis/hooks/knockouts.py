@@ -176,12 +176,12 @@ class Knockout(HookSet):
         self.labels: Sequence[str] | None = None
         super().__init__()
 
-    def _attach(self) -> None:
+    def attach(self) -> None:
         for layer in self.layers:
-            self._handles.append(layer.gate.register_forward_hook(self._make_hook(layer), prepend=True))
+            self.keep(layer.gate.register_forward_hook(self._make_hook(layer), prepend=True))
 
     def _make_hook(self, layer: AttentionLayer) -> Callable[[nn.Module, object, torch.Tensor], torch.Tensor | None]:
-        owner, replace, kind, module = self._owner, self.plan[layer.name], layer.spec, layer.module
+        owner, replace, kind, module = self.owner, self.plan[layer.name], layer.spec, layer.module
 
         def hook(gate: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor | None:
             if threading.get_ident() != owner:

@@ -11,6 +11,7 @@ from .registry import (
     load_model,
     model_info,
     register_model,
+    set_model_info,
     unregister_model,
 )
 from .selfcheck import CHECK_PHOTOS, SelfCheck, assets_dir, self_check
@@ -45,6 +46,7 @@ __all__ = [
     "register_model",
     "register_weights",
     "self_check",
+    "set_model_info",
     "unregister_model",
     "weights_dir",
     "weights_file",

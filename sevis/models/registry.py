@@ -43,6 +43,7 @@ __all__ = [
     "load_model",
     "model_info",
     "register_model",
+    "set_model_info",
     "unregister_model",
 ]
 
@@ -258,7 +259,7 @@ def load_model(
         raise UnknownModelError(f"{name} has no SE or SGE layers for sevis to show")
     data_config, class_names = resolve_model_data_config(model), _class_names(model)
     model = model.eval().to(device)
-    model.sevis_info = ModelInfo(  # type: ignore[assignment]  # nn.Module's __setattr__ is typed for tensors
+    info = ModelInfo(
         name=name,
         weights=source,
         weights_sha256=sha256,
@@ -267,7 +268,7 @@ def load_model(
         class_names=class_names,
         check=self_check(model, data_config, class_names) if check else None,
     )
-    return model
+    return set_model_info(model, info)
 
 
 def _class_names(model: nn.Module) -> tuple[str, ...]:
@@ -278,6 +279,22 @@ def _class_names(model: nn.Module) -> tuple[str, ...]:
         if info.num_classes() == num_classes:
             return tuple(info.index_to_description(i) for i in range(num_classes))
     return tuple(f"class {i}" for i in range(num_classes))
+
+
+def set_model_info(model: nn.Module, info: ModelInfo) -> nn.Module:
+    """Give ``model`` what sevis knows of it (``model.sevis_info``), e.g. a copy of its
+    :class:`ModelInfo` naming other weights; returns the model.
+
+    Raises:
+        TypeError: ``model`` is no ``nn.Module`` or ``info`` no :class:`ModelInfo`.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(info, ModelInfo):
+        raise TypeError(f"info must be a ModelInfo, got {type(info).__name__}")
+    # NOTE object.__setattr__: nn.Module's __setattr__ is typed for tensors and modules.
+    object.__setattr__(model, "sevis_info", info)
+    return model
 
 
 def model_info(model: nn.Module) -> ModelInfo:
