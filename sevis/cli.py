@@ -106,13 +106,14 @@ def main(argv: list[str] | None = None) -> int:
 
                 if not torch.cuda.is_available():
                     raise sevis.SevisError("--device cuda: no CUDA device is available here")
-            # What both engines take alike.
-            options = dict(
+            from sevis.jobs.settings import RunSettings
+
+            settings = RunSettings(  # what both engines take alike
                 batch_size=args.batch_size,
                 workers=args.workers,
                 per_class=args.per_class,
                 seed=args.seed,
-                layers=args.layers,
+                layers=tuple(args.layers) if args.layers else None,
                 resume=args.resume,
                 overwrite=args.overwrite,
             )
@@ -120,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
                 from sevis.jobs.ray_engine import extract_ray
 
                 extract_ray(
-                    args.model, args.weights, args.data, args.out, address=args.address, device=args.device, **options
+                    args.model, args.weights, args.data, args.out, settings, address=args.address, device=args.device
                 )
             else:
                 from sevis.jobs.extraction import extract
 
                 model = sevis.load_model(args.model, args.weights, device=args.device)
-                extract(model, args.data, args.out, progress=not args.quiet, **options)
+                extract(model, args.data, args.out, settings, progress=not args.quiet)
         elif args.command == "weights":
             return _weights(args)
         elif args.command == "ablate":

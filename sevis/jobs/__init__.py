@@ -3,10 +3,12 @@
 from .ablation import Ablation, AblationRun, ablate, ablate_data, ablation_conditions, class_indices
 from .extraction import extract, prepare_run
 from .ray_engine import extract_ray
+from .settings import RunSettings
 
 __all__ = [
     "Ablation",
     "AblationRun",
+    "RunSettings",
     "ablate",
     "ablate_data",
     "ablation_conditions",

@@ -9,8 +9,8 @@ through :func:`sevis.hooks.forward.forward_batch` and into a :class:`~sevis.runs
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,25 +20,19 @@ from ..data.files import Item, discover, iter_batches
 from ..hooks.forward import forward_batch
 from ..models.registry import model_info
 from ..runs.schema import RunMetadata, batch_table, dims_of
-from ..runs.writer import PART_SIZE, RunWriter
+from ..runs.writer import RunWriter
+from .settings import RunSettings
 
 __all__ = ["extract", "prepare_run"]
 
 
 def prepare_run(
-    model: nn.Module,
-    data: str | Path,
-    out: str | Path,
-    *,
-    per_class: int | None = None,
-    seed: int = 0,
-    layers: Sequence[str] | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    part_size: int = PART_SIZE,
+    model: nn.Module, data: str | Path, out: str | Path, settings: RunSettings | None = None
 ) -> tuple[RunWriter, list[Item]]:
     """What every engine does first: the run's settings (one probe forward pass gives
     the layers and their sizes), the writer opened, and the images still to do."""
+    settings = settings or RunSettings()
+    per_class, seed, layers = settings.per_class, settings.seed, settings.layers
     info = model_info(model)
     items = discover(data, per_class, seed)
     h, w = info.data_config["input_size"][-2:]
@@ -63,7 +57,9 @@ def prepare_run(
         layers=list(layers) if layers is not None else None,
         self_check=info.check.to_dict() if info.check is not None else None,
     )
-    writer = RunWriter(out, metadata, resume=resume, overwrite=overwrite, part_size=part_size)
+    writer = RunWriter(
+        out, metadata, resume=settings.resume, overwrite=settings.overwrite, part_size=settings.part_size
+    )
     todo = [i for i in items if i.path not in writer.done and i.path not in writer.failed]
     return writer, todo
 
@@ -72,48 +68,30 @@ def extract(
     model: nn.Module,
     data: str | Path,
     out: str | Path,
+    settings: RunSettings | None = None,
     *,
-    batch_size: int = 32,
-    workers: int = 2,
-    per_class: int | None = None,
-    seed: int = 0,
-    layers: Sequence[str] | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
     progress: bool = True,
-    part_size: int = PART_SIZE,
+    **options: Any,
 ) -> Path:
     """Extract ``data`` with ``model`` (loaded by :func:`sevis.load_model`) into ``out``.
 
     Args:
-        batch_size: images per forward pass.
-        workers: DataLoader processes decoding images (0: in this process).
-        per_class, seed: sample at most ``per_class`` images per label (see :func:`discover`).
-        layers: layer names to keep (default all).
-        resume: carry on from ``{out}.parts`` or a finished ``out``.
-        overwrite: delete ``out`` and its parts first.
+        data: a folder of class-named subfolders (labels from the folder names), a flat
+            folder (labels = the predicted class), or a zip of either.
+        settings: the run's settings (:class:`~sevis.jobs.settings.RunSettings`).
         progress: show a progress bar on standard error.
-        part_size: rows pending before a part file is written (default 1: every batch as
-            soon as it is done, so a kill loses at most the batch in flight).
+        **options: fields of :class:`~sevis.jobs.settings.RunSettings` to change
+            (``batch_size=8, per_class=50``).
 
     Returns:
         ``out``, the Parquet file (schema in :mod:`sevis.runs`). Ctrl-C or SIGTERM write
         what is done into ``out`` (a valid, partial run), keep the parts, and re-raise
         (SIGTERM as :class:`sevis.runs.writer.Terminated`, a ``KeyboardInterrupt``).
     """
-    writer, todo = prepare_run(
-        model,
-        data,
-        out,
-        per_class=per_class,
-        seed=seed,
-        layers=layers,
-        resume=resume,
-        overwrite=overwrite,
-        part_size=part_size,
-    )
+    settings = RunSettings.of(settings, **options)
+    writer, todo = prepare_run(model, data, out, settings)
     with writer:
-        _run(model, Path(data), todo, writer, batch_size, workers, progress)
+        _run(model, Path(data), todo, writer, settings.batch_size, settings.workers, progress)
     return Path(out)
 
 

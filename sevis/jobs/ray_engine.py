@@ -9,7 +9,7 @@ works the same. Ray is an optional extra: ``pip install sevis[ray]``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ from ..errors import SevisError
 from ..hooks.forward import forward_batch
 from ..models.registry import load_model, model_info
 from ..runs.schema import batch_table
-from ..runs.writer import PART_SIZE
 from .extraction import prepare_run
+from .settings import RunSettings
 
 __all__ = ["extract_ray"]
 
@@ -80,27 +80,23 @@ def extract_ray(
     weights: str,
     data: str | Path,
     out: str | Path,
+    settings: RunSettings | None = None,
     *,
     address: str | None = None,
-    batch_size: int = 32,
-    workers: int = 2,
     device: str = "cpu",
-    per_class: int | None = None,
-    seed: int = 0,
-    layers: Sequence[str] | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    part_size: int = PART_SIZE,
     ray_init: dict[str, Any] | None = None,
+    **options: Any,
 ) -> Path:
-    """Extract ``data`` into ``out`` on Ray; arguments as :func:`sevis.jobs.extract`.
+    """Extract ``data`` into ``out`` on Ray, with the settings :func:`sevis.jobs.extract`
+    takes (``settings.workers`` is the number of model-holding actors, one model each).
 
     Args:
         address: a Ray cluster (``ray://host:10001``); default: start Ray locally.
-        workers: model-holding actors (one model each).
         device: ``"cuda"`` gives each actor a GPU.
         ray_init: more keyword arguments for ``ray.init`` (e.g. ``num_cpus``).
+        **options: fields of :class:`~sevis.jobs.settings.RunSettings` to change.
     """
+    settings = RunSettings.of(settings, **options)
     try:
         import ray
     except ImportError:
@@ -109,17 +105,7 @@ def extract_ray(
     data, out = Path(data).resolve(), Path(out)
     probe = load_model(name, weights)  # on the driver, on the CPU: settings and layer sizes only
     info = model_info(probe)
-    writer, todo = prepare_run(
-        probe,
-        data,
-        out,
-        per_class=per_class,
-        seed=seed,
-        layers=layers,
-        resume=resume,
-        overwrite=overwrite,
-        part_size=part_size,
-    )
+    writer, todo = prepare_run(probe, data, out, settings)
     del probe
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, **(ray_init or {}))
@@ -135,7 +121,7 @@ def extract_ray(
         .map_batches(
             _decode,  # type: ignore[arg-type]  # Ray's stubs know no keyword arguments
             fn_kwargs={"data": str(data), "items": todo, "data_config": info.data_config},
-            batch_size=batch_size,
+            batch_size=settings.batch_size,
             batch_format="numpy",
         )
         .map_batches(
@@ -148,8 +134,8 @@ def extract_ray(
                 "schema": schema,
                 "layers": list(writer.metadata.layer_kinds),
             },
-            concurrency=workers,
-            batch_size=batch_size,
+            concurrency=settings.workers,
+            batch_size=settings.batch_size,
             batch_format="numpy",
             num_gpus=1 if device.startswith("cuda") else 0,
         )
