@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import torch
 
+__all__ = ["one_torch_thread", "workers"]
+
 
 class _Count:
     """How many blocks are inside, and the thread count before the first entered."""

@@ -1,2 +1,4 @@
 # The one place the version is written: pyproject.toml reads it from here.
-__version__ = "0.2.0"
+__all__ = ["__version__"]
+
+__version__ = "0.3.0"

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from ._version import __version__
 from .provenance import Provenance
 
 if TYPE_CHECKING:
@@ -225,8 +226,6 @@ def analysis_bundle(
             beside it).
     """
     import datetime
-
-    from ._version import __version__
 
     provenance = result.provenance
     kinds = [k for k, stats in result.stats.items() if stats.layers]

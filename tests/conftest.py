@@ -55,10 +55,8 @@ def _own_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(autouse=True)
 def _restore_registries():
     """Tests that register models, attention classes or kinds leave no trace behind."""
-    from sevis.attention import kinds
-    from sevis.attention import registry as attention
-    from sevis.models import registry as models
-    from sevis.models import weights
+    from sevis.attention import kinds, registry as attention
+    from sevis.models import registry as models, weights
 
     saved = [(r, dict(r)) for r in (attention._REGISTRY, kinds._KINDS, models._REGISTRY, weights._FILES)]
     yield

@@ -60,8 +60,7 @@ def unregister_attention(cls: type[nn.Module]) -> None:
 
 def _register_builtins() -> None:
     from timm.layers import squeeze_excite as timm_se
-    from timm.models import _efficientnet_blocks as timm_effnet
-    from timm.models import senet as timm_senet
+    from timm.models import _efficientnet_blocks as timm_effnet, senet as timm_senet
     from torchvision.ops import SqueezeExcitation
 
     register_attention(SpatialGroupEnhance, kind="sge", gate="gate")

@@ -33,6 +33,7 @@ from torch import nn
 
 from ..attention.registry import AttentionLayer, find_attention
 from ..errors import DataError, UnknownLayerError
+from ..models.registry import model_info
 from ..stats.classes import ClassStats
 from .capturing import HookSet
 
@@ -265,8 +266,6 @@ def knockout_effects(
     top_k: int = 5,
 ) -> dict[str, pd.DataFrame]:
     """:func:`knockout_effect` of several plans (name -> plan) against one plain pass."""
-    from ..models.registry import model_info
-
     names = model_info(model).class_names
     with torch.inference_mode():
         before = model(x).float().softmax(1)
