@@ -141,6 +141,10 @@ def test_per_class_sampling_is_seeded(image_folder):
 
 KILL_SCRIPT = """
 import os, signal, sys
+# NOTE a child inherits ignored signals (`nohup`, `&` in a script, CI runners that ignore
+# SIGINT): the signals this test sends must do what they do in a terminal.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 sys.path[:0] = [{root!r}, {root!r} + "/tests"]
 import pyarrow.parquet as pq
 import sevis, tiny

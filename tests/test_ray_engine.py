@@ -25,6 +25,10 @@ pytestmark = pytest.mark.slow
 
 RAY_KILL_SCRIPT = """
 import os, signal, sys
+# NOTE a child inherits ignored signals (`nohup`, `&` in a script, CI runners that ignore
+# SIGINT): the signals this test sends must do what they do in a terminal.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 sys.path[:0] = [{root!r}]
 from sevis.jobs.ray_engine import extract_ray
 from sevis.runs.writer import RunWriter
