@@ -99,3 +99,54 @@ def test_the_readme_python_snippets_run_as_written(tmp_path, senet_state):
     assert "nan" not in done.stdout  # two images per class: every spread is defined
     # cat and cup, each a band and a line; the mean of class means; all images
     assert "figures shown: 1 traces: 6" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_built_wheel_ships_every_subpackage(tmp_path):
+    """`pip install .` gives the whole package: every module of sevis/ is in the wheel, and
+    the installed command answers --help from a fresh venv (no torch needed for that)."""
+    import shutil
+    import venv
+    import zipfile
+
+    # NOTE from a copy: setuptools builds in the tree's build/, which may hold an older layout.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "sevis", source / "sevis", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = tmp_path.glob("sevis-*.whl")
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("sevis/")}
+    expected = {p.relative_to(ROOT).as_posix() for p in (ROOT / "sevis").rglob("*.py")} | {"sevis/py.typed"}
+    assert expected <= shipped, sorted(expected - shipped)
+    assert {n.split("/")[1] for n in shipped if n.count("/") == 2} >= {
+        "analysis",
+        "attention",
+        "data",
+        "figures",
+        "hooks",
+        "jobs",
+        "models",
+        "runs",
+        "stats",
+    }
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    bin_dir = env_dir / "bin"
+    installed = subprocess.run(
+        [str(bin_dir / "python"), "-m", "pip", "install", "--no-deps", "--quiet", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    helped = subprocess.run(
+        [str(bin_dir / "sevis"), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert helped.returncode == 0 and "{extract,weights,ablate,report}" in helped.stdout, helped.stderr[-2000:]
