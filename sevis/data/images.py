@@ -14,7 +14,7 @@ import io
 import math
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,11 +25,37 @@ from torchvision.transforms import InterpolationMode, functional as TF
 
 from ..errors import ImageError
 
-__all__ = ["ACCEPTED_FORMATS", "MAX_PIXELS", "decode_image", "load_view", "model_view", "normalise", "preprocess"]
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "MAX_ASPECT_RATIO",
+    "MAX_DECODED_BYTES",
+    "MAX_JPEG_SCANS",
+    "MAX_PIXELS",
+    "decode_image",
+    "jpeg_scans",
+    "load_view",
+    "model_view",
+    "normalise",
+    "preprocess",
+]
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 MAX_PIXELS = 64_000_000
-"""Largest accepted width x height: a 64-megapixel photograph decodes to 192 MB of RGB."""
+"""Largest accepted width x height."""
+MAX_DECODED_BYTES = 256 * 1024**2
+"""Largest decoded image, as Pillow keeps it: 4 bytes a pixel for RGB, RGBA, CMYK and
+32-bit modes, 2 for 16-bit, 1 for grayscale and palette (a 64-megapixel photograph is
+256 MB). Decoding one image holds at most twice this at once: the decoded image and the
+RGB image made from it (converted strip by strip, never through float64)."""
+MAX_ASPECT_RATIO = 50
+"""Longest side over shortest: the model's resize makes the short side 256 px, so a
+1 x 100,000 image would become 256 x 25,600,000 (26 GB)."""
+MAX_JPEG_SCANS = 64
+"""Most scans a JPEG may have (a progressive photograph has about 10). Each scan is one
+more pass over every coefficient, so the work is bounded too: scans x pixels may not
+exceed ``MAX_JPEG_SCANS x 12`` megapixels (a 64-megapixel JPEG may have 12 scans)."""
+_MAX_SCAN_PIXELS = MAX_JPEG_SCANS * 12_000_000
+_STRIP = 512  # rows converted at a time
 
 
 def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -60,18 +86,89 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise ImageError(_too_large(count, max_pixels)) from None
     except Exception as err:  # noqa: BLE001  Pillow's plugins raise nearly any type on a damaged header
         raise ImageError(f"the image header is damaged ({err})") from None
+    _check_cost(image, data, max_pixels)
+    try:
+        image.seek(0)
+        image.load()
+        # NOTE in place: exif_transpose otherwise returns a copy even of an upright image
+        ImageOps.exif_transpose(image, in_place=True)
+    except Exception as err:  # noqa: BLE001  truncated: OSError; corrupt: SyntaxError, ValueError, struct.error…
+        raise ImageError(f"the {image.format} file is truncated or corrupt ({str(err)[:200]})") from None
+    return _to_rgb(image)
+
+
+def _check_cost(image: Image.Image, data: bytes | bytearray | memoryview, max_pixels: int) -> None:
+    """Refuse, from the header alone, an image whose decoding or resizing would cost more
+    than the module's limits: pixels, decoded bytes, aspect ratio, JPEG scans."""
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError(_too_large(f"{width} x {height} pixels", max_pixels))
     if width == 0 or height == 0:
         raise ImageError("the image has no pixels")
-    try:
-        image.seek(0)
-        image.load()
-        upright = ImageOps.exif_transpose(image)
-    except Exception as err:  # noqa: BLE001  truncated: OSError; corrupt: SyntaxError, ValueError, struct.error…
-        raise ImageError(f"the {image.format} file is truncated or corrupt ({err})") from None
-    return _to_rgb(upright)
+    decoded = width * height * _bytes_per_pixel(image.mode)
+    if decoded > MAX_DECODED_BYTES:
+        raise ImageError(
+            f"the image ({width} x {height}, {image.mode}) decodes to {decoded / 1024**2:,.0f} MB, more than the "
+            f"limit of {MAX_DECODED_BYTES / 1024**2:,.0f} MB; downscale it first"
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageError(
+            f"the image is {width} x {height} pixels, longer than {MAX_ASPECT_RATIO} times its width or height; "
+            "crop it first"
+        )
+    if image.format == "JPEG":
+        scans = jpeg_scans(bytes(data[:]) if isinstance(data, memoryview) else data)
+        allowed = min(MAX_JPEG_SCANS, max(1, _MAX_SCAN_PIXELS // (width * height)))
+        if scans > allowed:
+            raise ImageError(
+                f"the JPEG has {scans:,} scans, more than the {allowed} allowed for {width} x {height} pixels "
+                "(each scan is another pass over the whole image); re-save it"
+            )
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """What Pillow keeps per pixel of ``mode``."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def jpeg_scans(data: bytes | bytearray) -> int:
+    """The number of scans (SOS segments) in the JPEG ``data``, walking its segments
+    without decoding: inside a scan's entropy-coded data a 0xFF byte is followed by 0x00
+    (stuffing) or a restart marker, so the next other marker ends the scan. A truncated
+    file counts the scans found; Pillow reports it as truncated when decoding.
+    """
+    if data[:2] != b"\xff\xd8":
+        return 0
+    position, end, scans = 2, len(data), 0
+    while position + 4 <= end:
+        if data[position] != 0xFF:
+            return scans  # not a marker where one must be: corrupt, decoding will say so
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker == 0xD9:  # end of image
+            return scans
+        if 0xD0 <= marker <= 0xD7 or marker in (0x01, 0xD8):  # no length
+            position += 2
+            continue
+        length = (data[position + 2] << 8) | data[position + 3]
+        position += 2 + length
+        if marker != 0xDA:
+            continue
+        scans += 1
+        while True:  # the scan's entropy-coded data, up to the next marker that is not RST
+            position = data.find(b"\xff", position)
+            if position < 0 or position + 1 >= end:
+                return scans
+            following = data[position + 1]
+            if following == 0x00 or 0xD0 <= following <= 0xD7:
+                position += 2
+                continue
+            break
+    return scans
 
 
 def _too_large(declared: str, max_pixels: int) -> str:
@@ -88,28 +185,49 @@ def _not_accepted(data: bytes) -> str:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as RGB; palettes, transparency and 16/32-bit modes converted strip by
+    strip, so no intermediate is larger than the RGB result."""
     mode = image.mode
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif mode.startswith("I") or mode == "F":
-        image = Image.fromarray(_to_uint8(np.asarray(image)), mode="L")
-    mode = image.mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
+    if mode == "RGB":
+        return image
+    if mode.startswith("I") or mode == "F":
+        return _to_uint8(image).convert("RGB")
+    transparent = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
+    if not transparent:
+        return image.convert("RGB")
+    out = Image.new("RGB", image.size)
+    width, height = image.size
+    for top in range(0, height, _STRIP):
+        box = (0, top, width, min(top + _STRIP, height))
+        rgba = image.crop(box).convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image if mode == "RGB" else image.convert("RGB")
+        out.paste(Image.alpha_composite(white, rgba).convert("RGB"), box)
+    return out
 
 
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    """16-bit or 32-bit grayscale to 8 bits: integer data by its bit depth, float by range."""
-    if np.issubdtype(array.dtype, np.integer):
-        top = 255 if array.max(initial=0) <= 255 else 65535
-        return (array.astype(np.float64) * (255 / top)).clip(0, 255).round().astype(np.uint8)
-    array = np.nan_to_num(array.astype(np.float64))
-    low, high = array.min(), array.max()
-    scale = 255 / (high - low) if high > low else 0.0
-    return ((array - low) * scale).round().astype(np.uint8)
+def _to_uint8(image: Image.Image) -> Image.Image:
+    """16-bit or 32-bit grayscale to 8 bits (mode L): integer data by its bit depth,
+    float by its range; strip by strip, integers in integer arithmetic (exact)."""
+    width, height = image.size
+    boxes = [(0, top, width, min(top + _STRIP, height)) for top in range(0, height, _STRIP)]
+
+    def strips() -> Iterator[tuple[tuple[int, int, int, int], np.ndarray]]:
+        for box in boxes:
+            strip = np.asarray(image.crop(box))
+            yield box, np.nan_to_num(strip.astype(np.float64)) if image.mode == "F" else strip.astype(np.int64)
+
+    extremes = [(float(strip.min()), float(strip.max())) for _, strip in strips()]
+    low, high = min(e[0] for e in extremes), max(e[1] for e in extremes)
+    out = np.empty((height, width), np.uint8)
+    for box, strip in strips():
+        if image.mode == "F":
+            scaled = (strip - low) * (255 / (high - low) if high > low else 0.0)
+        elif high <= 255:
+            scaled = strip
+        else:  # round(x * 255 / 65535) = floor((x + 128) / 257): 257 is odd, so no x is a tie
+            scaled = (strip + 128) // 257
+        out[box[1] : box[3]] = scaled.round().clip(0, 255) if image.mode == "F" else scaled.clip(0, 255)
+    return Image.fromarray(out, mode="L")
 
 
 def _data_config(model: nn.Module | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -126,10 +244,18 @@ def _data_config(model: nn.Module | Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def model_view(model: nn.Module | Mapping[str, Any], image: Image.Image) -> Image.Image:
-    """The resized, centre-cropped RGB image the model sees (before normalisation)."""
+    """The resized, centre-cropped RGB image the model sees (before normalisation).
+
+    Raises:
+        ImageError: the resized image would have more than ``MAX_PIXELS`` pixels (an
+            image far longer than it is wide; :func:`decode_image` refuses those first).
+    """
     config = _data_config(model)
     size = config["input_size"][-2:]
     scale = math.floor(size[0] / config["crop_pct"])
+    width, height = image.size
+    if scale * scale * max(width, height) > MAX_PIXELS * max(1, min(width, height)):
+        raise ImageError(f"the image is {width} x {height} pixels, too elongated to resize; crop it first")
     interpolation = InterpolationMode(config.get("interpolation", "bilinear"))
     image = TF.resize(image, scale, interpolation=interpolation)
     return TF.center_crop(image, list(size))
