@@ -77,11 +77,12 @@ def read_checkpoint(path: str | os.PathLike[str], limits: Limits | None = None) 
     _checked_size(path, limits)
     data = path.read_bytes()
     if _is_safetensors(data) or path.name.lower().endswith(".safetensors"):
-        obj: object = _safetensors(data, path)
+        obj: object = _safetensors(data, path, limits)
     else:
         obj = _torch_load(data, path, limits)
     state = _state_dict_of(obj, path)
     _check_real(state, path)
+    _check_expansion(state, path, limits)
     return Checkpoint(path, state, hashlib.sha256(data).hexdigest())
 
 
@@ -209,9 +210,26 @@ def _is_safetensors(data: bytes) -> bool:
     return 0 < n <= len(data) - 8 and data[8:9] == b"{"
 
 
-def _safetensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+_SAFETENSORS_HEADER_BYTES = 100 * _MB  # safetensors' own bound on its JSON header
+
+
+def _safetensors(data: bytes, path: Path, limits: Limits) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, its header counted before it is parsed: each
+    tensor is a JSON object of its own, whose opening brace no escape can hide, so the
+    braces bound the tensors JSON parsing and loading would build (a 23 MB header can
+    name 400,000 empty tensors)."""
     from safetensors.torch import load
 
+    (length,) = struct.unpack("<Q", data[:8]) if len(data) >= 8 else (0,)
+    if length > _SAFETENSORS_HEADER_BYTES:
+        raise CheckpointError(f"{_bounded(path.name)}: refused, its safetensors header is {length / _MB:,.0f} MB")
+    header = data[8 : 8 + length]
+    # the header is an object of objects: the tensors and, if named, one "__metadata__"
+    declared = header.count(b"{") - 1 - (b'"__metadata__"' in header)
+    if declared > limits.tensors:
+        raise CheckpointError(
+            f"{_bounded(path.name)}: refused, it holds {declared:,} tensors, more than the limit of {limits.tensors:,}"
+        )
     try:
         return load(data)
     except Exception as err:  # SafetensorError and JSON errors alike
@@ -305,6 +323,28 @@ def _check_real(state: dict[str, torch.Tensor], path: Path) -> None:
             f"(first: {_bounded(key, 60)} is {str(dtype).removeprefix('torch.')}"
             f"{'' if odd[0][1] in _REAL else ', not real numbers' if odd[0][1].is_complex else ''})"
         )
+
+
+def _check_expansion(state: dict[str, torch.Tensor], path: Path, limits: Limits) -> None:
+    """Refuse tensors that would become more than their file holds, before any is copied:
+    a view may repeat its storage (stride 0: one float stored, a billion read), so each
+    tensor may hold no more elements than its storage, and all of them together no more
+    than ``limits.checkpoint_bytes``."""
+    total = 0
+    for key, tensor in state.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if nbytes > tensor.untyped_storage().nbytes():
+            raise CheckpointError(
+                f"{_bounded(path.name)}: refused, tensor {_bounded(key, 60)} is a view that repeats its storage "
+                f"({tensor.numel():,} values read from {tensor.untyped_storage().nbytes():,} bytes); "
+                "nothing in it was loaded"
+            )
+        total += nbytes
+        if total > limits.checkpoint_bytes:
+            raise CheckpointError(
+                f"{_bounded(path.name)}: refused, its tensors hold more than {limits.checkpoint_bytes / _MB:,.0f} MB "
+                "(SEVIS_MAX_CHECKPOINT_MB) once views are counted; nothing in it was loaded"
+            )
 
 
 def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, arch: str) -> None:

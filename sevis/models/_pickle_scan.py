@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 import torch
 
-from ..data._zipcheck import count_entries
+from ..data._zipcheck import check_members, count_entries
 from ..limits import Limits
 
 __all__ = []
@@ -200,9 +200,11 @@ def _storage(scan: _Scan, pid: object) -> None:
 def _check_archive(data: bytes, limits: Limits) -> None:
     """A PyTorch zip checkpoint: entries counted before listing, the pickle walked, every
     storage present in the archive with at least the bytes it claims."""
-    count_entries(io.BytesIO(data), limits.tensors + 16)
-    archive = zipfile.ZipFile(io.BytesIO(data))
+    raw = io.BytesIO(data)
+    count_entries(raw, limits.tensors + 16)
+    archive = zipfile.ZipFile(raw)
     infos = archive.infolist()
+    check_members(raw, infos, archive.start_dir)
     if sum(i.file_size for i in infos) > limits.checkpoint_bytes:
         raise _Refused(f"it unpacks to more than {limits.checkpoint_bytes / _MB:,.0f} MB")
     # NOTE torch.load does not check the archive's CRCs: flipped bytes inside a
