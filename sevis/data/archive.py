@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from ..errors import ArchiveError
 from ..limits import Limits
-from ._zipcheck import ZipLimitError, count_entries
+from ._zipcheck import ZipLimitError, check_members, count_entries
 from .failure import Failure
 
 __all__ = ["LabelledFile", "read_zip"]
@@ -36,7 +36,8 @@ def read_zip(source: bytes | BinaryIO, *, limits: Limits | None = None) -> tuple
     and the entries that could not be extracted.
 
     Bounded before anything is unpacked (``limits``: :meth:`Limits.from_env` when None):
-    the central directory's entries are counted without listing them; a member larger
+    the central directory's entries are counted without listing them (and refused when
+    the archive's records disagree or its entries share bytes); a member larger
     than ``limits.zip_member_bytes`` unpacked is a failure named by its path; members
     are read one at a time, never beyond their declared size.
 
@@ -52,6 +53,7 @@ def read_zip(source: bytes | BinaryIO, *, limits: Limits | None = None) -> tuple
         count_entries(f, limits.zip_files)
         f.seek(0)
         archive = zipfile.ZipFile(f)
+        check_members(f, archive.infolist(), archive.start_dir)
     except ZipLimitError as err:
         raise ArchiveError(str(err)) from None
     except (zipfile.BadZipFile, OSError, ValueError) as err:
