@@ -206,6 +206,7 @@ def _ablate(args: argparse.Namespace) -> int:
 
     import sevis
     from sevis import export
+    from sevis._files import write_atomic
     from sevis.jobs.ablation import ablate_data, ablation_conditions
 
     out = Path(args.out)
@@ -239,7 +240,7 @@ def _ablate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     frame = result.frame()
-    out.write_bytes(export.frame_csv(frame) if out.suffix.lower() == ".csv" else export.frame_parquet(frame))
+    write_atomic(out, export.frame_csv(frame) if out.suffix.lower() == ".csv" else export.frame_parquet(frame))
     print(result.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     logging.getLogger("sevis").info("wrote %s", out)
     return 0

@@ -13,6 +13,8 @@ variable                       bounds                                          d
 ``SEVIS_ZIP_MAX_FILES``        entries of a zip (checked before listing them)  20000
 ``SEVIS_ZIP_MAX_MEMBER_MB``    one file in a zip, unpacked                     64
 ``SEVIS_ZIP_MAX_MB``           all files of a zip, unpacked                    1024
+``SEVIS_MAX_IMAGE_MB``         one image file of a dataset, checked before     64
+                               reading it (``sevis extract``, ``ablate``)
 =============================  ==============================================  =========
 
 The pickle inside a checkpoint is bounded too (objects, nesting depth, objects once
@@ -36,6 +38,7 @@ _ENV = {
     "zip_files": ("SEVIS_ZIP_MAX_FILES", 1),
     "zip_member_bytes": ("SEVIS_ZIP_MAX_MEMBER_MB", _MB),
     "zip_total_bytes": ("SEVIS_ZIP_MAX_MB", _MB),
+    "image_bytes": ("SEVIS_MAX_IMAGE_MB", _MB),
 }
 
 
@@ -58,6 +61,8 @@ class Limits:
         zip_files: entries of a zip archive.
         zip_member_bytes: one member of a zip, unpacked.
         zip_total_bytes: all members of a zip, unpacked.
+        image_bytes: one image file of a dataset (a folder's file or a zip's member),
+            checked before it is read.
     """
 
     checkpoint_bytes: int = 1024 * _MB
@@ -70,6 +75,7 @@ class Limits:
     zip_files: int = 20_000
     zip_member_bytes: int = 64 * _MB
     zip_total_bytes: int = 1024 * _MB
+    image_bytes: int = 64 * _MB
 
     def __post_init__(self) -> None:
         for field in fields(self):

@@ -15,6 +15,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from . import figures
+from ._files import write_atomic
 from .attention.kinds import get_kind
 from .errors import RunError
 from .runs.reader import Run, read_run
@@ -102,7 +103,6 @@ def _check_line(check: dict | None) -> str:
 def write_report(
     run_path: str | Path, out: str | Path, classes: Sequence[str] | None = None, layers: Sequence[str] | None = None
 ) -> Path:
-    """Read a saved run and write its report page to ``out``."""
-    out = Path(out)
-    out.write_text(build_report(read_run(run_path, layers), classes, layers), encoding="utf-8")
-    return out
+    """Read a saved run and write its report page to ``out``, whole or not at all (the
+    previous page stays when the disk is full)."""
+    return write_atomic(out, build_report(read_run(run_path, layers), classes, layers).encode("utf-8"))

@@ -24,7 +24,7 @@ import sevis
 # layer, never a layer above or beside it (the top layer holds the entry points and the
 # old flat paths, which nothing inside the package imports).
 LAYERS: list[set[str]] = [
-    {"_version", "errors", "limits", "provenance", "_threads", "_moved"},
+    {"_version", "errors", "limits", "provenance", "_threads", "_moved", "_files"},
     {"data", "stats"},  # what users bring; accumulators and measures
     {"attention"},  # kinds, the module registry, layer names, the SGE module, geometry
     {"models"},  # the model registry, weights, checkpoints, the self-check

@@ -10,6 +10,7 @@ exception, and the others are decoded.
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import zipfile
@@ -23,11 +24,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DataError, ImageError
+from ..limits import Limits
+from ._zipcheck import ZipLimitError, check_members, count_entries
 from .failure import Failure
 from .images import load_view
 
 __all__ = ["IMAGE_SUFFIXES", "DecodedBatch", "ImageFiles", "Item", "discover", "iter_batches"]
 
+_MB = 1024**2
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
@@ -55,8 +59,7 @@ def discover(data: str | Path, per_class: int | None = None, seed: int = 0) -> l
     """
     data = Path(data)
     if zipfile.is_zipfile(data):
-        with zipfile.ZipFile(data) as archive:
-            names = [PurePosixPath(i.filename) for i in archive.infolist() if not i.is_dir()]
+        names = [PurePosixPath(name) for name in _zip_names(data)]
     elif data.is_dir():
         names = [PurePosixPath(p.relative_to(data).as_posix()) for p in data.rglob("*") if p.is_file()]
     else:
@@ -83,6 +86,20 @@ def discover(data: str | Path, per_class: int | None = None, seed: int = 0) -> l
     return items
 
 
+def _zip_names(data: Path) -> list[str]:
+    """The files of the zip ``data``, its directory checked before it is listed."""
+    limits = Limits.from_env()
+    try:
+        with open(data, "rb") as f:
+            count_entries(f, limits.zip_files)
+            with zipfile.ZipFile(f) as archive:
+                infos = archive.infolist()
+                check_members(f, infos, archive.start_dir)
+    except (ZipLimitError, zipfile.BadZipFile) as err:
+        raise DataError(f"{data}: {str(err)[:200]}") from None
+    return [info.filename for info in infos if not info.is_dir()]
+
+
 class ImageFiles(Dataset[tuple[int, torch.Tensor | None, str | None]]):
     """Reads, decodes and crops one image of a folder or zip; errors come back as text.
 
@@ -90,29 +107,57 @@ class ImageFiles(Dataset[tuple[int, torch.Tensor | None, str | None]]):
     the reason in words.
     """
 
-    def __init__(self, data: Path, items: Sequence[Item], data_config: dict[str, Any]) -> None:
-        self.data, self.items, self.data_config = data, list(items), data_config
+    def __init__(self, data: Path, items: Sequence[Item], data_config: dict[str, Any], max_bytes: int) -> None:
+        self.data, self.items, self.data_config, self.max_bytes = data, list(items), data_config, max_bytes
         self._zip: zipfile.ZipFile | None = None  # opened lazily, once per worker
 
     def __len__(self) -> int:
         return len(self.items)
 
     def _read(self, path: str) -> bytes:
+        """The file's bytes; its size is checked before reading (a sparse 3 GB file
+        costs nothing to refuse) and never more than the limit is read."""
         if self.data.is_dir():
-            return (self.data / path).read_bytes()
+            with open(self.data / path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > self.max_bytes:
+                    raise _TooLarge(size)
+                return f.read(self.max_bytes + 1)
         if self._zip is None:
             self._zip = zipfile.ZipFile(self.data)
-        return self._zip.read(path)
+        info = self._zip.getinfo(path)
+        if info.file_size > self.max_bytes:
+            raise _TooLarge(info.file_size)
+        with self._zip.open(info) as member:
+            return member.read(self.max_bytes + 1)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
         path = self.items[index].path
         try:
-            view = load_view(self._read(path), self.data_config)
+            data = self._read(path)
+            if len(data) > self.max_bytes:
+                raise _TooLarge(len(data))
+            view = load_view(data, self.data_config)
+        except _TooLarge as err:
+            return (
+                index,
+                None,
+                (
+                    f"{err.size / _MB:,.0f} MB, more than the limit of {self.max_bytes / _MB:,.0f} MB "
+                    "for an image file (SEVIS_MAX_IMAGE_MB); not read"
+                ),
+            )
         except ImageError as err:
             return index, None, str(err)
         except (OSError, zipfile.BadZipFile, KeyError) as err:
-            return index, None, f"cannot be read ({err})"
+            return index, None, f"cannot be read ({str(err)[:200]})"
         return index, torch.from_numpy(np.asarray(view).copy()).permute(2, 0, 1), None
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
 
 
 @dataclass
@@ -147,6 +192,7 @@ def iter_batches(
     batch_size: int = 32,
     workers: int = 2,
     progress: bool = False,
+    limits: Limits | None = None,
 ) -> Iterator[DecodedBatch]:
     """Decode ``items`` of ``data`` (a folder or a zip) in batches, in order.
 
@@ -155,6 +201,8 @@ def iter_batches(
         batch_size: images per batch.
         workers: DataLoader processes decoding images (0: in this process).
         progress: show a progress bar on standard error.
+        limits: ``image_bytes`` bounds each file (:meth:`Limits.from_env` when None);
+            a larger one is a failure, never read.
     """
     from tqdm.auto import tqdm  # NOTE tqdm.auto looks for a notebook: only when asked to iterate
 
@@ -162,7 +210,7 @@ def iter_batches(
     if not items:
         return
     loader = DataLoader(
-        ImageFiles(Path(data), items, dict(data_config)),
+        ImageFiles(Path(data), items, dict(data_config), (limits or Limits.from_env()).image_bytes),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_keep,

@@ -120,10 +120,34 @@ class RunWriter:
         return sorted(self.parts.glob("part-*.parquet"))
 
     def _failures(self) -> list[dict[str, str]]:
+        """The failures logged so far. A last line without its newline is an append cut
+        short (a full disk, a kill): it is cut off the log, so its image is tried again
+        and the next append starts a line of its own. Any other damage is a RunError
+        naming the line; nothing else of the log or the parts is thrown away."""
         log_file = self.parts / "failures.jsonl"
         if not log_file.exists():
             return []
-        return [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+        data = log_file.read_bytes()
+        whole = data[: data.rfind(b"\n") + 1]
+        if len(whole) < len(data):
+            log.warning("the failures log ended in a partial line (an interrupted append); its image is tried again")
+            with open(log_file, "r+b") as f:
+                f.truncate(len(whole))
+        failures = []
+        for number, line in enumerate(whole.decode("utf-8", "replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            if not (isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("path", "reason"))):
+                raise RunError(
+                    f"cannot resume {self.out}: line {number} of {log_file} is not a failure record; "
+                    "delete that line and resume (its image is tried again), or pass --overwrite"
+                )
+            failures.append({"path": entry["path"], "reason": entry["reason"]})
+        return failures
 
     def add(self, table: pa.Table) -> None:
         """Rows of the run's schema; written in a part once ``part_size`` are pending."""
