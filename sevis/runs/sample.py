@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from ..attention.kinds import get_kind
 from ..stats.measures import NullBand, specificity_nulls
-from .schema import column_matrix, open_run_file, read_metadata
+from .schema import check_text_columns, column_matrix, open_run_file, read_metadata
 
 __all__ = ["SAMPLE_ROWS", "null_bands", "read_rows", "sample_rows"]
 
@@ -35,6 +35,7 @@ def read_rows(
     spec = get_kind(kind)
     layers = metadata.attention.get(kind, [])
     columns = ["label", *(spec.column(layer, spec.fields[0]) for layer in layers)]
+    check_text_columns(path)
     file = open_run_file(path)
     total = file.metadata.num_rows
     pick = sample_rows(total, max_rows, seed)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute
 import pyarrow.parquet as pq
 
 from ..attention.kinds import get_kind
@@ -33,9 +34,12 @@ from ..hooks.forward import BatchResult
 from ..provenance import UNTRAINED_SEED, Provenance
 
 __all__ = [
+    "MAX_METADATA_BYTES",
+    "MAX_TEXT_BYTES",
     "METADATA_KEY",
     "RunMetadata",
     "batch_table",
+    "check_text_columns",
     "column_matrix",
     "dims_of",
     "open_run_file",
@@ -117,14 +121,121 @@ class RunMetadata:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> RunMetadata:
-        """Read the JSON back, also as written by sevis 0.1 (``se_layers``/``sge_layers``)."""
-        data = json.loads(text)
+        """Read the JSON back, also as written by sevis 0.1 (``se_layers``/``sge_layers``).
+
+        Raises:
+            RunError: not JSON, too large or too deep, or not of the shape sevis writes
+                (the message names the first field that is not, never its value).
+        """
+        if len(text) > MAX_METADATA_BYTES:
+            raise RunError(f"its metadata is {len(text) / 1024**2:,.0f} MB, more than sevis writes")
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            raise RunError("its metadata is not readable JSON (or nested too deep)") from None
+        if not isinstance(data, dict):
+            raise RunError("its metadata is not of the shape sevis writes (not an object)")
         if "attention" not in data:  # sevis 0.1
             se, sge = data.pop("se_layers", []), data.pop("sge_layers", [])
             data["attention"] = {k: v for k, v in (("se", se), ("sge", sge)) if v}
             data["dims"] = {}
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        data = {k: v for k, v in data.items() if k in known}
+        _check_shape(data)
+        return cls(**data)
+
+
+MAX_METADATA_BYTES = 64 * 1024**2
+"""Largest metadata read (a 50,000-image run with every image unreadable: about 15 MB)."""
+MAX_TEXT_BYTES = 4096
+"""Longest path or label a run's rows may hold; a longer one is refused before the
+column is decoded (800 rows of one 1 MB label, dictionary-encoded, were a 150 KB file
+and gigabytes of strings)."""
+
+
+_Text = ("text", MAX_TEXT_BYTES)
+_SHAPE: dict[str, Any] = {  # field -> what its JSON value must be
+    "model": _Text,
+    "weights": _Text,
+    "weights_sha256": ("optional", _Text),
+    "untrained": "bool",
+    "sevis_version": _Text,
+    "data_config": (
+        "partial",  # runs written by tests and by sevis 0.1 may lack keys; those present are checked
+        {
+            "input_size": ("list", "int", 3),
+            "crop_pct": "number",
+            "interpolation": _Text,
+            "mean": ("list", "number", 3),
+            "std": ("list", "number", 3),
+        },
+    ),
+    "attention": ("mapping", ("list", _Text, None)),
+    "dims": ("mapping", ("mapping", "int")),
+    "source": _Text,
+    "labels": _Text,
+    "per_class": ("optional", "int"),
+    "seed": "int",
+    "layers": ("optional", ("list", _Text, None)),
+    "images": "int",
+    "failures": ("list", ("object", {"path": ("text", 1 << 20), "reason": ("text", 1 << 20)}), None),
+    "self_check": ("optional", ("mapping", "any")),
+}
+_REQUIRED = ("model", "weights", "untrained", "sevis_version", "data_config", "attention", "source", "labels")
+
+
+def _check_shape(data: dict[str, Any]) -> None:
+    missing = [name for name in _REQUIRED if name not in data]
+    if missing:
+        raise RunError(f"its metadata lacks {', '.join(missing)}: not written by `sevis extract`")
+    for name, value in data.items():
+        problem = _mismatch(value, _SHAPE[name])
+        if problem:
+            raise RunError(f"its metadata is not of the shape sevis writes ({name}: {problem})")
+    if data["labels"] not in ("folder", "predicted"):
+        raise RunError("its metadata is not of the shape sevis writes (labels: neither folder nor predicted)")
+    config = data["data_config"]
+    if not all(0 < v <= 4096 for v in config.get("input_size", [1])) or not 0 < config.get("crop_pct", 1) <= 1:
+        raise RunError("its metadata is not of the shape sevis writes (data_config: sizes out of range)")
+
+
+def _mismatch(value: Any, shape: Any) -> str:
+    """What about ``value`` does not fit ``shape`` (empty when it fits)."""
+    if shape == "any":
+        return ""
+    if shape == "bool":
+        return "" if isinstance(value, bool) else "expected true or false"
+    if shape == "int":
+        return "" if isinstance(value, int) and not isinstance(value, bool) else "expected a whole number"
+    if shape == "number":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+        return "" if ok else "expected a number"
+    kind = shape[0]
+    if kind == "text":
+        if not isinstance(value, str):
+            return "expected text"
+        return "" if len(value) <= shape[1] else f"text longer than {shape[1]:,} characters"
+    if kind == "optional":
+        return "" if value is None else _mismatch(value, shape[1])
+    if kind == "list":
+        if not isinstance(value, list):
+            return "expected a list"
+        if shape[2] is not None and len(value) != shape[2]:
+            return f"expected {shape[2]} values"
+        return next((m for m in (_mismatch(v, shape[1]) for v in value) if m), "")
+    if kind == "mapping":
+        if not isinstance(value, dict):
+            return "expected an object"
+        bad_key = next((k for k in value if len(k) > MAX_TEXT_BYTES), None)
+        if bad_key is not None:
+            return "a name too long"
+        return next((m for m in (_mismatch(v, shape[1]) for v in value.values()) if m), "")
+    if not isinstance(value, dict):  # "object" / "partial": these keys (all / those present), each of its shape
+        return "expected an object"
+    absent = [k for k in shape[1] if k not in value]
+    if absent and kind == "object":
+        return f"lacks {', '.join(absent)}"
+    return next((m for m in (_mismatch(value[k], s) for k, s in shape[1].items() if k in value) if m), "")
 
 
 def run_schema(metadata: RunMetadata) -> pa.Schema:
@@ -202,9 +313,71 @@ def read_metadata(path: str | Path) -> RunMetadata:
     if not schema.metadata or METADATA_KEY not in schema.metadata:
         raise RunError(f"{path.name}: not a run written by `sevis extract` (no sevis metadata)")
     try:
-        return RunMetadata.from_json(schema.metadata[METADATA_KEY])
-    except (ValueError, TypeError) as err:
-        raise RunError(f"{path.name}: its sevis metadata cannot be read ({type(err).__name__})") from None
+        metadata = RunMetadata.from_json(schema.metadata[METADATA_KEY])
+        _check_columns(metadata, schema)
+    except RunError as err:
+        raise RunError(f"{_shown(path.name)}: {err}") from None
+    return metadata
+
+
+def _check_columns(metadata: RunMetadata, schema: pa.Schema) -> None:
+    """Every kind the metadata names is known and every column it implies is there."""
+    names = set(schema.names)
+    for kind_name, layers in metadata.attention.items():
+        try:
+            kind = get_kind(kind_name)
+        except ValueError:
+            raise RunError(
+                f"it was made with an attention kind this sevis does not know ({_shown(kind_name)}); "
+                "load the plugin that registers it"
+            ) from None
+        for layer in layers:
+            fields = metadata.dims.get(layer, kind.fields)
+            if any(kind.column(layer, f) not in names for f in fields):
+                raise RunError(f"its metadata names layer {_shown(layer)}, whose columns are not in the file")
+
+
+def check_text_columns(path: str | Path) -> None:
+    """Refuse a run whose ``path`` or ``label`` values are longer than
+    ``MAX_TEXT_BYTES``, before they are decoded: plain pages by the sizes the footer
+    states, dictionary pages by the dictionary's own values (read as a dictionary, not
+    expanded row by row).
+
+    Raises:
+        RunError: a value too long, or a footer that does not add up.
+    """
+    path = Path(path)
+    columns = ["path", "label"]
+    try:
+        file = pq.ParquetFile(path, read_dictionary=columns, pre_buffer=False)
+        names = file.schema_arrow.names
+        if not all(c in names for c in columns):
+            raise RunError(f"{_shown(path.name)}: not a run written by `sevis extract` (no path or label column)")
+        where = {c: file.metadata.schema.names.index(c) for c in columns}
+        for group in range(file.metadata.num_row_groups):
+            meta = file.metadata.row_group(group)
+            for column, index in where.items():
+                chunk = meta.column(index)
+                plain = "PLAIN_DICTIONARY" not in chunk.encodings and "RLE_DICTIONARY" not in chunk.encodings
+                if plain and chunk.total_uncompressed_size > meta.num_rows * (MAX_TEXT_BYTES + 4) + 4096:
+                    raise RunError(_too_long(path, column))
+            table = file.read_row_group(group, columns=columns, use_threads=False)
+            for column in columns:
+                for piece in table.column(column).chunks:
+                    values = piece.dictionary if pa.types.is_dictionary(piece.type) else piece
+                    longest = pa.compute.max(pa.compute.binary_length(values)).as_py() or 0
+                    if longest > MAX_TEXT_BYTES:
+                        raise RunError(_too_long(path, column))
+    except (pa.ArrowException, OSError) as err:
+        raise RunError(f"{_shown(path.name)}: not a readable Parquet file ({str(err)[:200]})") from None
+
+
+def _too_long(path: Path, column: str) -> str:
+    return f"{_shown(path.name)}: refused, a {column} in it is longer than {MAX_TEXT_BYTES:,} bytes; not read"
+
+
+def _shown(name: str) -> str:
+    return name if len(name) <= 80 else name[:79] + "…"
 
 
 def open_run_file(path: Path) -> pq.ParquetFile:
