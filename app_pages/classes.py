@@ -15,6 +15,7 @@ from app_pages.widgets import (
     hide_model_messages,
     model_places,
     offer_drill,
+    plain,
     report_failures,
     saved_run_input,
     show_figure,
@@ -76,7 +77,7 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
             try:
                 entries, failures = sevis.read_zip(archive)  # read in place, not copied
             except sevis.ArchiveError as err:
-                st.error(f"{archive.name}: {err}")
+                st.error(f"{plain(archive.name, 100)}: {plain(err, 400)}")
                 entries = []
             files = [(e.name, e.data) for e in entries]
             labels = [e.label for e in entries]
@@ -354,7 +355,10 @@ def saved_run() -> None:
     if run is None:
         st.stop()
     m = run.metadata
-    st.write(f"**{m.model}** ({m.weights}), {m.images} images from `{m.source}`, {len(run.failures)} unreadable.")
+    st.write(
+        f"**{plain(m.model, 80)}** ({plain(m.weights, 200)}), {m.images:,} images from {plain(m.source, 200)}, "
+        f"{len(run.failures):,} unreadable."
+    )
     if m.untrained:
         st.warning(f"This run was made with untrained weights: {figures.UNTRAINED_NOTE}", icon="⚠️")
     source = f"saved run {run.path.name}"
@@ -400,7 +404,7 @@ for (drill, loaded), place in zip(drills.items(), model_places(models), strict=T
         counted = next(iter(stats.values()))
         st.write(
             "Images per class: "
-            + ", ".join(f"**{figures.short_label(c)}** {counted.count(c)}" for c in counted.classes)
+            + ", ".join(f"**{plain(figures.short_label(c))}** {counted.count(c)}" for c in counted.classes)
         )
         result = results[loaded.label]
         nulls = functools.partial(analysis_nulls, loaded, files, labels, result)

@@ -16,7 +16,7 @@ from app_pages.services import (
     sample_files,
     unique_names,
 )
-from app_pages.widgets import export_all, file_part, model_places, offer_drill, report_failures, show_figure
+from app_pages.widgets import export_all, file_part, model_places, offer_drill, plain, report_failures, show_figure
 from sevis import Analysis, ImageResult, export, figures
 from sevis.attention.geometry import layer_grid
 from sevis.stats.measures import saturation
@@ -34,7 +34,7 @@ def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
     if layers:
         shares = {layer: saturation(image.excitations[layer])["share_high"] for layer in layers}
         st.caption(
-            f"Saturation in {image.name} (share of gates ≥ 0.99, the block passing its channel unchanged): "
+            f"Saturation in {plain(image.name, 100)} (share of gates ≥ 0.99, the block passing its channel unchanged): "
             + ", ".join(f"{layer} {share:.0%}" for layer, share in shares.items())
         )
         show_figure(

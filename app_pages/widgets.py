@@ -32,6 +32,23 @@ from sevis.figures._style import mark_untrained
 from sevis.models.weights import weights_file
 from sevis.runs.reader import Run
 
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark, each escapable in Markdown
+
+
+def plain(text: object, limit: int = 200) -> str:
+    """``text`` from a user's file (a name, a label, a message quoting one) for a
+    Markdown element, shown as the characters it is: every ASCII punctuation mark
+    backslash-escaped (no link, image, emphasis, HTML, colour or maths can form),
+    line breaks as spaces, at most ``limit`` characters."""
+    text = str(text)
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    text = "".join(c if c.isprintable() else " " for c in text)
+    return _PUNCTUATION.sub(r"\\\1", text)
+
+
+FAILURES_SHOWN = 10
+
+
 SOURCES = {
     "pretrained": "Pretrained (default source)",
     "server": "Checkpoint file on the server",
@@ -183,7 +200,7 @@ def model_panel() -> list[Loaded]:
                 unavailable.append((label, name, slot, err))
                 continue
             except USER_ERRORS as err:
-                st.error(f"{label} could not be loaded: {err}", icon="⚠️")
+                st.error(f"{label} could not be loaded: {plain(err, 1500)}", icon="⚠️")
                 continue
             loaded.append(Loaded(label, name, weights.key, model, "" if slot == name else slot))
             _check_badge(loaded[-1])
@@ -244,7 +261,7 @@ def _unavailable_panel(unavailable: list[tuple[str, str, str, sevis.WeightsUnava
         st.markdown("**The pretrained weights could not be fetched**")
         for label, name, slot, err in unavailable:
             file = weights_file(name)
-            st.write(f"{label}: {(err.reason or str(err))[:300]}")
+            st.write(f"{label}: {plain(err.reason or str(err), 300)}")
             columns = st.columns(4)
             columns[0].button(
                 "Untrained weights (a demo)", key=f"{slot}_use_untrained", on_click=_use, args=(slot, "untrained")
@@ -278,7 +295,7 @@ def saved_run_input(key: str) -> Run | None:
         data, name = (upload.getvalue(), upload.name) if upload is not None else (None, str(server_file(path)))
         return load_run(data, name)
     except (sevis.SevisError, OSError) as err:  # the message starts with the file's name
-        st.error(str(err))
+        st.error(plain(err, 600))
         return None
 
 
@@ -354,11 +371,27 @@ def model_places(models: Sequence[Loaded]) -> list:
 
 
 def report_failures(failures: Sequence[sevis.Failure]) -> None:
-    if failures:
+    """The files left out, as a count and the first few (names and reasons as text,
+    cut short); the whole list as a CSV download when there are more."""
+    if not failures:
+        return
+    shown = failures[:FAILURES_SHOWN]
+    more = len(failures) - len(shown)
+    with st.container():
         st.warning(
-            f"{len(failures)} file(s) could not be analysed and were left out; every other file was analysed.\n\n"
-            + "\n".join(f"- **{f.name}**: {f.reason}" for f in failures)
+            f"{len(failures):,} file(s) could not be analysed and were left out; every other file was analysed.\n\n"
+            + "\n".join(f"- **{plain(f.name, 120)}**: {plain(f.reason, 300)}" for f in shown)
+            + (f"\n\n…and {more:,} more: the whole list is in the download below." if more else "")
         )
+        if more:
+            table = pd.DataFrame({"file": [f.name for f in failures], "reason": [f.reason for f in failures]})
+            st.download_button(
+                "Download the list of files left out (CSV)",
+                export.frame_csv(table),
+                file_name="files_left_out.csv",
+                mime="text/csv",
+                key=f"failures_{hash(tuple(f.name for f in failures))}",
+            )
 
 
 CHANNELS_PAGE = "app_pages/channels.py"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -35,6 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def hook_count(model: nn.Module) -> int:
     """Forward hooks and pre-hooks left anywhere in ``model``."""
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def shown(markdown: str) -> str:
+    """What a reader sees of a Markdown element's source: the dashboard escapes every
+    punctuation mark of text from users' files (``app_pages.widgets.plain``)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
 
 
 def make_zip(entries: dict[str, bytes]) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import streamlit as st
 import timm
 import torch
+from conftest import make_zip, shown
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +63,7 @@ def charts(at: AppTest) -> int:
 
 def no_errors(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+    assert not at.error, [shown(e.value) for e in at.error]
 
 
 def untrained(at: AppTest, *names: str) -> AppTest:
@@ -79,10 +81,10 @@ def test_first_open_offline_shows_the_photographs_and_one_panel_with_the_ways_ou
     assert not at.exception and not at.error  # no error box: one panel says it all
     panel = [m.value for m in at.markdown if "could not be fetched" in m.value]
     assert panel == ["**The pretrained weights could not be fetched**"]
-    reason = next(m.value for m in at.markdown if m.value.startswith("SE-ResNet-50: "))
+    reason = next(shown(m.value) for m in at.markdown if shown(m.value).startswith("SE-ResNet-50: "))
     assert "github.com: " in reason and "network disabled by the test" in reason
-    shown = " ".join(e.value for e in [*at.markdown, *at.info, *at.warning, *at.caption] if isinstance(e.value, str))
-    assert "weights=" not in shown and "Traceback" not in shown  # no library spelling
+    page = " ".join(e.value for e in [*at.markdown, *at.info, *at.warning, *at.caption] if isinstance(e.value, str))
+    assert "weights=" not in shown(page) and "Traceback" not in shown(page)  # no library spelling
     assert len(at.get("image")) == len(SAMPLES)  # the photographs at once
     assert [b.label for b in at.button] == ["Untrained weights (a demo)", "Upload a checkpoint", "A file on the server"]
     at.button(key="se_resnet50_use_upload").click().run()
@@ -91,9 +93,9 @@ def test_first_open_offline_shows_the_photographs_and_one_panel_with_the_ways_ou
     at.button(key="se_resnet50_use_untrained").click().run()
     assert at.sidebar.selectbox(key="se_resnet50_source").value == "untrained"
     assert not at.error and charts(at) == 3
-    line = next(w.value for w in at.warning if "untrained weights" in w.value)
+    line = next(shown(w.value) for w in at.warning if "untrained weights" in shown(w.value))
     assert "(random, seed 0)" in line and "random SE gates sit near 0.5" in line
-    (badge,) = [m.value for m in at.sidebar.markdown if "self-check" in m.value]  # st.badge is markdown
+    (badge,) = [shown(m.value) for m in at.sidebar.markdown if "self-check" in shown(m.value)]  # st.badge is markdown
     assert "SE-ResNet-50: self-check failed" in badge
 
 
@@ -101,14 +103,14 @@ def test_untrained_sge_says_why_its_masks_are_flat(real_app):
     real_app.sidebar.radio(key="model_choice").set_value("SGE-ResNet-50").run()
     real_app.sidebar.selectbox(key="sge_resnet50_source").set_value("untrained").run()
     no_errors(real_app)
-    line = next(w.value for w in real_app.warning if "untrained weights" in w.value)
+    line = next(shown(w.value) for w in real_app.warning if "untrained weights" in shown(w.value))
     assert "flat at σ(1) = 0.73, because SGE starts with its scale γ at 0" in line
 
 
 def test_untrained_shows_samples_banner_and_charts(app):
     untrained(app)
     no_errors(app)
-    assert any("untrained weights (random, seed 0)" in w.value for w in app.warning)
+    assert any("untrained weights (random, seed 0)" in shown(w.value) for w in app.warning)
     assert app.selectbox(key="image_choice").options == SAMPLES
     # top-5, SE profiles, overview of all 16 layers; Grad-CAM only when asked for
     assert charts(app) == 3
@@ -121,7 +123,7 @@ def test_untrained_shows_samples_banner_and_charts(app):
         "SE_5_3",
     ]
     assert len(app.multiselect(key=f"{SE}_layers").options) == 16
-    saturation = [c.value for c in app.caption if c.value.startswith("Saturation in astronaut.png")]
+    saturation = [shown(c.value) for c in app.caption if shown(c.value).startswith("Saturation in astronaut.png")]
     assert len(saturation) == 1 and "SE_2_3 " in saturation[0] and "SE_5_3 " in saturation[0]
     labels = [b.label for b in app.get("download_button")]
     assert labels == ["PNG", "HTML", "CSV", "Parquet"] * 3 + ["Export all (zip)"]  # every chart: figure and numbers
@@ -151,7 +153,7 @@ def test_single_and_several_uploads_with_a_broken_file(app, photos):
         ]
     ).run()
     assert not app.exception
-    warning = next(w.value for w in app.warning if "could not be analysed" in w.value)
+    warning = next(shown(w.value) for w in app.warning if "could not be analysed" in shown(w.value))
     assert "**broken.jpg**" in warning and "truncated" in warning
     assert app.selectbox(key="image_choice").options == ["coffee.png", "astronaut.png"]
     assert charts(app) == 3
@@ -164,9 +166,9 @@ def test_sge_from_a_server_checkpoint_shows_masks_overlay_and_gradcam(real_app, 
     real_app.sidebar.selectbox(key="sge_resnet50_source").set_value("server").run()
     real_app.sidebar.selectbox(key="sge_resnet50_file").set_value(str(target)).run()
     no_errors(real_app)
-    assert not any("untrained weights" in w.value for w in real_app.warning)
+    assert not any("untrained weights" in shown(w.value) for w in real_app.warning)
     # random weights in a file: the self-check says they do not behave like an ImageNet network
-    assert any("do not classify the sample photographs" in w.value for w in real_app.warning)
+    assert any("do not classify the sample photographs" in shown(w.value) for w in real_app.warning)
     # top-5, 64-mask grid, group feature maps before/after SGE, mean-mask overlay, Grad-CAM
     assert charts(real_app) == 5
     maps = real_app.get("plotly_chart")[2].proto.spec
@@ -181,14 +183,14 @@ def test_sge_from_a_server_checkpoint_shows_masks_overlay_and_gradcam(real_app, 
 
 def test_uploaded_checkpoints_good_and_bad(real_app, senet_file, tmp_path):
     real_app.sidebar.selectbox(key="se_resnet50_source").set_value("upload").run()
-    assert any("choose a checkpoint" in i.value for i in real_app.sidebar.info)
+    assert any("choose a checkpoint" in shown(i.value) for i in real_app.sidebar.info)
     wrong = tmp_path / "resnet50.pth"
     torch.save(timm.create_model("resnet50").state_dict(), wrong)
     real_app.sidebar.get("file_uploader")[0].set_value(
         ("resnet50.pth", wrong.read_bytes(), "application/octet-stream")
     ).run()
     assert not real_app.exception
-    assert any("does not fit se_resnet50" in e.value for e in real_app.error)
+    assert any("does not fit se_resnet50" in shown(e.value) for e in real_app.error)
     real_app.sidebar.get("file_uploader")[0].set_value(
         ("se_resnet50-ce0d4300.pth", senet_file.read_bytes(), "application/octet-stream")
     ).run()
@@ -228,7 +230,7 @@ def class_zip(photos) -> bytes:
 def test_classes_from_uploads_per_class(app, photos):
     untrained(app)
     app.switch_page("app_pages/classes.py").run()
-    assert any("Upload images" in i.value for i in app.info)
+    assert any("Upload images" in shown(i.value) for i in app.info)
     app.text_input(key="classes_label_0").set_value("cat")
     app.text_input(key="classes_label_1").set_value("vehicle")
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")])
@@ -258,12 +260,12 @@ def test_classes_from_a_zip_with_a_broken_file_and_both_models(app, photos):
     app.radio(key="classes_mode").set_value("zip").run()
     app.get("file_uploader")[0].set_value(("classes.zip", class_zip(photos), "application/zip")).run()
     assert not app.exception
-    warning = next(w.value for w in app.warning if "could not be analysed" in w.value)
+    warning = next(shown(w.value) for w in app.warning if "could not be analysed" in shown(w.value))
     assert "data/cup/broken.jpg" in warning and ".DS_Store" not in warning
     assert classes_shown(app).value == ["cat", "cup"]
     # SE figures; SGE mask statistics, activation spread before/after SGE, depth curve, selectivity
     assert charts(app) == 5 + 4
-    assert any("**cat** 2" in m.value and "**cup** 1" in m.value for m in app.markdown)
+    assert any("**cat** 2" in shown(m.value) and "**cup** 1" in shown(m.value) for m in app.markdown)
 
 
 def test_classes_from_predictions_and_a_bad_zip(app, photos):
@@ -276,18 +278,18 @@ def test_classes_from_predictions_and_a_bad_zip(app, photos):
     app.radio(key="classes_mode").set_value("zip").run()
     app.get("file_uploader")[0].set_value(("fake.zip", b"not a zip at all", "application/zip")).run()
     assert not app.exception
-    assert any("fake.zip: not a readable zip archive" in e.value for e in app.error)
+    assert any("fake.zip: not a readable zip archive" in shown(e.value) for e in app.error)
 
 
 def test_compare_needs_both_then_shows_stages(app):
     untrained(app)
     app.switch_page("app_pages/compare.py").run()
-    assert any("Choose **Both**" in i.value for i in app.info)
+    assert any("Choose **Both**" in shown(i.value) for i in app.info)
     app.sidebar.radio(key="model_choice").set_value("Both").run()
     untrained(app, SE, SGE)
     no_errors(app)
     assert charts(app) == 2 + 2 * 4  # predictions, then 4 stages x (SE profile, SGE overlay)
-    assert [m.value for m in app.markdown if m.value.startswith("#### Stage")] == [
+    assert [shown(m.value) for m in app.markdown if shown(m.value).startswith("#### Stage")] == [
         "#### Stage 2: SE_2_3 and SGE_2_3",
         "#### Stage 3: SE_3_4 and SGE_3_4",
         "#### Stage 4: SE_4_6 and SGE_4_6",
@@ -307,22 +309,22 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos,
 
     app.switch_page("app_pages/classes.py").run()
     app.radio(key="classes_mode").set_value("run").run()
-    assert any("Upload a run" in i.value for i in app.info)
+    assert any("Upload a run" in shown(i.value) for i in app.info)
     app.text_input(key="classes_run_path").set_value(str(run)).run()
     assert not app.exception  # outside the folders the dashboard may open: refused
-    assert any("the dashboard opens files on the server only inside" in e.value for e in app.error)
+    assert any("the dashboard opens files on the server only inside" in shown(e.value) for e in app.error)
     monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))  # the operator lists the folder
     app.text_input(key="classes_run_path").set_value("run.parquet").run()  # relative: found there
     no_errors(app)
     app.text_input(key="classes_run_path").set_value(str(run)).run()
     assert not app.exception
     assert charts(app) == 5 and classes_shown(app).value == ["cat", "cup"]
-    assert any("3 images from" in m.value for m in app.markdown)
+    assert any("3 images from" in shown(m.value) for m in app.markdown)
     # The sidebar's model could not be loaded (offline, pretrained): the run needs none, and
     # the page says nothing about it.
-    assert not any("could not be fetched" in m.value for m in app.markdown) and not app.error
+    assert not any("could not be fetched" in shown(m.value) for m in app.markdown) and not app.error
     app.radio(key="classes_mode").set_value("batches").run()
-    assert any("could not be fetched" in m.value for m in app.markdown)  # images need the model: said again
+    assert any("could not be fetched" in shown(m.value) for m in app.markdown)  # images need the model: said again
     app.radio(key="classes_mode").set_value("run").run()
 
     app.text_input(key="classes_run_path").set_value("")
@@ -330,7 +332,7 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos,
     assert not app.exception and charts(app) == 5
     app.get("file_uploader")[0].set_value(("bad.parquet", b"PAR1 nonsense", "application/octet-stream")).run()
     assert not app.exception
-    assert any("bad.parquet: not a readable Parquet file" in e.value for e in app.error)
+    assert any("bad.parquet: not a readable Parquet file" in shown(e.value) for e in app.error)
 
 
 def test_a_saved_run_without_se_4_6_and_with_a_class_named_all_images(app, tiny_se, photos, tmp_path, monkeypatch):
@@ -391,7 +393,7 @@ def test_a_plugin_that_fails_is_reported_and_the_dashboard_runs(offline, monkeyp
         "Plugin no_such_sevis_plugin could not be loaded (ModuleNotFoundError: No module named "
         "'no_such_sevis_plugin'); the dashboard runs without it."
     )
-    assert [e.value for e in at.error if "Plugin" in e.value] == [expected]
+    assert [shown(e.value) for e in at.error if "Plugin" in shown(e.value)] == [expected]
     more = ["Two checkpoints of one network", "Another timm model"]
     assert at.sidebar.radio(key="model_choice").options == [SE_LABEL, *more]  # one model: no "Both"
     untrained(at)
@@ -425,7 +427,7 @@ def test_a_model_list_with_nothing_usable_falls_back_to_the_papers_models(offlin
 def server_path_error(at: AppTest, text: str) -> str:
     at.sidebar.text_input(key="se_resnet50_path").set_value(text).run()
     assert not at.exception
-    (error,) = [e.value for e in at.error]
+    (error,) = [shown(e.value) for e in at.error]
     return error
 
 
@@ -476,7 +478,7 @@ def test_a_tuple_bomb_upload_is_refused_and_the_page_goes_on(real_app):
     assert len(bomb) < 4096
     real_app.sidebar.get("file_uploader")[0].set_value(("bomb.pth", bomb, "application/octet-stream")).run()
     assert not real_app.exception
-    (error,) = [e.value for e in real_app.error]
+    (error,) = [shown(e.value) for e in real_app.error]
     assert (
         error.startswith("SE-ResNet-50 could not be loaded: bomb.pth: refused, its objects unfold") and len(error) < 400
     )
@@ -496,7 +498,7 @@ def test_a_full_disk_during_a_checkpoint_upload_is_a_message_and_the_next_try_wo
         upload = ("se_resnet50-ce0d4300.pth", senet_file.read_bytes(), "application/octet-stream")
         real_app.sidebar.get("file_uploader")[0].set_value(upload).run()
         assert not real_app.exception
-        (error,) = [e.value for e in real_app.error]
+        (error,) = [shown(e.value) for e in real_app.error]
         assert error == (
             "SE-ResNet-50 could not be loaded: se_resnet50-ce0d4300.pth could not be kept on the server to be read "
             "(No space left on device); nothing of it was kept"
@@ -627,25 +629,25 @@ def test_channels_page_opens_a_saved_run_and_reads_its_images_back(app, tiny_se,
     run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
     monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
     app.switch_page("app_pages/channels.py").run()
-    assert any("Upload a run" in i.value for i in app.info)
+    assert any("Upload a run" in shown(i.value) for i in app.info)
     app.text_input(key="channels_run_path").set_value(str(run)).run()
     no_errors(app)
     titles = [c.proto.spec for c in app.get("plotly_chart")]
     assert any("SE_4_6, channel 0: per class" in t for t in titles)
-    assert any("Knock-outs need the model" in c.value for c in app.caption)
-    captions = [c.value for c in app.caption]
+    assert any("Knock-outs need the model" in shown(c.value) for c in app.caption)
+    captions = [shown(c.value) for c in app.caption]
     assert not any("not readable here" in c for c in captions)
     app.text_input(key="channels_run_path").set_value("")
     app.get("file_uploader")[0].set_value(("run.parquet", run.read_bytes(), "application/octet-stream")).run()
     no_errors(app)  # uploaded: its rows are not kept, and the page says so
-    assert any("keeps its statistics, not its rows" in i.value for i in app.info)
+    assert any("keeps its statistics, not its rows" in shown(i.value) for i in app.info)
     app.get("file_uploader")[0].set_value(None).run()
     app.text_input(key="channels_run_path").set_value(str(run)).run()
     (folder / "cat" / "chelsea.png").unlink()  # an image gone from the source: said, not a crash
     app.number_input[0].set_value(3).run()
     no_errors(app)
-    assert any("chelsea.png" in c.value and "not readable here" in c.value for c in app.caption), [
-        c.value for c in app.caption
+    assert any("chelsea.png" in shown(c.value) and "not readable here" in shown(c.value) for c in app.caption), [
+        shown(c.value) for c in app.caption
     ]
 
 
@@ -684,14 +686,14 @@ def test_compare_offers_only_readable_images_and_says_which_model_is_missing(app
     untrained(app, SE)
     app.sidebar.selectbox(key=f"{SGE}_source").set_value("upload").run()
     app.switch_page("app_pages/compare.py").run()
-    assert any("The SGE model is not loaded yet" in i.value for i in app.info)
+    assert any("The SGE model is not loaded yet" in shown(i.value) for i in app.info)
     untrained(app, SGE)
     broken = ("broken.jpg", photos["rocket.jpg"][:3000], "image/jpeg")
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), broken]).run()
     assert not app.exception
     assert app.selectbox(key="compare_choice").options == ["chelsea.png"]
     assert [b.label for b in app.get("download_button")][-1] == "Export all (zip)"
-    (warning,) = [w.value for w in app.warning if "could not be analysed" in w.value]
+    (warning,) = [shown(w.value) for w in app.warning if "could not be analysed" in shown(w.value)]
     assert "broken.jpg" in warning and "left out" in warning
 
 
@@ -701,7 +703,7 @@ def test_sorting_by_a_difference_needs_two_classes(app, photos):
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "coffee.png")]).run()
     app.radio(key="classes_channels").set_value("sorted by the difference of two classes").run()
     no_errors(app)
-    assert any("needs two classes shown" in i.value for i in app.info)
+    assert any("needs two classes shown" in shown(i.value) for i in app.info)
 
 
 def test_renaming_a_class_runs_no_model_and_a_new_column_only_its_own_images(app, photos):
@@ -723,7 +725,7 @@ def test_renaming_a_class_runs_no_model_and_a_new_column_only_its_own_images(app
         handle.remove()
     no_errors(app)
     assert classes_shown(app).value == ["cat", "rocket"]
-    assert any("**cat** 2" in m.value and "**rocket** 1" in m.value for m in app.markdown)
+    assert any("**cat** 2" in shown(m.value) and "**rocket** 1" in shown(m.value) for m in app.markdown)
     fresh = sevis_analyse_labelled(model, photos)
     profile = figure(app, 1)  # one layer's profiles: the class means of a fresh analysis
     (cat,) = [t for t in profile.data if (t.name or "").startswith("cat (n=2)")]
@@ -768,7 +770,7 @@ def test_fewer_classes_and_more_again_keeps_the_uploads(app, photos):
     app.number_input(key="classes_count").set_value(3).run()
     no_errors(app)
     assert classes_shown(app).value == ["class 1", "class 2", "class 3"]  # its two photographs kept
-    assert any("**class 3** 2" in m.value for m in app.markdown)
+    assert any("**class 3** 2" in shown(m.value) for m in app.markdown)
 
 
 def test_another_timm_model_with_se_modules(app):
@@ -777,7 +779,7 @@ def test_another_timm_model_with_se_modules(app):
     assert "resnet50" not in app.sidebar.selectbox(key="timm_model").options  # no SE: not offered
     app.sidebar.selectbox(key="timm_model").set_value("mobilenetv3_small_100").run()
     assert not app.exception  # offline: its hub weights cannot be fetched, said once
-    assert any("could not be fetched" in m.value for m in app.markdown)
+    assert any("could not be fetched" in shown(m.value) for m in app.markdown)
     app.sidebar.selectbox(key="mobilenetv3_small_100_source").set_value("untrained").run()
     no_errors(app)
     layers = app.multiselect(key="mobilenetv3_small_100_layers").options
@@ -827,3 +829,56 @@ def test_unique_names_never_collide():
     named = unique_names(files)
     assert [n for n, _ in named] == ["a.jpg", "a.jpg (2)", "a.jpg (2) (2)", "a.jpg (3)", "b.jpg"]
     assert [d for _, d in named] == [d for _, d in files]  # same order, same bytes
+
+
+BEACON = "![x](http://127.0.0.1:9/beacon.png)"  # a Markdown image: every viewer's browser would fetch it
+
+
+def test_names_from_a_users_zip_are_shown_as_text_and_long_failure_lists_summarised(app, photos):
+    """Entry names went into the warning as Markdown (an image, a link); 15,000 failures
+    were megabytes of text in one element. Names are escaped and cut short; the warning
+    lists ten and the whole list is a download."""
+    broken = photos["rocket.jpg"][:3000]
+    entries = {"data/cat/chelsea.png": photos["chelsea.png"], "data/cup/coffee.png": photos["coffee.png"]}
+    entries[f"data/cup/{BEACON}.jpg"] = broken
+    entries |= {f"data/cup/broken-{i:02d}.jpg": broken for i in range(29)}
+    untrained(app)
+    app.switch_page("app_pages/classes.py").run()
+    app.radio(key="classes_mode").set_value("zip").run()
+    app.get("file_uploader")[0].set_value(("classes.zip", make_zip(entries), "application/zip")).run()
+    assert not app.exception
+    (warning,) = [w.value for w in app.warning if "could not be analysed" in shown(w.value)]
+    assert "![" not in warning and "](" not in warning  # no image or link can form
+    assert f"data/cup/{BEACON}.jpg" in shown(warning)  # the name, as the characters it is
+    assert shown(warning).startswith("30 file(s) could not be analysed")
+    assert shown(warning).count("\n- ") == 10 and "and 20 more: the whole list is in the download below" in shown(
+        warning
+    )
+    (listed,) = [b for b in app.get("download_button") if b.label.startswith("Download the list of files left out")]
+    assert listed.proto.label == "Download the list of files left out (CSV)"
+    assert charts(app) == 5  # the two readable images are analysed
+
+
+def test_a_saved_runs_metadata_is_shown_as_text(app, tiny_se, photos, tmp_path):
+    import pyarrow.parquet as pq
+
+    from sevis.jobs.extraction import extract
+
+    folder = tmp_path / "data"
+    for label, names in {"cat": ["chelsea.png"], "cup": ["coffee.png"]}.items():
+        (folder / label).mkdir(parents=True)
+        for name in names:
+            (folder / label / name).write_bytes(photos[name])
+    run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
+    table = pq.read_table(run)
+    meta = json.loads(table.schema.metadata[b"sevis"])
+    meta |= {"model": f"tiny_se {BEACON}", "source": f"[click me](http://127.0.0.1:9/) {BEACON}"}
+    hostile = tmp_path / "hostile.parquet"
+    pq.write_table(table.replace_schema_metadata({b"sevis": json.dumps(meta).encode()}), hostile)
+    app.switch_page("app_pages/classes.py").run()
+    app.radio(key="classes_mode").set_value("run").run()
+    app.get("file_uploader")[0].set_value(("hostile.parquet", hostile.read_bytes(), "application/octet-stream")).run()
+    assert not app.exception
+    (line,) = [m.value for m in app.markdown if "images from" in shown(m.value)]
+    assert "](" not in line and "![" not in line
+    assert f"[click me](http://127.0.0.1:9/) {BEACON}" in shown(line)
