@@ -6,8 +6,16 @@ import pandas as pd
 import streamlit as st
 
 import sevis
-from app_pages.services import Loaded, ablation_of, channel_effect, channel_view_of, excitation_map_of, images_key
-from app_pages.widgets import export_figures, hide_model_messages, saved_run_input, show_figure
+from app_pages.services import (
+    Loaded,
+    ablation_of,
+    channel_effect,
+    channel_view_of,
+    excitation_map_of,
+    images_key,
+    server_folders,
+)
+from app_pages.widgets import export_figures, hide_model_messages, plain, saved_run_input, show_figure
 from sevis import figures
 from sevis.analysis.images import Analysis
 from sevis.runs.reader import Run
@@ -44,7 +52,7 @@ else:
 if isinstance(data, Run) and not data.path.exists():
     # NOTE an uploaded run's statistics are kept, its rows are not: a channel needs its rows
     st.info(
-        f"{data.path.name} was uploaded: the server keeps its statistics, not its rows, which a channel "
+        f"{plain(data.path.name, 100)} was uploaded: the server keeps its statistics, not its rows, which a channel "
         "needs. Open it by its path on the server to follow one channel across its images."
     )
     st.stop()
@@ -107,7 +115,7 @@ def thumbnails(rows: pd.DataFrame, title: str) -> None:
     columns = st.columns(EXTREMES)
     for column, row in zip(columns, rows.itertuples(), strict=False):
         picture = image_of(row.image)
-        caption = f"{row.image[-40:]} · {row.label[:30]} · {row.value:.3f}"
+        caption = f"{plain(row.image[-40:])} · {plain(row.label[:30])} · {row.value:.3f}"
         if picture is None:
             column.caption(caption + " (image not readable here)")
         else:
@@ -119,7 +127,9 @@ def image_of(name: str) -> np.ndarray | None:
     if isinstance(data, Analysis):
         return next((r.view for r in data.images if r.name == name), None)
     try:
-        return np.asarray(sevis.model_view(data.metadata.data_config, sevis.decode_image(sevis.run_image(data, name))))
+        # NOTE a run names its own source: only folders the operator lists are read back
+        image = sevis.run_image(data, name, within=list(map(str, server_folders())))
+        return np.asarray(sevis.model_view(data.metadata.data_config, sevis.decode_image(image)))
     except sevis.SevisError:
         return None
 
@@ -170,7 +180,7 @@ elif st.toggle("Accuracy with each stage's attention removed (the SENet paper's 
     targets, missing = sevis.class_indices([r.label for r in data.images], loaded.info.class_names)
     if missing:
         st.caption(
-            f"{len(missing)} label(s) name no class of the model ({', '.join(m[:40] for m in missing[:5])}): "
+            f"{len(missing)} label(s) name no class of the model ({', '.join(plain(m, 40) for m in missing[:5])}): "
             "their images count only in 'top-1 kept'."
         )
     table = ablation_of(loaded, data, images_id, targets.tolist())

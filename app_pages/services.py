@@ -32,6 +32,7 @@ from PIL import Image
 from torch import nn
 
 import sevis
+from sevis._files import FileRefused, opened_within
 from sevis.runs.reader import Run, read_run
 from sevis.stats.measures import NullBand
 
@@ -155,7 +156,7 @@ def open_model(name: str, weights: Weights) -> nn.Module:
     if weights.source == "server":
         path = server_file(weights.value)
         stat = path.stat()
-        loaded = _load_file(name, str(path), stat.st_size, stat.st_mtime_ns)
+        loaded = _load_file(name, str(path), stat.st_size, stat.st_mtime_ns, tuple(map(str, server_folders())))
     else:
         assert weights.data is not None  # an upload carries its bytes
         loaded = _load_upload(name, weights.value, weights.shown_as, weights.data)
@@ -166,9 +167,9 @@ def open_model(name: str, weights: Weights) -> nn.Module:
 
 # NOTE a failure is cached as its message: a bad file is read once, not at every rerun.
 @st.cache_resource(show_spinner="Reading the checkpoint (once per server)…", max_entries=6)
-def _load_file(name: str, path: str, size: int, modified: int) -> nn.Module | str:
+def _load_file(name: str, path: str, size: int, modified: int, within: tuple[str, ...]) -> nn.Module | str:
     try:
-        return sevis.load_model(name, path, isolate=True)
+        return sevis.load_model(name, path, isolate=True, within=within)
     except sevis.SevisError as err:
         return str(err)
 
@@ -254,32 +255,46 @@ def server_folders() -> list[Path]:
 
 def server_file(typed: str) -> Path:
     """The file ``typed`` names inside :func:`server_folders` (a relative name is looked
-    up in each); symbolic links are followed before the check.
+    up in each): opened once and checked as opened (a regular file, its real path inside
+    a folder), so a FIFO, a device or a link swapped in is refused, not followed. The
+    readers check the file they open against the folders again (``within=``).
 
     Raises:
         ServerFileError: outside every folder, with one message whether or not such a
-            file exists; or inside one but not a file there.
+            file exists; or inside one but not a regular file there; or a name that is
+            no path (a NUL byte, too long).
     """
     text = typed.strip()
     shown = repr(text if len(text) <= 80 else text[:79] + "…")
     folders = server_folders()
+    if "\0" in text or len(text) > 4096 or any(len(part) > 255 for part in text.split("/")):
+        raise ServerFileError(f"{shown}: not a path the dashboard opens")
     inside = []
     for folder in folders:
+        candidate = folder / text
         try:
-            candidate = (folder / text).resolve()
-        except (OSError, RuntimeError):  # a symbolic link loop, a name too long: not opened
-            continue
-        if candidate.is_relative_to(folder):
-            if candidate.is_file():
-                return candidate
-            inside.append(folder)
+            with opened_within(candidate, folders) as _:
+                return candidate.resolve()
+        except FileRefused as err:
+            if str(err) != "outside the folders allowed" and _named_inside(candidate, folder):
+                inside.append((folder, str(err)))
     if inside:
-        raise ServerFileError(f"no file {shown} in {inside[0]}")
+        folder, reason = inside[0]
+        raise ServerFileError(f"no file {shown} in {folder}" if reason == "no such file" else f"{shown}: {reason}")
     raise ServerFileError(
         f"{shown}: the dashboard opens files on the server only inside "
         + ", ".join(str(f) for f in folders)
         + "; put the file there, or ask the operator to list its folder in SEVIS_SERVER_DIRS"
     )
+
+
+def _named_inside(candidate: Path, folder: Path) -> bool:
+    """Whether ``candidate`` names something inside ``folder`` (for the message only:
+    outside, absent and refused files get one message)."""
+    try:
+        return candidate.resolve().is_relative_to(folder)
+    except (OSError, RuntimeError, ValueError):
+        return False
 
 
 @st.cache_resource(max_entries=6)
@@ -436,11 +451,11 @@ def run_nulls(run: Run, kind: str) -> dict[str, NullBand]:
 
 
 @st.cache_resource(show_spinner="Reading the run…", max_entries=4)
-def _run_at(path: str, size: int, modified: int) -> Run:
+def _run_at(path: str, size: int, modified: int, within: tuple[str, ...]) -> Run:
     # NOTE a resource, not data: a 1,000-class run's statistics are hundreds of MB, shared
     # read-only by every session instead of unpickled at every rerun. The file's size and
     # time are in the key, so a rewritten run is read again.
-    return read_run(path, bands=True)  # the chance bands computed while the page draws
+    return read_run(path, bands=True, within=within)  # the chance bands computed while the page draws
 
 
 @st.cache_data(show_spinner="Reading the run…", max_entries=4)
@@ -456,7 +471,7 @@ def load_run(data: bytes | None, name: str) -> Run:
     if data is not None:
         return _run_upload(data, name)
     stat = Path(name).stat()
-    return _run_at(str(Path(name).resolve()), stat.st_size, stat.st_mtime_ns)
+    return _run_at(str(Path(name).resolve()), stat.st_size, stat.st_mtime_ns, tuple(map(str, server_folders())))
 
 
 def images_key(data: sevis.Analysis | Run) -> str:

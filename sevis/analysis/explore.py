@@ -15,12 +15,14 @@ the excitation per channel, SGE each group's mask mean).
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
+from .._files import FileRefused, opened_within
 from ..errors import DataError, ImageError, RunError, UnknownLayerError
 from ..limits import Limits
 from ..runs.reader import Run, read_run
@@ -228,11 +230,17 @@ def _points(xy: np.ndarray, labels: list[str], names: list[str]) -> pd.DataFrame
     return pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "label": labels, "image": names})
 
 
-def run_image(run: Run, path: str, limits: Limits | None = None) -> bytes:
+def run_image(run: Run, path: str, limits: Limits | None = None, *, within: Sequence[str] | None = None) -> bytes:
     """The bytes of one image of a saved run, read back from its source folder or zip.
 
+    Args:
+        within: folders the run's source must lie in (a run names its own source, so a
+            server reading runs it did not write confines them); None: anywhere. The
+            file read is checked as opened: a regular file inside the source.
+
     Raises:
-        RunError: the source is not on this machine, or ``path`` is not one of its files.
+        RunError: the source is not on this machine or outside ``within``, or ``path``
+            is not one of its files.
         ImageError: the file is larger than the limit for one zip member.
     """
     limits = limits or Limits.from_env()
@@ -240,13 +248,21 @@ def run_image(run: Run, path: str, limits: Limits | None = None) -> bytes:
     inner = PurePosixPath(path)
     if inner.is_absolute() or ".." in inner.parts:
         raise RunError(f"{path[:200]!r} is not a path inside the run's source")
-    if source.is_dir():
-        file = (source / inner).resolve()
-        if not file.is_relative_to(source.resolve()) or not file.is_file():
-            raise RunError(f"{path[:200]}: not a file of {source.name}")
-        if file.stat().st_size > limits.zip_member_bytes:
-            raise ImageError(_too_large(path, limits))
-        return file.read_bytes()
+    try:
+        inside = within is None or any(source.resolve().is_relative_to(Path(f).resolve()) for f in within)
+        is_folder = source.is_dir()
+    except (OSError, ValueError) as err:  # a NUL byte, a loop, a name too long
+        raise RunError(f"the run's source {str(source)[:200]!r} cannot be read ({type(err).__name__})") from None
+    if not inside:
+        raise RunError(f"the run's images are in {str(source)[:200]}, outside the folders this server reads")
+    if is_folder:
+        try:
+            with opened_within(source / inner, [source]) as file:
+                if file.stat().st_size > limits.zip_member_bytes:
+                    raise ImageError(_too_large(path, limits))
+                return file.read_bytes()
+        except FileRefused as err:
+            raise RunError(f"{path[:200]}: {err} of {source.name[:100]}") from None
     if source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
             try:

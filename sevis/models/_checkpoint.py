@@ -33,12 +33,14 @@ import sys
 import tempfile
 import zipfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .._files import FileRefused, opened_within
 from ..data._zipcheck import ZipLimitError
 from ..errors import CheckpointError
 from ..limits import Limits
@@ -65,17 +67,36 @@ class Checkpoint:
     sha256: str
 
 
-def read_checkpoint(path: str | os.PathLike[str], limits: Limits | None = None) -> Checkpoint:
+def read_checkpoint(
+    path: str | os.PathLike[str], limits: Limits | None = None, *, within: Sequence[str] | None = None
+) -> Checkpoint:
     """The state dict in the weights file ``path``, read in this process.
 
+    Args:
+        within: folders the file must lie in, checked on the file as opened (a link
+            swapped in after a check by name is caught); None: any file.
+
     Raises:
-        CheckpointError: the file is missing, too large, unsafe, corrupt, beyond
-            ``limits`` (:meth:`Limits.from_env` when None), or holds no state dict.
+        CheckpointError: the file is missing, outside ``within``, not a regular file,
+            too large, unsafe, corrupt, beyond ``limits`` (:meth:`Limits.from_env` when
+            None), or holds no state dict.
     """
     limits = limits or Limits.from_env()
     path = Path(path)
-    _checked_size(path, limits)
-    data = path.read_bytes()
+    if within is None:
+        return _read_checkpoint(path, path, limits)
+    try:
+        with opened_within(path, within) as source:
+            return _read_checkpoint(path, source, limits)
+    except FileRefused as err:
+        raise CheckpointError(f"weights file {_bounded(path.name)}: {err}; not read") from None
+
+
+def _read_checkpoint(path: Path, source: Path, limits: Limits) -> Checkpoint:
+    """Read ``source`` (``path`` itself, or the file ``path`` was opened as); messages
+    name ``path``."""
+    _checked_size(path, limits, source)
+    data = source.read_bytes()
     if _is_safetensors(data) or path.name.lower().endswith(".safetensors"):
         obj: object = _safetensors(data, path, limits)
     else:
@@ -86,25 +107,29 @@ def read_checkpoint(path: str | os.PathLike[str], limits: Limits | None = None) 
     return Checkpoint(path, state, hashlib.sha256(data).hexdigest())
 
 
-def read_checkpoint_isolated(path: str | os.PathLike[str], limits: Limits | None = None) -> Checkpoint:
+def read_checkpoint_isolated(
+    path: str | os.PathLike[str], limits: Limits | None = None, *, within: Sequence[str] | None = None
+) -> Checkpoint:
     """:func:`read_checkpoint` in a worker process with at most ``limits.parse_memory_bytes``
     of data and ``limits.parse_seconds`` of time: a file that gets past every check and
     still explodes costs that worker, not this process. The tensors come back as a
     safetensors file (no pickle crosses back); the SHA-256 is of the file the worker read.
 
     Raises:
-        CheckpointError: as :func:`read_checkpoint`, or the worker ran out of time or memory.
+        CheckpointError: as :func:`read_checkpoint` (``within`` is checked by the worker,
+            on the file it opens), or the worker ran out of time or memory.
     """
     limits = limits or Limits.from_env()
     path = Path(path)
-    _checked_size(path, limits)
+    if within is None:
+        _checked_size(path, limits)  # early, for a plain message; the worker checks what it opens
     name = _bounded(path.name)
     with tempfile.TemporaryDirectory(prefix="sevis-parse-") as folder:
         out = Path(folder) / "state.safetensors"
         command = [sys.executable, "-c", "from sevis.models._checkpoint import _worker; _worker()", str(path), str(out)]
         try:
             done = subprocess.run(
-                [*command, json.dumps(asdict(limits))],
+                [*command, json.dumps(asdict(limits)), json.dumps(None if within is None else list(map(str, within)))],
                 capture_output=True,
                 timeout=limits.parse_seconds,
                 stdin=subprocess.DEVNULL,
@@ -142,8 +167,9 @@ def _worker() -> None:
     """``python -c 'from sevis.models._checkpoint import _worker; _worker()' CHECKPOINT OUT LIMITS``:
     limit this process, read CHECKPOINT, write its state dict to OUT as safetensors, and
     print one JSON line: ``{"sha256": ...}`` or ``{"error": message}``."""
-    path, out, limits_json = sys.argv[1:4]
+    path, out, limits_json, within_json = sys.argv[1:5]
     limits = Limits(**json.loads(limits_json))
+    within = json.loads(within_json)
     # NOTE set here, not through subprocess's preexec_fn, which is unsafe in a threaded
     # parent such as a Streamlit server. torch is imported already: the limit counts it.
     resource.setrlimit(resource.RLIMIT_DATA, (limits.parse_memory_bytes, limits.parse_memory_bytes))
@@ -152,7 +178,7 @@ def _worker() -> None:
     os.nice(10)  # behind the server and its other sessions when the CPU is contended
     answer: dict[str, str]
     try:
-        checkpoint = read_checkpoint(path, limits)
+        checkpoint = read_checkpoint(path, limits, within=within)
         _save_safetensors(checkpoint.state_dict, Path(out))
         answer = {"sha256": checkpoint.sha256}
     except CheckpointError as err:
@@ -183,10 +209,13 @@ def _save_safetensors(state: dict[str, torch.Tensor], out: Path) -> None:
     save_file(tensors, str(out))
 
 
-def _checked_size(path: Path, limits: Limits) -> None:
-    if not path.is_file():
+def _checked_size(path: Path, limits: Limits, source: Path | None = None) -> None:
+    """The file ``source`` (default ``path``) is a regular file within the size limit;
+    messages name ``path``."""
+    source = source or path
+    if not source.is_file():
         raise CheckpointError(f"weights file {_bounded(str(path))} does not exist")
-    size = path.stat().st_size
+    size = source.stat().st_size
     if size == 0:
         raise CheckpointError(f"{_bounded(path.name)}: the file is empty")
     if size > limits.checkpoint_bytes:

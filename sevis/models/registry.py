@@ -17,7 +17,7 @@ Both pretrained files are downloaded into, and found in, the weights folder
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,6 +203,7 @@ def load_model(
     device: str | torch.device = "cpu",
     check: bool = True,
     isolate: bool = False,
+    within: Sequence[str] | None = None,
 ) -> nn.Module:
     """Build ``name`` with ``weights`` and return it in eval mode.
 
@@ -219,6 +220,8 @@ def load_model(
         isolate: read a weights file in a worker process limited in memory and time
             (:class:`sevis.limits.Limits`, from ``SEVIS_*`` variables): for files from
             people you do not trust, such as a shared dashboard's uploads.
+        within: folders a weights file must lie in, checked on the file as it is
+            opened (a symbolic link swapped in after a check by name is refused).
 
     Returns:
         The model, with :class:`ModelInfo` at ``model.sevis_info``.
@@ -233,7 +236,7 @@ def load_model(
     sha256 = None
     if isinstance(weights, os.PathLike) or weights not in (PRETRAINED, UNTRAINED):
         model = spec.build(False)
-        checkpoint = (read_checkpoint_isolated if isolate else read_checkpoint)(weights)
+        checkpoint = (read_checkpoint_isolated if isolate else read_checkpoint)(weights, within=within)
         load_strict(model, spec.adapt_keys(checkpoint.state_dict), checkpoint.path.name, name)
         source, sha256 = str(checkpoint.path), checkpoint.sha256
     elif weights == UNTRAINED:
@@ -244,7 +247,7 @@ def load_model(
             model = spec.build(False)
         source = UNTRAINED
     elif weights_file(name) is not None:  # a file in the weights folder, downloaded there if missing
-        return load_model(name, fetch_weights(name), device=device, check=check, isolate=isolate)
+        return load_model(name, fetch_weights(name), device=device, check=check, isolate=isolate, within=within)
     else:
         try:
             model = spec.build(True)

@@ -17,16 +17,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .._files import FileRefused, opened_within
 from .._threads import one_torch_thread, workers
 from ..attention.kinds import get_kind
-from ..errors import UnknownLayerError
+from ..errors import RunError, UnknownLayerError
 from ..provenance import Provenance
 from ..stats.by_kind import StatsByKind
 from ..stats.classes import ClassStats
 from ..stats.measures import NullBand, specificity_nulls
 from ._cache import _cache_key, _load, _nulls_file, _store, cache_dir
 from .sample import SAMPLE_ROWS, read_rows, sample_rows
-from .schema import RunMetadata, column_matrix, open_run_file, read_metadata
+from .schema import RunMetadata, check_text_columns, column_matrix, open_run_file, read_metadata
 
 __all__ = ["ITER_ROWS", "LayerRows", "Run", "read_run"]
 
@@ -246,7 +247,14 @@ def _read_ahead(raw: BinaryIO, group: pq.RowGroupMetaData, columns: set[str]) ->
         os.posix_fadvise(raw.fileno(), begin, min(end - begin, READ_AHEAD), os.POSIX_FADV_WILLNEED)
 
 
-def read_run(path: str | Path, layers: Sequence[str] | None = None, *, cache: bool = True, bands: bool = False) -> Run:
+def read_run(
+    path: str | Path,
+    layers: Sequence[str] | None = None,
+    *,
+    cache: bool = True,
+    bands: bool = False,
+    within: Sequence[str] | None = None,
+) -> Run:
     """Read a run and rebuild its per-class statistics, a record batch at a time.
 
     Args:
@@ -255,21 +263,36 @@ def read_run(path: str | Path, layers: Sequence[str] | None = None, *, cache: bo
             (see :func:`_cache_key`), and use them the next time the same file is read.
         bands: start computing the chance bands (:meth:`Run.prefetch_null_bands`) as soon
             as the statistics are read, while they are stored and the caller draws.
+        within: folders the file must lie in, checked on the file as opened; the whole
+            read is of that file, whatever is renamed or swapped meanwhile (a server's
+            paths; None: any file).
 
     Raises:
         RunError: not a Parquet file written by ``sevis extract``.
         UnknownLayerError: none of ``layers`` is in the run.
     """
     path = Path(path)
-    metadata = read_metadata(path)
+    if within is None:
+        return _read_run(path, path, layers, cache, bands)
+    try:
+        with opened_within(path, within) as source:
+            return _read_run(path, source, layers, cache, bands)
+    except FileRefused as err:
+        name = path.name if len(path.name) <= 80 else path.name[:79] + "…"
+        raise RunError(f"{name}: {err}; not read") from None
+
+
+def _read_run(path: Path, source: Path, layers: Sequence[str] | None, cache: bool, bands: bool) -> Run:
+    """:func:`read_run` of ``source`` (``path``, or the file ``path`` was opened as)."""
+    metadata = read_metadata(source)
     kept = {k: v for k, v in metadata.layer_kinds.items() if layers is None or k in layers}
     if layers is not None and not kept:
         raise UnknownLayerError(
             f"none of the layers {list(layers)} is in {path.name}; it has {list(metadata.layer_kinds)}"
         )
-    target = cache_dir() / f"{_cache_key(path, layers)}.pkl" if cache else None
+    target = cache_dir() / f"{_cache_key(source, layers)}.pkl" if cache else None
     cached = _cached(target, path) if target is not None else None
-    run = cached if cached is not None else _compute(path, metadata, kept, target)
+    run = cached if cached is not None else _compute(path, metadata, kept, target, source)
     if bands:
         for kind_name, stats in run.stats.items():
             if stats.layers and len(stats.classes) > 1:
@@ -279,16 +302,17 @@ def read_run(path: str | Path, layers: Sequence[str] | None = None, *, cache: bo
     return run
 
 
-def _compute(path: Path, metadata: RunMetadata, kept: dict[str, str], target: Path | None) -> Run:
-    """The run's statistics from its rows (see :func:`read_run`); ``target`` is where
-    they will be cached."""
+def _compute(path: Path, metadata: RunMetadata, kept: dict[str, str], target: Path | None, source: Path) -> Run:
+    """The run's statistics from the rows of ``source`` (see :func:`read_run`);
+    ``target`` is where they will be cached."""
     run = Run(path, metadata, cache_file=target)
-    file = open_run_file(path)
+    check_text_columns(source)  # before any path or label is decoded
+    file = open_run_file(source)
     labels = file.read(columns=["label"], use_threads=False).column("label").to_pylist()
     pick = sample_rows(len(labels), SAMPLE_ROWS, 0)
     shares = _shares(file.schema_arrow, metadata, kept, workers())
     with ThreadPoolExecutor(max(1, len(shares)), thread_name_prefix="sevis-run-reader") as pool:
-        done = list(pool.map(lambda share: _read_share(path, metadata, share, labels, pick), shares))
+        done = list(pool.map(lambda share: _read_share(source, metadata, share, labels, pick), shares))
     for share in done:  # consecutive layers: each kind's layers stay in depth order
         for kind_name, stats in share.stats.items():
             if kind_name in run.stats:
