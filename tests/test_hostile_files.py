@@ -10,6 +10,9 @@ Batch commands: files read whole, reports written in place, a damaged failures l
 from __future__ import annotations
 
 import io
+import json
+import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -18,6 +21,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import PHOTOS, make_zip, small_disk
@@ -26,6 +31,7 @@ from test_extract import rows, run_until_killed
 
 import sevis
 from sevis import ArchiveError, CheckpointError, ImageError
+from sevis.cli import main
 from sevis.data.archive import read_zip
 from sevis.data.files import discover, iter_batches
 from sevis.data.images import MAX_DECODED_BYTES, MAX_JPEG_SCANS, decode_image, jpeg_scans, model_view
@@ -33,6 +39,7 @@ from sevis.jobs.extraction import extract
 from sevis.limits import Limits
 from sevis.models._checkpoint import read_checkpoint, read_checkpoint_isolated
 from sevis.report import write_report
+from sevis.runs.sample import read_rows
 
 MB = 1024**2
 ROOT = Path(__file__).resolve().parent.parent
@@ -385,3 +392,132 @@ def test_a_cut_last_line_in_the_failures_log_is_repaired_and_its_image_tried_aga
     with pytest.raises(sevis.RunError, match=r"line 1 of .*failures.jsonl is not a failure record; delete that line"):
         extract(tiny_se, image_folder, damaged, batch_size=1, workers=0, resume=True, progress=False)
     assert sorted(p.name for p in parts.iterdir()) == sorted({*kept, "failures.jsonl"})  # nothing thrown away
+
+
+# -- saved runs ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, image_folder) -> Path:
+    model = sevis.load_model("tiny_se", "untrained")
+    return extract(model, image_folder, tmp_path_factory.mktemp("run") / "run.parquet", workers=0, progress=False)
+
+
+def with_metadata(run: Path, out: Path, metadata: bytes) -> Path:
+    table = pq.read_table(run)
+    pq.write_table(table.replace_schema_metadata({b"sevis": metadata}), out)
+    return out
+
+
+SHAPES = {
+    "deep": b"[" * 100_000 + b"]" * 100_000,  # RecursionError in json.loads
+    "a list": b"[1, 2]",  # AttributeError
+    "no model": b'{"weights": "w"}',  # KeyError
+    "text as a number": None,  # ValueError / TypeError deeper in
+    "unknown kind": None,
+    "missing column": None,
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_metadata_of_the_wrong_shape_is_a_run_error_everywhere(small_run, tmp_path, shape, capsys):
+    good = json.loads(pq.read_schema(small_run).metadata[b"sevis"])
+    text = SHAPES[shape]
+    if shape == "text as a number":
+        text = json.dumps(good | {"images": "many", "data_config": good["data_config"] | {"crop_pct": "x"}}).encode()
+    elif shape == "unknown kind":
+        text = json.dumps(good | {"attention": {"nokind": ["SE_4_6"]}}).encode()
+    elif shape == "missing column":
+        text = json.dumps(good | {"attention": {"se": ["SE_9_9"]}}).encode()
+    path = with_metadata(small_run, tmp_path / "odd.parquet", text)
+    with pytest.raises(sevis.RunError, match=r"^odd\.parquet: its metadata|^odd\.parquet: it was made with"):
+        sevis.read_run(path, cache=False)
+    assert main(["report", str(path), "--out", str(tmp_path / "page.html")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sevis report: odd.parquet: ") and "Traceback" not in err and len(err) < 400
+
+
+@pytest.mark.parametrize("dictionary", [True, False])
+def test_a_label_longer_than_the_limit_is_refused_before_it_is_decoded(small_run, tmp_path, dictionary):
+    """800 rows whose label is one 1 MB string, dictionary-encoded and compressed: a
+    small file that decoded to gigabytes of strings."""
+    table = pq.read_table(small_run)
+    rows = table.take([i % table.num_rows for i in range(800)])
+    label = pa.array(["x" * MB] * 800).dictionary_encode() if dictionary else pa.array(["x" * MB] * 800)
+    rows = rows.set_column(rows.schema.get_field_index("label"), "label", label.cast(pa.string()))
+    path = tmp_path / "long.parquet"
+    pq.write_table(rows, path, use_dictionary=dictionary, compression="zstd")
+    assert path.stat().st_size < (MB if dictionary else 40 * MB)
+    with pytest.raises(sevis.RunError, match="long.parquet: refused, a label in it is longer than 4,096 bytes"):
+        sevis.read_run(path, cache=False)
+    with pytest.raises(sevis.RunError, match="refused, a label in it is longer"):
+        read_rows(path, "se")
+
+
+# -- paths -----------------------------------------------------------------------------
+
+
+def test_a_fifo_where_a_run_or_checkpoint_should_be_is_refused_without_waiting(tmp_path):
+    folder = tmp_path / "allowed"
+    folder.mkdir()
+    os.mkfifo(folder / "run.parquet")
+    os.mkfifo(folder / "w.pth")
+    with pytest.raises(sevis.RunError, match=r"run.parquet: not a regular file; not read"):
+        sevis.read_run(folder / "run.parquet", within=[str(folder)])
+    with pytest.raises(CheckpointError, match=r"w.pth: not a regular file; not read"):
+        read_checkpoint(folder / "w.pth", within=[str(folder)])
+    with pytest.raises(CheckpointError, match=r"w.pth: not a regular file; not read"):
+        read_checkpoint_isolated(folder / "w.pth", within=[str(folder)])
+
+
+def test_a_file_swapped_for_a_link_after_its_name_was_checked_is_not_read(tmp_path, small_run, senet_file):
+    """The server checks the name, then a reader opens it: whatever the name points to
+    when it is opened is checked again, where it is opened."""
+    folder, outside = tmp_path / "allowed", tmp_path / "private"
+    folder.mkdir()
+    outside.mkdir()
+    shutil.copy(small_run, outside / "secret.parquet")
+    shutil.copy(senet_file, outside / "secret.pth")
+    for name, read, error in [
+        ("run.parquet", sevis.read_run, sevis.RunError),
+        ("w.pth", read_checkpoint, CheckpointError),
+        ("w.pth", read_checkpoint_isolated, CheckpointError),
+    ]:
+        target = folder / name
+        target.write_bytes(b"checked")  # what the name check saw
+        target.unlink()
+        target.symlink_to(outside / f"secret{target.suffix}")  # swapped in before the read
+        with pytest.raises(error, match=rf"{name}: outside the folders allowed; not read"):
+            read(target, within=[str(folder)])
+        target.unlink()
+    # a link to a file inside the folders is read
+    (folder / "real.parquet").write_bytes(small_run.read_bytes())
+    (folder / "link.parquet").symlink_to(folder / "real.parquet")
+    assert sevis.read_run(folder / "link.parquet", within=[str(folder)], cache=False).metadata.images == 7
+
+
+@pytest.mark.parametrize("typed", ["w\0.pth", "x" * 300 + ".pth", "a/" * 2100 + "w.pth"])
+def test_names_that_are_no_path_are_a_server_file_error(tmp_path, monkeypatch, typed):
+    from app_pages.services import ServerFileError, server_file
+
+    monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
+    with pytest.raises(ServerFileError, match="not a path the dashboard opens"):
+        server_file(typed)
+    with pytest.raises(CheckpointError, match="cannot be opened"):
+        read_checkpoint(tmp_path / typed, within=[str(tmp_path)])
+
+
+def test_a_runs_own_source_is_read_back_only_inside_the_folders_allowed(small_run, image_folder, tmp_path):
+    run = sevis.read_run(small_run, cache=False)
+    name = "cat/chelsea.png"
+    assert sevis.run_image(run, name) == (image_folder / name).read_bytes()
+    with pytest.raises(sevis.RunError, match="outside the folders this server reads"):
+        sevis.run_image(run, name, within=[str(tmp_path)])
+    assert sevis.run_image(run, name, within=[str(image_folder.parent)]) == (image_folder / name).read_bytes()
+    (tmp_path / "outside.png").write_bytes((image_folder / name).read_bytes())
+    (image_folder / "cat" / "link.png").symlink_to(tmp_path / "outside.png")  # a link out of the source
+    try:
+        with pytest.raises(sevis.RunError, match="cat/link.png: outside the folders allowed of imagefolder"):
+            sevis.run_image(run, "cat/link.png")
+    finally:
+        (image_folder / "cat" / "link.png").unlink()
