@@ -150,3 +150,19 @@ def test_the_built_wheel_ships_every_subpackage(tmp_path):
         [str(bin_dir / "sevis"), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
     assert helped.returncode == 0 and "{extract,weights,ablate,report}" in helped.stdout, helped.stderr[-2000:]
+
+
+def test_every_limit_is_in_the_readme_and_the_image_with_its_default():
+    """Each SEVIS_* limit is one row of README's table and one ENV of the Docker image,
+    both with the default `Limits` has."""
+    from dataclasses import fields
+
+    from sevis.limits import _ENV, Limits
+
+    readme = (ROOT / "README.md").read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    defaults = {f.name: f.default for f in fields(Limits)}
+    for name, (variable, unit) in _ENV.items():
+        default = f"{defaults[name] / unit:g}"
+        assert re.search(rf"^\| `{variable}` \| .* \| {default} \|$", readme, flags=re.M), variable
+        assert re.search(rf"^\s+{variable}={default} \\$", dockerfile, flags=re.M), variable
