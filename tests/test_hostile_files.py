@@ -79,6 +79,16 @@ def test_scans_are_counted_from_the_segments():
     for cut in range(0, len(progressive), 997):  # truncated anywhere: a count, never an error
         assert 0 <= jpeg_scans(progressive[:cut]) <= jpeg_scans(progressive)
     assert jpeg_scans(encoded(photograph(), "PNG")) == 0
+    # bytes between segments, which libjpeg skips with a warning, do not hide the scans after them
+    garbled = progressive.replace(b"\xff\xda", b"\x00\x01\xff\xda")
+    assert jpeg_scans(garbled) == jpeg_scans(progressive)
+    assert jpeg_scans(memoryview(repeat_last_scan(garbled, 100))) == jpeg_scans(progressive) + 100
+    with pytest.raises(ImageError, match="scans, more than the 64 allowed"):
+        decode_image(repeat_last_scan(garbled, 100))
+    # thousands of tiny segments would each be a step of the counting loop: refused
+    comments = progressive[:2] + b"\xff\xfe\x00\x02" * 5000 + progressive[2:]
+    with pytest.raises(ImageError, match="the JPEG has more than 4,096 segments"):
+        decode_image(comments)
 
 
 def test_a_progressive_jpeg_whose_last_scan_repeats_is_refused_before_decoding():
