@@ -458,7 +458,9 @@ def _run_at(path: str, size: int, modified: int, within: tuple[str, ...]) -> Run
     return read_run(path, bands=True, within=within)  # the chance bands computed while the page draws
 
 
-@st.cache_data(show_spinner="Reading the run…", max_entries=4)
+# NOTE an uploaded run is kept for other reruns of its session, four at most and an hour at
+# most: a closed session's upload does not stay in the server's memory for good.
+@st.cache_data(show_spinner="Reading the run…", max_entries=4, ttl=3600)
 def _run_upload(data: bytes, name: str) -> Run:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / Path(name).name
