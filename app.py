@@ -5,7 +5,8 @@
 Environment: ``SEVIS_PLUGINS`` (modules to import first, e.g. ones that register
 models or attention classes), ``SEVIS_DASHBOARD_MODELS`` (``Label=name,...``: the
 networks the model panel offers; default SE-ResNet-50 and SGE-ResNet-50); for a shared
-server, ``SEVIS_ALLOWED_USERS``, ``SEVIS_SERVER_DIRS``, ``SEVIS_UPLOAD_DIR`` and the
+server, ``SEVIS_ALLOWED_USERS``, ``SEVIS_SERVER_DIRS``, ``SEVIS_UPLOAD_DIR``,
+``SEVIS_MAX_CONCURRENT_RUNS`` and the
 limits of :mod:`sevis.limits` (the README's "Running it for a group").
 """
 
@@ -15,7 +16,7 @@ import streamlit as st
 
 st.set_page_config(page_title="sevis: SE and SGE attention", page_icon="🔎", layout="wide")
 
-from app_pages.services import load_plugins
+from app_pages.services import load_plugins, run_slot
 from app_pages.widgets import login_gate, model_panel
 
 login_gate()  # only with [auth] in the secrets: see README, "Running it for a group"
@@ -31,10 +32,13 @@ page = st.navigation(
         st.Page("app_pages/channels.py", title="Channels", icon=":material/tune:"),
     ]
 )
-st.session_state["models"] = model_panel()
-st.sidebar.caption(
-    "SE: Hu et al., arXiv:1709.01507 · SGE: Li et al., arXiv:1905.09646 · "
-    "Models are loaded once per server and shared by every session."
-)
-st.session_state["_exports"] = []  # what this run draws, for the page's Export all button
-page.run()
+# NOTE a bounded number of sessions draw at once (SEVIS_MAX_CONCURRENT_RUNS): the others
+# wait their turn without CPU, so the server keeps answering through a burst of sessions.
+with run_slot():
+    st.session_state["models"] = model_panel()
+    st.sidebar.caption(
+        "SE: Hu et al., arXiv:1709.01507 · SGE: Li et al., arXiv:1905.09646 · "
+        "Models are loaded once per server and shared by every session."
+    )
+    st.session_state["_exports"] = []  # what this run draws, for the page's Export all button
+    page.run()

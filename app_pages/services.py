@@ -113,6 +113,42 @@ def load_model(name: str, weights: str) -> nn.Module:
     return sevis.load_model(name, weights)
 
 
+@st.cache_resource
+def _run_slots(count: int) -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(count)
+
+
+def run_slots() -> int:
+    """How many sessions may draw at once: ``$SEVIS_MAX_CONCURRENT_RUNS``, default the
+    machine's cores (at least 2); 0 lifts the bound."""
+    text = os.environ.get("SEVIS_MAX_CONCURRENT_RUNS", "").strip()
+    try:
+        return int(text) if text else max(2, os.cpu_count() or 2)
+    except ValueError:
+        return max(2, os.cpu_count() or 2)
+
+
+@contextlib.contextmanager
+def run_slot() -> Iterator[None]:
+    """The block runs in one of :func:`run_slots` server-wide slots. A session that
+    finds none free waits in its own thread, using no CPU and not the interpreter's
+    lock, so the server's event loop (the health endpoint, every other session's
+    messages) keeps answering while a burst of sessions opens; 40 sessions at once had
+    it stall for seconds."""
+    count = run_slots()
+    if count <= 0:
+        yield
+        return
+    slots = _run_slots(count)
+    if not slots.acquire(blocking=False):
+        with st.spinner("Other sessions are drawing; this page is next…"):
+            slots.acquire()
+    try:
+        yield
+    finally:
+        slots.release()
+
+
 class ServerFileError(sevis.SevisError, ValueError):
     """A path on the server the dashboard will not open."""
 

@@ -17,15 +17,25 @@ and for the duration:
 Prints p50/p95 upload-to-charts, the health endpoint's worst and p99 answer times,
 peak memory, and the hostile uploads' outcomes.
 
+With ``--burst N``, instead: N sessions opened at once over bare WebSockets that never
+read their sockets, a normal visitor a second later, and the health endpoint throughout,
+side by side on a server whose concurrent runs are bounded (the default) and one
+unbounded (``SEVIS_MAX_CONCURRENT_RUNS=0``).
+
     python bench/load.py [--sessions 3] [--rounds 4]
+    python bench/load.py --burst 40
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import io
+import os
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -246,12 +256,122 @@ async def drive(url: str, sessions: int, rounds: int, files) -> tuple[list[float
     return times, seen
 
 
+# -- a burst of sessions that never read their sockets ---------------------------------
+
+
+def raw_session(port: int, read: bool = False) -> socket.socket:
+    """A Streamlit session over a bare WebSocket: the handshake, then the rerun request a
+    browser sends on opening the page. Its receive buffer is tiny and, unless ``read``,
+    nothing is ever read from it: what a client that stalls its socket costs."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=300)
+    if not read:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /_stcore/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Protocol: streamlit\r\nOrigin: http://127.0.0.1:{port}\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    if b" 101 " not in head.split(b"\r\n", 1)[0]:
+        raise RuntimeError(f"no WebSocket: {head[:200]!r}")
+    message = BackMsg()
+    message.rerun_script.SetInParent()
+    payload, mask = message.SerializeToString(), os.urandom(4)
+    assert len(payload) < 126
+    sock.sendall(bytes([0x82, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    return sock
+
+
+def read_until_drawn(sock: socket.socket) -> tuple[float, float]:
+    """Seconds to the first message of the server and to the end of the script run."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    start, first = time.perf_counter(), None
+    buffer = b""
+
+    def take(n: int) -> bytes:
+        nonlocal buffer
+        while len(buffer) < n:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("the server closed the session")
+            buffer += chunk
+        out, buffer = buffer[:n], buffer[n:]
+        return out
+
+    while True:
+        opcode, length = take(2)
+        length &= 0x7F
+        if length == 126:
+            (length,) = struct.unpack(">H", take(2))
+        elif length == 127:
+            (length,) = struct.unpack(">Q", take(8))
+        payload = take(length)
+        first = first or time.perf_counter() - start
+        if opcode & 0x0F != 2:
+            continue
+        message = ForwardMsg()
+        message.ParseFromString(payload)
+        if message.WhichOneof("type") == "script_finished":
+            return first, time.perf_counter() - start
+
+
+def burst(sessions: int, seconds: float) -> None:
+    """Side by side, one server each: runs bounded (``SEVIS_MAX_CONCURRENT_RUNS``
+    unset: the machine's cores) and unbounded (0). ``sessions`` sessions open at once and
+    never read; a normal visitor opens the page a second later and reads it; the health
+    endpoint is asked every 0.2 s throughout. The default page is drawn for real: the
+    weights folder holds an SE-ResNet-50 file (random weights in the SENet authors'
+    layout), so every session analyses the sample photographs."""
+    import timm
+    from tiny import randomize_
+
+    state = randomize_(timm.create_model("legacy_seresnet50"), seed=0).state_dict()
+    for variant, env in (("unbounded", {"SEVIS_MAX_CONCURRENT_RUNS": "0"}), ("bounded", {})):
+        with tempfile.TemporaryDirectory(prefix="sevis-burst-") as folder:
+            home = Path(folder)
+            (home / "weights").mkdir()
+            weights = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+            torch.save(weights, home / "weights" / "se_resnet50-ce0d4300.pth")
+            process, url = start_streamlit(home, SEVIS_DASHBOARD_MODELS="SE-ResNet-50=se_resnet50", **env)
+            port = int(url.rsplit(":", 1)[1])
+            try:
+                read_until_drawn(raw_session(port, read=True))  # the models loaded once, as on a running server
+                health = Health(url, home / "health.log")
+                time.sleep(1)
+                stalled = [raw_session(port) for _ in range(sessions)]
+                time.sleep(1)
+                first, drawn = read_until_drawn(raw_session(port, read=True))
+                time.sleep(max(0.0, seconds - drawn))
+                answers, failures, slow = health.finish()
+            finally:
+                process.terminate()
+                process.wait(30)
+            del stalled
+        print(
+            f"{variant:>9}: {sessions} sessions at once, never read; a visitor's first message "
+            f"{first * 1000:.0f} ms, page drawn {drawn:.1f} s; health endpoint {len(answers)} asks, "
+            f"p99 {percentile(answers, 0.99) * 1000:.0f} ms, worst {max(answers) * 1000:.0f} ms, "
+            f"{len(slow)} over 1 s, {failures} failed"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=3, help=f"normal sessions, at most {MAX_SESSIONS}")
     parser.add_argument("--rounds", type=int, default=4, help="photographs each normal session uploads")
     parser.add_argument("--no-hostile", action="store_true", help="the normal sessions alone (a baseline)")
+    parser.add_argument("--burst", type=int, metavar="N", help="instead: N sessions at once that never read")
+    parser.add_argument("--seconds", type=float, default=30, help="how long the burst is watched")
     args = parser.parse_args(argv)
+    if args.burst:
+        burst(args.burst, args.seconds)
+        return
     sessions = max(1, min(args.sessions, MAX_SESSIONS))
     with tempfile.TemporaryDirectory(prefix="sevis-load-") as folder:
         home = Path(folder)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -882,3 +883,44 @@ def test_a_saved_runs_metadata_is_shown_as_text(app, tiny_se, photos, tmp_path):
     (line,) = [m.value for m in app.markdown if "images from" in shown(m.value)]
     assert "](" not in line and "![" not in line
     assert f"[click me](http://127.0.0.1:9/) {BEACON}" in shown(line)
+
+
+def test_at_most_the_slots_draw_at_once_and_a_waiting_session_goes_next(monkeypatch):
+    """SEVIS_MAX_CONCURRENT_RUNS bounds the sessions drawing at once; the others wait in
+    their thread (bench/load.py --burst measures what that does for the health endpoint)."""
+    import threading
+
+    from app_pages.services import run_slot, run_slots
+
+    monkeypatch.setenv("SEVIS_MAX_CONCURRENT_RUNS", "1")
+    assert run_slots() == 1
+    inside, order = threading.Event(), []
+    leave = threading.Event()
+
+    def first() -> None:
+        with run_slot():
+            order.append("first in")
+            inside.set()
+            leave.wait(30)
+            order.append("first out")
+
+    def second() -> None:
+        with run_slot():
+            order.append("second in")
+
+    a = threading.Thread(target=first)
+    a.start()
+    inside.wait(30)
+    b = threading.Thread(target=second)
+    b.start()
+    b.join(0.5)
+    assert b.is_alive() and order == ["first in"]  # waiting for the slot
+    leave.set()
+    a.join(30)
+    b.join(30)
+    assert order == ["first in", "first out", "second in"]
+    monkeypatch.setenv("SEVIS_MAX_CONCURRENT_RUNS", "0")
+    with run_slot(), run_slot():  # no bound: both at once
+        assert run_slots() == 0
+    monkeypatch.delenv("SEVIS_MAX_CONCURRENT_RUNS")
+    assert run_slots() == max(2, os.cpu_count() or 2)
