@@ -316,7 +316,9 @@ def test_entries_of_one_name_or_sharing_one_member_are_refused(tmp_path):
     # distinct names, one member: a stored entry whose content is another entry, whole
     inner = make_zip({"c/b.png": bytes(MB)})
     inner_files, inner_directory, _ = directory_of(inner)
-    outer_files, outer_directory, outer_start = directory_of(zipfile_stored({"c/a.png": b"\0" * 7 + inner_files}))
+    outer_files, outer_directory, outer_start = directory_of(
+        make_zip({"c/a.png": b"\0" * 7 + inner_files}, zipfile.ZIP_STORED)
+    )
     name_length, extra_length = struct.unpack_from("<2H", outer_files, 26)
     nested_at = 30 + name_length + extra_length + 7  # where b.png's local header starts inside a.png
     b_header = bytearray(inner_directory)
@@ -330,14 +332,6 @@ def test_entries_of_one_name_or_sharing_one_member_are_refused(tmp_path):
     path.write_bytes(hostile)
     with pytest.raises(sevis.DataError, match="entries overlap"):
         discover(path)
-
-
-def zipfile_stored(entries: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return out.getvalue()
 
 
 # -- batch commands --------------------------------------------------------------------
