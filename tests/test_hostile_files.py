@@ -525,3 +525,27 @@ def test_a_runs_own_source_is_read_back_only_inside_the_folders_allowed(small_ru
             sevis.run_image(run, "cat/link.png")
     finally:
         (image_folder / "cat" / "link.png").unlink()
+
+
+def test_the_zip64_check_holds_whichever_location_zipfile_reports(monkeypatch, tmp_path):
+    """Python 3.13's zipfile reports the zip64 record's position as the end record's
+    location, 3.11's the plain record's: a PyTorch checkpoint (zip64 end records) must
+    pass with either (the Docker image's Python refused the real weights file)."""
+    from sevis.data._zipcheck import count_entries
+
+    path = tmp_path / "w.pth"
+    torch.save({f"w{i}": torch.zeros(3) for i in range(5)}, path)
+    data = path.read_bytes()
+    assert b"PK\x06\x06" in data  # PyTorch writes zip64 end records
+    expected = len(zipfile.ZipFile(io.BytesIO(data)).infolist())
+    assert count_entries(io.BytesIO(data), 100) == expected
+    reader = zipfile._EndRecData
+
+    def as_python_3_13(f):
+        endrec = reader(f)
+        if endrec and endrec[0] == b"PK\x06\x06":
+            endrec[9] -= 20 + 56  # the zip64 record's position
+        return endrec
+
+    monkeypatch.setattr(zipfile, "_EndRecData", as_python_3_13)
+    assert count_entries(io.BytesIO(data), 100) == expected

@@ -47,7 +47,10 @@ def count_entries(f: BinaryIO, max_entries: int) -> int:
     endrec = zipfile._EndRecData(f)  # type: ignore[attr-defined]
     if not endrec:
         raise zipfile.BadZipFile("no end-of-central-directory record (not a zip, or truncated)")
-    entries, cd_size, cd_offset, eocd_at = endrec[4], endrec[5], endrec[6], endrec[9]
+    entries, cd_size, cd_offset = endrec[4], endrec[5], endrec[6]
+    # NOTE not endrec's own location: Python 3.13 sets it to the zip64 record's, 3.11 to
+    # the plain record's. Where the plain record is, every version finds alike.
+    eocd_at = _plain_record_at(f)
     end = eocd_at
     if endrec[0] == b"PK\x06\x06":  # zipfile took the counts from a zip64 record
         end = eocd_at - _LOCATOR64.size - _EOCD64.size
@@ -70,6 +73,24 @@ def count_entries(f: BinaryIO, max_entries: int) -> int:
     if found != entries:
         raise zipfile.BadZipFile(f"the archive declares {entries:,} entries but its directory holds {found:,}")
     return found
+
+
+def _plain_record_at(f: BinaryIO) -> int:
+    """Where the end-of-central-directory record starts, found as zipfile finds it: at
+    the very end when the archive has no comment, else the last signature in the tail."""
+    f.seek(0, 2)
+    size = f.tell()
+    if size >= _EOCD.size:
+        f.seek(size - _EOCD.size)
+        last = f.read(_EOCD.size)
+        if last[:4] == b"PK\x05\x06" and last[-2:] == b"\x00\x00":
+            return size - _EOCD.size
+    tail_start = max(0, size - _EOCD.size - _MAX_COMMENT)
+    f.seek(tail_start)
+    at = f.read().rfind(b"PK\x05\x06")
+    if at < 0:
+        raise zipfile.BadZipFile("no end-of-central-directory record (not a zip, or truncated)")
+    return tail_start + at
 
 
 def _check_zip64(f: BinaryIO, eocd_at: int, record_at: int, entries: int, cd_size: int, cd_offset: int) -> None:
