@@ -101,6 +101,21 @@ def test_a_progressive_jpeg_whose_last_scan_repeats_is_refused_before_decoding()
     decode_image(repeat_last_scan(progressive, MAX_JPEG_SCANS - jpeg_scans(progressive)))  # at the limit
 
 
+def test_a_phone_mpo_whose_first_picture_repeats_its_last_scan_is_refused():
+    """Pillow names a JPEG with a multi-picture index MPO: the scans are counted too."""
+    buffer = io.BytesIO()
+    picture = photograph((64, 48))
+    picture.save(buffer, "MPO", save_all=True, append_images=[picture], progressive=True)
+    mpo = buffer.getvalue()
+    end = mpo.find(b"\xff\xd9")  # the first picture's end
+    last = mpo.rfind(b"\xff\xda", 0, end)
+    hostile = mpo[:end] + mpo[last:end] * 3000 + mpo[end:]
+    assert Image.open(io.BytesIO(hostile)).format == "MPO"
+    decode_image(mpo)
+    with pytest.raises(ImageError, match=r"the JPEG has 3,0\d\d scans, more than the 64 allowed"):
+        decode_image(hostile)
+
+
 def test_scans_allowed_shrink_as_pixels_grow():
     """Work is scans x pixels: a 16-megapixel JPEG may have 48 scans, not 64."""
     big = encoded(photograph((4000, 4000)), "JPEG", quality=70, progressive=True)

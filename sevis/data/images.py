@@ -116,7 +116,7 @@ def _check_cost(image: Image.Image, data: bytes | bytearray | memoryview, max_pi
             f"the image is {width} x {height} pixels, longer than {MAX_ASPECT_RATIO} times its width or height; "
             "crop it first"
         )
-    if image.format == "JPEG":
+    if image.format in ("JPEG", "MPO"):  # MPO: phones' JPEGs, the first picture decoded
         scans = jpeg_scans(data)
         allowed = min(MAX_JPEG_SCANS, max(1, _MAX_SCAN_PIXELS // (width * height)))
         if scans > allowed:
