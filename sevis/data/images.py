@@ -209,8 +209,11 @@ def _to_uint8(image: Image.Image) -> Image.Image:
             strip = np.asarray(image.crop(box))
             yield box, np.nan_to_num(strip.astype(np.float64)) if image.mode == "F" else strip.astype(np.int64)
 
-    extremes = [(float(strip.min()), float(strip.max())) for _, strip in strips()]
-    low, high = min(e[0] for e in extremes), max(e[1] for e in extremes)
+    if image.mode == "F":  # NaN and infinities count as nan_to_num makes them: a pass of its own
+        extremes = [(float(strip.min()), float(strip.max())) for _, strip in strips()]
+        low, high = min(e[0] for e in extremes), max(e[1] for e in extremes)
+    else:  # integers: Pillow's own pass, in C
+        low, high = (float(v) for v in image.getextrema())  # type: ignore[arg-type]  # one band: (min, max)
     out = np.empty((height, width), np.uint8)
     for box, strip in strips():
         if image.mode == "F":
