@@ -81,6 +81,60 @@ def test_the_map_is_the_pca_of_every_image(run_and_analysis):
         sevis.excitation_map(out, "SE_3_4", method="tsne")
 
 
+def _sklearn_pca(rows: np.ndarray):
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=2, svd_solver="full").fit(rows.astype(np.float64))
+
+
+def _assert_map_is_sklearns(emap, rows: np.ndarray, rtol: float) -> None:
+    """Explained shares and the projections of every image as scikit-learn's PCA gives
+    them (an axis's sign is a convention)."""
+    pca = _sklearn_pca(rows)
+    np.testing.assert_allclose(emap.explained, pca.explained_variance_ratio_, rtol=rtol)
+    expected = pca.transform(rows.astype(np.float64))
+    got = emap.points[["x", "y"]].to_numpy(np.float64)
+    signs = np.sign((expected * got).sum(0))
+    scale = np.abs(expected).max(0)
+    np.testing.assert_allclose(got * signs / scale, expected / scale, atol=rtol)
+
+
+def test_the_map_equals_scikit_learns_pca_on_photographs(run_and_analysis):
+    out, analysis, _ = run_and_analysis
+    for layer in ("SE_2_1", "SE_4_6", "SE_5_2"):
+        rows = analysis.rows("se")[layer]
+        _assert_map_is_sklearns(sevis.excitation_map(out, layer), rows, 1e-5)
+        _assert_map_is_sklearns(sevis.excitation_map(analysis, layer), rows, 1e-5)
+
+
+def test_the_map_of_near_saturated_gates_equals_scikit_learns_pca(run_and_analysis, tmp_path):
+    """20,000 excitation vectors near 1 (mean 0.985, spread 1e-3, as the paper's SE_5_2)
+    with a few real directions: X'X - n m m' in float32 gave the first axis 0.042 of the
+    variance where it holds 0.231, and the second axis's positions 61-100 % off."""
+    import pyarrow as pa
+
+    out, _, _ = run_and_analysis
+    table = pq.read_table(out)
+    n, layer = 20_000, "SE_5_2"
+    dim = len(table[layer][0])
+    rng = np.random.default_rng(0)
+    labels = np.array(["cat", "cup", "vehicle"])[rng.integers(0, 3, n)]
+    directions = np.linalg.qr(rng.standard_normal((dim, 3)))[0].T  # three orthonormal directions
+    weights = rng.standard_normal((n, 3)) * np.sqrt([0.4, 0.15, 0.05]) * np.sqrt(dim)
+    rows = (0.985 + 1e-3 * (weights @ directions + rng.standard_normal((n, dim)))).astype(np.float32)
+    big = table.take(pa.array(np.arange(n) % len(table)))
+    big = big.set_column(big.schema.get_field_index("path"), "path", pa.array([f"x/{i}.png" for i in range(n)]))
+    big = big.set_column(big.schema.get_field_index("label"), "label", pa.array(labels.tolist()))
+    values = pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), dim)
+    big = big.set_column(big.schema.get_field_index(layer), big.schema.field(layer), values)
+    path = tmp_path / "saturated.parquet"
+    pq.write_table(big.replace_schema_metadata(table.schema.metadata), path)
+    emap = sevis.excitation_map(path, layer, max_points=n)
+    assert emap.images == n
+    _assert_map_is_sklearns(emap, rows, 1e-4)
+    assert emap.explained[0] > 0.1  # the float32 shortcut's 0.04 would fail here
+
+
 def test_sge_groups_and_maps(tiny_sge, image_folder):
     files = [(p.name, p.read_bytes()) for p in sorted(image_folder.glob("*/*.png"))]
     analysis = sevis.analyse(tiny_sge, files, labels=[f"c{i % 2}" for i in range(len(files))])

@@ -178,11 +178,17 @@ def excitation_map(
     pick = sample_rows(total, max_points, seed)
     rows_drawn, labels_drawn, names_drawn = [], [], []
     n, dim = 0, len(stats.mean(layer))
-    xtx = np.zeros((dim, dim))
+    mean = stats.mean(layer).astype(np.float64)
+    # NOTE the covariance accumulated from rows centred on the exact mean (the statistics'
+    # float64 one), in float64: X'X - n m m' in float32 cancels for near-saturated gates
+    # (mean 0.985, spread 1e-3), and its rounding noise became hundreds of spurious
+    # positive eigenvalues that shrank every axis's share
+    scatter = np.zeros((dim, dim))
     start = 0
     for rows, labels, names in source.iter_layer(layer):
         rows = rows.astype(np.float32, copy=False)
-        xtx += (rows.T @ rows).astype(np.float64)
+        centred = rows.astype(np.float64) - mean
+        scatter += centred.T @ centred
         n += len(rows)
         inside = pick[(pick >= start) & (pick < start + len(rows))] - start
         rows_drawn.append(rows[inside])
@@ -192,7 +198,6 @@ def excitation_map(
     if n < 2:
         raise DataError(f"a map needs at least two images; there are {n}")
     drawn = np.concatenate(rows_drawn)
-    mean = stats.mean(layer).astype(np.float64)
     if method == "umap":
         xy = _umap(drawn, seed)
         centroids = pd.DataFrame({"label": labels_drawn, "x": xy[:, 0], "y": xy[:, 1]}).groupby("label", sort=False)
@@ -200,13 +205,14 @@ def excitation_map(
         return ExcitationMap(
             layer, method, _points(xy, labels_drawn, names_drawn), cent, None, n, _separation(xy, labels_drawn)
         )
-    cov = (xtx - n * np.outer(mean, mean)) / (n - 1)
+    cov = scatter / (n - 1)
     eigenvalues, vectors = np.linalg.eigh(cov)
     axes = vectors[:, ::-1][:, :2]
     axes *= np.where(axes[np.abs(axes).argmax(0), [0, 1]] < 0, -1, 1)  # a sign fixed by the data, not by LAPACK
     xy = ((drawn - mean) @ axes).astype(np.float32)
     top = np.clip(eigenvalues[::-1][:2], 0, None)
-    explained = tuple(float(v) for v in top / max(float(np.clip(eigenvalues, 0, None).sum()), 1e-30))
+    # the share of the total variance, the covariance's trace (as scikit-learn's PCA)
+    explained = tuple(float(v) for v in top / max(float(np.trace(cov)), 1e-30))
     classes = stats.classes
     means = np.stack([stats.mean(layer, c) for c in classes]).astype(np.float64)
     counts = np.array([stats.count(c) for c in classes])
