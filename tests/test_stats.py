@@ -143,7 +143,38 @@ def test_fine_bins_exact_on_every_edge_with_many_classes():
     assert counts.bins.shape[0] >= classes
     for i in (0, 1, classes // 2, classes - 1):
         assert np.array_equal(counts.of(i)[0], expected)
-    assert counts.of(0)[1] == pytest.approx(np.sum(1 - probes.astype(np.float64)), rel=1e-12)
+    assert counts.of(0)[2] == pytest.approx(np.sum(1 - probes.astype(np.float64)), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_on_every_edge_are_binned_as_np_histogram_wherever_their_row_is(dtype):
+    """Each edge of BIN_EDGES, the saturation thresholds, and one step either side of each,
+    in float32 and float64 (float64's 0.58 x 100 is 57.99999...: floor put it a bin low),
+    at every row position of classes of several sizes: np.histogram's counts, and
+    saturation as Methods states it (>= 0.99, <= 0.01)."""
+    from sevis.stats._accumulators import FINE_EDGES
+
+    assert np.array_equal(FINE_EDGES[::2], BIN_EDGES)  # bit for bit
+    edges = np.concatenate([BIN_EDGES, [0.01, 0.99]]).astype(dtype)
+    probes = np.concatenate([edges, np.nextafter(edges, dtype(-1)), np.nextafter(edges, dtype(2))]).clip(0, 1)
+    rng = np.random.default_rng(5)
+    classes = [f"c{i}" for i in range(7)]
+    rows = np.stack([rng.permutation(probes) for _ in range(60)])  # each probe at many positions
+    labels = [classes[i % 7] if i % 5 else "c0" for i in range(len(rows))]
+    stats = ExcitationStats()
+    for start in (0, 13, 40):  # uneven batches: a class's rows land in different slots
+        stop = {0: 13, 13: 40, 40: len(rows)}[start]
+        stats.update({"L": rows[start:stop]}, labels[start:stop])
+    for cls in (ALL, *classes):
+        mine = rows[[cls is ALL or label == cls for label in labels]].astype(np.float64)
+        assert np.array_equal(stats.histogram("L", cls), np.histogram(mine, bins=BIN_EDGES)[0]), cls
+        share = stats.saturation("L", cls)
+        assert share["share_high"] == np.count_nonzero(mine >= 0.99) / mine.size
+        assert share["share_low"] == np.count_nonzero(mine <= 0.01) / mine.size
+    tensor = ExcitationStats()  # a torch tensor of either dtype takes the same path
+    tensor.update({"L": torch.from_numpy(rows)}, labels)
+    assert np.array_equal(tensor.histogram("L"), stats.histogram("L"))
+    assert tensor.saturation("L") == stats.saturation("L")
 
 
 def test_moments_keep_their_precision_far_from_zero():

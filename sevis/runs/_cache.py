@@ -14,7 +14,7 @@ from .._version import __version__
 __all__ = ["cache_dir"]
 
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bumped when what the run cache holds changes: older cache files are then not used."""
 
 

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["BIN_EDGES"]
+__all__ = ["BIN_EDGES", "is_narrow"]
 
 
 N_BINS = 50
@@ -75,6 +75,21 @@ class _Scratch:
 FINE_BINS = 100
 """Internal value bins over [0, 1]: 0.01 and 0.99 are edges, so the saturation counts are
 bin sums; pairs of them make the public :data:`BIN_EDGES` bins."""
+
+
+FINE_EDGES = np.linspace(0.0, 1.0, FINE_BINS + 1)
+"""The fine bins' edges in float64; every other one is an edge of :data:`BIN_EDGES`, equal
+bit for bit (k x 0.01 and (k / 2) x 0.02 round alike: 0.02 is 2 x 0.01 exactly)."""
+
+
+def is_narrow(values: torch.Tensor | np.ndarray) -> bool:
+    """Whether ``values`` are float32 or narrower (or integers, or booleans): their bins
+    come from ``floor(100 x)``, exact for them. Wider floats (float64) are binned against
+    the edges themselves."""
+    dtype = values.dtype
+    if isinstance(dtype, torch.dtype):
+        return not dtype.is_floating_point or dtype.itemsize <= 4
+    return np.dtype(dtype).kind in "biu" or np.dtype(dtype).itemsize <= 4
 
 
 class _Moments:
@@ -157,19 +172,27 @@ class _Moments:
 
 class _Counts:
     """Per class: attention values counted in :data:`FINE_BINS` bins over [0, 1] (values
-    outside clipped, NaN not counted), and the sum of their distances from 1."""
+    outside clipped, NaN not counted), the values equal to the first inner edge (0.01: they
+    belong to the second bin, and are at or below ``SATURATED_LOW``), and the sum of their
+    distances from 1."""
 
     def __init__(self) -> None:
         self.bins = np.zeros((0, FINE_BINS), np.int64)
+        self.at_low = np.zeros(0, np.int64)
         self.gap = np.zeros(0)
 
-    def add(self, codes: torch.Tensor, classes: int, values: torch.Tensor, scratch: _Scratch) -> None:
-        """Count rows ``values`` (N, ...), float64, of classes ``codes`` (N,); ``values`` are only read."""
+    def add(
+        self, codes: torch.Tensor, classes: int, values: torch.Tensor, scratch: _Scratch, *, narrow: bool = True
+    ) -> None:
+        """Count rows ``values`` (N, ...), float64, of classes ``codes`` (N,); ``values`` are
+        only read. ``narrow``: they were float32 or narrower before conversion (see
+        :func:`is_narrow`); otherwise each is placed by comparison with the edges."""
         self.bins, self.gap = _grown(self.bins, classes), _grown(self.gap, classes)
+        self.at_low = _grown(self.at_low, classes)
         x = values.reshape(len(codes), -1)
         low, high = (float(v) for v in torch.aminmax(x))
         slots = torch.mul(codes, FINE_BINS + 1)  # each class's FINE_BINS + 1 slots: bins, then 1.0 or NaN
-        if low >= 0.0 and high <= 1.0 and classes * (FINE_BINS + 1) < 2**24:
+        if narrow and low >= 0.0 and high <= 1.0 and classes * (FINE_BINS + 1) < 2**24:
             # NOTE the common case (sigmoid outputs) in three passes: slot + 100 x in float64,
             # then int64, which truncates (floor, for x >= 0). The sum rounds by at most 2^-29
             # (slots below 2^24), and a float32 x not equal to an edge k/100 is at least
@@ -188,12 +211,25 @@ class _Counts:
             x = x.nan_to_num(nan=1.0)  # no distance from 1; its bin is set apart below
             low, high = (float(v) for v in torch.aminmax(x))
         gap = x.shape[1] - x.sum(1) if low >= 0.0 and high <= 1.0 else (1.0 - x).abs_().sum(1)
-        # NOTE floor(x * 100) in float64 is the exact bin of a float32 x (24 + 7 bits of
-        # product): the counts of np.histogram, in a few passes whatever the classes.
-        scaled = torch.mul(x, FINE_BINS, out=scratch.get(x.shape, torch.float64))
-        bins = scratch.get(x.shape, torch.int64).copy_(scaled.floor_().clamp_(0, FINE_BINS - 1))
+        if narrow:
+            # NOTE floor(x * 100) in float64 is the exact bin of a float32 x (24 + 7 bits of
+            # product): the counts of np.histogram, in a few passes whatever the classes.
+            scaled = torch.mul(x, FINE_BINS, out=scratch.get(x.shape, torch.float64))
+            bins = scratch.get(x.shape, torch.int64).copy_(scaled.floor_().clamp_(0, FINE_BINS - 1))
+        else:
+            # NOTE not for float64: 0.58 x 100 is 57.99999..., a bin low. Each value goes to
+            # the last edge at or below it, as np.histogram places it (1.0: the last bin).
+            bins = torch.bucketize(x, torch.from_numpy(FINE_EDGES), right=True, out_int32=False)
+            bins.sub_(1).clamp_(0, FINE_BINS - 1)
+            torch.from_numpy(self.at_low).index_add_(0, codes, (x == float(FINE_EDGES[1])).sum(1))
         if nan is not None:
             bins.masked_fill_(nan, FINE_BINS)  # a bin of its own, not counted
+        self._count(codes, classes, bins, slots, gap)
+
+    def _count(
+        self, codes: torch.Tensor, classes: int, bins: torch.Tensor, slots: torch.Tensor, gap: torch.Tensor
+    ) -> None:
+        """Add each class's counts of ``bins`` (N, M) fine bins (FINE_BINS: not counted), and its ``gap``."""
         bins += slots[:, None]
         counts = torch.bincount(bins.view(-1), minlength=classes * (FINE_BINS + 1))
         self.bins[:classes] += counts.view(classes, FINE_BINS + 1)[:, :FINE_BINS].numpy()
@@ -202,7 +238,7 @@ class _Counts:
     def trimmed(self, rows: int) -> _Counts:
         """A copy without the rows past ``rows`` (views of these arrays)."""
         out = copy.copy(self)
-        out.bins, out.gap = self.bins[:rows], self.gap[:rows]
+        out.bins, out.at_low, out.gap = self.bins[:rows], self.at_low[:rows], self.gap[:rows]
         return out
 
     def merge(self, other: _Counts, codes: np.ndarray) -> None:
@@ -211,13 +247,15 @@ class _Counts:
         codes = codes[:k][keep]
         size = int(codes.max(initial=-1)) + 1
         self.bins, self.gap = _grown(self.bins, size), _grown(self.gap, size)
+        self.at_low = _grown(self.at_low, size)
         np.add.at(self.bins, codes, other.bins[:k][keep])
+        np.add.at(self.at_low, codes, other.at_low[:k][keep])
         np.add.at(self.gap, codes, other.gap[:k][keep])
 
-    def of(self, i: int | None) -> tuple[np.ndarray, float]:
-        """Fine counts and summed gap of class ``i`` (None: all images)."""
+    def of(self, i: int | None) -> tuple[np.ndarray, int, float]:
+        """Fine counts, values equal to 0.01 and summed gap of class ``i`` (None: all images)."""
         if i is None:
-            return self.bins.sum(0), float(self.gap.sum())
+            return self.bins.sum(0), int(self.at_low.sum()), float(self.gap.sum())
         if i >= len(self.gap):
-            return np.zeros(FINE_BINS, np.int64), 0.0
-        return self.bins[i], float(self.gap[i])
+            return np.zeros(FINE_BINS, np.int64), 0, 0.0
+        return self.bins[i], int(self.at_low[i]), float(self.gap[i])

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._accumulators import BIN_EDGES, N_BINS, _Counts, _double, _Moments, _Scratch
+from ._accumulators import BIN_EDGES, N_BINS, _Counts, _double, _Moments, _Scratch, is_narrow
 from .measures import kept_positions, omega_squared
 
 __all__ = ["ALL", "ClassKey", "ClassStats"]
@@ -152,7 +152,8 @@ class ClassStats:
                 moments.setdefault(name, _Moments(x.shape[1])).add(codes, classes, x, scratch)
             if layer in histograms:
                 x = _double(histograms[layer], len(labels), converted, scratch)
-                self._counts.setdefault(layer, _Counts()).add(codes, classes, x, scratch)
+                counts = self._counts.setdefault(layer, _Counts())
+                counts.add(codes, classes, x, scratch, narrow=is_narrow(histograms[layer]))
 
     @property
     def layers(self) -> list[str]:
@@ -200,7 +201,7 @@ class ClassStats:
         no values were given (summaries only)."""
         if layer not in self._counts:
             return np.zeros(N_BINS, np.int64)
-        fine, _ = self._counts[layer].of(self._row(cls))
+        fine, _, _ = self._counts[layer].of(self._row(cls))
         return fine.reshape(N_BINS, -1).sum(1)
 
     def has_field(self, layer: str, field: str) -> bool:
@@ -283,13 +284,15 @@ class ClassStats:
         no values were counted."""
         if layer not in self._counts or (cls is not ALL and cls not in self._classes):
             return {"share_high": float("nan"), "share_low": float("nan"), "mean_gap": float("nan")}
-        fine, gap = self._counts[layer].of(self._row(cls))
+        fine, at_low, gap = self._counts[layer].of(self._row(cls))
         count = int(fine.sum())
         if count == 0:
             return {"share_high": float("nan"), "share_low": float("nan"), "mean_gap": float("nan")}
         # FINE_BINS puts edges at SATURATED_LOW and SATURATED_HIGH: the first bin holds the
-        # values <= 0.01 (0.01 in float32 is below 0.01), the last those >= 0.99.
-        return {"share_high": int(fine[-1]) / count, "share_low": int(fine[0]) / count, "mean_gap": gap / count}
+        # values < 0.01, and those equal to 0.01 (float64 input only: 0.01 in float32 is
+        # below it) are counted apart; the last bin holds those >= 0.99.
+        low = int(fine[0]) + at_low
+        return {"share_high": int(fine[-1]) / count, "share_low": low / count, "mean_gap": gap / count}
 
     def merge(self, other: ClassStats) -> None:
         """Add another accumulator's images to this one."""
