@@ -104,10 +104,12 @@ def test_null_bands_from_an_analysis_and_from_its_saved_run(tiny_se, image_folde
 def test_reading_in_column_shares_equals_one_pass(tiny_se, image_folder, tmp_path, monkeypatch):
     """A run of 2,600 images in three row groups, read by 1, 2 or 3 threads each taking
     consecutive layers, gives exactly the statistics of one ExcitationStats fed the rows
-    batch by batch: classes in the file's order, layers in depth order, the same sample."""
+    batch by batch: classes in the file's order, layers in depth order; and the chance
+    bands of all its 2,600 rows (more than SAMPLE_ROWS: read again, a layer at a time)."""
     from sevis.jobs.extraction import extract
     from sevis.runs import reader, sample
     from sevis.runs.schema import run_schema, writer_options
+    from sevis.stats.measures import specificity_nulls
 
     probe = extract(tiny_se, image_folder, tmp_path / "probe.parquet", workers=0, progress=False)
     meta = read_metadata(probe)
@@ -135,7 +137,7 @@ def test_reading_in_column_shares_equals_one_pass(tiny_se, image_folder, tmp_pat
     expected = sevis.ExcitationStats()
     for start in range(0, n, 1024):
         expected.update({layer: v[start : start + 1024] for layer, v in values.items()}, labels[start : start + 1024])
-    pick = sample.sample_rows(n, sample.SAMPLE_ROWS, 0)
+    assert n > sample.SAMPLE_ROWS
     for threads in (1, 2, 3):
         monkeypatch.setattr(reader, "workers", lambda threads=threads: threads)
         run = read_run(out, cache=False)
@@ -146,8 +148,13 @@ def test_reading_in_column_shares_equals_one_pass(tiny_se, image_folder, tmp_pat
                 np.testing.assert_array_equal(run.se.mean(layer, cls), expected.mean(layer, cls))
                 np.testing.assert_array_equal(run.se.std(layer, cls), expected.std(layer, cls))
                 np.testing.assert_array_equal(run.se.histogram(layer, cls), expected.histogram(layer, cls))
-            np.testing.assert_array_equal(run.samples["se"][0][layer], values[layer][pick])
-        assert run.samples["se"][1] == [labels[i] for i in pick]
+        assert run.samples == {}  # too many rows to keep: the bands read the file again
+    bands = run.null_bands("se")
+    for layer, band in specificity_nulls(values, labels).items():  # every row, in memory
+        assert bands[layer].images == n == band.images and bands[layer].permutations == 199
+        assert (bands[layer].mean, bands[layer].low, bands[layer].high) == pytest.approx(
+            (band.mean, band.low, band.high), rel=1e-9, abs=1e-12
+        )
 
 
 def test_chance_bands_computed_in_the_background_and_their_errors_raised_where_asked(tiny_se, image_folder, tmp_path):

@@ -347,10 +347,29 @@ def test_null_bands_equal_each_permutation_computed_directly():
             counts = np.bincount(codes_p, minlength=k)
             sums = torch.zeros(k, x.shape[1], dtype=torch.float64).index_add_(0, torch.from_numpy(codes_p), x)
             scores.append(omega_squared(counts, sums.numpy() / counts[:, None], ss_total)[kept].mean())
-        low, high = np.quantile(scores, [0.025, 0.975])
-        assert bands[layer].permutations == 40
+        ordered = np.sort(scores)  # 40 permutations: the band from the smallest to the largest
+        low, high = ordered[0], ordered[-1]
+        assert bands[layer].permutations == 40 and bands[layer].images == n
         assert bands[layer].mean == pytest.approx(np.mean(scores), rel=1e-4, abs=1e-7)
         assert (bands[layer].low, bands[layer].high) == pytest.approx((low, high), rel=1e-4, abs=1e-7)
+
+
+def test_band_ranks_give_the_coverage_they_state():
+    """The band between the a-th smallest and the a-th largest of B permutation statistics
+    holds an exchangeable statistic with probability (B + 1 - 2a) / (B + 1): 95 % exactly
+    for 199 (a = 5) and 39 (a = 1); with np.quantile's interpolation 200 gave 94 %."""
+    from sevis.stats.measures import PERMUTATIONS, band_ranks
+
+    assert PERMUTATIONS == 199 and band_ranks(199) == (5, 195, 0.95)
+    assert band_ranks(39) == (1, 39, 0.95) and band_ranks(200)[:2] == (5, 196)
+    assert band_ranks(10)[:2] == (1, 10)  # too few for 95 %: the widest band, and says so
+    assert band_ranks(10)[2] == pytest.approx(9 / 11)
+    # by simulation: exchangeable values, the statistic one of them
+    rng = np.random.default_rng(0)
+    draws = rng.standard_normal((20_000, 200))
+    ordered = np.sort(draws[:, 1:], axis=1)
+    inside = (ordered[:, 4] <= draws[:, 0]) & (draws[:, 0] <= ordered[:, 194])
+    assert abs(inside.mean() - 0.95) < 0.005
 
 
 def test_one_torch_thread_is_this_threads_and_restored():

@@ -184,16 +184,27 @@ def class_histograms(
     return fig
 
 
+def _band_note(band: NullBand) -> str:
+    """What a chance band is, for its hover."""
+    if not band.images:
+        return f"ω² of the same images with the labels shuffled ({band.permutations} permutations)"
+    return (
+        f"ω² of the same {band.images:,} images with their labels shuffled, {band.permutations} times:<br>"
+        f"the ω² of labels that carry no class information falls inside with probability {band.coverage:.1%}"
+    )
+
+
 def specificity_curve(
     curves: Mapping[str, ClassStats], prefix: str = "SE", nulls: Mapping[str, Mapping[str, NullBand]] | None = None
 ) -> go.Figure:
     """Class-specificity (omega squared, see :meth:`ClassStats.specificity`) and saturation
     against depth, one line per curve.
 
-    Top: the specificity of each layer, with the band labels get by chance (the central
-    95 % of label permutations, :func:`sevis.stats.specificity_null`) where ``nulls``
-    gives it. Bottom: saturation of the attention values, the share at or above 0.99 and
-    the mean distance from 1, |1 - s|.
+    Top: the specificity of each layer, with the band labels get by chance (the band of
+    199 label permutations that holds the statistic of uninformative labels with
+    probability 95 %, :func:`sevis.stats.specificity_null`) where ``nulls`` gives it.
+    Bottom: saturation of the attention values, the share at or above 0.99 and the mean
+    distance from 1, |1 - s|.
 
     Args:
         curves: legend name -> statistics; each gives one line over its layers (for a
@@ -214,6 +225,7 @@ def specificity_curve(
         band = (nulls or {}).get(name, {})
         if band:
             layers = [layer for layer in frame["layer"] if layer in band]
+            ends = [band[k] for k in layers] + [band[k] for k in layers[::-1]]
             fig.add_trace(
                 go.Scatter(
                     x=[*layers, *layers[::-1]],
@@ -221,8 +233,10 @@ def specificity_curve(
                     fill="toself",
                     fillcolor=_rgba(colour, 0.15),
                     line=dict(width=0),
+                    mode="lines",
                     name=f"{name}: chance (95 % of label permutations)",
-                    hoverinfo="skip",
+                    customdata=[_band_note(b) for b in ends],
+                    hovertemplate="%{x}: chance band %{y:.4f}<br>%{customdata}<extra>" + name + "</extra>",
                 ),
                 row=1,
                 col=1,

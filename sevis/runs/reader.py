@@ -26,7 +26,7 @@ from ..stats.by_kind import StatsByKind
 from ..stats.classes import ClassStats
 from ..stats.measures import NullBand, specificity_nulls
 from ._cache import _cache_key, _load, _nulls_file, _store, cache_dir
-from .sample import SAMPLE_ROWS, read_rows, sample_rows
+from .sample import SAMPLE_ROWS, null_bands
 from .schema import RunMetadata, check_text_columns, column_matrix, open_run_file, read_metadata
 
 __all__ = ["ITER_ROWS", "LayerRows", "Run", "read_run"]
@@ -49,9 +49,10 @@ ITER_ROWS = 2048
 class Run(StatsByKind):
     """A saved run, read back: its metadata and the statistics of its images.
 
-    ``samples`` holds, per kind, the first summary field of a seeded uniform sample of at
+    ``samples`` holds, per kind, the first summary field of every image of a run of at
     most :data:`SAMPLE_ROWS` images (taken while reading), from which :meth:`null_bands`
-    permutes labels without reading the file again."""
+    permutes labels without reading the file again; a larger run's bands read it again, a
+    layer at a time."""
 
     path: Path
     metadata: RunMetadata
@@ -95,8 +96,10 @@ class Run(StatsByKind):
             )
 
     def null_bands(self, kind: str = "se") -> dict[str, NullBand]:
-        """Each layer's class-specificity under 200 label permutations of the sampled images
-        (see :func:`sevis.stats.specificity_null`); computed once, and kept in the run's cache."""
+        """Each layer's class-specificity under 199 label permutations of all the run's
+        images (see :func:`sevis.stats.specificity_null`), the band of the run's own N;
+        computed once, and kept in the run's cache. A 50,000-image SE-ResNet-50 run takes
+        a minute or two: :meth:`prefetch_null_bands` starts it in the background."""
         return self.prefetch_null_bands(kind).result()
 
     def prefetch_null_bands(self, kind: str = "se") -> Future[dict[str, NullBand]]:
@@ -116,8 +119,11 @@ class Run(StatsByKind):
 
     def _compute_nulls(self, kind: str, future: Future[dict[str, NullBand]]) -> None:
         try:
-            rows, labels = self.samples.get(kind) or read_rows(self.path, kind)
-            bands = specificity_nulls(rows, labels)
+            if kind in self.samples:
+                rows, labels = self.samples[kind]
+                bands = specificity_nulls(rows, labels)
+            else:
+                bands = null_bands(self.path, kind)
         except BaseException as err:  # noqa: BLE001  raised where the bands are asked for
             future.set_exception(err)
             return
@@ -190,7 +196,7 @@ def _shares(schema: pa.Schema, metadata: RunMetadata, kept: dict[str, str], coun
     ]
 
 
-def _read_share(path: Path, metadata: RunMetadata, share: _Share, labels: list[str], pick: np.ndarray) -> _Share:
+def _read_share(path: Path, metadata: RunMetadata, share: _Share, labels: list[str], keep: bool) -> _Share:
     """Decode ``share``'s columns a row group at a time and add them to its statistics.
 
     NOTE each thread decodes and counts its own columns on one core (Arrow's and torch's
@@ -212,10 +218,9 @@ def _read_share(path: Path, metadata: RunMetadata, share: _Share, labels: list[s
                     1024, row_groups=[group], columns=list(share.columns.values()), use_threads=False
                 ):
                     _add_batch(share, metadata, batch, labels[start : start + batch.num_rows])
-                    inside = pick[(pick >= start) & (pick < start + batch.num_rows)] - start
-                    for layer, kind_name in share.layers.items():
+                    for layer, kind_name in share.layers.items() if keep else ():
                         name = get_kind(kind_name).fields[0]
-                        values = column_matrix(batch.column(share.columns[layer, name]))[inside]
+                        values = column_matrix(batch.column(share.columns[layer, name])).copy()
                         share.sampled.setdefault(kind_name, {}).setdefault(layer, []).append(values)
                     start += batch.num_rows
     return share
@@ -309,20 +314,19 @@ def _compute(path: Path, metadata: RunMetadata, kept: dict[str, str], target: Pa
     check_text_columns(source)  # before any path or label is decoded
     file = open_run_file(source)
     labels = file.read(columns=["label"], use_threads=False).column("label").to_pylist()
-    pick = sample_rows(len(labels), SAMPLE_ROWS, 0)
+    keep = len(labels) <= SAMPLE_ROWS  # the rows kept for the chance bands; a larger run is read again
     shares = _shares(file.schema_arrow, metadata, kept, workers())
     with ThreadPoolExecutor(max(1, len(shares)), thread_name_prefix="sevis-run-reader") as pool:
-        done = list(pool.map(lambda share: _read_share(source, metadata, share, labels, pick), shares))
+        done = list(pool.map(lambda share: _read_share(source, metadata, share, labels, keep), shares))
     for share in done:  # consecutive layers: each kind's layers stay in depth order
         for kind_name, stats in share.stats.items():
             if kind_name in run.stats:
                 run.stats[kind_name].add_layers(stats)
             else:
                 run.stats[kind_name] = stats
-    sampled_labels = [labels[i] for i in pick]
     run.samples = {}
     for share in done:
         for kind_name, per_layer in share.sampled.items():
-            rows = run.samples.setdefault(kind_name, ({}, sampled_labels))[0]
+            rows = run.samples.setdefault(kind_name, ({}, labels))[0]
             rows.update({layer: np.concatenate(parts) for layer, parts in per_layer.items()})
     return run

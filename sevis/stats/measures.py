@@ -13,9 +13,11 @@ import torch
 from .._threads import one_torch_thread, workers
 
 __all__ = [
+    "PERMUTATIONS",
     "SATURATED_HIGH",
     "SATURATED_LOW",
     "NullBand",
+    "band_ranks",
     "kept_positions",
     "omega_squared",
     "saturation",
@@ -77,23 +79,54 @@ def omega_squared(counts: np.ndarray, means: np.ndarray, ss_total: np.ndarray) -
         return (ss_between - (k - 1) * ms_within) / (ss_total + ms_within)
 
 
+PERMUTATIONS = 199
+"""Label permutations of a chance band: with 199, the band from the 5th to the 195th of
+their sorted values holds the measured statistic of uninformative labels with probability
+190 / 200 = 95 % exactly (see :func:`band_ranks`)."""
+
+
+def band_ranks(permutations: int, level: float = 0.95) -> tuple[int, int, float]:
+    """Which of ``permutations`` sorted permutation statistics bound a band, and its coverage.
+
+    With uninformative labels the measured statistic and the B permuted ones are
+    exchangeable: it falls below the a-th smallest with probability a / (B + 1) and above
+    the (B + 1 - a)-th with the same probability. ``a`` is the largest with
+    2a / (B + 1) <= 1 - ``level`` (at least 1), so the band holds it with probability
+    (B + 1 - 2a) / (B + 1), at least ``level`` (exactly, where (B + 1)(1 - level) / 2 is
+    a whole number: 199 permutations at 95 %).
+
+    Returns:
+        ``(a, B + 1 - a, coverage)``: the 1-based ranks of the band's ends and its coverage.
+    """
+    if permutations < 1:
+        raise ValueError(f"permutations must be at least 1, got {permutations}")
+    a = max(1, int(np.floor((permutations + 1) * (1 - level) / 2 + 1e-9)))
+    return a, permutations + 1 - a, (permutations + 1 - 2 * a) / (permutations + 1)
+
+
 @dataclass(frozen=True)
 class NullBand:
-    """A layer's class-specificity under label permutations: mean and central interval."""
+    """A layer's class-specificity under label permutations of ``images`` images: the mean
+    over ``permutations`` shufflings and the band between two of their order statistics,
+    which holds the statistic of uninformative labels with probability ``coverage``
+    (:func:`band_ranks`)."""
 
     mean: float
     low: float
     high: float
     permutations: int
+    images: int = 0
+    coverage: float = float("nan")
 
 
 def specificity_null(
-    values: np.ndarray, labels: Sequence[str], *, permutations: int = 200, level: float = 0.95, seed: int = 0
+    values: np.ndarray, labels: Sequence[str], *, permutations: int = PERMUTATIONS, level: float = 0.95, seed: int = 0
 ) -> NullBand:
     """The class-specificity a layer gets when the labels carry no information: its omega
     squared (averaged over its kept positions, as :meth:`ClassStats.specificity`) for
     ``permutations`` shufflings of ``labels`` over the rows of ``values`` (N, D); their mean
-    and central ``level`` interval (NaN with fewer than two classes or no varying position)."""
+    and the band that holds ``level`` of such statistics (:func:`band_ranks`; NaN with
+    fewer than two classes or no varying position)."""
     return specificity_nulls({"": values}, labels, permutations=permutations, level=level, seed=seed)[""]
 
 
@@ -101,7 +134,7 @@ def specificity_nulls(
     rows: Mapping[str, torch.Tensor | np.ndarray],
     labels: Sequence[str],
     *,
-    permutations: int = 200,
+    permutations: int = PERMUTATIONS,
     level: float = 0.95,
     seed: int = 0,
 ) -> dict[str, NullBand]:
@@ -118,25 +151,29 @@ def specificity_nulls(
     for raw in rows.values():
         if np.ndim(raw) != 2 or len(raw) != n:
             raise ValueError(f"values must have shape (N, D) with N = {n} labels, got {tuple(np.shape(raw))}")
-    # NOTE every layer centred into one float32 matrix (rows for index_add), in place
+    # NOTE every layer centred into one float32 matrix (rows for index_add), a block of
+    # rows at a time: no float64 copy of a layer (a 50,000-image run's SE_5 layers are
+    # 400 MB each in float32); each position's mean and sum of squares in float64
     full = np.empty((n, sum(np.shape(raw)[1] for raw in rows.values())), np.float32)
     kept = np.zeros(full.shape[1], bool)
     ss_full = np.zeros(full.shape[1])
     spans, begin, start = {}, 0, 0
     for layer, raw in rows.items():
-        values = np.array(raw.detach().cpu() if isinstance(raw, torch.Tensor) else raw, dtype=np.float64)  # own copy
-        if n:
-            values -= values.mean(0)
+        values = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
         end = begin + values.shape[1]
-        full[:, begin:end] = values
-        ss_full[begin:end] = np.einsum("ij,ij->j", values, values)
+        mean = values.mean(0, dtype=np.float64) if n else np.zeros(values.shape[1])
+        for first in range(0, n, _CENTRE_ROWS):
+            part = full[first : first + _CENTRE_ROWS, begin:end]
+            np.subtract(values[first : first + _CENTRE_ROWS], mean, out=part, casting="unsafe")
+            wide = part.astype(np.float64)
+            ss_full[begin:end] += np.einsum("ij,ij->j", wide, wide)
         kept[begin:end] = kept_positions(ss_full[begin:end], n)
         count = int(kept[begin:end].sum())
         spans[layer] = (start, start + count)
         begin, start = end, start + count
     x_all = full if kept.all() else full[:, kept]
     ss_total = ss_full[kept]
-    nan_band = NullBand(float("nan"), float("nan"), float("nan"), 0)
+    nan_band = NullBand(float("nan"), float("nan"), float("nan"), 0, n)
     if k < 2 or n - k < 1 or start == 0:
         return dict.fromkeys(rows, nan_band)
     x = torch.from_numpy(np.ascontiguousarray(x_all))
@@ -168,16 +205,21 @@ def specificity_nulls(
     threads = min(workers(), len(blocks))
     with ThreadPoolExecutor(threads, thread_name_prefix="sevis-null") as pool:
         list(pool.map(score, [blocks[i::threads] for i in range(threads)]))
-    tail = (1 - level) / 2
+    first_rank, last_rank, coverage = band_ranks(permutations, level)
     bands = {}
     for layer, (begin, end) in spans.items():
         if begin == end:
             bands[layer] = nan_band
             continue
         per_permutation = scores[:, begin:end].mean(1)
-        low, high = np.quantile(per_permutation, [tail, 1 - tail])
-        bands[layer] = NullBand(float(per_permutation.mean()), float(low), float(high), permutations)
+        ordered = np.sort(per_permutation)
+        low, high = ordered[first_rank - 1], ordered[last_rank - 1]
+        bands[layer] = NullBand(float(per_permutation.mean()), float(low), float(high), permutations, n, coverage)
     return bands
+
+
+_CENTRE_ROWS = 4096
+"""Rows centred (and squared in float64) at a time by :func:`specificity_nulls`."""
 
 
 def saturation(values: np.ndarray, high: float = SATURATED_HIGH, low: float = SATURATED_LOW) -> dict[str, float]:
