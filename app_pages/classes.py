@@ -12,6 +12,7 @@ import sevis
 from app_pages.services import IMAGE_TYPES, Loaded, analyse, analysis_nulls, run_nulls, unique_names
 from app_pages.widgets import (
     export_all,
+    file_part,
     hide_model_messages,
     model_places,
     offer_drill,
@@ -22,7 +23,8 @@ from app_pages.widgets import (
 )
 from sevis import Provenance, figures
 from sevis.stats.classes import ClassStats
-from sevis.stats.measures import NullBand
+from sevis.stats.contrast import two_class_test
+from sevis.stats.measures import PERMUTATIONS, NullBand
 from sevis.stats.se import ExcitationStats
 from sevis.stats.sge import MaskStats
 
@@ -152,7 +154,8 @@ def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) 
     return order, (first, second)
 
 
-Nulls = Callable[[], dict[str, NullBand]]
+Nulls = Callable[[], dict[str, NullBand] | None]
+"""A kind's chance bands by layer; None while a saved run's are being computed."""
 
 
 def depth_figures(stats: ClassStats, prefix: str, source: Loaded | Provenance, name: str, nulls: Nulls) -> None:
@@ -167,8 +170,11 @@ def depth_figures(stats: ClassStats, prefix: str, source: Loaded | Provenance, n
             f"{len(small)} class(es) with a single image ({', '.join(small[:5])}{'…' if len(small) > 5 else ''}): "
             "no spread is drawn for them, and they add nothing to the within-class variation."
         )
+    bands = nulls()
+    if bands is None:
+        band_pending(stats.count(), nulls)
     show_figure(
-        figures.specificity_curve({name: stats}, prefix, {name: nulls()}),
+        figures.specificity_curve({name: stats}, prefix, {name: bands or {}}),
         f"{name}_{prefix}_depth",
         source,
         stats.specificity_frame,  # built when its download is asked for; the figure has its own
@@ -178,6 +184,18 @@ def depth_figures(stats: ClassStats, prefix: str, source: Loaded | Provenance, n
         f"{name}_{prefix}_selectivity",
         source,
         lambda: selectivity_frame(stats),
+    )
+
+
+@st.fragment(run_every=2.0)
+def band_pending(images: int, nulls: Nulls) -> None:
+    """Says what the depth curve's band will be while it is computed, and redraws the page
+    once it is (a fragment polling every 2 s: the rest of the page stays as it is)."""
+    if nulls() is not None:
+        st.rerun()
+    st.caption(
+        f"Chance band: {PERMUTATIONS} label permutations of all {images:,} images, being computed in the "
+        "background (a minute or two for 50,000 images); the curve below is drawn without it until then."
     )
 
 
@@ -275,7 +293,49 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls:
         source,
         lambda: only(stats.histogram_frame(), layer),
     )
+    separating_channels(stats, layer, classes, source, name, drill)
     depth_figures(stats, "SE", source, name, nulls)
+
+
+def separating_channels(
+    stats: ClassStats, layer: str, classes: list[str], source: Loaded | Provenance, name: str, drill: str
+) -> None:
+    """Which channels of ``layer`` separate two of the classes shown: Welch's t per channel
+    with the Benjamini-Hochberg FDR (:func:`sevis.stats.two_class_test`), as a volcano plot
+    whose points open their channel, and the ranked table."""
+    if not st.toggle("Which channels separate two classes (Welch's t per channel, FDR)", key=key("classes_test")):
+        return
+    if len(classes) < 2:
+        st.caption("A two-class test needs two classes shown.")
+        return
+    left, right = st.columns(2)
+    a = left.selectbox("Test class A", classes, index=0, key=key("classes_test_a"))
+    b = right.selectbox("against class B", classes, index=1, key=key("classes_test_b"))
+    if a == b:
+        st.info("Choose two different classes to test.")
+        return
+    try:
+        table = two_class_test(stats, layer, a, b)
+    except ValueError as err:
+        st.info(plain(f"{err}.", 300))
+        return
+    show_figure(
+        figures.volcano(table),
+        f"{name}_{layer}_{file_part(a)}_vs_{file_part(b)}_test",
+        source,
+        table,
+        pick=channel_pick(layer),
+        pick_source=drill,
+    )
+    tested = int(table.p.notna().sum())
+    significant = table[table.significant]
+    st.caption(
+        f"{len(significant):,} of {tested:,} {stats.index_name}s differ at a false discovery rate of "
+        f"{table.attrs['fdr']:.0%} (Welch's t on {table.attrs['count_a']:,} and {table.attrs['count_b']:,} images, "
+        "Benjamini-Hochberg q-values; g is Hedges' effect size). Most separating first:"
+    )
+    shown = significant.head(50)[[stats.index_name, "mean_a", "mean_b", "difference", "effect", "t", "q"]]
+    st.dataframe(shown.rename(columns={"mean_a": f"mean {a[:30]}", "mean_b": f"mean {b[:30]}", "effect": "g"}))
 
 
 def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls: Nulls, drill: str) -> None:
@@ -333,7 +393,7 @@ def kind_sections(
     stats_by_kind: dict[str, ClassStats],
     source: Loaded | Provenance,
     name: str,
-    nulls: Callable[[str], dict[str, NullBand]],
+    nulls: Callable[[str], dict[str, NullBand] | None],
     drill: str,
 ) -> None:
     """Each kind's figures; ``nulls(kind)`` gives its chance bands, computed only if drawn;

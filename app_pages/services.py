@@ -18,8 +18,10 @@ import re
 import shutil
 import tempfile
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePath
@@ -480,10 +482,27 @@ def analysis_nulls(
     return _analysis_nulls(f"{loaded.key}|{digest.hexdigest()}", kind, result)
 
 
-def run_nulls(run: Run, kind: str) -> dict[str, NullBand]:
-    """The run's chance bands (computed once per run, kept in its cache)."""
-    with st.spinner("Label permutations for the chance band…"):
-        return run.null_bands(kind)
+def run_nulls(run: Run, kind: str) -> dict[str, NullBand] | None:
+    """The run's chance bands (computed once per run, in the background, kept in its
+    cache); None while they are being computed (a large run's take a minute or two:
+    the page draws without them and polls, see ``classes.depth_figures``)."""
+    future = run.prefetch_null_bands(kind)
+    with _WAITED_LOCK:
+        wait = 0.0 if future in _WAITED else BAND_WAIT_S
+        _WAITED.add(future)
+    try:
+        return future.result(timeout=wait)
+    except TimeoutError:
+        return None
+
+
+BAND_WAIT_S = 3.0
+"""Seconds a page waits, once, for a run's chance bands before drawing without them (a run
+of a few thousand images has them by then); later reruns and polls do not wait."""
+
+
+_WAITED: weakref.WeakSet[Future[dict[str, NullBand]]] = weakref.WeakSet()
+_WAITED_LOCK = threading.Lock()
 
 
 @st.cache_resource(show_spinner="Reading the run…", max_entries=4)
@@ -501,7 +520,11 @@ def _run_upload(data: bytes, name: str) -> Run:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / Path(name).name
         path.write_bytes(data)
-        return read_run(path, cache=False)  # its sample stays in memory for the chance bands
+        run = read_run(path, cache=False)
+        for kind, stats in run.stats.items():  # while the file exists: it is not read again
+            if stats.layers and len(stats.classes) > 1:
+                run.null_bands(kind)
+        return run
 
 
 def load_run(data: bytes | None, name: str) -> Run:

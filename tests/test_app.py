@@ -242,12 +242,17 @@ def test_classes_from_uploads_per_class(app, photos):
     assert charts(app) == 5
     titles = [c.proto.spec for c in app.get("plotly_chart")]
     assert "chance (95 % of label permutations)" in titles[3] and "Class selectivity index" in titles[4]
+    app.toggle(key="classes_test").set_value(True).run()  # + the two-class test
+    assert charts(app) == 6 and "which channels separate cat from vehicle" in figure(app, 3).layout.title.text
+    markers = [t for t in figure(app, 3).data if t.mode == "markers"]  # every channel of SE_4_6, by its index
+    assert sorted(int(c) for t in markers for c in t.customdata) == list(range(1024))
+    app.toggle(key="classes_test").set_value(False).run()
     app.toggle(key="classes_band").set_value(True).run()
     app.radio(key="classes_channels").set_value("sorted by the difference of two classes").run()
     app.toggle(key="classes_side").set_value(True).run()
     app.selectbox(key="classes_layer").set_value("SE_5_2").run()
     no_errors(app)
-    assert charts(app) == 6  # + the paper's Figure 7: the two classes ± std side by side
+    assert charts(app) == 7  # + the paper's Figure 7: the two classes ± std side by side
     assert "Figure 7" in figure(app, 2).layout.title.text
     app.radio(key="classes_reference").set_value("classes").run()
     profiles = app.get("plotly_chart")[1].proto.spec

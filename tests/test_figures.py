@@ -86,6 +86,26 @@ def test_specificity_curve_in_depth_order(stats):
     assert_allclose(share.y, [stats.saturation(k)["share_high"] for k in ("SE_4_6", "SE_5_2")])
     assert_allclose(gap.y, [stats.saturation(k)["mean_gap"] for k in ("SE_4_6", "SE_5_2")])
     assert share.yaxis == "y2"  # the saturation panel
+    full = {"SE-ResNet-50": {"SE_4_6": NullBand(0.0, -0.1, 0.2, 199, 50_000, 0.95)}}
+    (hover, *_) = figures.specificity_curve({"SE-ResNet-50": stats}, nulls=full).data
+    assert "same 50,000 images with their labels shuffled, 199 times" in hover.customdata[0]
+    assert "falls inside with probability 95.0%" in hover.customdata[0]
+
+
+def test_volcano_colours_the_significant_channels_and_labels_the_top(stats):
+    from sevis.stats import two_class_test
+
+    table = two_class_test(stats, "SE_5_2", "goldfish", "pug")
+    fig = figures.volcano(table, top=5)
+    plain, significant, labels = fig.data
+    assert plain.name.startswith("not significant") and significant.name.startswith("q ≤ 0.05")
+    assert len(plain.x) + len(significant.x) == table.p.notna().sum()
+    assert sorted(plain.customdata.tolist() + significant.customdata.tolist()) == sorted(table.channel[table.p.notna()])
+    assert len(significant.x) == table.significant.sum()
+    assert labels.text == tuple(str(c) for c in table.channel[:5])
+    assert_allclose(labels.y, -np.log10(table.p[:5]))
+    assert "SE_5_2: which channels separate goldfish from pug" in fig.layout.title.text
+    assert "3 vs 3 images" in fig.layout.title.text
 
 
 def test_one_image_class_has_no_band_and_says_so():

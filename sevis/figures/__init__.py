@@ -4,7 +4,7 @@
 from ..attention.geometry import upsample
 from ._style import UNTRAINED_NOTE, mark_untrained, short_label
 from .ablation import ablation_chart
-from .channels import channel_by_class, excitation_map_figure
+from .channels import channel_by_class, excitation_map_figure, volcano
 from .classes import (
     REFERENCES,
     class_band_panels,
@@ -51,4 +51,5 @@ __all__ = [
     "top_classes",
     "unregister_kind_figures",
     "upsample",
+    "volcano",
 ]

@@ -1,17 +1,20 @@
-"""Figures of one channel across a run and of a layer's excitation map (PCA of the images' vectors)."""
+"""Figures of one channel across a run, of a layer's excitation map (PCA of the images' vectors),
+and of the channels that separate two classes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 if TYPE_CHECKING:
     from ..analysis.explore import ChannelView, ExcitationMap
 from ._style import _LAYOUT, _colour, short_label
 
-__all__ = ["channel_by_class", "excitation_map_figure"]
+__all__ = ["channel_by_class", "excitation_map_figure", "volcano"]
 
 
 def channel_by_class(view: ChannelView, classes: Sequence[str] | None = None, max_classes: int = 12) -> go.Figure:
@@ -106,3 +109,64 @@ def excitation_map_figure(emap: ExcitationMap, max_classes: int = 12) -> go.Figu
         height=520,
     )
     return fig
+
+
+def volcano(table: pd.DataFrame, top: int = 10) -> go.Figure:
+    """A two-class test (:func:`sevis.stats.two_class_test`) as a volcano plot: each
+    position's difference of the class means (x) against -log10 p (y), the positions
+    significant at the table's false discovery rate in colour, the ``top`` most
+    separating labelled; every point carries its position as customdata (a click opens it)."""
+    index = next(c for c in table.columns if c not in _TEST_COLUMNS)
+    a, b, fdr = table.attrs.get("a", "A"), table.attrs.get("b", "B"), table.attrs.get("fdr", 0.05)
+    layer = str(table["layer"].iloc[0]) if len(table) else ""
+    defined = table[table.p.notna()]
+    y = -np.log10(np.maximum(defined.p.to_numpy(np.float64), 1e-300))
+    fig = go.Figure()
+    for significant, colour, label in ((False, "#b0b0b0", "not significant"), (True, _colour(3), f"q ≤ {fdr:g}")):
+        keep = (defined.significant == significant).to_numpy()
+        rows = defined[keep]
+        fig.add_trace(
+            go.Scattergl(
+                x=rows.difference,
+                y=y[keep],
+                mode="markers",
+                name=f"{label} ({int(keep.sum()):,})",
+                marker=dict(color=colour, size=6),
+                customdata=rows[index].to_numpy(),
+                text=[
+                    f"{index} {int(i)}: {short_label(a)} {ma:.3f}, {short_label(b)} {mb:.3f}, q {q:.2g}, g {g:.2f}"
+                    for i, ma, mb, q, g in zip(rows[index], rows.mean_a, rows.mean_b, rows.q, rows.effect, strict=True)
+                ],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    best = defined.head(top)
+    fig.add_trace(
+        go.Scatter(
+            x=best.difference,
+            y=y[: len(best)],
+            mode="text",
+            text=[str(int(i)) for i in best[index]],
+            textposition="top center",
+            showlegend=False,
+            hoverinfo="skip",
+        )
+    )
+    count = f"{table.attrs['count_a']:,} vs {table.attrs['count_b']:,} images" if "count_a" in table.attrs else ""
+    fig.update_layout(
+        **_LAYOUT,
+        title=(
+            f"{layer}: which {index}s separate {short_label(a)} from {short_label(b)} "
+            f"(Welch's t, Benjamini-Hochberg FDR {fdr:g}; {count})"
+        ),
+        xaxis_title=f"mean({short_label(a, 20)}) − mean({short_label(b, 20)})",
+        yaxis_title="−log₁₀ p",
+        height=440,
+    )
+    return fig
+
+
+_TEST_COLUMNS = {
+    *("layer", "mean_a", "mean_b", "difference", "std_a", "std_b"),
+    *("t", "df", "p", "q", "effect", "significant"),
+}

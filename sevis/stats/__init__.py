@@ -3,10 +3,13 @@
 from ._accumulators import BIN_EDGES
 from .by_kind import StatsByKind
 from .classes import ALL, ClassKey, ClassStats
+from .contrast import FDR, benjamini_hochberg, two_class_test
 from .measures import (
+    PERMUTATIONS,
     SATURATED_HIGH,
     SATURATED_LOW,
     NullBand,
+    band_ranks,
     kept_positions,
     omega_squared,
     saturation,
@@ -19,6 +22,8 @@ from .sge import MaskStats, mask_overview, mask_summary, mean_mask, top_groups
 __all__ = [
     "ALL",
     "BIN_EDGES",
+    "FDR",
+    "PERMUTATIONS",
     "SATURATED_HIGH",
     "SATURATED_LOW",
     "ClassKey",
@@ -27,6 +32,8 @@ __all__ = [
     "MaskStats",
     "NullBand",
     "StatsByKind",
+    "band_ranks",
+    "benjamini_hochberg",
     "kept_positions",
     "mask_overview",
     "mask_summary",
@@ -37,4 +44,5 @@ __all__ = [
     "specificity_null",
     "specificity_nulls",
     "top_groups",
+    "two_class_test",
 ]
