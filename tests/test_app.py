@@ -244,15 +244,16 @@ def test_classes_from_uploads_per_class(app, photos):
     assert "chance (95 % of label permutations)" in titles[3] and "Class selectivity index" in titles[4]
     app.toggle(key="classes_test").set_value(True).run()  # + the two-class test
     assert charts(app) == 6 and "which channels separate cat from vehicle" in figure(app, 3).layout.title.text
-    markers = [t for t in figure(app, 3).data if t.mode == "markers"]  # every channel of SE_4_6, by its index
-    assert sorted(int(c) for t in markers for c in t.customdata) == list(range(1024))
+    assert figure(app, 3).layout.title.text.startswith("SE_4_6:")
+    markers = [t for t in figure(app, 3).data if t.mode == "markers"]  # every channel, by its index
+    assert sorted(int(c) for t in markers for c in t.customdata) == list(range(128))  # the tiny network's SE_4_6
     app.toggle(key="classes_test").set_value(False).run()
     app.toggle(key="classes_band").set_value(True).run()
     app.radio(key="classes_channels").set_value("sorted by the difference of two classes").run()
     app.toggle(key="classes_side").set_value(True).run()
     app.selectbox(key="classes_layer").set_value("SE_5_2").run()
     no_errors(app)
-    assert charts(app) == 7  # + the paper's Figure 7: the two classes ± std side by side
+    assert charts(app) == 6  # + the paper's Figure 7: the two classes ± std side by side
     assert "Figure 7" in figure(app, 2).layout.title.text
     app.radio(key="classes_reference").set_value("classes").run()
     profiles = app.get("plotly_chart")[1].proto.spec
@@ -339,6 +340,47 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos,
     app.get("file_uploader")[0].set_value(("bad.parquet", b"PAR1 nonsense", "application/octet-stream")).run()
     assert not app.exception
     assert any("bad.parquet: not a readable Parquet file" in shown(e.value) for e in app.error)
+
+
+def test_a_runs_chance_band_still_computing_is_said_and_drawn_when_done(app, tiny_se, photos, tmp_path, monkeypatch):
+    """A large run's band takes a minute: the page draws the depth curve without it, says
+    what it will be, and draws it once computed (here the computation is held on an event)."""
+    import threading
+
+    from app_pages import services
+    from sevis.jobs.extraction import extract
+    from sevis.runs import reader
+
+    folder = tmp_path / "data"
+    for label, names in {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png", "rocket.jpg"]}.items():
+        (folder / label).mkdir(parents=True)
+        for name in names:
+            (folder / label / name).write_bytes(photos[name])
+    run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
+    monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
+    monkeypatch.setattr(services, "BAND_WAIT_S", 0.2)
+    release = threading.Event()
+    computed = reader.specificity_nulls
+
+    def held(*args, **kwargs):
+        release.wait(60)
+        return computed(*args, **kwargs)
+
+    monkeypatch.setattr(reader, "specificity_nulls", held)
+    app.switch_page("app_pages/classes.py").run()
+    app.radio(key="classes_mode").set_value("run").run()
+    app.text_input(key="classes_run_path").set_value(str(run)).run()
+    no_errors(app)
+    depth = next(i for i in range(charts(app)) if "class-specificity" in app.get("plotly_chart")[i].proto.spec)
+    assert not any(t.fill == "toself" for t in figure(app, depth).data)  # no band yet
+    assert any("199 label permutations of all 4 images, being computed" in shown(c.value) for c in app.caption)
+    release.set()
+    services.load_run(None, str(run)).null_bands("se")  # done
+    app.run()
+    no_errors(app)
+    (band,) = [t for t in figure(app, depth).data if t.fill == "toself"]
+    assert "chance (95 % of label permutations)" in band.name and "4 images" in band.customdata[0]
+    assert not any("being computed" in shown(c.value) for c in app.caption)
 
 
 def test_a_saved_run_without_se_4_6_and_with_a_class_named_all_images(app, tiny_se, photos, tmp_path, monkeypatch):

@@ -100,7 +100,7 @@ def test_volcano_colours_the_significant_channels_and_labels_the_top(stats):
     plain, significant, labels = fig.data
     assert plain.name.startswith("not significant") and significant.name.startswith("q ≤ 0.05")
     assert len(plain.x) + len(significant.x) == table.p.notna().sum()
-    assert sorted(plain.customdata.tolist() + significant.customdata.tolist()) == sorted(table.channel[table.p.notna()])
+    assert sorted([*plain.customdata, *significant.customdata]) == sorted(table.channel[table.p.notna()])
     assert len(significant.x) == table.significant.sum()
     assert labels.text == tuple(str(c) for c in table.channel[:5])
     assert_allclose(labels.y, -np.log10(table.p[:5]))

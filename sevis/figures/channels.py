@@ -132,7 +132,7 @@ def volcano(table: pd.DataFrame, top: int = 10) -> go.Figure:
                 mode="markers",
                 name=f"{label} ({int(keep.sum()):,})",
                 marker=dict(color=colour, size=6),
-                customdata=rows[index].to_numpy(),
+                customdata=rows[index].tolist(),
                 text=[
                     f"{index} {int(i)}: {short_label(a)} {ma:.3f}, {short_label(b)} {mb:.3f}, q {q:.2g}, g {g:.2f}"
                     for i, ma, mb, q, g in zip(rows[index], rows.mean_a, rows.mean_b, rows.q, rows.effect, strict=True)
