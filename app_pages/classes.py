@@ -9,7 +9,15 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 import sevis
-from app_pages.services import IMAGE_TYPES, Loaded, analyse, analysis_nulls, run_nulls, unique_names
+from app_pages.services import (
+    IMAGE_TYPES,
+    Loaded,
+    analyse,
+    analysis_nulls,
+    run_nulls,
+    unique_names,
+    untrained_twin,
+)
 from app_pages.widgets import (
     export_all,
     file_part,
@@ -158,6 +166,11 @@ Nulls = Callable[[], dict[str, NullBand] | None]
 """A kind's chance bands by layer; None while a saved run's are being computed."""
 
 
+BASELINES: dict[str, tuple[str, ClassStats, Nulls]] = {}
+"""Per kind prefix, the untrained baseline the depth curve compares with (set per model
+section when its toggle is on): its legend name, statistics and chance bands."""
+
+
 def depth_figures(stats: ClassStats, prefix: str, source: Loaded | Provenance, name: str, nulls: Nulls) -> None:
     """Class-specificity with its chance band and saturation against depth; the channels'
     class selectivity per layer."""
@@ -173,17 +186,40 @@ def depth_figures(stats: ClassStats, prefix: str, source: Loaded | Provenance, n
     bands = nulls()
     if bands is None:
         band_pending(stats.count(), nulls)
+    curves, all_bands, difference = {name: stats}, {name: bands or {}}, None
+    if prefix in BASELINES:
+        base_name, base_stats, base_nulls = BASELINES[prefix]
+        curves[base_name], all_bands[base_name] = base_stats, base_nulls() or {}
+        difference = (name, base_name)
     show_figure(
-        figures.specificity_curve({name: stats}, prefix, {name: bands or {}}),
+        figures.specificity_curve(curves, prefix, all_bands, difference),
         f"{name}_{prefix}_depth",
         source,
-        stats.specificity_frame,  # built when its download is asked for; the figure has its own
+        lambda: figures.specificity_comparison(curves),  # built when its download is asked for
     )
+    if difference is not None:
+        st.caption(learned_note(stats, curves[difference[1]]))
     show_figure(
         figures.selectivity_distribution(stats, stats.layers),
         f"{name}_{prefix}_selectivity",
         source,
         lambda: selectivity_frame(stats),
+    )
+
+
+def learned_note(trained: ClassStats, untrained: ClassStats) -> str:
+    """What the untrained baseline measured, in words (not a fixed sentence)."""
+    layers = [layer for layer in trained.layers if layer in untrained.layers]
+    own = [untrained.specificity(layer) for layer in layers]
+    gain = [trained.specificity(layer) - base for layer, base in zip(layers, own, strict=True)]
+    if not layers or all(g != g for g in gain):  # NaN: no within-class spread
+        return "The untrained baseline has no class-specificity to compare (one image per class)."
+    deepest = layers[-1]
+    top = max(range(len(own)), key=lambda i: own[i] if own[i] == own[i] else -1.0)
+    return (
+        f"Untrained, the same images give ω² from {min(own):.3f} to {max(own):.3f} (highest at {layers[top]}): "
+        "class structure from the images and the architecture alone. Training adds "
+        f"{gain[-1]:+.3f} at {deepest} (largest {max(gain):+.3f}, at {layers[gain.index(max(gain))]})."
     )
 
 
@@ -470,6 +506,16 @@ for (drill, loaded), place in zip(drills.items(), model_places(models), strict=T
         nulls = functools.partial(analysis_nulls, loaded, files, labels, result)
         KEYS["suffix"] = f"_{loaded.ident}" if loaded.kinds in kinds_seen else ""
         kinds_seen.append(loaded.kinds)
+        BASELINES.clear()
+        if not loaded.provenance.untrained and st.toggle(
+            "Against the same network untrained (seed 0): what training put there", key=key("classes_baseline")
+        ):
+            twin = untrained_twin(loaded)
+            base = analyse(twin, files, labels)
+            for kind_name, base_stats in base.stats.items():
+                base_nulls = functools.partial(analysis_nulls, twin, files, labels, base, kind_name)
+                BASELINES[sevis.get_kind(kind_name).prefix] = ("untrained", base_stats, base_nulls)
         kind_sections(stats, loaded, loaded.ident, nulls, drill)
+        BASELINES.clear()
 for loaded in models:
     export_all("Classes", loaded, results[loaded.label], files, labels)

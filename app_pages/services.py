@@ -115,6 +115,12 @@ def load_model(name: str, weights: str) -> nn.Module:
     return sevis.load_model(name, weights)
 
 
+def untrained_twin(loaded: Loaded) -> Loaded:
+    """The same architecture with sevis's fixed-seed untrained weights: the baseline for
+    what training put into the attention (the same images through it)."""
+    return Loaded(f"{loaded.label}, untrained", loaded.name, "untrained", load_model(loaded.name, "untrained"))
+
+
 @st.cache_resource
 def _run_slots(count: int) -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(count)

@@ -126,7 +126,10 @@ def user_allowed(email: str, allowed: str) -> bool:
 
 
 UNTRAINED_LINES = {
-    "se": "random SE gates sit near 0.5 with no class structure",
+    "se": (
+        "random SE gates sit near 0.5; what class structure they show comes from the images and the "
+        "architecture, not from training (the Classes page measures it)"
+    ),
     "sge": (
         "every SGE mask is flat at σ(1) = 0.73, because SGE starts with its scale γ at 0 and "
         "its bias β at 1, so the mask ignores the image until training moves γ"

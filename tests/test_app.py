@@ -835,6 +835,45 @@ def test_another_timm_model_with_se_modules(app):
     assert charts(app) == 3
 
 
+def test_a_trained_network_against_itself_untrained_on_the_classes_page(app, photos, tmp_path, monkeypatch):
+    """The baseline toggle runs the same images through the same architecture with the
+    fixed-seed untrained weights: a second curve with its band, the difference per layer,
+    and a caption of what was measured; offered only for weights that are not untrained."""
+    from tiny import randomize_
+
+    import sevis
+
+    checkpoint = tmp_path / "tiny_se_trained.pth"
+    torch.save(randomize_(sevis.load_model(SE, "untrained"), seed=5).state_dict(), checkpoint)
+    monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
+    app.sidebar.selectbox(key=f"{SE}_source").set_value("server").run()
+    app.sidebar.text_input(key=f"{SE}_path").set_value(str(checkpoint)).run()
+    app.switch_page("app_pages/classes.py").run()
+    app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")])
+    app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "coffee.png")]).run()
+    no_errors(app)
+    assert charts(app) == 5
+    app.toggle(key="classes_baseline").set_value(True).run()
+    no_errors(app)
+    depth = figure(app, 3)
+    names = [t.name for t in depth.data]
+    assert "untrained: ω²" in names and "untrained: chance (95 % of label permutations)" in names
+    (gain,) = [t for t in depth.data if t.name and t.name.startswith("ω²(") and "untrained" in t.name]
+    assert gain.yaxis == "y3" and len(gain.x) == 16
+    mine = next(t for t in depth.data if t.name == f"{SE}: ω²")
+    theirs = next(t for t in depth.data if t.name == "untrained: ω²")
+    np.testing.assert_allclose(array(gain.y), array(mine.y) - array(theirs.y), atol=1e-12)
+    untrained_alone = sevis.analyse(
+        sevis.load_model(SE, "untrained"),
+        [(n, photos[n]) for n in ("chelsea.png", "astronaut.png", "rocket.jpg", "coffee.png")],
+        labels=["class 1", "class 1", "class 2", "class 2"],
+    )
+    np.testing.assert_allclose(array(theirs.y), [untrained_alone.se.specificity(k) for k in theirs.x], rtol=1e-6)
+    assert any("Untrained, the same images give ω² from" in shown(c.value) for c in app.caption)
+    app.sidebar.selectbox(key=f"{SE}_source").set_value("untrained").run()
+    assert "classes_baseline" not in [t.key for t in app.toggle]  # untrained weights: nothing to compare
+
+
 def test_two_checkpoints_of_one_network_side_by_side(app, photos, tmp_path, monkeypatch):
     from tiny import randomize_
 

@@ -15,6 +15,7 @@ from .classes import (
     sample_channels,
     selectivity_distribution,
     sort_by_difference,
+    specificity_comparison,
     specificity_curve,
 )
 from .images import excitation_overview, excitation_profiles, heat_overlay, mask_grid, top_classes
@@ -47,6 +48,7 @@ __all__ = [
     "selectivity_distribution",
     "short_label",
     "sort_by_difference",
+    "specificity_comparison",
     "specificity_curve",
     "top_classes",
     "unregister_kind_figures",

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -34,6 +35,7 @@ __all__ = [
     "sample_channels",
     "selectivity_distribution",
     "sort_by_difference",
+    "specificity_comparison",
     "specificity_curve",
 ]
 
@@ -195,7 +197,10 @@ def _band_note(band: NullBand) -> str:
 
 
 def specificity_curve(
-    curves: Mapping[str, ClassStats], prefix: str = "SE", nulls: Mapping[str, Mapping[str, NullBand]] | None = None
+    curves: Mapping[str, ClassStats],
+    prefix: str = "SE",
+    nulls: Mapping[str, Mapping[str, NullBand]] | None = None,
+    difference: tuple[str, str] | None = None,
 ) -> go.Figure:
     """Class-specificity (omega squared, see :meth:`ClassStats.specificity`) and saturation
     against depth, one line per curve.
@@ -211,13 +216,22 @@ def specificity_curve(
             kind with several summary fields, its first field).
         prefix: the layers' kind, for the titles.
         nulls: legend name -> layer -> null band.
+        difference: two curves' names, ``(a, b)``: a third panel draws ω²(a) − ω²(b) per
+            layer (a network against the same architecture untrained: what training put
+            there), around a zero line.
     """
+    titles = ["class-specificity ω² (0: chance)", "saturation of the gates"]
+    if difference is not None:
+        missing = [name for name in difference if name not in curves]
+        if missing:
+            raise ValueError(f"difference names curves {missing} that are not drawn; drawn: {list(curves)}")
+        titles.append(f"ω²({difference[0]}) − ω²({difference[1]})")
     fig = make_subplots(
-        rows=2,
+        rows=len(titles),
         cols=1,
         shared_xaxes=True,
-        vertical_spacing=0.12,
-        subplot_titles=["class-specificity ω² (0: chance)", "saturation of the gates"],
+        vertical_spacing=0.12 if len(titles) == 2 else 0.08,
+        subplot_titles=titles,
     )
     for i, (name, stats) in enumerate(curves.items()):
         frame = stats.specificity_frame()
@@ -266,11 +280,45 @@ def specificity_curve(
                 row=2,
                 col=1,
             )
-    fig.update_layout(title=f"Class-specificity and saturation of {prefix} layers against depth", height=560, **_LAYOUT)
-    fig.update_xaxes(title_text=f"{prefix} layer (shallow → deep)", row=2, col=1)
+    if difference is not None:
+        _difference_row(fig, curves, difference)
+    fig.update_layout(
+        title=f"Class-specificity and saturation of {prefix} layers against depth",
+        height=560 if difference is None else 760,
+        **_LAYOUT,
+    )
+    fig.update_xaxes(title_text=f"{prefix} layer (shallow → deep)", row=len(titles), col=1)
     fig.update_yaxes(title_text="ω²", row=1, col=1)
     fig.update_yaxes(title_text="share / distance", range=[0, 1], row=2, col=1)
     return fig
+
+
+def _difference_row(fig: go.Figure, curves: Mapping[str, ClassStats], difference: tuple[str, str]) -> None:
+    """The third panel of :func:`specificity_curve`: ω²(a) − ω²(b) over their shared layers."""
+    a, b = (curves[name] for name in difference)
+    layers = [layer for layer in a.layers if layer in b.layers]
+    values = [a.specificity(layer) - b.specificity(layer) for layer in layers]
+    fig.add_trace(
+        go.Scatter(
+            x=layers,
+            y=values,
+            mode="lines+markers",
+            name=f"ω²({difference[0]}) − ω²({difference[1]})",
+            line=dict(color="#333333"),
+            hovertemplate="%{x}: difference %{y:.3f}<extra></extra>",
+        ),
+        row=3,
+        col=1,
+    )
+    fig.add_hline(y=0, line=dict(color="#999999", width=1), row=3, col=1)
+    fig.update_yaxes(title_text="difference", row=3, col=1)
+
+
+def specificity_comparison(curves: Mapping[str, ClassStats]) -> pd.DataFrame:
+    """Each curve's :meth:`ClassStats.specificity_frame`, one after the other, with a
+    ``curve`` column (the legend name): the table behind a several-curve depth figure."""
+    frames = [stats.specificity_frame().assign(curve=name) for name, stats in curves.items()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def selectivity_distribution(stats: ClassStats, layers: Sequence[str]) -> go.Figure:
