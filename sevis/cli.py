@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", required=True, help="the HTML file to write")
     rep.add_argument("--classes", nargs="+", default=None, help="classes to show (default: the first 8)")
     rep.add_argument("--layers", nargs="+", default=None, help="layers to show (default: the paper's six)")
+    rep.add_argument(
+        "--baseline",
+        default=None,
+        metavar="RUN",
+        help="a run of the same images made with --weights untrained: drawn beside the run (what training added)",
+    )
     return parser
 
 
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from sevis.report import write_report
 
-            out = write_report(args.run, args.out, args.classes, args.layers)
+            out = write_report(args.run, args.out, args.classes, args.layers, args.baseline)
             logging.getLogger("sevis").info("wrote %s", out)
     except Terminated:
         return 143  # 128 + SIGTERM, as a shell reports it

@@ -19,17 +19,28 @@ from ._files import write_atomic
 from .attention.kinds import get_kind
 from .errors import RunError
 from .runs.reader import Run, read_run
+from .runs.schema import open_run_file
 
 __all__ = ["build_report", "write_report"]
 
 
-def build_report(run: Run, classes: Sequence[str] | None = None, layers: Sequence[str] | None = None) -> str:
+def build_report(
+    run: Run, classes: Sequence[str] | None = None, layers: Sequence[str] | None = None, baseline: Run | None = None
+) -> str:
     """The report page as HTML text (plotly.js inlined once).
 
+    Args:
+        baseline: a run of the same images through the same architecture untrained
+            (``sevis extract ... --weights untrained``): its class-specificity is drawn
+            beside the run's, with the difference per layer (what training put there).
+
     Raises:
-        RunError: a class asked for is not in the run.
+        RunError: a class asked for is not in the run; a baseline of another network,
+            other images, or trained weights.
     """
     m = run.metadata
+    if baseline is not None:
+        _check_baseline(run, baseline)
     stats_by_kind = {k: s for k, s in run.stats.items() if s.layers}
     known = next((s.classes for s in stats_by_kind.values()), [])
     classes = list(classes) if classes else known[:8]
@@ -44,8 +55,12 @@ def build_report(run: Run, classes: Sequence[str] | None = None, layers: Sequenc
         for layer in shown:
             figs += figures.kind_figures(kind, stats, layer, classes)
         if len(stats.classes) > 1:
-            nulls = {m.model: run.null_bands(kind_name)}
-            figs.append(figures.specificity_curve({m.model: stats}, kind.prefix, nulls))
+            curves, nulls, difference = {m.model: stats}, {m.model: run.null_bands(kind_name)}, None
+            base_stats = baseline.stats.get(kind_name) if baseline is not None else None
+            if baseline is not None and base_stats is not None and base_stats.layers:
+                name = "untrained"
+                curves[name], nulls[name], difference = base_stats, baseline.null_bands(kind_name), (m.model, name)
+            figs.append(figures.specificity_curve(curves, kind.prefix, nulls, difference))
             figs.append(figures.selectivity_distribution(stats, stats.layers))
     if m.untrained:
         figs = [figures.mark_untrained(f) for f in figs]
@@ -93,6 +108,21 @@ def build_report(run: Run, classes: Sequence[str] | None = None, layers: Sequenc
     return "\n".join(parts)
 
 
+def _check_baseline(run: Run, baseline: Run) -> None:
+    """A baseline must be the same architecture, untrained, over the same images."""
+    m, b = run.metadata, baseline.metadata
+    if not b.untrained:
+        raise RunError(f"the baseline {baseline.path.name} was made with {b.weights[:100]}, not untrained weights")
+    if b.model != m.model:
+        raise RunError(f"the baseline is a run of {b.model[:100]}, the run one of {m.model[:100]}")
+    ours, theirs = (open_run_file(r.path).read(columns=["path"]).column("path").to_pylist() for r in (run, baseline))
+    if sorted(ours) != sorted(theirs):
+        raise RunError(
+            f"the baseline has other images than the run ({len(theirs):,} against {len(ours):,}, "
+            f"{len(set(ours) ^ set(theirs)):,} in one only): make it from the same data"
+        )
+
+
 def _check_line(check: dict | None) -> str:
     if check is None:
         return "not applicable"
@@ -101,8 +131,13 @@ def _check_line(check: dict | None) -> str:
 
 
 def write_report(
-    run_path: str | Path, out: str | Path, classes: Sequence[str] | None = None, layers: Sequence[str] | None = None
+    run_path: str | Path,
+    out: str | Path,
+    classes: Sequence[str] | None = None,
+    layers: Sequence[str] | None = None,
+    baseline: str | Path | None = None,
 ) -> Path:
-    """Read a saved run and write its report page to ``out``, whole or not at all (the
-    previous page stays when the disk is full)."""
-    return write_atomic(out, build_report(read_run(run_path, layers), classes, layers).encode("utf-8"))
+    """Read a saved run (and its untrained ``baseline`` run) and write its report page to
+    ``out``, whole or not at all (the previous page stays when the disk is full)."""
+    base = read_run(baseline, layers) if baseline is not None else None
+    return write_atomic(out, build_report(read_run(run_path, layers), classes, layers, base).encode("utf-8"))

@@ -384,3 +384,40 @@ def test_resuming_a_finished_run_with_other_settings_leaves_it_as_it_was(tiny_se
     # With its own settings it resumes: nothing left to do, the same rows.
     extract(tiny_se, image_folder, out, resume=True, workers=0, progress=False)
     assert pq.read_table(out).to_pylist() == rows_before
+
+
+def test_cli_report_with_an_untrained_baseline_run(tiny_se, image_folder, tmp_path, capsys):
+    """`sevis report RUN --baseline UNTRAINED_RUN`: both curves on the depth figure, and the
+    difference per layer equal to the two runs' own specificities; a baseline of trained
+    weights or of other images is refused with a message."""
+    import torch
+
+    from tiny import randomize_
+
+    trained = randomize_(sevis.load_model("tiny_se", "untrained"), seed=5)
+    weights = tmp_path / "trained.pth"
+    torch.save(trained.state_dict(), weights)
+    run, base, html = tmp_path / "run.parquet", tmp_path / "base.parquet", tmp_path / "report.html"
+    for out, source in ((run, str(weights)), (base, "untrained")):
+        args = ["extract", str(image_folder), "--model", "tiny_se", "--weights", source, "--out", str(out), "--quiet"]
+        assert main(args) == 0
+    assert main(["report", str(run), "--out", str(html), "--baseline", str(base)]) == 0
+    text = html.read_text()
+    for name in ("untrained: ω²", "ω²(tiny_se) − ω²(untrained)"):  # as the page's JSON spells them
+        assert json.dumps(name)[1:-1] in text or name in text
+    from sevis.report import build_report
+
+    fig_text = build_report(sevis.read_run(run), baseline=sevis.read_run(base))
+    assert fig_text.count("Plotly.newPlot") == text.count("Plotly.newPlot")
+    from sevis import figures
+
+    a, b = sevis.read_run(run).se, sevis.read_run(base).se
+    fig = figures.specificity_curve({"tiny_se": a, "untrained": b}, difference=("tiny_se", "untrained"))
+    (gain,) = [t for t in fig.data if t.yaxis == "y3"]
+    assert np.allclose(gain.y, [a.specificity(k) - b.specificity(k) for k in a.layers])
+    assert main(["report", str(run), "--out", str(html), "--baseline", str(run)]) == 2  # trained: no baseline
+    assert "not untrained weights" in capsys.readouterr().err
+    few = tmp_path / "few.parquet"
+    pq.write_table(pq.read_table(base).slice(0, 3), few)
+    assert main(["report", str(run), "--out", str(html), "--baseline", str(few)]) == 2
+    assert "other images than the run" in capsys.readouterr().err
