@@ -391,7 +391,6 @@ def test_cli_report_with_an_untrained_baseline_run(tiny_se, image_folder, tmp_pa
     difference per layer equal to the two runs' own specificities; a baseline of trained
     weights or of other images is refused with a message."""
     import torch
-
     from tiny import randomize_
 
     trained = randomize_(sevis.load_model("tiny_se", "untrained"), seed=5)
