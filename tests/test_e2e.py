@@ -362,6 +362,49 @@ def test_clicking_a_channel_opens_its_page(server, page):
     shot(page, "channel")
 
 
+def test_classes_page_two_class_test_and_untrained_baseline(server, page):
+    """The two-class test's volcano plot and the untrained baseline on the depth curve, each
+    turned on in Chromium; a click on a significant channel of the volcano opens it."""
+    page.goto(f"{server}/classes")
+    page.get_by_role("heading", name="Classes").wait_for()
+    uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploaders.nth(0).set_input_files([str(PHOTOS / "chelsea.png"), str(PHOTOS / "astronaut.png")])
+    wait_for_charts(page, 3)
+    uploaders.nth(1).set_input_files([str(PHOTOS / "rocket.jpg"), str(PHOTOS / "coffee.png")])
+    wait_for_charts(page, 5)
+    page.get_by_text("Which channels separate two classes").click()
+    wait_for_charts(page, 6)  # + the volcano, after the histograms
+    volcano = page.locator(CHART).nth(3)
+    assert volcano.get_by_text("which channels separate class 1 from class 2").count() == 1
+    assert volcano.get_by_text("−log₁₀ p").count() == 1
+    page.get_by_text("Against the same network untrained").click()
+    page.locator(CHART).nth(4).get_by_text("untrained: ω²").first.wait_for(timeout=180_000)
+    wait_for_charts(page, 6)
+    depth = page.locator(CHART).nth(4)
+    for text in ("se_resnet50: ω²", "untrained: ω²", "ω²(se_resnet50) − ω²(untrained)"):
+        assert depth.get_by_text(text).count() > 0, text
+    assert page.get_by_text("Untrained, the same images give ω² from").count() == 1
+    no_errors(page)
+    shot(page, "classes-test-baseline")
+    # the first point of the volcano's trace that holds it (significant ones if any)
+    traces = page.evaluate(
+        "([chart]) => document.querySelectorAll(chart)[3].data.map(t => (t.customdata || []).length)",
+        [CHART],
+    )
+    trace = 1 if traces[1] else 0
+    channel = page.evaluate(
+        "([chart, t]) => document.querySelectorAll(chart)[3].data[t].customdata[0]",
+        [CHART, trace],
+    )
+    point = volcano.locator(".scatterlayer .trace").nth(trace).locator(".points path").first
+    box = point.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.get_by_role("heading", name="Channels").wait_for()
+    page.get_by_text("SE_4_6, channel ").first.wait_for()
+    assert page.locator("h3", has_text="SE_4_6, channel").inner_text().strip() == f"SE_4_6, channel {channel}"
+
+
 def test_report_opens_in_chromium_with_its_charts(se_model, page, tmp_path):
     from sevis.jobs.extraction import extract
     from sevis.report import write_report

@@ -126,7 +126,7 @@ def volcano(table: pd.DataFrame, top: int = 10) -> go.Figure:
         keep = (defined.significant == significant).to_numpy()
         rows = defined[keep]
         fig.add_trace(
-            go.Scattergl(
+            go.Scatter(  # SVG, not WebGL: 2,048 points draw fast, and a click needs no GPU
                 x=rows.difference,
                 y=y[keep],
                 mode="markers",
