@@ -90,9 +90,10 @@ def test_the_readme_python_snippets_run_as_written(tmp_path, senet_state):
         assert done.returncode == 0, f"snippet {i + 1} failed:\n{code}\n{done.stderr[-3000:]}"
         outputs.append(done.stdout)
     library, whatif = outputs[:2]
-    # the what-if snippet: the effect per image, the ablation table, two figures
+    # the what-if snippet: the effect per image, the ablation table, four figures (ablation,
+    # map, volcano, depth curve against the untrained network)
     assert "top1_changed" in whatif and "stage 5" in whatif and "top1_change" in whatif
-    assert "figures shown: 2" in whatif
+    assert "effect" in whatif and "figures shown: 4" in whatif
     done = subprocess.CompletedProcess([], 0, library, "")
     assert "torch.Size([1, 2048])" in done.stdout
     assert "['SE_2_3', 'SE_3_4', 'SE_4_6', 'SE_5_1', 'SE_5_2', 'SE_5_3']" in done.stdout

@@ -26,7 +26,7 @@ from ..provenance import Provenance
 from ..runs.reader import LayerRows
 from ..stats.by_kind import StatsByKind
 from ..stats.classes import ClassStats
-from ..stats.measures import NullBand, specificity_nulls
+from ..stats.measures import PERMUTATIONS, NullBand, specificity_nulls
 
 __all__ = ["TOP_K", "Analysis", "Failure", "ImageResult", "analyse"]
 
@@ -163,7 +163,7 @@ class Analysis(StatsByKind):
             [r.name for r in self.images],
         )
 
-    def null_bands(self, kind: str = "se", *, permutations: int = 200, seed: int = 0) -> dict[str, NullBand]:
+    def null_bands(self, kind: str = "se", *, permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, NullBand]:
         """Each layer's class-specificity under label permutations (see
         :func:`sevis.stats.specificity_null`): the chance level its depth curve is read against."""
         return specificity_nulls(self.rows(kind), [r.label for r in self.images], permutations=permutations, seed=seed)
