@@ -35,6 +35,7 @@ from torch import nn
 
 import sevis
 from sevis._files import FileRefused, opened_within
+from sevis.errors import shortened
 from sevis.runs.reader import Run, read_run
 from sevis.stats.measures import NullBand
 
@@ -309,7 +310,7 @@ def server_file(typed: str) -> Path:
             no path (a NUL byte, too long).
     """
     text = typed.strip()
-    shown = repr(text if len(text) <= 80 else text[:79] + "…")
+    shown = repr(shortened(text))
     folders = server_folders()
     if "\0" in text or len(text) > 4096 or any(len(part) > 255 for part in text.split("/")):
         raise ServerFileError(f"{shown}: not a path the dashboard opens")

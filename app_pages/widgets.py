@@ -28,6 +28,7 @@ from app_pages.services import (
     upload_digest,
 )
 from sevis import export
+from sevis.errors import shortened
 from sevis.figures._style import mark_untrained
 from sevis.models.weights import weights_file
 from sevis.runs.reader import Run
@@ -41,7 +42,7 @@ def plain(text: object, limit: int = 200) -> str:
     backslash-escaped (no link, image, emphasis, HTML, colour or maths can form),
     line breaks as spaces, at most ``limit`` characters."""
     text = str(text)
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    text = shortened(text, limit)
     text = "".join(c if c.isprintable() else " " for c in text)
     return _PUNCTUATION.sub(r"\\\1", text)
 

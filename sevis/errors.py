@@ -18,7 +18,14 @@ __all__ = [
     "UnknownLayerError",
     "UnknownModelError",
     "WeightsUnavailableError",
+    "shortened",
 ]
+
+
+def shortened(text: str, limit: int = 80) -> str:
+    """``text`` for a message: whole if it has at most ``limit`` characters, else its first
+    ``limit - 1`` and an ellipsis (a name from a user's file is never echoed unbounded)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class SevisError(Exception):

@@ -42,7 +42,7 @@ from torch import nn
 
 from .._files import FileRefused, opened_within
 from ..data._zipcheck import ZipLimitError
-from ..errors import CheckpointError
+from ..errors import CheckpointError, shortened
 from ..limits import Limits
 from ._pickle_scan import _MB, _REAL, _check_archive, _check_legacy, _Refused
 
@@ -227,8 +227,7 @@ def _checked_size(path: Path, limits: Limits, source: Path | None = None) -> Non
 
 def _bounded(text: str, limit: int = 80) -> str:
     """``text`` for a message: at most ``limit`` characters, unprintable ones as ``?``."""
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return "".join(c if c.isprintable() else "?" for c in text)
+    return "".join(c if c.isprintable() else "?" for c in shortened(text, limit))
 
 
 def _is_safetensors(data: bytes) -> bool:
@@ -380,7 +379,7 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, a
     """Load ``state`` into ``model`` or raise :class:`CheckpointError` saying what differs:
     keys, shapes, tensor types (a bool or integer tensor where the network has floats
     would give NaN everywhere), values that are not finite."""
-    source = source if len(source) <= 80 else source[:79] + "…"
+    source = shortened(source)
     expected = model.state_dict()
     # NOTE BatchNorm fills in a missing num_batches_tracked itself (checkpoints older
     # than PyTorch 0.4.1, such as the SENet authors' converted Caffe weights, lack it).
@@ -422,7 +421,7 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, a
 
 def _listed(items: list[str]) -> str:
     """The first few of ``items``, each cut short, and how many more."""
-    shown = ", ".join(i if len(i) <= 100 else i[:99] + "…" for i in items[:_SHOWN])
+    shown = ", ".join(shortened(i, 100) for i in items[:_SHOWN])
     return shown + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
 
 

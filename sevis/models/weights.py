@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import WeightsUnavailableError
+from ..errors import WeightsUnavailableError, shortened
 
 __all__ = [
     "WeightsFile",
@@ -193,8 +193,7 @@ class _Failed(Exception):
 
 
 def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return shortened(" ".join(str(text).split()), limit)
 
 
 def _where(source: str) -> str:

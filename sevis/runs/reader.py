@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from .._files import FileRefused, opened_within
 from .._threads import one_torch_thread, workers
 from ..attention.kinds import get_kind
-from ..errors import RunError, UnknownLayerError
+from ..errors import RunError, UnknownLayerError, shortened
 from ..provenance import Provenance
 from ..stats.by_kind import StatsByKind
 from ..stats.classes import ClassStats
@@ -283,8 +283,7 @@ def read_run(
         with opened_within(path, within) as source:
             return _read_run(path, source, layers, cache, bands)
     except FileRefused as err:
-        name = path.name if len(path.name) <= 80 else path.name[:79] + "…"
-        raise RunError(f"{name}: {err}; not read") from None
+        raise RunError(f"{shortened(path.name)}: {err}; not read") from None
 
 
 def _read_run(path: Path, source: Path, layers: Sequence[str] | None, cache: bool, bands: bool) -> Run:

@@ -29,7 +29,7 @@ import pyarrow.compute
 import pyarrow.parquet as pq
 
 from ..attention.kinds import get_kind
-from ..errors import RunError
+from ..errors import RunError, shortened
 from ..hooks.forward import BatchResult
 from ..provenance import UNTRAINED_SEED, Provenance
 
@@ -377,7 +377,7 @@ def _too_long(path: Path, column: str) -> str:
 
 
 def _shown(name: str) -> str:
-    return name if len(name) <= 80 else name[:79] + "…"
+    return shortened(name)
 
 
 def open_run_file(path: Path) -> pq.ParquetFile:
