@@ -398,6 +398,20 @@ def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls
             source,
             lambda: only(stats.to_frame(), layer),
         )
+    if st.toggle("Distributions of group activations before and after SGE", key=key("classes_sge_dist")):
+        if stats.distributions(layer):
+            who = st.selectbox("Images", ["all images", *classes], key=key("classes_sge_dist_class"))
+            show_figure(
+                figures.group_distributions(stats, layer, cls=sevis.ALL if who == "all images" else who),
+                f"{name}_{layer}_distributions",
+                source,
+                lambda: stats.distribution_frame(layer),
+            )
+        else:
+            st.caption(
+                "A saved run keeps each image's summaries, not its feature maps: the distributions before and "
+                "after SGE are counted when images are analysed here."
+            )
     depth_figures(stats, "SGE", source, name, nulls)
 
 

@@ -874,6 +874,24 @@ def test_a_trained_network_against_itself_untrained_on_the_classes_page(app, pho
     assert "classes_baseline" not in [t.key for t in app.toggle]  # untrained weights: nothing to compare
 
 
+def test_sge_distributions_before_and_after_on_the_classes_page(app, photos):
+    app.sidebar.radio(key="model_choice").set_value(SGE_LABEL).run()
+    untrained(app, SGE)
+    app.switch_page("app_pages/classes.py").run()
+    app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")])
+    app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "coffee.png")]).run()
+    no_errors(app)
+    shown_before = charts(app)
+    app.toggle(key="classes_sge_dist").set_value(True).run()
+    no_errors(app)
+    assert charts(app) == shown_before + 1
+    titles = [figure(app, i).layout.title.text for i in range(charts(app))]
+    (title,) = [t for t in titles if "distribution of group activations before and after SGE" in t]
+    assert "(all images)" in title
+    app.selectbox(key="classes_sge_dist_class").set_value("class 2").run()
+    assert any("before and after SGE (class 2)" in figure(app, i).layout.title.text for i in range(charts(app)))
+
+
 def test_two_checkpoints_of_one_network_side_by_side(app, photos, tmp_path, monkeypatch):
     from tiny import randomize_
 

@@ -273,3 +273,29 @@ def test_figure_6_as_small_multiples(stats):
         assert_allclose(lines[2].y, stats.mean_of_class_means(layer)[picked])
         assert lines[2].line.dash == "dot"
     assert sum(t.showlegend is not False for t in fig.data) == 3  # one legend entry per line, not per panel
+
+
+def test_group_distributions_draw_shares_before_and_after_per_group(tiny_sge, photos):
+    analysis = sevis.analyse(tiny_sge, [(n, photos[n]) for n in ("chelsea.png", "coffee.png")], labels=["a", "b"])
+    stats = analysis.stats["sge"]
+    fig = figures.group_distributions(stats, "SGE_3_2", n=2)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[0] == "all groups" and len(titles) == 3 and all(t.startswith("group ") for t in titles[1:])
+    groups = [int(t.split()[1]) for t in titles[1:]]
+    before, after = fig.data[0], fig.data[1]
+    counts = stats.distribution("SGE_3_2", "before")
+    assert_allclose(before.y, counts / counts.sum())
+    group_counts = stats.distribution("SGE_3_2", "after", position=groups[0])
+    assert_allclose(fig.data[3].y, group_counts / group_counts.sum())  # the first group's panel, after
+    distance = []  # the groups drawn are those SGE changes most
+    for g in range(len(stats.mean("SGE_3_2"))):
+        b, a = (stats.distribution("SGE_3_2", w, position=g).astype(float) for w in ("before", "after"))
+        distance.append(np.abs(a / a.sum() - b / b.sum()).sum() / 2)
+    assert groups == list(np.argsort(distance, kind="stable")[::-1][:2])
+    assert after.name == "after SGE" and "SGE_3_2: distribution of group activations" in fig.layout.title.text
+    frame = stats.distribution_frame("SGE_3_2")
+    assert set(frame.distribution) == {"before", "after"} and frame["count"].sum() == 2 * counts.sum()
+    run_like = sevis.stats.MaskStats()  # summaries only, as a saved run gives
+    run_like.update_summaries({"SGE_3_2": np.zeros((1, 16))}, {"SGE_3_2": np.zeros((1, 16))}, ["a"])
+    with pytest.raises(ValueError, match="need the masks"):
+        figures.group_distributions(run_like, "SGE_3_2")

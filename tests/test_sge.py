@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.testing import assert_close
@@ -173,3 +174,49 @@ def test_group_feature_norms_before_and_after_sge_by_hand(tiny_sge, photos):
     assert_close(torch.from_numpy(summary["norm_var_before"]).double(), var, rtol=1e-3, atol=1e-6)
     flat_after = after.reshape(n, groups, -1).double()
     assert_close(torch.from_numpy(summary["norm_mean_after"]).double(), flat_after.mean(-1), rtol=1e-4, atol=1e-6)
+
+
+def test_distributions_before_and_after_sge_equal_np_histogram_of_the_norms_by_hand(tiny_sge, photos):
+    """The SGE paper's distributions: per group, the histogram over images and positions of
+    each position's feature norm before SGE (the module's input) and after it (its output),
+    both over the image's largest norm of that group before; per class, pooled by relabel."""
+    from sevis.stats._accumulators import BIN_EDGES
+
+    names = ["chelsea.png", "astronaut.png", "coffee.png", "rocket.jpg"]
+    layer = next(l for l in sevis.find_attention(tiny_sge) if l.name == "SGE_3_2")
+    seen: dict[str, list[torch.Tensor]] = {"in": [], "out": []}
+    hooks = [
+        layer.module.register_forward_pre_hook(lambda m, args: seen["in"].append(args[0].detach().double())),
+        layer.module.register_forward_hook(lambda m, args, out: seen["out"].append(out.detach().double())),
+    ]
+    try:
+        single = sevis.analyse(tiny_sge, [(n, photos[n]) for n in names], labels=names)  # one class an image
+    finally:
+        for hook in hooks:
+            hook.remove()
+    analysis = single.relabel(["cat", "cat", "cup", "cup"])  # pooled into classes, as the dashboard does
+    feats, out = torch.cat(seen["in"]), torch.cat(seen["out"])
+    n, c, h, w = feats.shape
+    groups = layer.module.groups
+
+    def norms(t: torch.Tensor) -> np.ndarray:
+        return t.reshape(n, groups, c // groups, h * w).pow(2).sum(2).sqrt().numpy()
+
+    before, after = norms(feats), norms(out)
+    peak = before.max(-1, keepdims=True)
+    by_hand = {"before": before / peak, "after": after / peak}
+    stats = analysis.stats["sge"]
+    assert sorted(stats.distributions("SGE_3_2")) == ["after", "before"]
+    for when, values in by_hand.items():
+        for group in (0, 5, groups - 1):
+            for cls, rows in (("cat", [0, 1]), ("cup", [2, 3])):
+                expected = np.histogram(values[rows, group].ravel(), bins=BIN_EDGES)[0]
+                got = stats.distribution("SGE_3_2", when, cls, group)
+                assert got.sum() == expected.sum() == 2 * h * w
+                assert np.abs(got - expected).sum() <= 2, (when, group, cls)  # float32 against float64 at an edge
+        pooled = np.histogram(values.ravel(), bins=BIN_EDGES)[0]
+        assert np.abs(stats.distribution("SGE_3_2", when) - pooled).sum() <= 8
+    # SGE keeps large activations and pushes small ones towards 0: after is never above before
+    assert (by_hand["after"] <= by_hand["before"] + 1e-12).all()
+    merged = single.relabel(["all", "all", "all", "all"]).stats["sge"]
+    assert np.array_equal(merged.distribution("SGE_3_2", "after", "all"), stats.distribution("SGE_3_2", "after"))

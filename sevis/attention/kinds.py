@@ -96,6 +96,13 @@ class AttentionKind:
         not hold the values."""
         return None
 
+    def distribution_values(
+        self, values: np.ndarray, module_values: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray] | None:
+        """Values in [0, 1] whose distribution per position the statistics count, name ->
+        (N, P, M) (:meth:`ClassStats.distribution`); None (the default) for none."""
+        return None
+
     def column(self, layer: str, field: str) -> str:
         """The saved run's column of one layer's field."""
         return f"{layer}_{field}"
@@ -176,6 +183,22 @@ class SGEKind(AttentionKind):
             mean, var = mask_summary(norms)
             out[f"norm_mean_{when}"], out[f"norm_var_{when}"] = mean.astype(np.float32), var.astype(np.float32)
         return out  # in the order of module_fields
+
+    def distribution_values(
+        self, values: np.ndarray, module_values: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray] | None:
+        """The SGE paper's distributions: each group's feature norms at every position, before
+        SGE and after it (mask x before), both divided by the image's largest norm of that
+        group before SGE (one [0, 1] scale per image and group, as the Images page draws
+        them), (N, G, H x W) each."""
+        before = module_values.get("norm_before")
+        if before is None:
+            return None
+        flat = before.reshape(*before.shape[:2], -1).astype(np.float32)
+        peak = flat.max(-1, keepdims=True)
+        scale = np.divide(1.0, peak, out=np.zeros_like(peak), where=peak > 0)
+        scaled = flat * scale
+        return {"before": scaled, "after": scaled * values.reshape(scaled.shape)}
 
     def new_stats(self) -> MaskStats:
         return MaskStats()

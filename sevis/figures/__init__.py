@@ -20,7 +20,7 @@ from .classes import (
 )
 from .images import excitation_overview, excitation_profiles, heat_overlay, mask_grid, top_classes
 from .registry import KindFigures, kind_figures, register_kind_figures, unregister_kind_figures
-from .sge import group_activation_spread, group_feature_maps, mask_class_stats
+from .sge import group_activation_spread, group_distributions, group_feature_maps, mask_class_stats
 
 __all__ = [
     "REFERENCES",
@@ -37,6 +37,7 @@ __all__ = [
     "excitation_profiles",
     "field_profiles",
     "group_activation_spread",
+    "group_distributions",
     "group_feature_maps",
     "heat_overlay",
     "kind_figures",

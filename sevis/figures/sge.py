@@ -10,14 +10,15 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..stats.classes import ALL, ClassKey
+from ..stats._accumulators import BIN_EDGES
+from ..stats.classes import ALL, ClassKey, ClassStats
 from ..stats.sge import MaskStats
 
 if TYPE_CHECKING:
     pass
 from ._style import _ALL_COLOUR, _LAYOUT, _band, _class_line, _colour, short_label
 
-__all__ = ["group_activation_spread", "group_feature_maps", "mask_class_stats"]
+__all__ = ["group_activation_spread", "group_distributions", "group_feature_maps", "mask_class_stats"]
 
 
 def group_activation_spread(stats: MaskStats, layer: str, classes: Sequence[str]) -> go.Figure:
@@ -117,4 +118,58 @@ def mask_class_stats(stats: MaskStats, layer: str, classes: Sequence[str], *, ba
     fig.update_xaxes(title_text="group", row=2, col=1)
     fig.update_yaxes(title_text="mean σ(a)", range=[0, 1], row=1, col=1)
     fig.update_yaxes(title_text="variance", rangemode="tozero", row=2, col=1)
+    return fig
+
+
+def group_distributions(
+    stats: ClassStats, layer: str, groups: Sequence[int] | None = None, cls: ClassKey = ALL, n: int = 3
+) -> go.Figure:
+    """The SGE paper's distributions of group activations before and after SGE: over the
+    images (of ``cls``) and positions, the share of feature norms in each of 50 bins of
+    [0, 1] (each image's norms over that group's largest before SGE), before (grey) and
+    after; all groups pooled, then ``groups`` (default the ``n`` whose distributions SGE
+    changes most: the largest total variation distance). SGE keeping large activations and
+    pushing small ones towards 0 moves weight to the left bins.
+
+    Raises:
+        ValueError: the statistics hold no distributions for ``layer`` (a saved run keeps
+            per-image summaries only).
+    """
+    if sorted(stats.distributions(layer)) != ["after", "before"]:
+        raise ValueError(f"no distributions before and after SGE for {layer}: they need the masks of the images")
+    count = len(stats.mean(layer))
+
+    def shares(when: str, group: int | None) -> np.ndarray:
+        counts = stats.distribution(layer, when, cls, group).astype(np.float64)
+        return counts / counts.sum() if counts.sum() else counts
+
+    if groups is None:
+        distance = [np.abs(shares("after", g) - shares("before", g)).sum() / 2 for g in range(count)]
+        groups = [int(g) for g in np.argsort(distance, kind="stable")[::-1][:n]]
+    panels: list[int | None] = [None, *groups]
+    titles = ["all groups", *(f"group {g}" for g in groups)]
+    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=titles)
+    centres = (BIN_EDGES[:-1] + BIN_EDGES[1:]) / 2
+    for column, group in enumerate(panels, start=1):
+        for when, colour in (("before", "#9a9a9a"), ("after", _colour(0))):
+            fig.add_trace(
+                go.Scatter(
+                    x=centres,
+                    y=shares(when, group),
+                    mode="lines",
+                    line=dict(shape="hvh", color=colour),
+                    name=f"{when} SGE",
+                    legendgroup=when,
+                    showlegend=column == 1,
+                    hovertemplate=f"{when} SGE<br>%{{x:.2f}}: %{{y:.3f}} of the positions<extra></extra>",
+                ),
+                row=1,
+                col=column,
+            )
+        fig.update_xaxes(title_text="feature norm / the image's largest before", range=[0, 1], row=1, col=column)
+    who = "all images" if cls is ALL else short_label(str(cls))
+    fig.update_layout(
+        title=f"{layer}: distribution of group activations before and after SGE ({who})", height=380, **_LAYOUT
+    )
+    fig.update_yaxes(title_text="share of positions", row=1, col=1)
     return fig

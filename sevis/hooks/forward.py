@@ -65,8 +65,12 @@ class BatchResult:
             if kind_name not in stats:
                 stats[kind_name] = kind.new_stats()
             histogram = kind.histogram_values(self.values[layer])
+            spread = kind.distribution_values(self.values[layer], self.extras.get(layer, {}))
             stats[kind_name].add(
-                {layer: self.summaries[layer]}, labels, None if histogram is None else {layer: histogram}
+                {layer: self.summaries[layer]},
+                labels,
+                None if histogram is None else {layer: histogram},
+                None if spread is None else {layer: spread},
             )
 
 

@@ -75,6 +75,9 @@ class ClassStats:
         self.index_name = index_name
         self._moments: dict[str, dict[str, _Moments]] = {}
         self._counts: dict[str, _Counts] = {}
+        # (layer, when) -> counts whose row c * P + p is class c's position p (P positions)
+        self._distributions: dict[tuple[str, str], _Counts] = {}
+        self._positions: dict[str, int] = {}
         self._classes: dict[str, int] = {}  # label -> row in the accumulators, in order seen
         self._scratch = _Scratch()
 
@@ -85,10 +88,11 @@ class ClassStats:
         rows = len(self._classes)
         state["_moments"] = {k: {f: m.trimmed(rows) for f, m in v.items()} for k, v in self._moments.items()}
         state["_counts"] = {k: c.trimmed(rows) for k, c in self._counts.items()}
+        state["_distributions"] = {k: c.trimmed(rows * self._positions[k[0]]) for k, c in self._distributions.items()}
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"_distributions": {}, "_positions": {}, **state})
         self._scratch = _Scratch()
 
     def _codes(self, labels: Sequence[str]) -> torch.Tensor:
@@ -110,12 +114,15 @@ class ClassStats:
             raise ValueError(f"both statistics have the layers {sorted(shared)}")
         self._moments.update(other._moments)
         self._counts.update(other._counts)
+        self._distributions.update(other._distributions)
+        self._positions.update(other._positions)
 
     def add(
         self,
         summaries: Mapping[str, Mapping[str, torch.Tensor | np.ndarray]],
         labels: Sequence[str],
         histograms: Mapping[str, torch.Tensor | np.ndarray] | None = None,
+        distributions: Mapping[str, Mapping[str, torch.Tensor | np.ndarray]] | None = None,
     ) -> None:
         """Add a batch.
 
@@ -124,6 +131,10 @@ class ClassStats:
             labels: one class label per image.
             histograms: layer -> (N, ...) attention values to count in :data:`BIN_EDGES`
                 bins (optional: saved runs of spatial kinds keep no values).
+            distributions: layer -> name -> (N, P, M) values in [0, 1], M of them for each
+                of P positions (SGE: each group's normalised feature norms before and after
+                SGE), counted per class and position in :data:`BIN_EDGES` bins
+                (:meth:`distribution`).
         """
         for layer, per_field in summaries.items():  # checked whole before anything is added
             missing = set(self.fields) - set(per_field)
@@ -154,6 +165,58 @@ class ClassStats:
                 x = _double(histograms[layer], len(labels), converted, scratch)
                 counts = self._counts.setdefault(layer, _Counts())
                 counts.add(codes, classes, x, scratch, narrow=is_narrow(histograms[layer]))
+        for layer, named in (distributions or {}).items():
+            for name, values in named.items():
+                self._add_distribution(layer, name, codes, classes, values)
+
+    def _add_distribution(
+        self, layer: str, name: str, codes: torch.Tensor, classes: int, values: torch.Tensor | np.ndarray
+    ) -> None:
+        """Count (N, P, M) values per class and position: row c * P + p of the counts."""
+        given = values if isinstance(values, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(values))
+        if given.ndim != 3 or len(given) != len(codes):
+            raise ValueError(f"distributions[{layer!r}][{name!r}] must be (N, P, M), got {tuple(given.shape)}")
+        positions = int(given.shape[1])
+        if self._positions.setdefault(layer, positions) != positions:
+            raise ValueError(f"{layer} has {self._positions[layer]} positions; got {positions}")
+        rows = (codes[:, None] * positions + torch.arange(positions)).reshape(-1)
+        x = given.detach().cpu().reshape(len(rows), -1).double()
+        counts = self._distributions.setdefault((layer, name), _Counts())
+        counts.add(rows, classes * positions, x, self._scratch, narrow=is_narrow(given))
+
+    def distribution(self, layer: str, name: str, cls: ClassKey = ALL, position: int | None = None) -> np.ndarray:
+        """Counts of a layer's ``name`` distribution (see :meth:`add`) in :data:`BIN_EDGES`
+        bins, (N_BINS,): of one position (a group) or all, one class or all images; zeros
+        where none were counted."""
+        counts = self._distributions.get((layer, name))
+        if counts is None:
+            return np.zeros(N_BINS, np.int64)
+        positions = self._positions[layer]
+        k = len(counts.bins) // positions
+        fine = counts.bins[: k * positions].reshape(k, positions, -1)
+        if cls is not ALL:
+            row = self._row(cls)
+            assert row is not None
+            fine = fine[row : row + 1]
+        fine = fine.sum(0)
+        fine = fine.sum(0) if position is None else fine[position]
+        return fine.reshape(N_BINS, -1).sum(1)
+
+    def distribution_frame(self, layer: str) -> pd.DataFrame:
+        """Long table of ``layer``'s distributions over all images: name, position (as
+        ``index_name``), bin_start, bin_end, count."""
+        rows = [
+            (layer, name, position, BIN_EDGES[i], BIN_EDGES[i + 1], int(c))
+            for name in self.distributions(layer)
+            for position in range(self._positions[layer])
+            for i, c in enumerate(self.distribution(layer, name, ALL, position))
+        ]
+        return pd.DataFrame(rows, columns=["layer", "distribution", self.index_name, "bin_start", "bin_end", "count"])
+
+    def distributions(self, layer: str) -> list[str]:
+        """The names of ``layer``'s distributions (none where only summaries were added, as
+        from a saved run)."""
+        return [name for (k, name) in self._distributions if k == layer]
 
     @property
     def layers(self) -> list[str]:
@@ -308,6 +371,7 @@ class ClassStats:
         dashboard renames a class without running the model again."""
         out = copy.copy(self)
         out._moments, out._counts, out._classes, out._scratch = {}, {}, {}, _Scratch()
+        out._distributions, out._positions = {}, dict(self._positions)
         codes = np.array(
             [out._classes.setdefault(str(mapping[c]), len(out._classes)) if c in mapping else -1 for c in self.classes],
             np.int64,
@@ -322,6 +386,11 @@ class ClassStats:
                 self._moments.setdefault(layer, {}).setdefault(name, _Moments(moments.dim)).merge(moments, codes)
         for layer, counts in other._counts.items():
             self._counts.setdefault(layer, _Counts()).merge(counts, codes)
+        for (layer, name), counts in other._distributions.items():
+            positions = self._positions.setdefault(layer, other._positions[layer])
+            offsets = np.arange(positions)
+            rows = np.where(codes[:, None] >= 0, codes[:, None] * positions + offsets, -1).reshape(-1)
+            self._distributions.setdefault((layer, name), _Counts()).merge(counts, rows)
 
     _COLUMNS: ClassVar[Mapping[str, str]] = {}
     """Renames of the generic ``{field}_mean`` / ``{field}_std`` table columns."""
