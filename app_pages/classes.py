@@ -497,7 +497,9 @@ if not files:
     st.info("Upload images to compare classes.")
     st.stop()
 
-results = {m.label: analyse(m, files, labels) for m in models}
+# NOTE SGE's distributions cost 1.6 MB of counts an image: counted only once their toggle is on
+wanted = any(v is True for k, v in st.session_state.items() if str(k).startswith("classes_sge_dist"))
+results = {m.label: analyse(m, files, labels, distributions=wanted) for m in models}
 first = next(iter(results.values()))
 report_failures([*zip_failures, *first.failures])
 if not first.images:

@@ -382,35 +382,41 @@ def sample_files() -> list[tuple[str, bytes]]:
 
 IMAGE_CACHE_ENTRIES = 1024
 """Images whose analysis the server keeps (per model and file content; those with SGE masks
-kept count eight times: 3.5 MB each)."""
+kept count eight times: 3.5 MB each; with SGE's distributions four times: see :func:`_weight`)."""
 
 
 @st.cache_resource
-def _image_cache() -> tuple[OrderedDict[tuple[str, str, bool], sevis.Analysis], threading.Lock]:
+def _image_cache() -> tuple[OrderedDict[tuple[str, str, bool, bool], sevis.Analysis], threading.Lock]:
     return OrderedDict(), threading.Lock()
 
 
-def _cached_parts(loaded: Loaded, digests: Sequence[str], keep_values: bool) -> dict[str, sevis.Analysis]:
+def _cached_parts(loaded: Loaded, digests: Sequence[str], what: tuple[bool, bool]) -> dict[str, sevis.Analysis]:
     cache, lock = _image_cache()
     with lock:
         found = {}
         for digest in digests:
-            part = cache.get((loaded.key, digest, keep_values))
+            part = cache.get((loaded.key, digest, *what))
             if part is not None:
-                cache.move_to_end((loaded.key, digest, keep_values))
+                cache.move_to_end((loaded.key, digest, *what))
                 found[digest] = part
         return found
 
 
-def _keep_parts(loaded: Loaded, parts: dict[str, sevis.Analysis], keep_values: bool) -> None:
+def _weight(key: tuple[str, str, bool, bool]) -> int:
+    """An image's share of :data:`IMAGE_CACHE_ENTRIES`: 8 with its values (SGE masks,
+    3.5 MB), 4 with its SGE distributions (1.6 MB), else 1."""
+    return 8 if key[2] else 4 if key[3] else 1
+
+
+def _keep_parts(loaded: Loaded, parts: dict[str, sevis.Analysis], what: tuple[bool, bool]) -> None:
     cache, lock = _image_cache()
     with lock:
         for digest, part in parts.items():
-            cache[(loaded.key, digest, keep_values)] = part
-        weight = sum(8 if key[2] else 1 for key in cache)
+            cache[(loaded.key, digest, *what)] = part
+        weight = sum(_weight(key) for key in cache)
         while cache and weight > IMAGE_CACHE_ENTRIES:
             key, _ = cache.popitem(last=False)
-            weight -= 8 if key[2] else 1
+            weight -= _weight(key)
 
 
 def analyse(
@@ -418,16 +424,18 @@ def analyse(
     files: Sequence[tuple[str, bytes]],
     labels: Sequence[str | None] | None = None,
     keep_values: bool = False,
+    distributions: bool = False,
 ) -> sevis.Analysis:
     """sevis.analyse with a progress bar, each file analysed once per server: results are kept
     per model and file content, and labels applied afterwards (:meth:`sevis.Analysis.relabel`),
-    so a new upload costs a forward pass of the new files only, and renaming a class none."""
+    so a new upload costs a forward pass of the new files only, and renaming a class none.
+    ``distributions``: with SGE's before/after distributions (asked for by a toggle)."""
     if not files:
         return sevis.Analysis(loaded.provenance)
     digests = tuple(hashlib.sha256(data).hexdigest() for _, data in files)
     names = tuple(name for name, _ in files)
     given = tuple(labels) if labels is not None else (None,) * len(files)
-    return _assembled(loaded.key, digests, names, given, keep_values, loaded, files)
+    return _assembled(loaded.key, digests, names, given, (keep_values, distributions), loaded, files)
 
 
 # NOTE a resource: the assembled analysis is shared read-only, not unpickled at every rerun
@@ -437,12 +445,13 @@ def _assembled(
     digests: tuple[str, ...],
     names: tuple[str, ...],
     given: tuple[str | None, ...],
-    keep_values: bool,
+    what: tuple[bool, bool],
     _loaded: Loaded,
     _files: Sequence[tuple[str, bytes]],
 ) -> sevis.Analysis:
     loaded, files = _loaded, _files
-    found = _cached_parts(loaded, digests, keep_values)
+    keep_values, distributions = what
+    found = _cached_parts(loaded, digests, what)
     todo = {d: data for d, (_, data) in zip(digests, files, strict=True) if d not in found}
     if todo:
         bar = st.progress(0.0, text=f"{loaded.label}: analysing {len(todo)} images…")
@@ -452,11 +461,18 @@ def _assembled(
 
         # NOTE named and labelled by their digests: each image its own class, its part of the
         # statistics kept apart, and a failure found again by its file
-        fresh = sevis.analyse(loaded.model, list(todo.items()), list(todo), keep_values=keep_values, progress=progress)
+        fresh = sevis.analyse(
+            loaded.model,
+            list(todo.items()),
+            list(todo),
+            keep_values=keep_values,
+            distributions=distributions,
+            progress=progress,
+        )
         bar.empty()
         new = {p.images[0].name: p for p in fresh.parts()}
         new.update({f.name: sevis.Analysis(fresh.provenance, failures=[f]) for f in fresh.failures})
-        _keep_parts(loaded, new, keep_values)
+        _keep_parts(loaded, new, what)
         found.update(new)
     parts = []
     for i, ((name, _), digest) in enumerate(zip(files, digests, strict=True)):

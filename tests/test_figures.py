@@ -276,8 +276,8 @@ def test_figure_6_as_small_multiples(stats):
 
 
 def test_group_distributions_draw_shares_before_and_after_per_group(tiny_sge, photos):
-    analysis = sevis.analyse(tiny_sge, [(n, photos[n]) for n in ("chelsea.png", "coffee.png")], labels=["a", "b"])
-    stats = analysis.stats["sge"]
+    files = [(n, photos[n]) for n in ("chelsea.png", "coffee.png")]
+    stats = sevis.analyse(tiny_sge, files, labels=["a", "b"], distributions=True).stats["sge"]
     fig = figures.group_distributions(stats, "SGE_3_2", n=2)
     titles = [a.text for a in fig.layout.annotations]
     assert titles[0] == "all groups" and len(titles) == 3 and all(t.startswith("group ") for t in titles[1:])

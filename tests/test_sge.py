@@ -190,11 +190,13 @@ def test_distributions_before_and_after_sge_equal_np_histogram_of_the_norms_by_h
         layer.module.register_forward_hook(lambda m, args, out: seen["out"].append(out.detach().double())),
     ]
     try:
-        single = sevis.analyse(tiny_sge, [(n, photos[n]) for n in names], labels=names)  # one class an image
+        single = sevis.analyse(tiny_sge, [(n, photos[n]) for n in names], labels=names, distributions=True)
     finally:
         for hook in hooks:
             hook.remove()
-    analysis = single.relabel(["cat", "cat", "cup", "cup"])  # pooled into classes, as the dashboard does
+    analysis = single.relabel(["cat", "cat", "cup", "cup"])  # one class an image, pooled as the dashboard does
+    plain = sevis.analyse(tiny_sge, [(n, photos[n]) for n in names[:1]])
+    assert plain.stats["sge"].distributions("SGE_3_2") == []  # counted only when asked for
     feats, out = torch.cat(seen["in"]), torch.cat(seen["out"])
     n, c, h, w = feats.shape
     groups = layer.module.groups

@@ -197,6 +197,7 @@ def analyse(
     *,
     batch_size: int = 8,
     keep_values: bool = False,
+    distributions: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Analysis:
     """Analyse image files with a model loaded by :func:`sevis.load_model`.
@@ -208,6 +209,9 @@ def analyse(
         batch_size: images per forward pass.
         keep_values: keep every image's captured values, e.g. its SGE masks (3.5 MB per
             image for SGE-ResNet-50); summaries and class statistics are always kept.
+        distributions: count each kind's distributions per position in the statistics
+            (SGE's activations before and after, the paper's figure:
+            :func:`sevis.figures.group_distributions`; about 1.6 MB per class).
         progress: called as ``progress(done, total)`` after each batch.
     """
     if batch_size < 1:
@@ -233,7 +237,7 @@ def analyse(
             names.append(name)
             given.append(labels[i] if labels is not None else None)
         if views:
-            _collect(result, names, given, views, forward_batch(model, views), keep_values)
+            _collect(result, names, given, views, forward_batch(model, views), keep_values, distributions)
         if progress is not None:
             progress(min(start + batch_size, total), total)
     return result
@@ -246,11 +250,12 @@ def _collect(
     views: list[Image.Image],
     batch: BatchResult,
     keep_values: bool,
+    distributions: bool = False,
 ) -> None:
     labels = [
         label if label is not None else predicted for label, predicted in zip(given, batch.predicted, strict=True)
     ]
-    batch.accumulate(result.stats, labels)
+    batch.accumulate(result.stats, labels, distributions=distributions)
     for i, name in enumerate(names):
         result.images.append(
             ImageResult(
