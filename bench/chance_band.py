@@ -16,7 +16,7 @@ outside), with each band's median width. Then a real class effect of omega squar
 about 0.002 at N = 50,000 (class means drawn with that share of the variance): how
 often it falls above each band.
 
-    python bench/chance_band.py [--seeds 1000] [--dims 32] [--effect-seeds 20]
+    python bench/chance_band.py [--seeds 1000] [--large-seeds 400] [--dims 32] [--effect-seeds 20]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def sample_band(values: np.ndarray, labels: list[str], seed: int) -> tuple[float
     return band.low, band.high  # 200 permutations: ranks 5 and 196 of 201, near np.quantile's 2.5 / 97.5 %
 
 
-def coverage(n: int, dims: int, seeds: int) -> None:
+def coverage(n: int, dims: int, seeds: int, sample_seeds: int) -> None:
     rng = np.random.default_rng(n)
     values = layer_values(n, dims, rng)
     outside_own = outside_sample = 0
@@ -74,7 +74,7 @@ def coverage(n: int, dims: int, seeds: int) -> None:
         band = specificity_nulls({"L": values}, labels, seed=seed)["L"]
         outside_own += not band.low <= observed <= band.high
         widths_own.append(band.high - band.low)
-        if n > 2000:
+        if n > 2000 and seed < sample_seeds:
             low, high = sample_band(values, labels, seed)
             outside_sample += not low <= observed <= high
             widths_sample.append(high - low)
@@ -90,7 +90,8 @@ def coverage(n: int, dims: int, seeds: int) -> None:
     )
     if widths_sample:
         print(
-            f"  a 2,000-image sample's band (before):          {100 * outside_sample / seeds:4.1f} % outside, "
+            f"  a 2,000-image sample's band (before; {len(widths_sample)} seeds): "
+            f"{100 * outside_sample / len(widths_sample):4.1f} % outside, "
             f"median width {np.median(widths_sample):.5f} ({np.median(widths_sample) / np.median(widths_own):.1f}x)"
         )
 
@@ -120,13 +121,15 @@ def detection(n: int, dims: int, seeds: int, omega: float = 0.002) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, default=1000, help="seeds of uninformative labels at the smaller N")
+    parser.add_argument("--large-seeds", type=int, default=400, help="... and at the largest N (each costs more)")
+    parser.add_argument("--sample-seeds", type=int, default=100, help="seeds that also compute the old sample band")
     parser.add_argument("--dims", type=int, default=32)
     parser.add_argument("--effect-seeds", type=int, default=20)
     parser.add_argument("--sizes", type=int, nargs="+", default=[8000, 50000])
     args = parser.parse_args()
     for n in args.sizes:
-        coverage(n, args.dims, args.seeds)
+        coverage(n, args.dims, args.large_seeds if n == max(args.sizes) else args.seeds, args.sample_seeds)
     detection(max(args.sizes), args.dims, args.effect_seeds)
 
 

@@ -127,6 +127,14 @@ def main(argv: list[str] | None = None) -> None:
             run("load.py", "--burst", "10" if args.quick else "40"),
         ),
         ("8c. What decoding one image may cost the server", run("decode.py")),
+        (
+            "11. A run's chance band: coverage with uninformative labels (target 95 +- 1.5 %), and detection",
+            run(
+                "chance_band.py",
+                *("--seeds", "100" if args.quick else "1000"),
+                *("--large-seeds", "50" if args.quick else "400"),
+            ),
+        ),
     ]
     import torch
 
