@@ -368,10 +368,11 @@ def separating_channels(
     st.caption(
         f"{len(significant):,} of {tested:,} {stats.index_name}s differ at a false discovery rate of "
         f"{table.attrs['fdr']:.0%} (Welch's t on {table.attrs['count_a']:,} and {table.attrs['count_b']:,} images, "
-        "Benjamini-Hochberg q-values; g is Hedges' effect size). Most separating first:"
+        f"Benjamini-Hochberg q-values; g is Hedges' effect size). A is {plain(a, 60)}, B {plain(b, 60)}; "
+        "most separating first:"
     )
     shown = significant.head(50)[[stats.index_name, "mean_a", "mean_b", "difference", "effect", "t", "q"]]
-    st.dataframe(shown.rename(columns={"mean_a": f"mean {a[:30]}", "mean_b": f"mean {b[:30]}", "effect": "g"}))
+    st.dataframe(shown.rename(columns={"mean_a": "mean A", "mean_b": "mean B", "effect": "g"}))
 
 
 def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls: Nulls, drill: str) -> None:

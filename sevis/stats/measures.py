@@ -91,9 +91,11 @@ def band_ranks(permutations: int, level: float = 0.95) -> tuple[int, int, float]
     With uninformative labels the measured statistic and the B permuted ones are
     exchangeable: it falls below the a-th smallest with probability a / (B + 1) and above
     the (B + 1 - a)-th with the same probability. ``a`` is the largest with
-    2a / (B + 1) <= 1 - ``level`` (at least 1), so the band holds it with probability
+    2a / (B + 1) <= 1 - ``level``, so the band holds it with probability
     (B + 1 - 2a) / (B + 1), at least ``level`` (exactly, where (B + 1)(1 - level) / 2 is
-    a whole number: 199 permutations at 95 %).
+    a whole number: 199 permutations at 95 %). With too few permutations for ``level``
+    (fewer than 39 at 95 %) ``a`` is 1, the band their whole range, and its coverage
+    (B - 1) / (B + 1) is below ``level``: the returned coverage says so.
 
     Returns:
         ``(a, B + 1 - a, coverage)``: the 1-based ranks of the band's ends and its coverage.
