@@ -19,7 +19,7 @@ from ._files import write_atomic
 from .attention.kinds import get_kind
 from .errors import RunError
 from .runs.reader import Run, read_run
-from .runs.schema import open_run_file
+from .runs.schema import check_text_columns, open_run_file
 
 __all__ = ["build_report", "write_report"]
 
@@ -115,6 +115,8 @@ def _check_baseline(run: Run, baseline: Run) -> None:
         raise RunError(f"the baseline {baseline.path.name} was made with {b.weights[:100]}, not untrained weights")
     if b.model != m.model:
         raise RunError(f"the baseline is a run of {b.model[:100]}, the run one of {m.model[:100]}")
+    for r in (run, baseline):  # before any path is decoded (the statistics may come from the cache)
+        check_text_columns(r.path)
     ours, theirs = (open_run_file(r.path).read(columns=["path"]).column("path").to_pylist() for r in (run, baseline))
     if sorted(ours) != sorted(theirs):
         raise RunError(
