@@ -237,15 +237,16 @@ def _check_badge(item: Loaded) -> None:
         st.sidebar.badge(f"{item.label}: no self-check (not ImageNet's classes)", color="gray")
     elif check.passed:
         st.sidebar.badge(f"{item.label}: self-check passed", icon=":material/check:", color="green")
+    elif item.info.untrained:  # chosen to be random: failing is what the check should do
+        st.sidebar.badge(f"{item.label}: random weights, the self-check fails as expected", color="gray")
     else:
         st.sidebar.badge(f"{item.label}: self-check failed", icon=":material/warning:", color="orange")
-        if not item.info.untrained:
-            tops = ", ".join(f"{p.photo} → {p.top5[0]}" for p in check.photos)
-            st.warning(
-                f"{item.label}: these weights do not classify the sample photographs as an ImageNet network "
-                f"does ({tops}). Wrong preprocessing, or a network trained on something else?",
-                icon="⚠️",
-            )
+        tops = ", ".join(f"{p.photo} → {p.top5[0]}" for p in check.photos)
+        st.warning(
+            f"{item.label}: these weights do not classify the sample photographs as an ImageNet network "
+            f"does ({tops}). Wrong preprocessing, or a network trained on something else?",
+            icon="⚠️",
+        )
     if check is not None:
         st.sidebar.caption(
             "; ".join(f"{p.photo}: {p.top5[0].split(',')[0]}" for p in check.photos),

@@ -97,7 +97,7 @@ def test_first_open_offline_shows_the_photographs_and_one_panel_with_the_ways_ou
     line = next(shown(w.value) for w in at.warning if "untrained weights" in shown(w.value))
     assert "(random, seed 0)" in line and "random SE gates sit near 0.5" in line
     (badge,) = [shown(m.value) for m in at.sidebar.markdown if "self-check" in shown(m.value)]  # st.badge is markdown
-    assert "SE-ResNet-50: self-check failed" in badge
+    assert "SE-ResNet-50: random weights, the self-check fails as expected" in badge  # not a warning
 
 
 def test_untrained_sge_says_why_its_masks_are_flat(real_app):

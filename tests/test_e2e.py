@@ -222,7 +222,7 @@ def test_first_open_without_weights_shows_photographs_and_one_panel(bare_server,
     wait_for_charts(page, 3)
     no_errors(page)
     page.get_by_text("untrained weights (random, seed 0)").wait_for()
-    page.get_by_text("self-check failed").first.wait_for()
+    page.get_by_text("random weights, the self-check fails as expected").first.wait_for()
     shot(page, "first-open-untrained")
 
 

@@ -238,3 +238,36 @@ def test_the_verdict_travels_with_runs_and_reports(tiny_se, image_folder, tmp_pa
     assert "self-check on photographs" in page and "FAILED (chelsea.png: " in page
     assert "These weights failed the self-check" not in page  # untrained weights: the untrained note instead
     assert np.isfinite(run.se.mean("SE_5_3")).all()
+
+
+def test_no_internet_connection_is_named_as_such_once(folder, monkeypatch):
+    """Every source's host name failing to resolve is 'no internet connection', said once
+    with the hosts; another failure among them keeps each source's own reason."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from sevis.errors import WeightsUnavailableError
+
+    def unresolved(request, timeout):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", unresolved)
+    register_weights(
+        "se_resnet50", WeightsFile("se.pth", ("https://github.com/a/se.pth", "http://data.lip6.fr/se.pth"))
+    )
+    with pytest.raises(WeightsUnavailableError) as info:
+        fetch_weights("se_resnet50", folder=folder, progress=False)
+    assert info.value.reason == "no internet connection (github.com, data.lip6.fr could not be resolved)"
+    assert "[Errno" not in str(info.value) and "Name or service" not in str(info.value)
+
+    def refused(request, timeout):
+        if "github" in request.full_url:
+            raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", refused)
+    with pytest.raises(WeightsUnavailableError) as info:
+        fetch_weights("se_resnet50", folder=folder, progress=False)
+    assert info.value.reason.startswith("github.com: no internet connection (github.com could not be resolved); ")
+    assert "data.lip6.fr: [Errno 111] Connection refused" in info.value.reason

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import sys
 import urllib.error
 import urllib.parse
@@ -157,16 +158,21 @@ def fetch_weights(name: str, *, progress: bool = True, folder: str | os.PathLike
     if found is not None:
         return found
     target = Path(folder) if folder is not None else weights_dir()
-    reasons = []
+    reasons, unresolved = [], []
     for source in file.sources:
         try:
             target.mkdir(parents=True, exist_ok=True)
             return _download(source, target / file.file_name, file.sha256_prefix, progress)
+        except _Unresolved as err:
+            unresolved.append(err.host)
+            reasons.append(f"{_where(source)}: {err}")
         except _Failed as err:
             reasons.append(f"{_where(source)}: {err}")
         except OSError as err:  # the folder: read-only, full, missing permissions
             reasons.append(f"{target}: {err.strerror or err}")
             break
+    if unresolved and len(unresolved) == len(reasons):  # said once, not per source
+        reasons = [f"no internet connection ({', '.join(dict.fromkeys(unresolved))} could not be resolved)"]
     error = WeightsUnavailableError(unavailable_message(name, "; ".join(reasons), target))
     error.reason = _short("; ".join(reasons))  # for interfaces that phrase the rest themselves
     raise error
@@ -190,6 +196,14 @@ def unavailable_message(name: str, reason: str, folder: Path | None = None) -> s
 
 class _Failed(Exception):
     """One source failed; the message says how, briefly."""
+
+
+class _Unresolved(_Failed):
+    """A source's host name did not resolve: with every source so, no internet connection."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"no internet connection ({host} could not be resolved)")
+        self.host = host
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -256,7 +270,10 @@ def _http(url: str, partial: Path, progress: bool) -> None:
             return
         raise _Failed(f"HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-        raise _Failed(str(getattr(err, "reason", err))) from None
+        reason = getattr(err, "reason", err)
+        if isinstance(reason, socket.gaierror):  # the name did not resolve: no connection at all, mostly
+            raise _Unresolved(urllib.parse.urlsplit(url).hostname or url) from None
+        raise _Failed(str(reason)) from None
 
 
 def _drive(file_id: str, partial: Path, progress: bool) -> None:
