@@ -6,6 +6,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["main"]
 
@@ -64,8 +68,21 @@ def _parser() -> argparse.ArgumentParser:
         "ablate", help="top-1/top-5 accuracy with each stage's attention removed (the SENet paper's Table 13)"
     )
     ab.add_argument("data", help="folder or zip of class folders (ImageNet ids or class names), or a saved run")
-    ab.add_argument("--model", default="se_resnet50", help="se_resnet50, sge_resnet50 or a timm id")
-    ab.add_argument("--weights", default="pretrained", help="pretrained (default), untrained, or a weights file")
+    ab.add_argument(
+        "--model",
+        default=None,
+        help="se_resnet50, sge_resnet50 or a timm id (default: a saved run's own model, else se_resnet50)",
+    )
+    ab.add_argument(
+        "--weights",
+        default=None,
+        help="pretrained, untrained, or a weights file (default: a saved run's own weights, else pretrained)",
+    )
+    ab.add_argument(
+        "--other-model",
+        action="store_true",
+        help="ablate a saved run's images with another network or weights than the run's",
+    )
     ab.add_argument("--out", required=True, help="the table to write (.csv or .parquet)")
     ab.add_argument("--stages", nargs="+", type=int, default=None, help="only these stages (default every one)")
     ab.add_argument("--batch-size", type=_count(1), default=32, help="images per forward pass (default 32)")
@@ -218,7 +235,8 @@ def _ablate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise sevis.SevisError(f"--out must end in .csv or .parquet, got {out.name[:80]!r}")
-    model = sevis.load_model(args.model, args.weights, device=args.device)
+    model = _ablation_model(args)
+    args.model = sevis.model_info(model).name
     conditions = ablation_conditions(model)
     if args.stages is not None:
         wanted = {f"stage {s}" for s in args.stages}
@@ -250,6 +268,42 @@ def _ablate(args: argparse.Namespace) -> int:
     print(result.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     logging.getLogger("sevis").info("wrote %s", out)
     return 0
+
+
+def _ablation_model(args: argparse.Namespace) -> nn.Module:
+    """The network ``sevis ablate`` runs: a saved run's own (its model, weights and their
+    SHA-256) unless told otherwise, else ``--model`` / ``--weights``; says which on stderr."""
+    from pathlib import Path
+
+    import sevis
+    from sevis.runs.schema import read_metadata
+
+    data = Path(args.data)
+    if data.suffix.lower() != ".parquet":
+        return sevis.load_model(args.model or "se_resnet50", args.weights or "pretrained", device=args.device)
+    run = read_metadata(data)
+    if args.model is not None and args.model != run.model and not args.other_model:
+        raise sevis.SevisError(
+            f"{data.name[:80]} was made with {run.model[:80]}, not {args.model[:80]}: leave --model out to ablate "
+            "the run's own network, or add --other-model to run another one on its images"
+        )
+    weights = args.weights
+    if weights is None:
+        weights = "untrained" if run.untrained else run.weights if Path(run.weights).is_file() else "pretrained"
+    model = sevis.load_model(args.model or run.model, weights, device=args.device)
+    info = sevis.model_info(model)
+    same = info.name == run.model and info.untrained == run.untrained
+    same = same and (run.weights_sha256 is None or info.weights_sha256 == run.weights_sha256)
+    if not same and not args.other_model:
+        raise sevis.SevisError(
+            f"the weights loaded ({info.weights[:120]}, SHA-256 {str(info.weights_sha256)[:12]}) are not the ones "
+            f"{data.name[:80]} was made with ({run.weights[:120]}, SHA-256 {str(run.weights_sha256)[:12]}): give "
+            "--weights the run's file, or add --other-model"
+        )
+    used = "untrained, seed 0" if info.untrained else f"{info.weights[:200]}, SHA-256 {info.weights_sha256 or 'none'}"
+    whose = "another network than the run's" if not same else "the run's network"
+    print(f"ablating with {info.name} ({used}): {whose}", file=sys.stderr)
+    return model
 
 
 def _fetchable() -> str:

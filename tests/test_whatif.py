@@ -323,3 +323,30 @@ def test_ablation_beside_other_threads_on_the_shared_model(tiny_se, views):
         assert result.stage_runs == alone.stage_runs  # only this thread's images counted
     with pytest.raises(ValueError, match="class indices"):
         sevis.ablate(tiny_se, [(views, truth)], replace=sevis.MeanOf(sevis.ExcitationStats(), per_class=True))
+
+
+def test_sevis_ablate_on_a_run_uses_the_runs_own_network(tmp_path, image_folder, capsys):
+    """`sevis ablate RUN` ablates the network the run was made with (an SGE run: SGE; an
+    untrained run: the same seed), refuses another one unless told, and says what it used."""
+    from sevis.jobs.extraction import extract
+
+    sge_run, se_run = tmp_path / "sge.parquet", tmp_path / "se.parquet"
+    extract(sevis.load_model("tiny_sge", "untrained"), image_folder, sge_run, workers=0, progress=False)
+    extract(sevis.load_model("tiny_se", "untrained"), image_folder, se_run, workers=0, progress=False)
+    out = tmp_path / "ablation.csv"
+    common = ["--out", str(out), "--workers", "0", "--quiet"]
+    assert main(["ablate", str(sge_run), *common]) == 0  # no --model, no --weights: the run's
+    table = pd.read_csv(out)
+    assert set(table.model) == {"tiny_sge"} and table.untrained.all() and (table.untrained_seed == 0).all()
+    assert "ablating with tiny_sge (untrained, seed 0): the run's network" in capsys.readouterr().err
+    assert main(["ablate", str(sge_run), "--model", "tiny_se", *common]) == 2
+    err = capsys.readouterr().err
+    assert "sge.parquet was made with tiny_sge, not tiny_se" in err and "--other-model" in err
+    assert main(["ablate", str(sge_run), "--model", "tiny_se", "--weights", "untrained", "--other-model", *common]) == 0
+    assert set(pd.read_csv(out).model) == {"tiny_se"}
+    assert "another network than the run's" in capsys.readouterr().err
+    # trained weights on an untrained run: not the run's network either
+    checkpoint = tmp_path / "other.pth"
+    torch.save(sevis.load_model("tiny_se", "untrained").state_dict(), checkpoint)
+    assert main(["ablate", str(se_run), "--weights", str(checkpoint), *common]) == 2
+    assert "are not the ones se.parquet was made with" in capsys.readouterr().err
