@@ -80,7 +80,7 @@ def build_report(
             f"<tr><td>{k}</td><td>{html.escape(str(v))}</td></tr>"
             for k, v in (
                 ("weights", m.weights),
-                ("weights SHA-256", m.weights_sha256),
+                ("weights SHA-256", _sha_line(run)),
                 ("self-check on photographs", _check_line(m.self_check)),
                 ("data", m.source),
                 ("images", m.images),
@@ -123,6 +123,14 @@ def _check_baseline(run: Run, baseline: Run) -> None:
             f"the baseline has other images than the run ({len(theirs):,} against {len(ours):,}, "
             f"{len(set(ours) ^ set(theirs)):,} in one only): make it from the same data"
         )
+
+
+def _sha_line(run: Run) -> str:
+    """The weights' SHA-256, or what identifies weights that have none."""
+    p = run.provenance
+    if p.untrained:
+        return f"untrained, seed {p.untrained_seed}" if p.untrained_seed is not None else "untrained (unseeded)"
+    return p.weights_sha256 or "not recorded (weights from a model hub)"
 
 
 def _check_line(check: dict | None) -> str:

@@ -325,6 +325,7 @@ def test_cli_extract_and_report(image_folder, tmp_path, capsys):
     text = html.read_text()
     assert text.count("Plotly.newPlot") == 6  # 2 layers x (profiles, histograms), depth curve, selectivity
     assert "SE_4_6: mean excitation per class" in text and "<script src=" not in text
+    assert "<td>weights SHA-256</td><td>untrained, seed 0</td>" in text and "None" not in text.split("<script")[0]
     assert main(["report", str(out), "--out", str(html), "--classes", "dog"]) == 2
     assert "classes ['dog'] not in the run" in capsys.readouterr().err
     assert main(["extract", str(tmp_path / "absent"), "--weights", "untrained", "--out", str(out)]) == 2
