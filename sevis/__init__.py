@@ -87,10 +87,10 @@ if TYPE_CHECKING:
         ablate as ablate,
         ablate_data as ablate_data,
         ablation_conditions as ablation_conditions,
-        class_indices as class_indices,
     )
     from .models import (
         ModelInfo as ModelInfo,
+        class_indices as class_indices,
         list_models as list_models,
         list_weights_files as list_weights_files,
         load_model as load_model,
@@ -186,10 +186,10 @@ _EXPORTS = {
         "ablate",
         "ablate_data",
         "ablation_conditions",
-        "class_indices",
     ],
     "models": [
         "ModelInfo",
+        "class_indices",
         "list_models",
         "list_weights_files",
         "load_model",

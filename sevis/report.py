@@ -18,6 +18,7 @@ from . import figures
 from ._files import write_atomic
 from .attention.kinds import get_kind
 from .errors import RunError
+from .models.classes import class_candidates, class_indices, imagenet_names
 from .runs.reader import Run, read_run
 from .runs.schema import check_text_columns, open_run_file
 
@@ -43,10 +44,7 @@ def build_report(
         _check_baseline(run, baseline)
     stats_by_kind = {k: s for k, s in run.stats.items() if s.layers}
     known = next((s.classes for s in stats_by_kind.values()), [])
-    classes = list(classes) if classes else known[:8]
-    missing = [c for c in classes if c not in known]
-    if missing:
-        raise RunError(f"classes {missing} not in the run; it has {known}")
+    classes = resolve_classes(classes, known) if classes else known[:8]
 
     figs: list[go.Figure] = []
     for kind_name, stats in stats_by_kind.items():
@@ -106,6 +104,36 @@ def build_report(
         parts.append("</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def resolve_classes(asked: Sequence[str], known: Sequence[str]) -> list[str]:
+    """The run's classes that ``asked`` name: a label of the run as it is, or an ImageNet
+    class by any of its names, its WordNet id or its index, matched to the run's label for
+    that class (``goldfish`` finds ``n01443537`` in a run of ImageNet's folders).
+
+    Raises:
+        RunError: a name that is no class of the run, or that several classes share (the
+            message lists them).
+    """
+    names = imagenet_names()
+    known_codes = class_indices(list(known), names)[0]
+    found = []
+    for label in asked:
+        if label in known:
+            found.append(label)
+            continue
+        index = int(class_indices([label], names)[0][0])
+        matches = [k for k, code in zip(known, known_codes, strict=True) if index >= 0 and code == index]
+        if len(matches) == 1:
+            found.append(matches[0])
+            continue
+        shown = [k[:60] for k in known[:10]]
+        candidates = class_candidates(label, names)
+        if len(candidates) > 1:
+            listed = "; ".join(f"{c[:60]} ({names.index(c)})" for c in candidates[:10])
+            raise RunError(f"{label[:60]!r} names {len(candidates)} ImageNet classes: {listed}; give one by its index")
+        raise RunError(f"class {label[:60]!r} is not in the run; it has {shown}{' …' if len(known) > 10 else ''}")
+    return found
 
 
 def _check_baseline(run: Run, baseline: Run) -> None:

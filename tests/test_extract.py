@@ -327,7 +327,7 @@ def test_cli_extract_and_report(image_folder, tmp_path, capsys):
     assert "SE_4_6: mean excitation per class" in text and "<script src=" not in text
     assert "<td>weights SHA-256</td><td>untrained, seed 0</td>" in text and "None" not in text.split("<script")[0]
     assert main(["report", str(out), "--out", str(html), "--classes", "dog"]) == 2
-    assert "classes ['dog'] not in the run" in capsys.readouterr().err
+    assert "class 'dog' is not in the run; it has ['cat', 'cup', 'vehicle']" in capsys.readouterr().err
     assert main(["extract", str(tmp_path / "absent"), "--weights", "untrained", "--out", str(out)]) == 2
     assert "not a folder or a zip archive" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
@@ -421,3 +421,23 @@ def test_cli_report_with_an_untrained_baseline_run(tiny_se, image_folder, tmp_pa
     pq.write_table(pq.read_table(base).slice(0, 3), few)
     assert main(["report", str(run), "--out", str(html), "--baseline", str(few)]) == 2
     assert "other images than the run" in capsys.readouterr().err
+
+
+def test_report_classes_by_name_on_a_run_of_wordnet_folders(tiny_se, tmp_path, photos, capsys):
+    """`--classes goldfish pug` finds a run's ImageNet folders n01443537 and n02110958; a name
+    two classes share lists them; a name of no class says what the run has."""
+    folder = tmp_path / "data"
+    goldfish, pug = "n01443537", "n02110958"  # ImageNet's folders of the two classes
+    for wnid, names in {goldfish: ["chelsea.png", "astronaut.png"], pug: ["coffee.png", "rocket.jpg"]}.items():
+        (folder / wnid).mkdir(parents=True)
+        for name in names:
+            (folder / wnid / name).write_bytes(photos[name])
+    run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
+    html = tmp_path / "report.html"
+    assert main(["report", str(run), "--out", str(html), "--classes", "goldfish", "pug"]) == 0
+    assert "n01443537: 2, n02110958: 2" in html.read_text()
+    assert main(["report", str(run), "--out", str(html), "--classes", "missile"]) == 2
+    err = capsys.readouterr().err
+    assert "'missile' names 2 ImageNet classes: missile (657); projectile, missile (744)" in err
+    assert main(["report", str(run), "--out", str(html), "--classes", "goldfish", "tabby"]) == 2
+    assert "class 'tabby' is not in the run; it has ['n01443537', 'n02110958']" in capsys.readouterr().err

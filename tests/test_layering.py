@@ -52,7 +52,7 @@ SHIMS = {
     "selfcheck": ["sevis.models.selfcheck"],
     "sge": ["sevis.attention.sge"],
     "weights": ["sevis.models.weights"],
-    "whatif": ["sevis.hooks.knockouts", "sevis.jobs.ablation"],
+    "whatif": ["sevis.hooks.knockouts", "sevis.jobs.ablation", "sevis.models.classes"],
 }
 LAYERS[-1] |= set(SHIMS)
 

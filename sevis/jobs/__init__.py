@@ -1,6 +1,6 @@
 """Batch work over datasets: ``sevis extract`` (the local and the Ray engine) and ablations."""
 
-from .ablation import Ablation, AblationRun, ablate, ablate_data, ablation_conditions, class_indices
+from .ablation import Ablation, AblationRun, ablate, ablate_data, ablation_conditions
 from .extraction import extract, prepare_run
 from .ray_engine import extract_ray
 from .settings import RunSettings
@@ -12,7 +12,6 @@ __all__ = [
     "ablate",
     "ablate_data",
     "ablation_conditions",
-    "class_indices",
     "extract",
     "extract_ray",
     "prepare_run",

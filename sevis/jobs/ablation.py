@@ -20,11 +20,12 @@ from ..data.images import normalise
 from ..errors import DataError, UnknownLayerError
 from ..export import with_provenance
 from ..hooks.knockouts import Knockout, MeanOf, Remove, Replacement
+from ..models.classes import class_indices
 from ..models.registry import model_info
 from ..provenance import Provenance
 from ..runs.schema import read_metadata
 
-__all__ = ["Ablation", "AblationRun", "ablate", "ablate_data", "ablation_conditions", "class_indices"]
+__all__ = ["Ablation", "AblationRun", "ablate", "ablate_data", "ablation_conditions"]
 
 
 def ablation_conditions(model: nn.Module, kind: str | None = None) -> dict[str, list[str]]:
@@ -37,44 +38,6 @@ def ablation_conditions(model: nn.Module, kind: str | None = None) -> dict[str, 
         conditions[f"stage {stage}"] = [x.name for x in found if x.stage == stage]
     conditions["all"] = [x.name for x in found]
     return conditions
-
-
-def class_indices(labels: Sequence[str | None], class_names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """Each label's class index (-1: not a class of the model), and the labels not found.
-
-    A label matches a class by its full name (``"tabby, tabby cat"``), by any of the
-    comma-separated names in it (``"tabby cat"``; a name two classes share, such as
-    ``"crane"``, matches none), by ImageNet's WordNet id (``"n02123045"``, the folder
-    names of the ImageNet validation set) or by its index (``"281"``); case and ``_``
-    against spaces do not matter.
-    """
-
-    def norm(text: str) -> str:
-        return " ".join(text.replace("_", " ").lower().split())
-
-    candidates: dict[str, set[int]] = {}
-    for i, name in enumerate(class_names):
-        for key in {norm(name), *(norm(part) for part in name.split(","))}:
-            candidates.setdefault(key, set()).add(i)
-    lookup = {key: next(iter(found)) for key, found in candidates.items() if len(found) == 1}
-    if len(class_names) == 1000:
-        from timm.data import ImageNetInfo
-
-        info = ImageNetInfo("imagenet-1k")
-        if all(info.index_to_description(i) == class_names[i] for i in (0, 281, 999)):
-            lookup.update({info.index_to_label_name(i): i for i in range(1000)})
-    indices, missing = np.full(len(labels), -1, dtype=np.int64), []
-    for row, label in enumerate(labels):
-        if label is None:
-            continue
-        key = norm(label)
-        if key in lookup:
-            indices[row] = lookup[key]
-        elif key.isdigit() and int(key) < len(class_names):
-            indices[row] = int(key)
-        elif label not in missing:
-            missing.append(label)
-    return indices, missing
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 # NOTE the README has long named sevis.models.UNTRAINED_SEED: it lives in provenance.
 from ..provenance import UNTRAINED_SEED
+from .classes import class_candidates, class_indices, imagenet_names
 from .registry import (
     IMAGENET_CONFIG,
     PRETRAINED,
@@ -37,8 +38,11 @@ __all__ = [
     "WeightsFile",
     "assets_dir",
     "cached_weights",
+    "class_candidates",
+    "class_indices",
     "fetch_weights",
     "file_sha256",
+    "imagenet_names",
     "list_models",
     "list_weights_files",
     "load_model",
