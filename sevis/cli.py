@@ -257,7 +257,16 @@ def _ablate(args: argparse.Namespace) -> int:
     for failure in result.failures:
         print(f"skipped {failure.name[:200]}: {failure.reason[:200]}", file=sys.stderr)
     if result.unknown_labels:
-        shown = ", ".join(repr(x[:60]) for x in result.unknown_labels[:10])
+        from sevis.models.classes import class_candidates
+
+        names = sevis.model_info(model).class_names
+
+        def described(label: str) -> str:
+            candidates = class_candidates(label, names)
+            could = f" (names {len(candidates)} classes: {'; '.join(c[:60] for c in candidates[:5])})"
+            return repr(label[:60]) + (could if len(candidates) > 1 else "")
+
+        shown = ", ".join(described(x) for x in result.unknown_labels[:10])
         more = f" and {len(result.unknown_labels) - 10} more" if len(result.unknown_labels) > 10 else ""
         print(
             f"labels that are no class of {args.model} (their images count only in top1_kept): {shown}{more}",

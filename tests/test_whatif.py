@@ -290,6 +290,11 @@ def test_sevis_ablate_writes_the_table(tmp_path, labelled_folder, capsys):
     assert {"model", "weights", "weights_sha256", "untrained", "source", "top1", "top5", "top1_change"} <= set(table)
     err = capsys.readouterr().err
     assert "broken.jpg" in err and "'not a class'" in err
+    (root / "missile").mkdir()  # two classes have that name: the message lists them
+    shutil.copy(PHOTOS / "rocket.jpg", root / "missile" / "rocket.jpg")
+    untrained = ["--model", "tiny_se", "--weights", "untrained"]
+    assert main(["ablate", str(root), *untrained, "--out", str(out), "--workers", "0", "--quiet"]) == 0
+    assert "'missile' (names 2 classes: missile; projectile, missile)" in capsys.readouterr().err
     assert (
         main(["ablate", str(root), "--model", "tiny_se", "--weights", "untrained", "--out", str(tmp_path / "t.txt")])
         == 2
