@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         "--per-class", type=_count(1), default=None, help="sample at most N images per class, as the paper's 50"
     )
     ex.add_argument("--seed", type=int, default=0, help="seed of the --per-class sample")
+    _label_options(ex)
     ex.add_argument("--layers", nargs="+", default=None, help="layers to keep (default all), e.g. SE_4_6 SE_5_2")
     ex.add_argument("--engine", choices=["local", "ray"], default="local")
     ex.add_argument("--address", default=None, help="Ray cluster address (ray://host:10001); default: local Ray")
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     ab.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ab.add_argument("--per-class", type=_count(1), default=None, help="sample at most N images per class")
     ab.add_argument("--seed", type=int, default=0, help="seed of the --per-class sample")
+    _label_options(ab)
     ab.add_argument("--quiet", action="store_true", help="no progress bar")
 
     rep = sub.add_parser("report", help="one standalone HTML page with the paper's figures for a run")
@@ -104,6 +106,19 @@ def _parser() -> argparse.ArgumentParser:
         help="a run of the same images made with --weights untrained: drawn beside the run (what training added)",
     )
     return parser
+
+
+def _label_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--labels",
+        default=None,
+        metavar="FILE",
+        help="labels of a flat folder: the devkit's ILSVRC2012_validation_ground_truth.txt (with --synsets), "
+        "Kaggle's LOC_val_solution.csv, or a CSV of path,label",
+    )
+    parser.add_argument(
+        "--synsets", default=None, metavar="FILE", help="the devkit's meta.mat, or its WordNet ids in ID order"
+    )
 
 
 def _log_to_stderr(quiet: bool) -> None:
@@ -139,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                 layers=tuple(args.layers) if args.layers else None,
                 resume=args.resume,
                 overwrite=args.overwrite,
+                labels=args.labels,
+                synsets=args.synsets,
             )
             if args.engine == "ray":
                 from sevis.jobs.ray_engine import extract_ray
@@ -230,6 +247,7 @@ def _ablate(args: argparse.Namespace) -> int:
     import sevis
     from sevis import export
     from sevis._files import write_atomic
+    from sevis.data.labels import read_labels
     from sevis.jobs.ablation import ablate_data, ablation_conditions
 
     out = Path(args.out)
@@ -253,6 +271,7 @@ def _ablate(args: argparse.Namespace) -> int:
         per_class=args.per_class,
         seed=args.seed,
         progress=not args.quiet,
+        labels=read_labels(args.labels, args.synsets) if args.labels else None,
     )
     for failure in result.failures:
         print(f"skipped {failure.name[:200]}: {failure.reason[:200]}", file=sys.stderr)

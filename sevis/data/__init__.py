@@ -5,6 +5,7 @@ from .archive import LabelledFile, read_zip
 from .failure import Failure
 from .files import IMAGE_SUFFIXES, DecodedBatch, ImageFiles, Item, discover, iter_batches
 from .images import ACCEPTED_FORMATS, MAX_PIXELS, decode_image, load_view, model_view, normalise, preprocess
+from .labels import read_labels
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -24,5 +25,6 @@ __all__ = [
     "model_view",
     "normalise",
     "preprocess",
+    "read_labels",
     "read_zip",
 ]

@@ -47,11 +47,15 @@ def _is_image_name(path: PurePosixPath) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and "__MACOSX" not in path.parts
 
 
-def discover(data: str | Path, per_class: int | None = None, seed: int = 0) -> list[Item]:
+def discover(
+    data: str | Path, per_class: int | None = None, seed: int = 0, labels: Mapping[str, str] | None = None
+) -> list[Item]:
     """The images of ``data`` in path order, labelled by their folder.
 
     Files in sub-folders get their folder's name as label; files at the top of a flat
-    folder get none. With ``per_class``, at most that many images per label, sampled
+    folder get none. ``labels`` (file name without extension -> label, as
+    :func:`sevis.data.labels.read_labels` gives) label the images they name instead,
+    wherever they lie. With ``per_class``, at most that many images per label, sampled
     with ``seed`` (the same sample every time).
 
     Raises:
@@ -70,6 +74,10 @@ def discover(data: str | Path, per_class: int | None = None, seed: int = 0) -> l
     # NOTE one wrapping folder (data/cats/1.jpg) is common in zips: labels are always the
     # file's own folder, and files with no folder of their own are unlabelled.
     items = [Item(str(n), n.parent.name if len(n.parts) > 1 else None) for n in names]
+    if labels is not None:
+        items = [Item(i.path, labels.get(PurePosixPath(i.path).stem, i.label)) for i in items]
+        if not any(PurePosixPath(i.path).stem in labels for i in items):
+            raise DataError(f"{data}: the label file names none of its images (matched by file name)")
     if per_class is not None:
         if per_class < 1:
             raise ValueError(f"per_class must be at least 1, got {per_class}")

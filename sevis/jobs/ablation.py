@@ -222,16 +222,18 @@ def ablate_data(
     per_class: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    labels: Mapping[str, str] | None = None,
 ) -> AblationRun:
     """:func:`ablate` over a labelled folder or zip (one folder per class, named as in
     :func:`class_indices`), or over the images of a saved run (read back from its source,
-    labelled by the run's labels).
+    labelled by the run's labels). ``labels``: a label file's labels by file name (see
+    :func:`sevis.data.labels.read_labels`), for a flat folder such as ImageNet's.
 
     Unreadable images are reported by name and the others ablated; labels that are no
     class of the model are listed, and their images count only in ``top1_kept``.
     """
     info = model_info(model)
-    source, items = _items(data, per_class, seed)
+    source, items = _items(data, per_class, seed, labels)
     targets, missing = class_indices([i.label for i in items], info.class_names)
     target_of = {item.path: int(target) for item, target in zip(items, targets, strict=True)}
     failures: list[Failure] = []
@@ -272,12 +274,14 @@ class AblationRun(Ablation):
         return with_provenance(out, self.provenance) if self.provenance is not None else out
 
 
-def _items(data: str | Path, per_class: int | None, seed: int) -> tuple[Path, list[Item]]:
+def _items(
+    data: str | Path, per_class: int | None, seed: int, labels: Mapping[str, str] | None = None
+) -> tuple[Path, list[Item]]:
     """The image source and its items: a folder or zip as ``sevis extract`` finds it, or a
     saved run's rows (paths inside its source, and labels)."""
     data = Path(data)
     if data.suffix.lower() != ".parquet":
-        return data, discover(data, per_class, seed)
+        return data, discover(data, per_class, seed, labels)
     import pyarrow.parquet as pq
 
     metadata = read_metadata(data)
@@ -285,7 +289,7 @@ def _items(data: str | Path, per_class: int | None, seed: int) -> tuple[Path, li
     if not source.exists():
         raise DataError(f"{data.name}: its images were read from {metadata.source[:200]}, which is not here")
     table = pq.read_table(data, columns=["path", "label"])
-    labelled = metadata.labels == "folder"
+    labelled = metadata.labels in ("folder", "file")
     items = [
         Item(path, label if labelled else None)
         for path, label in zip(table.column("path").to_pylist(), table.column("label").to_pylist(), strict=True)

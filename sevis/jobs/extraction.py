@@ -9,6 +9,7 @@ through :func:`sevis.hooks.forward.forward_batch` and into a :class:`~sevis.runs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from .._version import __version__
 from ..data.files import Item, discover, iter_batches
+from ..data.labels import read_labels
 from ..hooks.forward import forward_batch
 from ..models.registry import model_info
 from ..runs.schema import RunMetadata, batch_table, dims_of
@@ -34,7 +36,8 @@ def prepare_run(
     settings = settings or RunSettings()
     per_class, seed, layers = settings.per_class, settings.seed, settings.layers
     info = model_info(model)
-    items = discover(data, per_class, seed)
+    given = read_labels(settings.labels, settings.synsets) if settings.labels is not None else None
+    items = discover(data, per_class, seed, given)
     h, w = info.data_config["input_size"][-2:]
     probe = forward_batch(model, torch.zeros(1, 3, h, w, dtype=torch.uint8), layers=layers)
     attention: dict[str, list[str]] = {}
@@ -51,7 +54,7 @@ def prepare_run(
         attention=attention,
         dims=dims_of(probe),
         source=str(data),
-        labels="folder" if any(i.label is not None for i in items) else "predicted",
+        labels=label_source(items, given),
         per_class=per_class,
         seed=seed,
         layers=list(layers) if layers is not None else None,
@@ -62,6 +65,13 @@ def prepare_run(
     )
     todo = [i for i in items if i.path not in writer.done and i.path not in writer.failed]
     return writer, todo
+
+
+def label_source(items: list[Item], given: Mapping[str, str] | None) -> str:
+    """What a run's labels are: ``"file"`` (a label file), ``"folder"``, or ``"predicted"``."""
+    if given is not None:
+        return "file"
+    return "folder" if any(i.label is not None for i in items) else "predicted"
 
 
 def extract(
@@ -114,4 +124,4 @@ def _run(
         if decoded.views is not None:
             batch = forward_batch(model, decoded.views, layers=layers)
             paths, labels = [i.path for i in decoded.items], [i.label for i in decoded.items]
-            writer.add(batch_table(writer.schema, paths, labels, batch))
+            writer.add(batch_table(writer.schema, paths, labels, batch, writer.metadata.labels))

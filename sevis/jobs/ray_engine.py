@@ -49,11 +49,18 @@ class _Extractor:
     """Ray actor: one model, loaded once, turning decoded batches into run rows."""
 
     def __init__(
-        self, name: str, weights: str, device: str, items: list[Item], schema: pa.Schema, layers: list[str]
+        self,
+        name: str,
+        weights: str,
+        device: str,
+        items: list[Item],
+        schema: pa.Schema,
+        layers: list[str],
+        source: str = "folder",
     ) -> None:
         torch.set_num_threads(max(1, torch.get_num_threads()))
         self.model = load_model(name, weights, device=device)
-        self.items, self.schema, self.layers = items, schema, layers
+        self.items, self.schema, self.layers, self.source = items, schema, layers, source
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         good = np.flatnonzero(batch["error"] == "")
@@ -62,7 +69,7 @@ class _Extractor:
         if len(good):
             items = [self.items[int(batch["index"][k])] for k in good]
             result = forward_batch(self.model, torch.from_numpy(batch["view"][good]), layers=self.layers)
-            table = batch_table(self.schema, [i.path for i in items], [i.label for i in items], result)
+            table = batch_table(self.schema, [i.path for i in items], [i.label for i in items], result, self.source)
             tables.append(table.append_column("error", pa.nulls(len(good), pa.string())))
         if len(bad):
             nulls = {f.name: pa.nulls(len(bad), f.type) for f in self.schema}
@@ -133,6 +140,7 @@ def extract_ray(
                 "items": todo,
                 "schema": schema,
                 "layers": list(writer.metadata.layer_kinds),
+                "source": writer.metadata.labels,
             },
             concurrency=settings.workers,
             batch_size=settings.batch_size,

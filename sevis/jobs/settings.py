@@ -27,6 +27,8 @@ class RunSettings:
         overwrite: delete ``out`` and its parts first.
         part_size: rows pending before a part file is written (default 1: every batch as
             soon as it is done, so a kill loses at most the batch in flight).
+        labels, synsets: a label file for the images (see :func:`sevis.data.labels.read_labels`:
+            the devkit's ground truth with its synset order, Kaggle's CSV, or path,label).
     """
 
     batch_size: int = 32
@@ -37,6 +39,8 @@ class RunSettings:
     resume: bool = False
     overwrite: bool = False
     part_size: int = PART_SIZE
+    labels: str | None = None
+    synsets: str | None = None
 
     def __post_init__(self) -> None:
         if self.layers is not None and not isinstance(self.layers, tuple):

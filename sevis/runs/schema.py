@@ -4,7 +4,7 @@ Columns:
 
 * ``path`` (string): the image's path inside the dataset folder or zip;
 * ``label`` (string): the folder's name, or the predicted class for a flat folder;
-* ``label_source`` (string): ``"folder"`` or ``"predicted"``;
+* ``label_source`` (string): ``"folder"``, ``"file"`` or ``"predicted"``;
 * ``top5_classes`` (list<string>) and ``top5_probs`` (list<float32>);
 * per attention layer, one column per summary field of its kind (see
   :mod:`sevis.attention.kinds`), fixed_size_list<float32>[D]: SE layers one column named by the
@@ -63,7 +63,7 @@ class RunMetadata:
         attention: kind name -> its layers kept, in depth order.
         dims: layer -> field -> vector length D.
         source: the dataset folder or zip.
-        labels: ``"folder"`` or ``"predicted"``.
+        labels: ``"folder"``, ``"file"`` (a label file) or ``"predicted"``.
         per_class, seed: the per-class sample asked for, if any.
         layers: the layers asked for (None: all).
         images: rows written; failures: ``{"path", "reason"}`` of each unreadable file.
@@ -192,8 +192,8 @@ def _check_shape(data: dict[str, Any]) -> None:
         problem = _mismatch(value, _SHAPE[name])
         if problem:
             raise RunError(f"its metadata is not of the shape sevis writes ({name}: {problem})")
-    if data["labels"] not in ("folder", "predicted"):
-        raise RunError("its metadata is not of the shape sevis writes (labels: neither folder nor predicted)")
+    if data["labels"] not in ("folder", "file", "predicted"):
+        raise RunError("its metadata is not of the shape sevis writes (labels: not folder, file or predicted)")
     config = data["data_config"]
     if not all(0 < v <= 4096 for v in config.get("input_size", [1])) or not 0 < config.get("crop_pct", 1) <= 1:
         raise RunError("its metadata is not of the shape sevis writes (data_config: sizes out of range)")
@@ -275,15 +275,17 @@ def batch_table(
     paths: Sequence[str],
     labels: Sequence[str | None],
     batch: BatchResult,
+    given: str = "folder",
 ) -> pa.Table:
-    """The rows of one batch; a ``None`` label becomes the predicted class."""
+    """The rows of one batch; a ``None`` label becomes the predicted class. ``given``: the
+    ``label_source`` of the others (``"folder"`` or ``"file"``)."""
     columns: dict[str, pa.Array] = {
         "path": pa.array(list(paths), pa.string()),
         "label": pa.array(
             [given if given is not None else top for given, top in zip(labels, batch.predicted, strict=True)],
             pa.string(),
         ),
-        "label_source": pa.array(["folder" if given is not None else "predicted" for given in labels], pa.string()),
+        "label_source": pa.array([given if label is not None else "predicted" for label in labels], pa.string()),
         "top5_classes": pa.array(batch.top_classes, pa.list_(pa.string())),
         "top5_probs": _fixed(batch.top_probs).cast(pa.list_(pa.float32())),
     }
