@@ -44,6 +44,15 @@ def shown(markdown: str) -> str:
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
 
 
+def class_folders(root: Path, classes: dict[str, list[str]]) -> Path:
+    """``root`` holding one folder per class with the named photographs in it (ImageFolder)."""
+    for label, names in classes.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (root / label / name).write_bytes((PHOTOS / name).read_bytes())
+    return root
+
+
 def make_zip(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
     """A zip archive of ``{path inside the archive: bytes}``, deflated (or ``compression``)."""
     buffer = io.BytesIO()

@@ -15,7 +15,7 @@ import pytest
 import streamlit as st
 import timm
 import torch
-from conftest import make_zip, shown
+from conftest import class_folders, make_zip, shown
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -307,11 +307,7 @@ def test_compare_needs_both_then_shows_stages(app):
 def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos, tmp_path, monkeypatch):
     from sevis.jobs.extraction import extract
 
-    folder = tmp_path / "data"
-    for label, names in {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]}.items():
-        (folder / label).mkdir(parents=True)
-        for name in names:
-            (folder / label / name).write_bytes(photos[name])
+    folder = class_folders(tmp_path / "data", {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]})
     run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
 
     app.switch_page("app_pages/classes.py").run()
@@ -351,11 +347,9 @@ def test_a_runs_chance_band_still_computing_is_said_and_drawn_when_done(app, tin
     from sevis.jobs.extraction import extract
     from sevis.runs import reader
 
-    folder = tmp_path / "data"
-    for label, names in {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png", "rocket.jpg"]}.items():
-        (folder / label).mkdir(parents=True)
-        for name in names:
-            (folder / label / name).write_bytes(photos[name])
+    folder = class_folders(
+        tmp_path / "data", {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png", "rocket.jpg"]}
+    )
     run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
     monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
     monkeypatch.setattr(services, "BAND_WAIT_S", 0.2)
@@ -386,11 +380,7 @@ def test_a_runs_chance_band_still_computing_is_said_and_drawn_when_done(app, tin
 def test_a_saved_run_without_se_4_6_and_with_a_class_named_all_images(app, tiny_se, photos, tmp_path, monkeypatch):
     from sevis.jobs.extraction import extract
 
-    folder = tmp_path / "data"
-    for label, names in {"all images": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]}.items():
-        (folder / label).mkdir(parents=True)
-        for name in names:
-            (folder / label / name).write_bytes(photos[name])
+    folder = class_folders(tmp_path / "data", {"all images": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]})
     run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, layers=["SE_5_2"], progress=False)
     monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
 
@@ -669,11 +659,9 @@ def test_channels_page_drills_into_the_classes_pages_images(app, photos):
 def test_channels_page_opens_a_saved_run_and_reads_its_images_back(app, tiny_se, photos, tmp_path, monkeypatch):
     from sevis.jobs.extraction import extract
 
-    folder = tmp_path / "data"
-    for label, names in {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png", "camera.png"]}.items():
-        (folder / label).mkdir(parents=True)
-        for name in names:
-            (folder / label / name).write_bytes(photos[name])
+    folder = class_folders(
+        tmp_path / "data", {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png", "camera.png"]}
+    )
     run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
     monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
     app.switch_page("app_pages/channels.py").run()
@@ -969,11 +957,7 @@ def test_a_saved_runs_metadata_is_shown_as_text(app, tiny_se, photos, tmp_path):
 
     from sevis.jobs.extraction import extract
 
-    folder = tmp_path / "data"
-    for label, names in {"cat": ["chelsea.png"], "cup": ["coffee.png"]}.items():
-        (folder / label).mkdir(parents=True)
-        for name in names:
-            (folder / label / name).write_bytes(photos[name])
+    folder = class_folders(tmp_path / "data", {"cat": ["chelsea.png"], "cup": ["coffee.png"]})
     run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
     table = pq.read_table(run)
     meta = json.loads(table.schema.metadata[b"sevis"])

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import PHOTOS
+from conftest import PHOTOS, class_folders
 
 pytestmark = pytest.mark.e2e
 
@@ -337,7 +337,8 @@ def test_classes_page_two_classes(server, page, tmp_path):
     assert manifest["failures"][0]["name"] == "broken.jpg"
 
 
-def test_clicking_a_channel_opens_its_page(server, page):
+def two_classes_on_the_classes_page(page, server: str) -> None:
+    """The Classes page with two classes of two photographs each uploaded, settled."""
     page.goto(f"{server}/classes")
     page.get_by_role("heading", name="Classes").wait_for()
     uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
@@ -345,6 +346,10 @@ def test_clicking_a_channel_opens_its_page(server, page):
     wait_for_charts(page, 3)
     uploaders.nth(1).set_input_files([str(PHOTOS / "rocket.jpg"), str(PHOTOS / "coffee.png")])
     wait_for_charts(page, 5)
+
+
+def test_clicking_a_channel_opens_its_page(server, page):
+    two_classes_on_the_classes_page(page, server)
     # a marker of the first class's line in one layer's Figure 6 (50 channels: drawn with markers)
     marker = page.locator(CHART).nth(1).locator(".scatterlayer .trace").first.locator(".points path").nth(20)
     box = marker.bounding_box()
@@ -365,13 +370,7 @@ def test_clicking_a_channel_opens_its_page(server, page):
 def test_classes_page_two_class_test_and_untrained_baseline(server, page):
     """The two-class test's volcano plot and the untrained baseline on the depth curve, each
     turned on in Chromium; a click on a significant channel of the volcano opens it."""
-    page.goto(f"{server}/classes")
-    page.get_by_role("heading", name="Classes").wait_for()
-    uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
-    uploaders.nth(0).set_input_files([str(PHOTOS / "chelsea.png"), str(PHOTOS / "astronaut.png")])
-    wait_for_charts(page, 3)
-    uploaders.nth(1).set_input_files([str(PHOTOS / "rocket.jpg"), str(PHOTOS / "coffee.png")])
-    wait_for_charts(page, 5)
+    two_classes_on_the_classes_page(page, server)
     page.get_by_text("Which channels separate two classes").click()
     wait_for_charts(page, 6)  # + the volcano, after the histograms
     volcano = page.locator(CHART).nth(3)
@@ -409,13 +408,9 @@ def test_report_opens_in_chromium_with_its_charts(se_model, page, tmp_path):
     from sevis.jobs.extraction import extract
     from sevis.report import write_report
 
-    for label, names in {
-        "cat": ["chelsea.png", "astronaut.png"],
-        "vehicle": ["rocket.jpg", "motorcycle_left.png"],
-    }.items():
-        (tmp_path / "data" / label).mkdir(parents=True)
-        for name in names:
-            shutil.copy(PHOTOS / name, tmp_path / "data" / label / name)
+    class_folders(
+        tmp_path / "data", {"cat": ["chelsea.png", "astronaut.png"], "vehicle": ["rocket.jpg", "motorcycle_left.png"]}
+    )
     run = extract(se_model, tmp_path / "data", tmp_path / "run.parquet", workers=0, progress=False)
     report = write_report(run, tmp_path / "report.html")
     page.goto(report.as_uri())

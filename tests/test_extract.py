@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import remount, small_disk
+from conftest import class_folders, remount, small_disk
 from numpy.testing import assert_allclose
 
 import sevis
@@ -426,12 +426,10 @@ def test_cli_report_with_an_untrained_baseline_run(tiny_se, image_folder, tmp_pa
 def test_report_classes_by_name_on_a_run_of_wordnet_folders(tiny_se, tmp_path, photos, capsys):
     """`--classes goldfish pug` finds a run's ImageNet folders n01443537 and n02110958; a name
     two classes share lists them; a name of no class says what the run has."""
-    folder = tmp_path / "data"
     goldfish, pug = "n01443537", "n02110958"  # ImageNet's folders of the two classes
-    for wnid, names in {goldfish: ["chelsea.png", "astronaut.png"], pug: ["coffee.png", "rocket.jpg"]}.items():
-        (folder / wnid).mkdir(parents=True)
-        for name in names:
-            (folder / wnid / name).write_bytes(photos[name])
+    folder = class_folders(
+        tmp_path / "data", {goldfish: ["chelsea.png", "astronaut.png"], pug: ["coffee.png", "rocket.jpg"]}
+    )
     run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
     html = tmp_path / "report.html"
     assert main(["report", str(run), "--out", str(html), "--classes", "goldfish", "pug"]) == 0
