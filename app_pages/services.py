@@ -533,7 +533,9 @@ def _run_at(path: str, size: int, modified: int, within: tuple[str, ...]) -> Run
     # NOTE a resource, not data: a 1,000-class run's statistics are hundreds of MB, shared
     # read-only by every session instead of unpickled at every rerun. The file's size and
     # time are in the key, so a rewritten run is read again.
-    return read_run(path, bands=True, within=within)  # the chance bands computed while the page draws
+    # NOTE the bands start when the depth curve asks for them, after the page's other figures
+    # are drawn: a large run's take minutes, and would slow those figures down
+    return read_run(path, within=within)
 
 
 # NOTE an uploaded run is kept for other reruns of its session, four at most and an hour at

@@ -122,8 +122,8 @@ class Run(StatsByKind):
             if kind in self.samples:
                 rows, labels = self.samples[kind]
                 bands = specificity_nulls(rows, labels)
-            else:
-                bands = null_bands(self.path, kind)
+            else:  # NOTE minutes for a large run: a core is left to whoever waits meanwhile
+                bands = null_bands(self.path, kind, threads=max(1, workers() - 1))
         except BaseException as err:  # noqa: BLE001  raised where the bands are asked for
             future.set_exception(err)
             return

@@ -78,6 +78,7 @@ def null_bands(
     max_rows: int | None = None,
     permutations: int = PERMUTATIONS,
     seed: int = 0,
+    threads: int | None = None,
 ) -> dict[str, NullBand]:
     """Each layer's class-specificity under label permutations of every image of the run
     (see :func:`sevis.stats.specificity_null`): the band of the run's own N, a layer read
@@ -87,10 +88,11 @@ def null_bands(
     Args:
         max_rows: of a seeded sample of at most this many images instead (its band is that
             of a set of that size: wider than the whole run's).
+        threads: see :func:`sevis.stats.specificity_nulls`.
     """
     if max_rows is not None:
         rows, labels = read_rows(path, kind, max_rows=max_rows, seed=seed)
-        return specificity_nulls(rows, labels, permutations=permutations, seed=seed)
+        return specificity_nulls(rows, labels, permutations=permutations, seed=seed, threads=threads)
     path = Path(path)
     metadata = read_metadata(path)
     spec = get_kind(kind)
@@ -99,6 +101,6 @@ def null_bands(
     bands: dict[str, NullBand] = {}
     for layer in metadata.attention.get(kind, []):
         values = read_layer(path, spec.column(layer, spec.fields[0]), len(labels))
-        bands |= specificity_nulls({layer: values}, labels, permutations=permutations, seed=seed)
+        bands |= specificity_nulls({layer: values}, labels, permutations=permutations, seed=seed, threads=threads)
         del values
     return bands

@@ -139,10 +139,12 @@ def specificity_nulls(
     permutations: int = PERMUTATIONS,
     level: float = 0.95,
     seed: int = 0,
+    threads: int | None = None,
 ) -> dict[str, NullBand]:
     """:func:`specificity_null` of every layer: ``rows`` maps a layer to its (N, D) per-image
     values (the first summary field), one label per row; each permutation shuffles the
-    labels of every layer alike.
+    labels of every layer alike. ``threads``: how many to spread the work over (default
+    one per core torch uses; a server's background band leaves a core to the pages).
 
     All layers' varying positions are one (N, P) matrix, so a permutation is one
     ``index_add`` of the rows into class sums and a few passes over them: 200 permutations
@@ -204,7 +206,7 @@ def specificity_nulls(
                 ms_within = np.maximum(ss - ss_between, 0.0) / (n - k)
                 scores[:, begin:end] = (ss_between - (k - 1) * ms_within) / (ss + ms_within)
 
-    threads = min(workers(), len(blocks))
+    threads = max(1, min(threads or workers(), len(blocks)))
     with ThreadPoolExecutor(threads, thread_name_prefix="sevis-null") as pool:
         list(pool.map(score, [blocks[i::threads] for i in range(threads)]))
     first_rank, last_rank, coverage = band_ranks(permutations, level)
