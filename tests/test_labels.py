@@ -97,6 +97,10 @@ def test_bad_label_files_are_refused_with_a_message(tmp_path):
         read_labels(broken)
     with pytest.raises(sevis.DataError, match="cannot be read"):
         read_labels(tmp_path / "absent.csv")
+    huge = tmp_path / "huge.csv"
+    huge.write_text("path,label\nx.jpg," + "y" * 200_000 + "\n")  # past csv's field limit
+    with pytest.raises(sevis.DataError, match="huge.csv: not a CSV sevis reads"):
+        read_labels(huge)
 
 
 def test_extract_and_ablate_take_the_label_file(imagenet_val, tmp_path, capsys):

@@ -51,7 +51,10 @@ def read_labels(path: str | Path, synsets: str | Path | None = None) -> dict[str
         raise DataError(f"{shortened(Path(path).name)}: no labels in it")
     if all(line.isdigit() for line in lines):
         return _devkit(path, lines, synsets)
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as err:  # a field past csv's limit, a NUL byte
+        raise DataError(f"{shortened(Path(path).name)}: not a CSV sevis reads ({shortened(str(err), 100)})") from None
     header = [cell.strip() for cell in rows[0]] if rows else []
     if header[:2] == ["ImageId", "PredictionString"]:
         return _kaggle(path, rows[1:])
