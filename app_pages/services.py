@@ -511,7 +511,8 @@ def run_nulls(run: Run, kind: str) -> dict[str, NullBand] | None:
     the page draws without them and polls, see ``classes.depth_figures``)."""
     future = run.prefetch_null_bands(kind)
     with _WAITED_LOCK:
-        wait = 0.0 if future in _WAITED else BAND_WAIT_S
+        # a run read again for its bands takes minutes: no wait at all for it
+        wait = 0.0 if future in _WAITED or kind not in run.samples else BAND_WAIT_S
         _WAITED.add(future)
     try:
         return future.result(timeout=wait)
