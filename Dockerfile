@@ -40,10 +40,9 @@ RUN grep -E '^(torch|torchvision)==' requirements.txt > /tmp/torch.txt \
     && pip install -r requirements.txt \
     && rm /tmp/torch.txt
 
-COPY pyproject.toml README.md LICENSE app.py ./
+COPY pyproject.toml setup.py README.md LICENSE app.py ./
 COPY .streamlit ./.streamlit
 COPY sevis ./sevis
-COPY app_pages ./app_pages
 COPY assets ./assets
 RUN pip install --no-deps . \
     && useradd --create-home --uid 10001 sevis \

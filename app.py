@@ -1,44 +1,9 @@
-"""sevis dashboard: what SE and SGE attention layers do, for images you upload.
+"""The dashboard from a checkout: ``streamlit run app.py`` (the Docker image runs this too).
 
-    streamlit run app.py
-
-Environment: ``SEVIS_PLUGINS`` (modules to import first, e.g. ones that register
-models or attention classes), ``SEVIS_DASHBOARD_MODELS`` (``Label=name,...``: the
-networks the model panel offers; default SE-ResNet-50 and SGE-ResNet-50); for a shared
-server, ``SEVIS_ALLOWED_USERS``, ``SEVIS_SERVER_DIRS``, ``SEVIS_UPLOAD_DIR``,
-``SEVIS_MAX_CONCURRENT_RUNS`` and the
-limits of :mod:`sevis.limits` (the README's "Running it for a group").
+Installed from a wheel, ``sevis dashboard`` starts the same pages; both run
+:func:`sevis.app.main.main` (its docstring lists the environment it reads).
 """
 
-import os
+from sevis.app.main import main
 
-import streamlit as st
-
-st.set_page_config(page_title="sevis: SE and SGE attention", page_icon="🔎", layout="wide")
-
-from app_pages.services import load_plugins, run_slot
-from app_pages.widgets import login_gate, model_panel
-
-login_gate()  # only with [auth] in the secrets: see README, "Running it for a group"
-
-for module, error in load_plugins(os.environ.get("SEVIS_PLUGINS", "")).items():
-    st.error(f"Plugin {module} could not be loaded ({error}); the dashboard runs without it.")
-
-page = st.navigation(
-    [
-        st.Page("app_pages/images.py", title="Images", icon=":material/image:", default=True),
-        st.Page("app_pages/classes.py", title="Classes", icon=":material/stacked_line_chart:"),
-        st.Page("app_pages/compare.py", title="SE vs SGE", icon=":material/compare:"),
-        st.Page("app_pages/channels.py", title="Channels", icon=":material/tune:"),
-    ]
-)
-# NOTE a bounded number of sessions draw at once (SEVIS_MAX_CONCURRENT_RUNS): the others
-# wait their turn without CPU, so the server keeps answering through a burst of sessions.
-with run_slot():
-    st.session_state["models"] = model_panel()
-    st.sidebar.caption(
-        "SE: Hu et al., arXiv:1709.01507 · SGE: Li et al., arXiv:1905.09646 · "
-        "Models are loaded once per server and shared by every session."
-    )
-    st.session_state["_exports"] = []  # what this run draws, for the page's Export all button
-    page.run()
+main()

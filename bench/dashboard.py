@@ -152,7 +152,7 @@ def upload_to_charts() -> None:
     at.get("file_uploader")[0].set_value(one)
     rows.append(("one photograph, Images page", timed_run(at)))
     rows.append(("same photograph again (rerun, cached)", timed_run(at)))
-    at = app("app_pages/classes.py")
+    at = app("sevis/app/views/classes.py")
     at.number_input(key="classes_count").set_value(4).run()
     for i, label in enumerate(("cat", "cup", "astronaut", "rocket")):
         at.text_input(key=f"classes_label_{i}").set_value(label)

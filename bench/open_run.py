@@ -105,7 +105,7 @@ def open_once(path: str) -> None:
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
     at.run()
-    at.switch_page("app_pages/classes.py").run()
+    at.switch_page("sevis/app/views/classes.py").run()
     before = memory_mb("VmRSS")
     start = time.perf_counter()
     at.radio(key="classes_mode").set_value("run").run()
@@ -118,7 +118,7 @@ def open_once(path: str) -> None:
     charts = len(at.get("plotly_chart"))
     pending = any("being computed" in str(c.value) for c in at.caption)
     # NOTE the band of every image is computed in the background; the page polls for it
-    from app_pages.services import load_run
+    from sevis.app.services import load_run
 
     load_run(None, path).null_bands("se")
     band_seconds = time.perf_counter() - start

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         normalise as normalise,
         preprocess as preprocess,
         read_zip as read_zip,
+        sample_photos as sample_photos,
     )
     from .errors import (
         ArchiveError as ArchiveError,
@@ -153,6 +154,7 @@ _EXPORTS = {
         "normalise",
         "preprocess",
         "read_zip",
+        "sample_photos",
     ],
     "errors": [
         "ArchiveError",

@@ -200,7 +200,7 @@ def test_uploaded_checkpoints_good_and_bad(real_app, senet_file, tmp_path):
 
 
 def test_same_inputs_do_not_run_the_model_again(app):
-    from app_pages.services import load_model
+    from sevis.app.services import load_model
 
     untrained(app)
     model = load_model(SE, "untrained")  # the cached, shared instance
@@ -230,7 +230,7 @@ def class_zip(photos) -> bytes:
 
 def test_classes_from_uploads_per_class(app, photos):
     untrained(app)
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     assert any("Upload images" in shown(i.value) for i in app.info)
     app.text_input(key="classes_label_0").set_value("cat")
     app.text_input(key="classes_label_1").set_value("vehicle")
@@ -263,7 +263,7 @@ def test_classes_from_uploads_per_class(app, photos):
 def test_classes_from_a_zip_with_a_broken_file_and_both_models(app, photos):
     app.sidebar.radio(key="model_choice").set_value("Both").run()
     untrained(app, SE, SGE)
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.radio(key="classes_mode").set_value("zip").run()
     app.get("file_uploader")[0].set_value(("classes.zip", class_zip(photos), "application/zip")).run()
     assert not app.exception
@@ -277,7 +277,7 @@ def test_classes_from_a_zip_with_a_broken_file_and_both_models(app, photos):
 
 def test_classes_from_predictions_and_a_bad_zip(app, photos):
     untrained(app)
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.radio(key="classes_mode").set_value("predicted").run()
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "coffee.png")]).run()
     no_errors(app)
@@ -290,7 +290,7 @@ def test_classes_from_predictions_and_a_bad_zip(app, photos):
 
 def test_compare_needs_both_then_shows_stages(app):
     untrained(app)
-    app.switch_page("app_pages/compare.py").run()
+    app.switch_page("sevis/app/views/compare.py").run()
     assert any("Choose **Both**" in shown(i.value) for i in app.info)
     app.sidebar.radio(key="model_choice").set_value("Both").run()
     untrained(app, SE, SGE)
@@ -310,7 +310,7 @@ def test_classes_opens_a_saved_run_without_running_a_model(app, tiny_se, photos,
     folder = class_folders(tmp_path / "data", {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]})
     run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
 
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.radio(key="classes_mode").set_value("run").run()
     assert any("Upload a run" in shown(i.value) for i in app.info)
     app.text_input(key="classes_run_path").set_value(str(run)).run()
@@ -343,7 +343,7 @@ def test_a_runs_chance_band_still_computing_is_said_and_drawn_when_done(app, tin
     what it will be, and draws it once computed (here the computation is held on an event)."""
     import threading
 
-    from app_pages import services
+    from sevis.app import services
     from sevis.jobs.extraction import extract
     from sevis.runs import reader
 
@@ -361,7 +361,7 @@ def test_a_runs_chance_band_still_computing_is_said_and_drawn_when_done(app, tin
         return computed(*args, **kwargs)
 
     monkeypatch.setattr(reader, "specificity_nulls", held)
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.radio(key="classes_mode").set_value("run").run()
     app.text_input(key="classes_run_path").set_value(str(run)).run()
     no_errors(app)
@@ -384,7 +384,7 @@ def test_a_saved_run_without_se_4_6_and_with_a_class_named_all_images(app, tiny_
     run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, layers=["SE_5_2"], progress=False)
     monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
 
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.radio(key="classes_mode").set_value("run").run()
     app.text_input(key="classes_run_path").set_value(str(run)).run()
     assert not app.exception
@@ -402,7 +402,7 @@ def test_sge_with_many_uploads_keeps_masks_only_for_the_image_shown(app, photos)
 
     from PIL import Image
 
-    from app_pages.services import MAX_VALUE_IMAGES
+    from sevis.app.services import MAX_VALUE_IMAGES
 
     app.sidebar.radio(key="model_choice").set_value(SGE_LABEL).run()
     untrained(app, SGE)
@@ -442,7 +442,7 @@ def test_classes_uploaded_one_after_the_other_are_all_drawn(app, photos):
     """Upload class 1, let the page draw, then class 2: the chart shows both (the class
     choice follows the class set instead of keeping the choice made when one existed)."""
     untrained(app)
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")]).run()
     assert classes_shown(app).value == ["class 1"] and charts(app) == 3
     app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "coffee.png")]).run()
@@ -547,7 +547,7 @@ def test_a_full_disk_during_a_checkpoint_upload_is_a_message_and_the_next_try_wo
         no_errors(real_app)
         assert charts(real_app) == 3
         assert [p for p in disk.rglob("*") if p.is_file()] == []  # removed once read
-    from app_pages.services import Loaded
+    from sevis.app.services import Loaded
 
     (loaded,) = [m for m in real_app.session_state["models"] if isinstance(m, Loaded)]
     assert loaded.provenance.weights == "uploaded se_resnet50-ce0d4300.pth"  # the user's file, not a temporary path
@@ -556,7 +556,7 @@ def test_a_full_disk_during_a_checkpoint_upload_is_a_message_and_the_next_try_wo
 
 def test_the_gradcam_class_follows_the_image(app, photos):
     import sevis
-    from app_pages.services import load_model
+    from sevis.app.services import load_model
 
     untrained(app)
     names = ["chelsea.png", "coffee.png"]
@@ -596,7 +596,7 @@ def test_with_a_login_provider_nobody_gets_past_the_sign_in_page_unsigned(app):
 
 
 def test_allowed_users_by_address_or_domain():
-    from app_pages.widgets import user_allowed
+    from sevis.app.widgets import user_allowed
 
     assert user_allowed("ada@lab.org", "")  # no list: whoever the provider signs in
     allowed = "ada@lab.org, @vision.example.edu"
@@ -607,12 +607,12 @@ def test_allowed_users_by_address_or_domain():
 
 def test_channels_page_drills_into_the_classes_pages_images(app, photos):
     untrained(app)
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.radio(key="classes_mode").set_value("zip").run()
     app.get("file_uploader")[0].set_value(("classes.zip", class_zip(photos), "application/zip")).run()
     # what a click on a class profile leaves behind (the browser test clicks for real)
     app.session_state["drill"] = {"layer": "SE_4_2", "channel": 9, "source": f"{SE_LABEL}: images on the Classes page"}
-    app.switch_page("app_pages/channels.py").run()
+    app.switch_page("sevis/app/views/channels.py").run()
     no_errors(app)
     assert app.selectbox[0].value == "SE_4_2" and app.number_input[0].value == 9
     # the Images page's photographs (the samples, opened first) are offered too
@@ -664,7 +664,7 @@ def test_channels_page_opens_a_saved_run_and_reads_its_images_back(app, tiny_se,
     )
     run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
     monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
-    app.switch_page("app_pages/channels.py").run()
+    app.switch_page("sevis/app/views/channels.py").run()
     assert any("Upload a run" in shown(i.value) for i in app.info)
     app.text_input(key="channels_run_path").set_value(str(run)).run()
     no_errors(app)
@@ -721,7 +721,7 @@ def test_compare_offers_only_readable_images_and_says_which_model_is_missing(app
     app.sidebar.radio(key="model_choice").set_value("Both").run()
     untrained(app, SE)
     app.sidebar.selectbox(key=f"{SGE}_source").set_value("upload").run()
-    app.switch_page("app_pages/compare.py").run()
+    app.switch_page("sevis/app/views/compare.py").run()
     assert any("The SGE model is not loaded yet" in shown(i.value) for i in app.info)
     untrained(app, SGE)
     broken = ("broken.jpg", photos["rocket.jpg"][:3000], "image/jpeg")
@@ -735,7 +735,7 @@ def test_compare_offers_only_readable_images_and_says_which_model_is_missing(app
 
 def test_sorting_by_a_difference_needs_two_classes(app, photos):
     untrained(app)
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "coffee.png")]).run()
     app.radio(key="classes_channels").set_value("sorted by the difference of two classes").run()
     no_errors(app)
@@ -743,10 +743,10 @@ def test_sorting_by_a_difference_needs_two_classes(app, photos):
 
 
 def test_renaming_a_class_runs_no_model_and_a_new_column_only_its_own_images(app, photos):
-    from app_pages.services import load_model
+    from sevis.app.services import load_model
 
     untrained(app)
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")]).run()
     model = load_model(SE, "untrained")
     calls: list[int] = []
@@ -794,7 +794,7 @@ def figure(at: AppTest, n: int):
 
 def test_fewer_classes_and_more_again_keeps_the_uploads(app, photos):
     untrained(app)
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.number_input(key="classes_count").set_value(3).run()
     for i, names in enumerate([["chelsea.png"], ["coffee.png"], ["rocket.jpg", "camera.png"]]):
         app.get("file_uploader")[i].set_value([png(photos, n) for n in names]).run()
@@ -836,7 +836,7 @@ def test_a_trained_network_against_itself_untrained_on_the_classes_page(app, pho
     monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
     app.sidebar.selectbox(key=f"{SE}_source").set_value("server").run()
     app.sidebar.text_input(key=f"{SE}_path").set_value(str(checkpoint)).run()
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")])
     app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "coffee.png")]).run()
     no_errors(app)
@@ -865,7 +865,7 @@ def test_a_trained_network_against_itself_untrained_on_the_classes_page(app, pho
 def test_sge_distributions_before_and_after_on_the_classes_page(app, photos):
     app.sidebar.radio(key="model_choice").set_value(SGE_LABEL).run()
     untrained(app, SGE)
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")])
     app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "coffee.png")]).run()
     no_errors(app)
@@ -902,7 +902,7 @@ def test_two_checkpoints_of_one_network_side_by_side(app, photos, tmp_path, monk
     sides = [c for c in app.main.columns if c.header]
     assert [[h.value for h in c.header] for c in sides] == [[f"{SE_LABEL} (A)"], [f"{SE_LABEL} (B)"]]
     assert [len(c.get("plotly_chart")) for c in sides] == [3, 3]
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")])
     app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "coffee.png")]).run()
     no_errors(app)
@@ -916,7 +916,7 @@ def test_two_checkpoints_of_one_network_side_by_side(app, photos, tmp_path, monk
 
 
 def test_unique_names_never_collide():
-    from app_pages.services import unique_names
+    from sevis.app.services import unique_names
 
     files = [("a.jpg", b"1"), ("a.jpg", b"2"), ("a.jpg (2)", b"3"), ("a.jpg", b"4"), ("b.jpg", b"5")]
     named = unique_names(files)
@@ -936,7 +936,7 @@ def test_names_from_a_users_zip_are_shown_as_text_and_long_failure_lists_summari
     entries[f"data/cup/{BEACON}.jpg"] = broken
     entries |= {f"data/cup/broken-{i:02d}.jpg": broken for i in range(29)}
     untrained(app)
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.radio(key="classes_mode").set_value("zip").run()
     app.get("file_uploader")[0].set_value(("classes.zip", make_zip(entries), "application/zip")).run()
     assert not app.exception
@@ -964,7 +964,7 @@ def test_a_saved_runs_metadata_is_shown_as_text(app, tiny_se, photos, tmp_path):
     meta |= {"model": f"tiny_se {BEACON}", "source": f"[click me](http://127.0.0.1:9/) {BEACON}"}
     hostile = tmp_path / "hostile.parquet"
     pq.write_table(table.replace_schema_metadata({b"sevis": json.dumps(meta).encode()}), hostile)
-    app.switch_page("app_pages/classes.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
     app.radio(key="classes_mode").set_value("run").run()
     app.get("file_uploader")[0].set_value(("hostile.parquet", hostile.read_bytes(), "application/octet-stream")).run()
     assert not app.exception
@@ -978,7 +978,7 @@ def test_at_most_the_slots_draw_at_once_and_a_waiting_session_goes_next(monkeypa
     their thread (bench/load.py --burst measures what that does for the health endpoint)."""
     import threading
 
-    from app_pages.services import run_slot, run_slots
+    from sevis.app.services import run_slot, run_slots
 
     monkeypatch.setenv("SEVIS_MAX_CONCURRENT_RUNS", "1")
     assert run_slots() == 1

@@ -517,7 +517,7 @@ def test_a_file_swapped_for_a_link_after_its_name_was_checked_is_not_read(tmp_pa
 
 @pytest.mark.parametrize("typed", ["w\0.pth", "x" * 300 + ".pth", "a/" * 2100 + "w.pth"])
 def test_names_that_are_no_path_are_a_server_file_error(tmp_path, monkeypatch, typed):
-    from app_pages.services import ServerFileError, server_file
+    from sevis.app.services import ServerFileError, server_file
 
     monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
     with pytest.raises(ServerFileError, match="not a path the dashboard opens"):

@@ -146,7 +146,7 @@ def test_the_classes_page_shows_a_saved_toy_run(toy_model, image_folder, tmp_pat
     monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
-    at.switch_page("app_pages/classes.py").run()
+    at.switch_page("sevis/app/views/classes.py").run()
     at.radio(key="classes_mode").set_value("run").run()
     at.text_input(key="classes_run_path").set_value(str(out)).run()
     assert not at.exception

@@ -2,7 +2,7 @@
 circles, no reach-ins into another module's private names, public names written once.
 
 The graph is built from every import statement (module level, ``TYPE_CHECKING`` blocks
-and function bodies) of ``sevis/``, ``app_pages/`` and ``app.py``, by reading the code
+and function bodies) of ``sevis/`` (the dashboard's pages included) and ``app.py``, by reading the code
 (nothing is imported to build it), so a lazy import cannot hide an arrow.
 """
 
@@ -34,7 +34,8 @@ LAYERS: list[set[str]] = [
     {"figures", "export"},
     {"jobs", "report"},  # extract (local, Ray), ablate; the HTML report
     {"__init__"},  # the public face: every public name, imported on first use
-    {"cli"},
+    {"app"},  # the dashboard: services, widgets, the entry script, the pages
+    {"cli"},  # `sevis dashboard` finds the dashboard's entry script
 ]
 # The flat module paths before the subpackages: re-exports kept for one release.
 SHIMS = {
@@ -59,7 +60,7 @@ LAYERS[-1] |= set(SHIMS)
 # First-party imports inside functions, each with its reason (cli.py and the package
 # roots' lazy exports keep `sevis --help` and `import sevis` from importing torch).
 FUNCTION_IMPORTS = {
-    ("app_pages.services", "sevis.hooks.gradcam"): "captum is imported when Grad-CAM is first asked for",
+    ("sevis.app.services", "sevis.hooks.gradcam"): "captum is imported when Grad-CAM is first asked for",
 }
 SNAPSHOT = ROOT / "tests" / "public_api.txt"
 
@@ -79,7 +80,7 @@ def module_name(path: Path) -> str:
 
 
 def sources() -> list[Path]:
-    return [*sorted((ROOT / "sevis").rglob("*.py")), *sorted((ROOT / "app_pages").glob("*.py")), ROOT / "app.py"]
+    return [*sorted((ROOT / "sevis").rglob("*.py")), ROOT / "app.py"]
 
 
 def is_module(name: str) -> bool:
@@ -100,7 +101,7 @@ def imports_of(path: Path) -> Iterator[Import]:
                 target = ".".join([*base, node.module] if node.module else base)
             else:
                 target = node.module or ""
-            if not target.startswith(("sevis", "app_pages")):
+            if not target.startswith("sevis"):
                 continue
             names = tuple(a.name for a in node.names)
             # `from . import figures`: each name that is a module is a target of its own.
@@ -112,7 +113,7 @@ def imports_of(path: Path) -> Iterator[Import]:
                 yield Import(name, target, others, id(node) in inside, node.lineno)
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.startswith(("sevis", "app_pages")):
+                if alias.name.startswith("sevis"):
                     yield Import(name, alias.name, (), id(node) in inside, node.lineno)
 
 
@@ -241,7 +242,9 @@ def test_every_module_lists_what_it_defines_in_all():
             continue
         tree = ast.parse(path.read_text())
         assert any(
-            isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in n.targets) for n in tree.body
+            any(getattr(t, "id", None) == "__all__" for t in getattr(n, "targets", [getattr(n, "target", None)]))
+            for n in tree.body
+            if isinstance(n, ast.Assign | ast.AnnAssign)
         ), f"{name} has no __all__"
 
 
@@ -298,11 +301,11 @@ def test_the_old_module_paths_warn_and_give_the_same_objects(old):
         assert getattr(shim, name) is getattr(home, name), name
 
 
-def test_the_readme_names_only_paths_that_exist():
-    """Every `sevis.x.y` the README names is a module or an attribute that resolves."""
+def test_the_readme_and_the_docs_name_only_paths_that_exist():
+    """Every `sevis.x.y` the README and the docs name is a module or an attribute that resolves."""
     import re
 
-    text = (ROOT / "README.md").read_text()
+    text = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))])
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)  # the README names the new paths
         for dotted in sorted(set(re.findall(r"`(sevis(?:\.[A-Za-z_][A-Za-z0-9_]*)+)", text))):
@@ -312,5 +315,5 @@ def test_the_readme_names_only_paths_that_exist():
                     obj = importlib.import_module(".".join(parts[:cut]))
                     break
             for attr in parts[cut:]:
-                assert hasattr(obj, attr), f"README names {dotted}, which does not resolve"
+                assert hasattr(obj, attr), f"the docs name {dotted}, which does not resolve"
                 obj = getattr(obj, attr)

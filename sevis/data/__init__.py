@@ -6,17 +6,20 @@ from .failure import Failure
 from .files import IMAGE_SUFFIXES, DecodedBatch, ImageFiles, Item, discover, iter_batches
 from .images import ACCEPTED_FORMATS, MAX_PIXELS, decode_image, load_view, model_view, normalise, preprocess
 from .labels import read_labels
+from .samples import SAMPLE_PHOTOS, assets_dir, sample_photos
 
 __all__ = [
     "ACCEPTED_FORMATS",
     "IMAGE_SUFFIXES",
     "MAX_PIXELS",
+    "SAMPLE_PHOTOS",
     "DecodedBatch",
     "Failure",
     "ImageFiles",
     "Item",
     "LabelledFile",
     "ZipLimitError",
+    "assets_dir",
     "count_entries",
     "decode_image",
     "discover",
@@ -27,4 +30,5 @@ __all__ = [
     "preprocess",
     "read_labels",
     "read_zip",
+    "sample_photos",
 ]

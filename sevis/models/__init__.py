@@ -15,7 +15,7 @@ from .registry import (
     set_model_info,
     unregister_model,
 )
-from .selfcheck import CHECK_PHOTOS, SelfCheck, assets_dir, self_check
+from .selfcheck import CHECK_PHOTOS, SelfCheck, self_check
 from .weights import (
     WeightsFile,
     cached_weights,
@@ -36,7 +36,6 @@ __all__ = [
     "ModelInfo",
     "SelfCheck",
     "WeightsFile",
-    "assets_dir",
     "cached_weights",
     "class_candidates",
     "class_indices",

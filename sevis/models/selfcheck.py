@@ -18,16 +18,15 @@ not the 1,000 ImageNet classes are not checked (``None``).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..data.images import decode_image, preprocess
+from ..data.samples import assets_dir
 
-__all__ = ["CHECK_PHOTOS", "SelfCheck", "assets_dir", "self_check"]
+__all__ = ["CHECK_PHOTOS", "SelfCheck", "self_check"]
 
 CHECK_PHOTOS: dict[str, tuple[int, ...]] = {
     "chelsea.png": (281, 282, 285),
@@ -71,16 +70,6 @@ class SelfCheck:
                 for p in self.photos
             ],
         }
-
-
-def assets_dir() -> Path | None:
-    """The sample photographs: ``$SEVIS_ASSETS``, the ``assets`` folder beside the
-    package (a checkout, the Docker image) or in the working folder."""
-    here = Path(__file__).resolve().parent.parent / "assets"
-    for folder in (os.environ.get("SEVIS_ASSETS"), here, Path.cwd() / "assets"):
-        if folder and all((Path(folder) / name).is_file() for name in CHECK_PHOTOS):
-            return Path(folder)
-    return None
 
 
 @torch.inference_mode()

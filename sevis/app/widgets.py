@@ -1,7 +1,7 @@
 """Widgets the pages share: the model panel, charts with their exports, messages.
 
 Pages stay thin: they gather widget values, call :mod:`sevis` (through
-:mod:`app_pages.services`) and place the results.
+:mod:`sevis.app.services`) and place the results.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
 import sevis
-from app_pages.services import (
+from sevis import export
+from sevis.app import VIEWS
+from sevis.app.services import (
     USER_ERRORS,
     Loaded,
     Weights,
@@ -27,11 +29,38 @@ from app_pages.services import (
     server_file,
     upload_digest,
 )
-from sevis import export
 from sevis.errors import shortened
 from sevis.figures._style import mark_untrained
 from sevis.models.weights import weights_file
 from sevis.runs.reader import Run
+
+__all__ = [
+    "CHANNELS_PAGE",
+    "FAILURES_SHOWN",
+    "OTHER_TIMM",
+    "SOURCES",
+    "TIMM_SE_FAMILIES",
+    "TWO_CHECKPOINTS",
+    "UNTRAINED_LINES",
+    "WEIGHT_TYPES",
+    "Pick",
+    "auth_configured",
+    "export_all",
+    "export_figures",
+    "file_part",
+    "hide_model_messages",
+    "login_gate",
+    "model_panel",
+    "model_places",
+    "offer_drill",
+    "plain",
+    "report_failures",
+    "saved_run_input",
+    "show_figure",
+    "timm_se_models",
+    "user_allowed",
+]
+
 
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark, each escapable in Markdown
 
@@ -399,7 +428,7 @@ def report_failures(failures: Sequence[sevis.Failure]) -> None:
             )
 
 
-CHANNELS_PAGE = "app_pages/channels.py"
+CHANNELS_PAGE = VIEWS / "channels.py"
 Pick = Callable[[dict], tuple[str, int] | None]
 """Maps a clicked chart point to (layer, channel), or None for a point that is no channel."""
 

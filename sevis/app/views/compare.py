@@ -3,13 +3,16 @@
 import streamlit as st
 
 import sevis
-from app_pages.services import IMAGE_TYPES, Loaded, analyse, sample_files, unique_names
-from app_pages.widgets import export_all, report_failures, show_figure
 from sevis import export, figures
+from sevis.app.services import IMAGE_TYPES, Loaded, analyse, sample_files, unique_names
+from sevis.app.widgets import export_all, report_failures, show_figure
 from sevis.attention.geometry import layer_grid
 from sevis.attention.layers import parse_layer
 from sevis.stats.measures import saturation
 from sevis.stats.sge import mask_overview, mean_mask
+
+__all__: list[str] = []  # a page: Streamlit runs this script; nothing in it is imported
+
 
 st.title("SE vs SGE")
 st.caption(

@@ -35,11 +35,49 @@ from torch import nn
 
 import sevis
 from sevis._files import FileRefused, opened_within
+from sevis.data import assets_dir
 from sevis.errors import shortened
 from sevis.runs.reader import Run, read_run
 from sevis.stats.measures import NullBand
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+__all__ = [
+    "BAND_WAIT_S",
+    "DEFAULT_MODELS",
+    "IMAGE_CACHE_ENTRIES",
+    "IMAGE_TYPES",
+    "MAX_VALUE_IMAGES",
+    "USER_ERRORS",
+    "Loaded",
+    "ServerFileError",
+    "UploadError",
+    "Weights",
+    "ablation_of",
+    "analyse",
+    "analysis_nulls",
+    "channel_effect",
+    "channel_view_of",
+    "dashboard_models",
+    "excitation_map_of",
+    "grad_cam",
+    "images_key",
+    "kept_upload",
+    "load_model",
+    "load_plugins",
+    "load_run",
+    "open_model",
+    "run_nulls",
+    "run_slot",
+    "run_slots",
+    "sample_files",
+    "server_file",
+    "server_folders",
+    "unique_names",
+    "untrained_twin",
+    "upload_digest",
+    "upload_folder",
+]
+
+
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 MAX_VALUE_IMAGES = 8  # keep every image's SGE masks (3.5 MB each) only for small sets
 USER_ERRORS = (sevis.SevisError,)
@@ -376,8 +414,12 @@ def unique_names(files: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
 
 
 def sample_files() -> list[tuple[str, bytes]]:
-    """The sample photographs in ``assets/``, as uploads."""
-    return [(p.name, p.read_bytes()) for p in sorted(ASSETS.iterdir()) if p.suffix.lower().lstrip(".") in IMAGE_TYPES]
+    """The sample photographs (``assets/``, or ``sevis/assets`` in the wheel), as uploads;
+    none when they are not installed."""
+    folder = assets_dir()
+    if folder is None:
+        return []
+    return [(p.name, p.read_bytes()) for p in sorted(folder.iterdir()) if p.suffix.lower().lstrip(".") in IMAGE_TYPES]
 
 
 IMAGE_CACHE_ENTRIES = 1024

@@ -6,7 +6,9 @@ import pandas as pd
 import streamlit as st
 
 import sevis
-from app_pages.services import (
+from sevis import figures
+from sevis.analysis.images import Analysis
+from sevis.app.services import (
     Loaded,
     ablation_of,
     channel_effect,
@@ -15,10 +17,11 @@ from app_pages.services import (
     images_key,
     server_folders,
 )
-from app_pages.widgets import export_figures, hide_model_messages, plain, saved_run_input, show_figure
-from sevis import figures
-from sevis.analysis.images import Analysis
+from sevis.app.widgets import export_figures, hide_model_messages, plain, saved_run_input, show_figure
 from sevis.runs.reader import Run
+
+__all__: list[str] = []  # a page: Streamlit runs this script; nothing in it is imported
+
 
 EXTREMES = 6  # images shown at each end of a channel's range (and knocked out, to see its effect)
 

@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 import sevis
-from app_pages.services import (
+from sevis import Analysis, ImageResult, export, figures
+from sevis.app.services import (
     IMAGE_TYPES,
     MAX_VALUE_IMAGES,
     Loaded,
@@ -16,11 +17,12 @@ from app_pages.services import (
     sample_files,
     unique_names,
 )
-from app_pages.widgets import export_all, file_part, model_places, offer_drill, plain, report_failures, show_figure
-from sevis import Analysis, ImageResult, export, figures
+from sevis.app.widgets import export_all, file_part, model_places, offer_drill, plain, report_failures, show_figure
 from sevis.attention.geometry import layer_grid
 from sevis.stats.measures import saturation
 from sevis.stats.sge import mean_mask, top_groups
+
+__all__: list[str] = []  # a page: Streamlit runs this script; nothing in it is imported
 
 
 def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:

@@ -9,7 +9,8 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 import sevis
-from app_pages.services import (
+from sevis import Provenance, figures
+from sevis.app.services import (
     IMAGE_TYPES,
     Loaded,
     analyse,
@@ -18,7 +19,7 @@ from app_pages.services import (
     unique_names,
     untrained_twin,
 )
-from app_pages.widgets import (
+from sevis.app.widgets import (
     export_all,
     file_part,
     hide_model_messages,
@@ -29,12 +30,14 @@ from app_pages.widgets import (
     saved_run_input,
     show_figure,
 )
-from sevis import Provenance, figures
 from sevis.stats.classes import ClassStats
 from sevis.stats.contrast import two_class_test
 from sevis.stats.measures import PERMUTATIONS, NullBand
 from sevis.stats.se import ExcitationStats
 from sevis.stats.sge import MaskStats
+
+__all__: list[str] = []  # a page: Streamlit runs this script; nothing in it is imported
+
 
 REFERENCE_LINES = {
     "both": "both",
