@@ -220,7 +220,8 @@ def analysis_bundle(
     statistics against the exported table.
 
     Args:
-        files, labels: what was analysed (``labels`` None: grouped by predicted class).
+        files: what was analysed, as (name, bytes).
+        labels: their labels (None: grouped by predicted class).
         weights_to_load: what ``rebuild.py`` passes to :func:`sevis.load_model` as weights
             (``"pretrained"``, ``"untrained"``, or the checkpoint's file name, to be put
             beside it).

@@ -26,6 +26,9 @@ _MB = 1024**2
 
 @dataclass(frozen=True)
 class LabelledFile:
+    """One image file of a zip: its path inside the archive, its class (the folder it is in,
+    None at the top) and its bytes."""
+
     name: str  # path inside the archive
     label: str | None
     data: bytes

@@ -62,8 +62,9 @@ def group_feature_maps(before: np.ndarray, after: np.ndarray, groups: Sequence[i
     shows what SGE kept.
 
     Args:
-        before, after: (G, H, W) feature norms of one image (see
+        before: (G, H, W) feature norms of one image before SGE (see
             :meth:`sevis.attention.kinds.SGEKind.module_values`).
+        after: the same after SGE.
         groups: the groups to show, one row each.
     """
     fig = make_subplots(

@@ -222,8 +222,8 @@ def knockout(
 
     Args:
         plan: layer name -> :class:`Replacement`.
-        layers, stages: layers, or whole stages by the paper's number (2 to 5 in a
-            ResNet-50), to give ``replace`` (default :class:`Remove`); added to ``plan``.
+        layers: layers to give ``replace`` (default :class:`Remove`); added to ``plan``.
+        stages: whole stages by the paper's number (2 to 5 in a ResNet-50), likewise.
         kind: with ``stages``, only layers of this kind (``"se"``, ``"sge"``).
     """
     full: dict[str, Replacement] = dict(plan or {})

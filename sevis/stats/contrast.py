@@ -56,8 +56,9 @@ def two_class_test(
         their image counts are in ``attrs``.
 
     Raises:
-        KeyError: no such layer or class; ValueError: a and b the same, or a class with
-        fewer than two images (its spread is undefined).
+        KeyError: no such layer or class.
+        ValueError: a and b the same, or a class with fewer than two images (its spread
+            is undefined).
     """
     if a == b:
         raise ValueError(f"two different classes are needed; got {a[:100]!r} twice")
