@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 def _count(least: int) -> Callable[[str], int]:
@@ -29,7 +29,8 @@ def _count(least: int) -> Callable[[str], int]:
     return parse
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command (the docs' command-line reference is written from it)."""
     parser = argparse.ArgumentParser(prog="sevis", description="See what SE and SGE attention layers do.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -105,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RUN",
         help="a run of the same images made with --weights untrained: drawn beside the run (what training added)",
     )
+    dash = sub.add_parser("dashboard", help="start the dashboard in a browser tab (needs the app extra: sevis[app])")
+    dash.add_argument("--address", default="127.0.0.1", help="where it listens (default: this machine only)")
+    dash.add_argument("--port", type=_count(1), default=8501, help="its port (default: 8501)")
+    dash.add_argument(
+        "--weights-dir",
+        default=None,
+        metavar="DIR",
+        help="the weights folder (default: $SEVIS_WEIGHTS_DIR or the cache; see `sevis weights list`)",
+    )
     return parser
 
 
@@ -131,7 +141,9 @@ def _log_to_stderr(quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
+    if args.command == "dashboard":
+        return _dashboard(args)
     _log_to_stderr(getattr(args, "quiet", False))
     # NOTE imported after parsing: `sevis --help` must not wait for torch.
     import sevis
@@ -187,6 +199,35 @@ def main(argv: list[str] | None = None) -> int:
             hint = " Or run with --weights FILE, or --weights untrained for random weights."
         print(f"sevis {args.command}: {err}{hint}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    """``sevis dashboard``: Streamlit serves :mod:`sevis.app.main` from the installed package,
+    as ``streamlit run app.py`` does from a checkout (returns only if Streamlit is missing)."""
+    import os
+
+    try:
+        from streamlit.web import cli as streamlit_cli
+    except ImportError:
+        print('sevis dashboard: the dashboard needs Streamlit: pip install "sevis[app]"', file=sys.stderr)
+        return 2
+    from sevis.app import ENTRY
+
+    if args.weights_dir:
+        os.environ["SEVIS_WEIGHTS_DIR"] = args.weights_dir
+    # What a checkout's .streamlit/config.toml says, as defaults the environment can change.
+    os.environ.setdefault("STREAMLIT_SERVER_MAX_UPLOAD_SIZE", "512")
+    os.environ.setdefault("STREAMLIT_CLIENT_TOOLBAR_MODE", "minimal")
+    os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+    flags = {
+        "server.address": args.address,
+        "server.port": str(args.port),
+        "server.headless": "true",  # print the address; a server has no browser to open
+        "server.fileWatcherType": "none",  # the watcher trips over torch.classes
+    }
+    argv = ["run", str(ENTRY)] + [part for name, value in flags.items() for part in (f"--{name}", value)]
+    streamlit_cli.main(argv, prog_name="streamlit")  # click exits the process when the server stops
     return 0
 
 

@@ -40,8 +40,29 @@ def hook_count(model: nn.Module) -> int:
 
 def shown(markdown: str) -> str:
     """What a reader sees of a Markdown element's source: the dashboard escapes every
-    punctuation mark of text from users' files (``app_pages.widgets.plain``)."""
+    punctuation mark of text from users' files (``sevis.app.widgets.plain``)."""
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
+def build_wheel(folder: Path) -> Path:
+    """The wheel `pip install .` would install, built from a copy of the tree in ``folder``
+    (setuptools builds in the tree's build/, which may hold an older layout)."""
+    import sys
+
+    source = folder / "source"
+    shutil.copytree(ROOT / "sevis", source / "sevis", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "assets", source / "assets")
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(folder), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = folder.glob("sevis-*.whl")
+    return wheel
 
 
 def class_folders(root: Path, classes: dict[str, list[str]]) -> Path:

@@ -17,12 +17,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+import venv
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import PHOTOS, class_folders
+from conftest import PHOTOS, build_wheel, class_folders
 
 pytestmark = pytest.mark.e2e
 
@@ -49,10 +50,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_streamlit(home: Path, **env: str) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` offline on a free loopback port, its caches and weights
-    folder under ``home`` (plus ``env``), its log in ``home/server.log``; returns the
-    process and its URL once healthy."""
+def start_streamlit(home: Path, command: list[str] | None = None, **env: str) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` (or ``command`` + its port, run in ``home``) offline on a free
+    loopback port, its caches and weights folder under ``home`` (plus ``env``), its log in
+    ``home/server.log``; returns the process and its URL once healthy."""
     port = free_port()
     env = {
         **os.environ,
@@ -63,10 +64,15 @@ def start_streamlit(home: Path, **env: str) -> tuple[subprocess.Popen, str]:
         "SEVIS_CACHE_DIR": str(home / "cache"),
         **env,
     }
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+    if command is None:
+        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+        command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+        cwd = ROOT
+    else:
+        command = [*command, "--port", str(port)]
+        cwd = home
     with open(home / "server.log", "wb") as log:  # the server keeps its own handle
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -82,9 +88,9 @@ def start_streamlit(home: Path, **env: str) -> tuple[subprocess.Popen, str]:
         time.sleep(0.5)
 
 
-def streamlit_server(home: Path):
+def streamlit_server(home: Path, command: list[str] | None = None):
     """:func:`start_streamlit`; yields its URL, stops it and keeps its log in test-artifacts/."""
-    process, url = start_streamlit(home)
+    process, url = start_streamlit(home, command)
     yield url
     process.terminate()
     try:
@@ -111,6 +117,27 @@ def server(tmp_path_factory, senet_state, sge_file):
 def bare_server(tmp_path_factory):
     """A first start with no weights anywhere and no network."""
     yield from streamlit_server(tmp_path_factory.mktemp("bare"))
+
+
+@pytest.fixture(scope="module")
+def wheel_server(tmp_path_factory):
+    """`pip install "sevis[app]"` from the built wheel into a fresh venv (the pins of
+    requirements.txt as constraints), then `sevis dashboard`, started outside the checkout:
+    no app.py, assets/ or .streamlit/ within reach."""
+    home = tmp_path_factory.mktemp("wheel")
+    wheel = build_wheel(home)
+    venv.create(home / "venv", with_pip=True)
+    python = home / "venv" / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    installed = subprocess.run(
+        [*pip, f"{wheel}[app]", "-c", str(ROOT / "requirements.txt")], capture_output=True, text=True, timeout=1800
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    where = subprocess.run(
+        [str(python), "-c", "import sevis; print(sevis.__file__)"], capture_output=True, text=True, cwd=home
+    )
+    assert where.stdout.startswith(str(home / "venv")), where  # the wheel's copy, not the checkout's
+    yield from streamlit_server(home, [str(home / "venv" / "bin" / "sevis"), "dashboard", "--weights-dir", "weights"])
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +251,25 @@ def test_first_open_without_weights_shows_photographs_and_one_panel(bare_server,
     page.get_by_text("untrained weights (random, seed 0)").wait_for()
     page.get_by_text("random weights, the self-check fails as expected").first.wait_for()
     shot(page, "first-open-untrained")
+
+
+def test_sevis_dashboard_from_the_wheel_serves_the_pages_and_the_photographs(wheel_server, page):
+    """The health answer (the fixture waited for it), the first page's sample photographs from
+    the wheel's sevis/assets, and a model run: the demo weights draw the charts."""
+    page.goto(wheel_server)
+    page.get_by_role("heading", name="Images").wait_for()
+    images = page.locator('[data-testid="stImage"] img')
+    images.nth(3).wait_for()
+    assert images.count() == 4
+    page.get_by_role("button", name="Untrained weights (a demo)").click()
+    wait_for_charts(page, 3)
+    no_errors(page)
+    page.get_by_text("random weights, the self-check fails as expected").first.wait_for()  # photographs found
+    for path, title in (("classes", "Classes"), ("compare", "SE vs SGE"), ("channels", "Channels")):  # every page
+        page.goto(f"{wheel_server}/{path}")
+        page.get_by_role("heading", name=title).first.wait_for()
+        no_errors(page)
+    shot(page, "wheel-dashboard")
 
 
 def test_images_page_sge_masks_and_exports(server, page, sge_file):
