@@ -8,8 +8,12 @@ PIP = $(PY) -m pip install --quiet --disable-pip-version-check
 # The dashboard listens on this machine only unless told otherwise (Docker sets 0.0.0.0).
 ADDRESS ?= 127.0.0.1
 PORT ?= 8501
+# TORCH=cpu: PyTorch's CPU-only wheels of the pinned versions (no CUDA stack: about 2.2 GB of
+# .venv instead of 6.8), from this index; where it cannot be reached, the install says so.
+TORCH ?=
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install install-test browser docker-tools run lint format test test-fast bench
+.PHONY: install install-test browser docker-tools run lint format docs screenshots test test-fast bench
 
 $(PY):
 	@$(PYTHON) -c "import ensurepip" 2>/dev/null || { \
@@ -19,6 +23,13 @@ $(PY):
 
 # Stamps: a second `make run` starts at once; editing a requirements file reinstalls.
 $(VENV)/.installed: $(PY) requirements.txt pyproject.toml
+ifeq ($(TORCH),cpu)
+	@$(PY) -c "import urllib.request; urllib.request.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=15)" 2>/dev/null || { \
+	  echo "TORCH=cpu: PyTorch's CPU index $(TORCH_CPU_INDEX) cannot be reached from here; nothing was installed."; \
+	  echo "Without TORCH=cpu, make installs PyPI's torch (its CUDA build, 6.8 GB of .venv; it runs on the CPU too)."; exit 1; }
+	grep -E '^(torch|torchvision)==' requirements.txt > $(VENV)/torch-cpu.txt
+	$(PIP) --index-url $(TORCH_CPU_INDEX) -r $(VENV)/torch-cpu.txt
+endif
 	$(PIP) -r requirements.txt -e .
 	@touch $@
 
@@ -45,6 +56,15 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# The documentation site (MkDocs, Material, mkdocstrings) into site/, warnings as errors;
+# tests/test_docs.py builds it too, so CI does.
+docs: $(VENV)/.installed-dev
+	$(VENV)/bin/mkdocs build --strict
+
+# The docs' and README's pictures, drawn from the real dashboard in Chromium.
+screenshots: $(VENV)/.installed-dev browser
+	$(PY) docs/screenshots.py
 
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check --fix .
