@@ -91,6 +91,53 @@ def test_scans_are_counted_from_the_segments():
         decode_image(comments)
 
 
+@pytest.mark.parametrize("window", [2, 3, 7, 64, 1001])
+def test_scans_counted_a_window_at_a_time_are_the_whole_searchs(monkeypatch, window):
+    """Markers and runs of 0xFF fill on every window edge: the same count as one search."""
+    import sevis.data.images as images
+
+    progressive = encoded(photograph((64, 48)), "JPEG", quality=90, progressive=True)
+    filled = progressive.replace(b"\xff\xda", b"\xff" * 9 + b"\xda")  # fill bytes before each scan
+    files = [progressive, filled, repeat_last_scan(filled, 5), progressive.replace(b"\xff\xda", b"\x00\x01\xff\xda")]
+    expected = [jpeg_scans(f) for f in files]
+    assert expected[1] == expected[0] and expected[2] == expected[0] + 5
+    monkeypatch.setattr(images, "_SEARCH_WINDOW", window)
+    assert [jpeg_scans(f) for f in files] == expected
+    for cut in range(0, len(filled), 331):
+        monkeypatch.setattr(images, "_SEARCH_WINDOW", 1 << 20)
+        whole = jpeg_scans(filled[:cut])
+        monkeypatch.setattr(images, "_SEARCH_WINDOW", window)
+        assert jpeg_scans(filled[:cut]) == whole
+
+
+def test_counting_the_scans_of_stuffed_bytes_lets_other_threads_run():
+    """64 MB of stuffed 0xFF bytes take a second or two to search; the search used to hold
+    the interpreter's lock throughout, so the server's other threads stood still."""
+    import threading
+    import time
+
+    stuffed = b"\xff\xd8\xff\xda\x00\x02" + b"\xff\x00" * (32 * MB) + b"\xff\xd9"
+    ticks: list[float] = []
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    time.sleep(0.05)
+    start = time.perf_counter()
+    assert jpeg_scans(stuffed) == 1
+    took = time.perf_counter() - start
+    done.set()
+    ticker.join()
+    during = [t for t in ticks if t >= start]
+    gaps = np.diff([start, *during, start + took])
+    assert took > 0.2 and gaps.max() < took / 3, (took, gaps.max())
+
+
 def test_a_progressive_jpeg_whose_last_scan_repeats_is_refused_before_decoding():
     progressive = encoded(photograph((64, 48)), "JPEG", quality=90, progressive=True)
     decode_image(progressive)  # the photograph itself is fine
@@ -513,6 +560,45 @@ def test_a_file_swapped_for_a_link_after_its_name_was_checked_is_not_read(tmp_pa
     (folder / "real.parquet").write_bytes(small_run.read_bytes())
     (folder / "link.parquet").symlink_to(folder / "real.parquet")
     assert sevis.read_run(folder / "link.parquet", within=[str(folder)], cache=False).metadata.images == 7
+
+
+def test_a_run_read_inside_the_folders_is_read_again_only_as_the_same_file(tmp_path, small_run, monkeypatch):
+    """The rows a page reads later (the Channels page's layer, a large run's chance band)
+    come from the file the statistics came from, opened again inside the folders: a link
+    to outside, a FIFO or another file in its place is a RunError, not read."""
+    import sevis.runs.reader as reader
+
+    monkeypatch.setattr(reader, "SAMPLE_ROWS", 0)  # as a large run: its bands read the file again
+    folder, outside = tmp_path / "allowed", tmp_path / "private"
+    folder.mkdir()
+    outside.mkdir()
+    target = folder / "run.parquet"
+    shutil.copy(small_run, target)
+    run = sevis.read_run(target, within=[str(folder)], cache=False)
+    layer = next(iter(run.metadata.layer_kinds))
+    rows = list(run.iter_layer(layer))
+    assert sum(len(r.labels) for r in rows) == run.metadata.images == 7
+    assert run.null_bands("se").keys() == set(run.stats["se"].layers)
+
+    table = pq.read_table(small_run)
+    pq.write_table(table.slice(0, 3), outside / "secret.parquet")  # a run of the same shape
+    swaps = {
+        "outside the folders allowed; not read": lambda: target.symlink_to(outside / "secret.parquet"),
+        "not a regular file; not read": lambda: os.mkfifo(target),
+        "changed since it was read; open it again": lambda: shutil.copy(outside / "secret.parquet", target),
+    }
+    for message, swap in swaps.items():
+        again = sevis.read_run(target, within=[str(folder)], cache=False) if target.exists() else run
+        target.unlink()
+        swap()
+        with pytest.raises(sevis.RunError, match=f"run.parquet:? {message}"):
+            list(again.iter_layer(layer))
+        again.nulls.clear()
+        again._pending.clear()
+        with pytest.raises(sevis.RunError, match=f"run.parquet:? {message}"):
+            again.null_bands("se")
+        target.unlink()
+        shutil.copy(small_run, target)
 
 
 @pytest.mark.parametrize("typed", ["w\0.pth", "x" * 300 + ".pth", "a/" * 2100 + "w.pth"])

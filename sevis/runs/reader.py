@@ -60,6 +60,11 @@ class Run(StatsByKind):
     samples: dict[str, tuple[dict[str, np.ndarray], list[str]]] = field(default_factory=dict, repr=False)
     nulls: dict[str, dict[str, NullBand]] = field(default_factory=dict, repr=False)
     cache_file: Path | None = field(default=None, repr=False)
+    within: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+    """The folders the file was read inside (:func:`read_run`'s ``within``): every later
+    read of its rows opens it again there and checks it is the file read then."""
+    opened_as: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
+    """The file read (device, inode, size, modification time), when ``within`` is set."""
     _pending: dict[str, Future[dict[str, NullBand]]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -90,10 +95,33 @@ class Run(StatsByKind):
             raise UnknownLayerError(f"no layer {layer!r} in the run; it has {list(self.metadata.layer_kinds)}")
         spec = get_kind(kind)
         column = spec.column(layer, field_name or spec.fields[0])
-        for batch in open_run_file(self.path).iter_batches(batch_size=ITER_ROWS, columns=["path", "label", column]):
-            yield LayerRows(
-                column_matrix(batch.column(column)), batch.column("label").to_pylist(), batch.column("path").to_pylist()
-            )
+        with self._source() as source:
+            for batch in open_run_file(source).iter_batches(batch_size=ITER_ROWS, columns=["path", "label", column]):
+                yield LayerRows(
+                    column_matrix(batch.column(column)),
+                    batch.column("label").to_pylist(),
+                    batch.column("path").to_pylist(),
+                )
+
+    @contextlib.contextmanager
+    def _source(self) -> Iterator[Path]:
+        """The run's file to read its rows from: with :attr:`within`, opened again inside
+        those folders and checked to be the very file the statistics came from.
+
+        Raises:
+            RunError: the file is gone, lies outside the folders now, or is another file.
+        """
+        if self.within is None:
+            yield self.path
+            return
+        with contextlib.ExitStack() as stack:
+            try:
+                source = stack.enter_context(opened_within(self.path, self.within))
+            except FileRefused as err:
+                raise RunError(f"{shortened(self.path.name)}: {err}; not read") from None
+            if _identity(source) != self.opened_as:
+                raise RunError(f"{shortened(self.path.name)} changed since it was read; open it again")
+            yield source
 
     def null_bands(self, kind: str = "se") -> dict[str, NullBand]:
         """Each layer's class-specificity under 199 label permutations of all the run's
@@ -123,7 +151,8 @@ class Run(StatsByKind):
                 rows, labels = self.samples[kind]
                 bands = specificity_nulls(rows, labels)
             else:  # NOTE minutes for a large run: a core is left to whoever waits meanwhile
-                bands = null_bands(self.path, kind, threads=max(1, workers() - 1))
+                with self._source() as source:
+                    bands = null_bands(source, kind, threads=max(1, workers() - 1))
         except BaseException as err:  # noqa: BLE001  raised where the bands are asked for
             future.set_exception(err)
             return
@@ -135,6 +164,13 @@ class Run(StatsByKind):
 
 _PENDING = threading.Lock()
 """Held while a run's chance-band computation is looked up or started."""
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    """What tells one file from another that took its name: device, inode, size and
+    modification time."""
+    found = os.stat(path)
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def _cached(target: Path, path: Path) -> Run | None:
@@ -278,16 +314,19 @@ def read_run(
     """
     path = Path(path)
     if within is None:
-        return _read_run(path, path, layers, cache, bands)
+        return _read_run(path, path, layers, cache, bands, None)
     try:
         with opened_within(path, within) as source:
-            return _read_run(path, source, layers, cache, bands)
+            return _read_run(path, source, layers, cache, bands, tuple(map(str, within)))
     except FileRefused as err:
         raise RunError(f"{shortened(path.name)}: {err}; not read") from None
 
 
-def _read_run(path: Path, source: Path, layers: Sequence[str] | None, cache: bool, bands: bool) -> Run:
-    """:func:`read_run` of ``source`` (``path``, or the file ``path`` was opened as)."""
+def _read_run(
+    path: Path, source: Path, layers: Sequence[str] | None, cache: bool, bands: bool, within: tuple[str, ...] | None
+) -> Run:
+    """:func:`read_run` of ``source`` (``path``, or the file ``path`` was opened as, inside
+    the folders ``within``)."""
     metadata = read_metadata(source)
     kept = {k: v for k, v in metadata.layer_kinds.items() if layers is None or k in layers}
     if layers is not None and not kept:
@@ -297,12 +336,13 @@ def _read_run(path: Path, source: Path, layers: Sequence[str] | None, cache: boo
     target = cache_dir() / f"{_cache_key(source, layers)}.pkl" if cache else None
     cached = _cached(target, path) if target is not None else None
     run = cached if cached is not None else _compute(path, metadata, kept, target, source)
+    run.within, run.opened_as = within, (_identity(source) if within is not None else None)
     if bands:
         for kind_name, stats in run.stats.items():
             if stats.layers and len(stats.classes) > 1:
                 run.prefetch_null_bands(kind_name)
     if target is not None and cached is None:  # the statistics only: bands get files of their own
-        _store(dataclasses.replace(run, samples={}, nulls={}, cache_file=None), target)
+        _store(dataclasses.replace(run, samples={}, nulls={}, cache_file=None, within=None, opened_as=None), target)
     return run
 
 
