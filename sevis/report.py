@@ -3,7 +3,8 @@
 Built from the same figure functions as the dashboard, for each kind of attention in the run:
 its own figures (for SE, per-class excitation profiles of the blocks the SENet paper
 shows, with +- std bands, and class-wise histograms; for SGE, per-group mask
-statistics of each stage's last block), and class-specificity against depth.
+statistics of each stage's last block, and the distributions of its group activations
+before and after SGE where the run keeps them), and class-specificity against depth.
 """
 
 from __future__ import annotations

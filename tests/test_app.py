@@ -880,6 +880,33 @@ def test_sge_distributions_before_and_after_on_the_classes_page(app, photos):
     assert any("before and after SGE (class 2)" in figure(app, i).layout.title.text for i in range(charts(app)))
 
 
+def test_a_saved_sge_runs_distributions_on_the_classes_page(app, tiny_sge, tmp_path, monkeypatch):
+    """A run keeps the distributions over all its images: drawn from it, no class offered;
+    one made without them says how to get them."""
+    from sevis.jobs.extraction import extract
+
+    folder = class_folders(tmp_path / "data", {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]})
+    kept = extract(tiny_sge, folder, tmp_path / "run.parquet", workers=0, progress=False)
+    plain = extract(tiny_sge, folder, tmp_path / "plain.parquet", workers=0, progress=False, distributions=False)
+    monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
+    app.switch_page("sevis/app/views/classes.py").run()
+    app.radio(key="classes_mode").set_value("run").run()
+    app.text_input(key="classes_run_path").set_value(str(kept)).run()
+    no_errors(app)
+    shown_before = charts(app)
+    app.toggle(key="classes_sge_dist").set_value(True).run()
+    no_errors(app)
+    assert charts(app) == shown_before + 1
+    title = "distribution of group activations before and after SGE (all images)"
+    assert any(title in figure(app, i).layout.title.text for i in range(charts(app)))
+    assert app.selectbox(key="classes_sge_dist_class").options == ["all images"]
+    assert any("over all its images, not by class" in shown(c.value) for c in app.caption)
+    app.text_input(key="classes_run_path").set_value(str(plain)).run()
+    no_errors(app)
+    assert not any(title in figure(app, i).layout.title.text for i in range(charts(app)))
+    assert any("made without the distributions" in shown(c.value) for c in app.caption)
+
+
 def test_two_checkpoints_of_one_network_side_by_side(app, photos, tmp_path, monkeypatch):
     from tiny import randomize_
 

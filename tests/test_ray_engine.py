@@ -36,12 +36,12 @@ sys.path[:0] = [{root!r}]
 from sevis.jobs.ray_engine import extract_ray
 from sevis.runs.writer import RunWriter
 add, seen = RunWriter.add, []
-def dying_add(self, table):
+def dying_add(self, table, *counts):
     seen.append(table.num_rows)
     if len(seen) == {after}:  # the block of this call is in flight: not written
         print(f"rows written before: {{sum(seen[:-1])}}", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.{signal})
-    return add(self, table)
+    return add(self, table, *counts)
 RunWriter.add = dying_add
 extract_ray("se_resnet50", {weights!r}, {data!r}, {out!r}, batch_size=1, workers=1, part_size=1,
             ray_init={{"num_cpus": 2}})

@@ -17,7 +17,7 @@ from ..stats.classes import ClassStats
 from ..stats.se import ExcitationStats
 from ..stats.sge import MaskStats
 from .classes import class_histograms, class_profiles, field_profiles, sample_channels
-from .sge import group_activation_spread, mask_class_stats
+from .sge import group_activation_spread, group_distributions, mask_class_stats
 
 __all__ = ["KindFigures", "kind_figures", "register_kind_figures", "unregister_kind_figures"]
 
@@ -74,13 +74,16 @@ def _se_figures(stats: ClassStats, layer: str, classes: Sequence[str]) -> list[g
 
 
 def _sge_figures(stats: ClassStats, layer: str, classes: Sequence[str]) -> list[go.Figure]:
-    """Each group's mask statistics per class, and the spread of the group activations
-    before and after SGE where the statistics hold them."""
+    """Each group's mask statistics per class, and the spread and the distributions of the
+    group activations before and after SGE where the statistics hold them (the
+    distributions: over all images)."""
     if not isinstance(stats, MaskStats):
         raise TypeError(f"SGE layers are drawn from MaskStats, got {type(stats).__name__}")
     shown = [mask_class_stats(stats, layer, classes)]
     if stats.has_field(layer, "norm_var_after"):
         shown.append(group_activation_spread(stats, layer, classes))
+    if stats.distributions(layer):
+        shown.append(group_distributions(stats, layer))
     return shown
 
 

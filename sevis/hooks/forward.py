@@ -18,7 +18,7 @@ from torch import nn
 from ..attention.kinds import get_kind
 from ..data.images import normalise
 from ..models.registry import model_info
-from ..stats.classes import ClassStats
+from ..stats.classes import ClassStats, count_distribution
 from .capturing import capture
 
 __all__ = ["TOP_K", "BatchResult", "forward_batch"]
@@ -73,6 +73,17 @@ class BatchResult:
                 None if histogram is None else {layer: histogram},
                 None if spread is None else {layer: spread},
             )
+
+    def distribution_counts(self) -> dict[str, dict[str, np.ndarray]]:
+        """Each kind's distributions per position (SGE's before and after) counted over
+        this batch's images: layer -> name -> (P, 100) counts (:func:`sevis.stats.count_distribution`),
+        what a saved run keeps of them; layers of kinds without distributions are left out."""
+        out = {}
+        for layer, kind_name in self.kinds.items():
+            spread = get_kind(kind_name).distribution_values(self.values[layer], self.extras.get(layer, {}))
+            if spread is not None:
+                out[layer] = {name: count_distribution(v) for name, v in spread.items()}
+        return out
 
 
 @torch.inference_mode()

@@ -59,6 +59,7 @@ def prepare_run(
         seed=seed,
         layers=list(layers) if layers is not None else None,
         self_check=info.check.to_dict() if info.check is not None else None,
+        distributions=settings.distributions and bool(probe.distribution_counts()),
     )
     writer = RunWriter(
         out, metadata, resume=settings.resume, overwrite=settings.overwrite, part_size=settings.part_size
@@ -124,4 +125,5 @@ def _run(
         if decoded.views is not None:
             batch = forward_batch(model, decoded.views, layers=layers)
             paths, labels = [i.path for i in decoded.items], [i.label for i in decoded.items]
-            writer.add(batch_table(writer.schema, paths, labels, batch, writer.metadata.labels))
+            counts = batch.distribution_counts() if writer.metadata.distributions else None
+            writer.add(batch_table(writer.schema, paths, labels, batch, writer.metadata.labels), counts)

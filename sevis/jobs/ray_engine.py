@@ -22,6 +22,7 @@ from ..data.files import Item, iter_batches
 from ..errors import SevisError
 from ..hooks.forward import forward_batch
 from ..models.registry import load_model, model_info
+from ..runs.distributions import Counts, add_counts, decode_distributions, encode_distributions
 from ..runs.schema import batch_table
 from .extraction import prepare_run
 from .settings import RunSettings
@@ -57,10 +58,12 @@ class _Extractor:
         schema: pa.Schema,
         layers: list[str],
         source: str = "folder",
+        distributions: bool = False,
     ) -> None:
         torch.set_num_threads(max(1, torch.get_num_threads()))
         self.model = load_model(name, weights, device=device)
         self.items, self.schema, self.layers, self.source = items, schema, layers, source
+        self.distributions = distributions
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         good = np.flatnonzero(batch["error"] == "")
@@ -70,11 +73,17 @@ class _Extractor:
             items = [self.items[int(batch["index"][k])] for k in good]
             result = forward_batch(self.model, torch.from_numpy(batch["view"][good]), layers=self.layers)
             table = batch_table(self.schema, [i.path for i in items], [i.label for i in items], result, self.source)
-            tables.append(table.append_column("error", pa.nulls(len(good), pa.string())))
+            table = table.append_column("error", pa.nulls(len(good), pa.string()))
+            # NOTE the batch's counts ride on its first row: Ray may regroup rows into other
+            # blocks, and a row's value goes wherever the row goes
+            counts = [encode_distributions(result.distribution_counts())] if self.distributions else []
+            column = pa.array(counts + [None] * (len(good) - len(counts)), pa.binary())
+            tables.append(table.append_column("distributions", column))
         if len(bad):
             nulls = {f.name: pa.nulls(len(bad), f.type) for f in self.schema}
             nulls["path"] = pa.array([self.items[int(batch["index"][k])].path for k in bad], pa.string())
             nulls["error"] = pa.array([str(batch["error"][k]) for k in bad], pa.string())
+            nulls["distributions"] = pa.nulls(len(bad), pa.binary())
             tables.append(pa.table(nulls))
         order = np.concatenate([good, bad])
         table = pa.concat_tables(tables)
@@ -141,6 +150,7 @@ def extract_ray(
                 "schema": schema,
                 "layers": list(writer.metadata.layer_kinds),
                 "source": writer.metadata.labels,
+                "distributions": writer.metadata.distributions,
             },
             concurrency=settings.workers,
             batch_size=settings.batch_size,
@@ -155,5 +165,11 @@ def extract_ray(
             failed = block.filter(pc.is_valid(block.column("error")))
             for path, error in zip(failed.column("path").to_pylist(), failed.column("error").to_pylist(), strict=True):
                 writer.fail(path, error)
-            writer.add(block.filter(pc.is_null(block.column("error"))).select(schema.names).cast(schema))
+            rows = block.filter(pc.is_null(block.column("error")))
+            counts: Counts | None = None
+            if writer.metadata.distributions:
+                counts = {}
+                for raw in rows.column("distributions").drop_null().to_pylist():
+                    add_counts(counts, decode_distributions(raw, writer.metadata))
+            writer.add(rows.select(schema.names).cast(schema), counts)
     return out

@@ -29,6 +29,8 @@ class RunSettings:
             soon as it is done, so a kill loses at most the batch in flight).
         labels, synsets: a label file for the images (see :func:`sevis.data.labels.read_labels`:
             the devkit's ground truth with its synset order, Kaggle's CSV, or path,label).
+        distributions: keep the distributions before and after SGE of the run's images,
+            counted over all of them (:mod:`sevis.runs.distributions`; models with SGE only).
     """
 
     batch_size: int = 32
@@ -41,6 +43,7 @@ class RunSettings:
     part_size: int = PART_SIZE
     labels: str | None = None
     synsets: str | None = None
+    distributions: bool = True
 
     def __post_init__(self) -> None:
         if self.layers is not None and not isinstance(self.layers, tuple):

@@ -26,6 +26,7 @@ from ..stats.by_kind import StatsByKind
 from ..stats.classes import ClassStats
 from ..stats.measures import NullBand, specificity_nulls
 from ._cache import _cache_key, _load, _nulls_file, _store, cache_dir
+from .distributions import read_distributions
 from .sample import SAMPLE_ROWS, null_bands
 from .schema import RunMetadata, check_text_columns, column_matrix, open_run_file, read_metadata
 
@@ -363,6 +364,10 @@ def _compute(path: Path, metadata: RunMetadata, kept: dict[str, str], target: Pa
                 run.stats[kind_name].add_layers(stats)
             else:
                 run.stats[kind_name] = stats
+    for layer, named in (read_distributions(source, metadata) or {}).items():
+        if layer in kept and kept[layer] in run.stats:
+            for name, counts in named.items():
+                run.stats[kept[layer]].set_distribution(layer, name, counts)
     run.samples = {}
     for share in done:
         for kind_name, per_layer in share.sampled.items():

@@ -69,6 +69,8 @@ class RunMetadata:
         images: rows written; failures: ``{"path", "reason"}`` of each unreadable file.
         self_check: the weights' self-check on photographs (``SelfCheck.to_dict()``), or
             None where it does not apply.
+        distributions: each part and the merged file carry the distributions before and
+            after SGE of their images (:mod:`sevis.runs.distributions`).
     """
 
     model: str
@@ -87,6 +89,7 @@ class RunMetadata:
     images: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
     self_check: dict[str, Any] | None = None
+    distributions: bool = False
 
     OUTCOMES = ("images", "failures", "self_check")
     """Fields that record what happened, not how the run was set up (the self-check
@@ -180,6 +183,7 @@ _SHAPE: dict[str, Any] = {  # field -> what its JSON value must be
     "images": "int",
     "failures": ("list", ("object", {"path": ("text", 1 << 20), "reason": ("text", 1 << 20)}), None),
     "self_check": ("optional", ("mapping", "any")),
+    "distributions": "bool",
 }
 _REQUIRED = ("model", "weights", "untrained", "sevis_version", "data_config", "attention", "source", "labels")
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import RunError
+from .distributions import Counts, add_counts, read_distributions, with_distributions
 from .schema import RunMetadata, read_metadata, run_schema, writer_options
 
 __all__ = ["MERGED_ROW_GROUP", "PART_SIZE", "RunWriter", "Terminated"]
@@ -74,6 +75,7 @@ class RunWriter:
         self.part_size = part_size
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        self._pending_counts: Counts = {}
         self._previous_handler: object = None
         self.done, self.failed = self._open(resume, overwrite)
         self._next_part = len(self._part_files())
@@ -149,11 +151,21 @@ class RunWriter:
             failures.append({"path": entry["path"], "reason": entry["reason"]})
         return failures
 
-    def add(self, table: pa.Table) -> None:
-        """Rows of the run's schema; written in a part once ``part_size`` are pending."""
+    def add(self, table: pa.Table, distributions: Counts | None = None) -> None:
+        """Rows of the run's schema; written in a part once ``part_size`` are pending.
+
+        Args:
+            distributions: the rows' distributions counted over them
+                (:meth:`sevis.hooks.forward.BatchResult.distribution_counts`), for a run
+                whose metadata keeps them.
+        """
+        if self.metadata.distributions and table.num_rows and distributions is None:
+            raise ValueError("this run keeps distributions: add the rows' counts with them")
         if table.num_rows:
             self._pending.append(table)
             self._pending_rows += table.num_rows
+            if self.metadata.distributions and distributions is not None:
+                add_counts(self._pending_counts, distributions)
         if self._pending_rows >= self.part_size:
             self.flush()
 
@@ -170,6 +182,8 @@ class RunWriter:
         tmp = self.parts / f".part-{self._next_part:06d}.tmp"
         try:
             table = pa.concat_tables(self._pending)
+            if self.metadata.distributions:
+                table = table.replace_schema_metadata(with_distributions(table.schema, self._pending_counts).metadata)
             pq.write_table(table, tmp, **writer_options(table.schema))
         except OSError as err:  # a full disk, a quota, a vanished folder
             tmp.unlink(missing_ok=True)
@@ -179,10 +193,26 @@ class RunWriter:
             ) from err
         tmp.rename(self.parts / f"part-{self._next_part:06d}.parquet")  # whole or absent, whatever kills us
         self._next_part += 1
-        self._pending, self._pending_rows = [], 0
+        self._pending, self._pending_rows, self._pending_counts = [], 0, {}
         # NOTE Arrow's allocator keeps freed buffers for reuse; hand them back, or the
         # process's footprint grows with the largest part ever written.
         pa.default_memory_pool().release_unused()
+
+    def _part_counts(self) -> Counts:
+        """The distributions of every part's images, summed (none for a run without them)."""
+        total: Counts = {}
+        for part in self._part_files():
+            try:
+                counts = read_distributions(part, self.metadata)
+            except RunError as err:
+                raise RunError(f"cannot finish {self.out}: {err}; run again with --overwrite") from None
+            if counts is None:
+                raise RunError(
+                    f"cannot finish {self.out}: {part.name} of its parts holds no distributions; "
+                    "run again with --overwrite"
+                )
+            add_counts(total, counts)
+        return total
 
     def __enter__(self) -> RunWriter:
         # SIGTERM (a scheduler, `docker stop`, `kill`) is handled as Ctrl-C; signals can
@@ -220,6 +250,8 @@ class RunWriter:
         self.metadata.failures = self._failures()
         self.metadata.images = sum(pq.ParquetFile(p).metadata.num_rows for p in self._part_files())
         schema = run_schema(self.metadata)
+        if self.metadata.distributions:
+            schema = with_distributions(schema, self._part_counts())
         tmp = self.out.with_name(self.out.name + ".tmp")
         # One part in memory at a time, in part order, regrouped into row groups of
         # MERGED_ROW_GROUP rows (parts are as small as a batch).

@@ -1,8 +1,8 @@
 """Per-class statistics of attention values, accumulated batch by batch, and the measures sevis adds to the papers."""
 
-from ._accumulators import BIN_EDGES
+from ._accumulators import BIN_EDGES, FINE_BINS
 from .by_kind import StatsByKind
-from .classes import ALL, ClassKey, ClassStats
+from .classes import ALL, ClassKey, ClassStats, count_distribution
 from .contrast import FDR, benjamini_hochberg, two_class_test
 from .measures import (
     PERMUTATIONS,
@@ -23,6 +23,7 @@ __all__ = [
     "ALL",
     "BIN_EDGES",
     "FDR",
+    "FINE_BINS",
     "PERMUTATIONS",
     "SATURATED_HIGH",
     "SATURATED_LOW",
@@ -34,6 +35,7 @@ __all__ = [
     "StatsByKind",
     "band_ranks",
     "benjamini_hochberg",
+    "count_distribution",
     "kept_positions",
     "mask_overview",
     "mask_summary",

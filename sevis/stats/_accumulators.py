@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["BIN_EDGES", "is_narrow"]
+__all__ = ["BIN_EDGES", "FINE_BINS", "is_narrow"]
 
 
 N_BINS = 50

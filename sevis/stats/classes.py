@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._accumulators import BIN_EDGES, N_BINS, _Counts, _double, _Moments, _Scratch, is_narrow
+from ._accumulators import BIN_EDGES, FINE_BINS, N_BINS, _Counts, _double, _Moments, _Scratch, is_narrow
 from .measures import kept_positions, omega_squared
 
-__all__ = ["ALL", "ClassKey", "ClassStats"]
+__all__ = ["ALL", "ClassKey", "ClassStats", "count_distribution"]
 
 
 class _AllImages:
@@ -77,6 +77,8 @@ class ClassStats:
         self._counts: dict[str, _Counts] = {}
         # (layer, when) -> counts whose row c * P + p is class c's position p (P positions)
         self._distributions: dict[tuple[str, str], _Counts] = {}
+        # (layer, when) -> (P, FINE_BINS) counts over all images, not by class (a saved run's)
+        self._pooled: dict[tuple[str, str], np.ndarray] = {}
         self._positions: dict[str, int] = {}
         self._classes: dict[str, int] = {}  # label -> row in the accumulators, in order seen
         self._scratch = _Scratch()
@@ -92,7 +94,7 @@ class ClassStats:
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update({"_distributions": {}, "_positions": {}, **state})
+        self.__dict__.update({"_distributions": {}, "_pooled": {}, "_positions": {}, **state})
         self._scratch = _Scratch()
 
     def _codes(self, labels: Sequence[str]) -> torch.Tensor:
@@ -115,6 +117,7 @@ class ClassStats:
         self._moments.update(other._moments)
         self._counts.update(other._counts)
         self._distributions.update(other._distributions)
+        self._pooled.update(other._pooled)
         self._positions.update(other._positions)
 
     def add(
@@ -184,10 +187,39 @@ class ClassStats:
         counts = self._distributions.setdefault((layer, name), _Counts())
         counts.add(rows, classes * positions, x, self._scratch, narrow=is_narrow(given))
 
+    def set_distribution(self, layer: str, name: str, counts: np.ndarray) -> None:
+        """Set ``layer``'s ``name`` distribution over all images (not by class) from counts
+        (P, 100) of :func:`count_distribution` (a saved run keeps these): :meth:`distribution`
+        then answers for all images only.
+
+        Raises:
+            ValueError: counts of another shape, or the layer's distributions are counted
+                by class already.
+        """
+        counts = np.asarray(counts)
+        if counts.ndim != 2 or counts.shape[1] != FINE_BINS or counts.dtype.kind not in "iu":
+            raise ValueError(f"counts must be (P, {FINE_BINS}) integers, got {counts.shape} {counts.dtype}")
+        if (layer, name) in self._distributions:
+            raise ValueError(f"{layer}'s {name!r} distribution is counted by class already")
+        if self._positions.setdefault(layer, len(counts)) != len(counts):
+            raise ValueError(f"{layer} has {self._positions[layer]} positions; got {len(counts)}")
+        self._pooled[(layer, name)] = counts.astype(np.int64)
+
     def distribution(self, layer: str, name: str, cls: ClassKey = ALL, position: int | None = None) -> np.ndarray:
         """Counts of a layer's ``name`` distribution (see :meth:`add`) in :data:`BIN_EDGES`
         bins, (N_BINS,): of one position (a group) or all, one class or all images; zeros
-        where none were counted."""
+        where none were counted.
+
+        Raises:
+            ValueError: a class asked of a distribution kept over all images only
+                (:meth:`distributions_by_class`).
+        """
+        pooled = self._pooled.get((layer, name))
+        if pooled is not None:
+            if cls is not ALL:
+                raise ValueError(f"{layer}'s distributions are kept over all images, not by class")
+            fine = pooled.sum(0) if position is None else pooled[position]
+            return fine.reshape(N_BINS, -1).sum(1)
         counts = self._distributions.get((layer, name))
         if counts is None:
             return np.zeros(N_BINS, np.int64)
@@ -215,8 +247,13 @@ class ClassStats:
 
     def distributions(self, layer: str) -> list[str]:
         """The names of ``layer``'s distributions (none where only summaries were added, as
-        from a saved run)."""
-        return [name for (k, name) in self._distributions if k == layer]
+        from a saved run made without them)."""
+        return [name for (k, name) in [*self._distributions, *self._pooled] if k == layer]
+
+    def distributions_by_class(self, layer: str) -> bool:
+        """Whether ``layer``'s distributions are counted by class (images analysed here), not
+        over all images only (a saved run's, :meth:`set_distribution`)."""
+        return any(k == layer for (k, _) in self._distributions)
 
     @property
     def layers(self) -> list[str]:
@@ -361,8 +398,15 @@ class ClassStats:
         """Add another accumulator's images to this one."""
         if other.fields != self.fields:
             raise ValueError(f"cannot merge statistics of fields {other.fields} into {self.fields}")
+        empty = not self._classes
         codes = np.array([self._classes.setdefault(label, len(self._classes)) for label in other.classes], np.int64)
         self._merge_codes(other, codes)
+        # all-images counts of both parts add up; of one part only, they describe neither
+        self._pooled = (
+            dict(other._pooled)
+            if empty
+            else {k: v + other._pooled[k] for k, v in self._pooled.items() if k in other._pooled}
+        )
 
     def regroup(self, mapping: Mapping[str, str]) -> ClassStats:
         """These statistics with classes renamed or pooled: class ``c`` goes to ``mapping[c]``,
@@ -377,6 +421,8 @@ class ClassStats:
             np.int64,
         )
         out._merge_codes(self, codes)
+        # all-images counts stay all-images counts only while every class is kept
+        out._pooled = dict(self._pooled) if all(c in mapping for c in self.classes) else {}
         # NOTE a layer whose every class was left out still exists, empty: layers keep depth order
         return out
 
@@ -461,3 +507,20 @@ class ClassStats:
             "mean_gap",
         ]
         return pd.DataFrame(rows, columns=columns)
+
+
+def count_distribution(values: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Counts of (N, P, M) values in [0, 1], M of them for each of P positions, over the N
+    images: (P, 100) in the fine bins two of which make one :data:`BIN_EDGES` bin, as
+    :meth:`ClassStats.add` counts ``distributions`` (what a saved run keeps of them:
+    :meth:`ClassStats.set_distribution` takes these counts back)."""
+    given = values if isinstance(values, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(values))
+    if given.ndim != 3:
+        raise ValueError(f"values must be (N, P, M), got {tuple(given.shape)}")
+    n, positions = int(given.shape[0]), int(given.shape[1])
+    counts = _Counts()
+    rows = torch.arange(positions).repeat(n)
+    counts.add(
+        rows, positions, given.detach().cpu().reshape(n * positions, -1).double(), _Scratch(), narrow=is_narrow(given)
+    )
+    return counts.bins[:positions].copy()

@@ -404,7 +404,12 @@ def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls
         )
     if st.toggle("Distributions of group activations before and after SGE", key=key("classes_sge_dist")):
         if stats.distributions(layer):
-            who = st.selectbox("Images", ["all images", *classes], key=key("classes_sge_dist_class"))
+            by_class = stats.distributions_by_class(layer)
+            who = st.selectbox(
+                "Images", ["all images", *(classes if by_class else [])], key=key("classes_sge_dist_class")
+            )
+            if not by_class:
+                st.caption("A saved run keeps these distributions over all its images, not by class.")
             show_figure(
                 figures.group_distributions(stats, layer, cls=sevis.ALL if who == "all images" else who),
                 f"{name}_{layer}_distributions",
@@ -413,8 +418,9 @@ def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls
             )
         else:
             st.caption(
-                "A saved run keeps each image's summaries, not its feature maps: the distributions before and "
-                "after SGE are counted when images are analysed here."
+                "This run was made without the distributions before and after SGE (`sevis extract "
+                "--no-distributions`, or by an earlier sevis): they are counted when images are analysed here, "
+                "or when the run is made again."
             )
     depth_figures(stats, "SGE", source, name, nulls)
 
