@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> None:
             "3b. The same without decoding workers (what overlapping decode with the forward buys)",
             run("extract.py", "--images", "64" if args.quick else "256", "--workers", "0", "--memory"),
         ),
+        (
+            "3c. An SGE-ResNet-50 run with and without its distributions before and after SGE",
+            run("extract.py", "--model", "sge_resnet50", "--images", "64" if args.quick else "192", "--memory"),
+        ),
         ("5. Against peers: same image, same model, same run", run("peers.py", "--repeats", repeats)),
         (
             "6. A 50,000-image saved run opened on the Classes page (target < 10 s, < 2 GB added)",
