@@ -1039,3 +1039,99 @@ def test_at_most_the_slots_draw_at_once_and_a_waiting_session_goes_next(monkeypa
         assert run_slots() == 0
     monkeypatch.delenv("SEVIS_MAX_CONCURRENT_RUNS")
     assert run_slots() == max(2, os.cpu_count() or 2)
+
+
+def test_each_models_weights_survive_the_model_radio_and_page_changes(app, photos):
+    """Untrained SE, then SGE, then SE again: SE is still untrained (no failure panel);
+    through every page and back the sidebar keeps what was chosen."""
+    untrained(app, SE)
+    app.sidebar.radio(key="model_choice").set_value(SGE_LABEL).run()
+    untrained(app, SGE)
+    app.sidebar.radio(key="model_choice").set_value(SE_LABEL).run()
+    no_errors(app)
+    assert app.sidebar.selectbox(key=f"{SE}_source").value == "untrained"
+    assert not any("could not be fetched" in shown(m.value) for m in app.markdown)
+    app.sidebar.radio(key="model_choice").set_value("Both").run()
+    for page in ("classes.py", "compare.py", "channels.py", "images.py"):
+        app.switch_page(f"sevis/app/views/{page}").run()
+        no_errors(app)
+        assert [app.sidebar.selectbox(key=f"{n}_source").value for n in (SE, SGE)] == ["untrained"] * 2, page
+        assert not any("could not be fetched" in shown(m.value) for m in app.markdown), page
+
+
+def test_uploads_labels_and_choices_survive_leaving_a_page_and_coming_back(app, photos):
+    """Images: two photographs and the second chosen; Classes: three labelled classes of
+    uploads; SE vs SGE: one upload. Each page left for another and opened again draws the
+    same inputs, says it uses the files kept, and forgets them when asked."""
+    untrained(app, SE)
+    app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "rocket.jpg")]).run()
+    app.selectbox(key="image_choice").set_value("rocket.jpg").run()
+    app.switch_page("sevis/app/views/classes.py").run()
+    app.number_input(key="classes_count").set_value(3).run()
+    for i, (label, names) in enumerate({"cat": ["chelsea.png"], "cup": ["coffee.png"], "ship": ["rocket.jpg"]}.items()):
+        app.text_input(key=f"classes_label_{i}").set_value(label)
+        app.get("file_uploader")[i].set_value([png(photos, n) for n in names])
+    app.run()
+    no_errors(app)
+    before = charts(app)
+    assert classes_shown(app).value == ["cat", "cup", "ship"]
+
+    app.switch_page("sevis/app/views/images.py").run()
+    no_errors(app)
+    assert app.selectbox(key="image_choice").options == ["chelsea.png", "rocket.jpg"]
+    assert app.selectbox(key="image_choice").value == "rocket.jpg"
+    assert any("Still using the 2 file(s) uploaded here before" in shown(c.value) for c in app.caption)
+    assert not any("Showing the sample photographs" in shown(c.value) for c in app.caption)
+
+    app.switch_page("sevis/app/views/classes.py").run()
+    no_errors(app)
+    assert app.number_input(key="classes_count").value == 3
+    assert [app.text_input(key=f"classes_label_{i}").value for i in range(3)] == ["cat", "cup", "ship"]
+    assert classes_shown(app).value == ["cat", "cup", "ship"] and charts(app) == before
+    assert sum("Still using the 1 file(s)" in shown(c.value) for c in app.caption) == 3
+    # asked to forget one class's files, that class is gone; an emptied uploader forgets too
+    app.button(key="classes_upload_2_forget").click().run()
+    assert classes_shown(app).value == ["cat", "cup"]
+    app.get("file_uploader")[1].set_value([png(photos, "camera.png")]).run()  # others replace those kept
+    assert sum("Still using" in shown(c.value) for c in app.caption) == 1  # only the first class's
+    app.get("file_uploader")[1].set_value([]).run()  # emptied by hand: forgotten
+    assert classes_shown(app).value == ["cat"]
+    app.switch_page("sevis/app/views/images.py").run()
+    app.switch_page("sevis/app/views/classes.py").run()
+    assert classes_shown(app).value == ["cat"]  # what was forgotten stays forgotten
+
+
+@pytest.mark.parametrize("weights", ["untrained", "server"])
+def test_a_drill_down_and_back_keeps_the_model_the_uploads_and_the_labels(app, photos, tmp_path, monkeypatch, weights):
+    """What a click on a class profile does (`_drill_go` switches page in the run), with
+    untrained weights and with a checkpoint file on the server: the Channels page opens on
+    the channel with the same model (no failure panel), and the Classes page comes back
+    with its classes, labels and uploads."""
+    import sevis
+
+    if weights == "server":
+        checkpoint = tmp_path / "tiny_se.pth"
+        torch.save(sevis.load_model(SE, "untrained").state_dict(), checkpoint)
+        monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
+        app.sidebar.selectbox(key=f"{SE}_source").set_value("server").run()
+        app.sidebar.text_input(key=f"{SE}_path").set_value(str(checkpoint)).run()
+    else:
+        untrained(app)
+    app.switch_page("sevis/app/views/classes.py").run()
+    for i, (label, names) in enumerate({"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]}.items()):
+        app.text_input(key=f"classes_label_{i}").set_value(label)
+        app.get("file_uploader")[i].set_value([png(photos, n) for n in names])
+    app.run()
+    no_errors(app)
+    app.session_state["drill"] = {"layer": "SE_4_2", "channel": 9, "source": f"{SE_LABEL}: images on the Classes page"}
+    app.session_state["_drill_go"] = True
+    app.run()  # the chart's click switches to the Channels page within this run
+    no_errors(app)
+    assert any("SE_4_2, channel 9" in m.value for m in app.subheader)
+    assert not any("could not be fetched" in shown(m.value) for m in app.markdown)
+    assert app.sidebar.selectbox(key=f"{SE}_source").value == weights
+    app.switch_page("sevis/app/views/classes.py").run()
+    no_errors(app)
+    assert [app.text_input(key=f"classes_label_{i}").value for i in range(2)] == ["cat", "cup"]
+    assert classes_shown(app).value == ["cat", "cup"]
+    assert "Images per class: **cat** 2, **cup** 1" in [m.value for m in app.markdown]

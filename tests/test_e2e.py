@@ -413,6 +413,36 @@ def test_clicking_a_channel_opens_its_page(server, page):
     shot(page, "channel")
 
 
+def test_a_drill_down_and_back_by_the_sidebar_keeps_the_classes_and_their_uploads(server, page):
+    """Click a channel on the Classes page, then go back by the page list: the two classes
+    are drawn again from the files kept (their uploaders are empty: Streamlit cannot give
+    files back to them), and the Images page keeps its own upload the same way."""
+    two_classes_on_the_classes_page(page, server)
+    marker = page.locator(CHART).nth(1).locator(".scatterlayer .trace").first.locator(".points path").nth(20)
+    box = marker.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.get_by_role("heading", name="Channels").wait_for()
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Classes").click()
+    page.get_by_role("heading", name="Classes").wait_for()
+    page.get_by_text("Still using the 2 file(s) uploaded here before").first.wait_for()
+    wait_for_charts(page, 5)
+    no_errors(page)
+    assert page.get_by_text("Still using the 2 file(s) uploaded here before").count() == 2
+    assert page.get_by_text("Images per class: class 1 2, class 2 2").count() == 1
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Images").click()
+    page.get_by_role("heading", name="Images").wait_for()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files([str(PHOTOS / "coffee.png")])
+    page.get_by_text("coffee.png: the 224×224 crop").wait_for()
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Classes").click()
+    wait_for_charts(page, 5)
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Images").click()
+    page.get_by_text("coffee.png: the 224×224 crop").wait_for()
+    assert page.get_by_text("Still using the 1 file(s) uploaded here before (coffee.png)").count() == 1
+    no_errors(page)
+    shot(page, "kept-uploads")
+
+
 def test_classes_page_two_class_test_and_untrained_baseline(server, page):
     """The two-class test's volcano plot and the untrained baseline on the depth curve, each
     turned on in Chromium; a click on a significant channel of the volcano opens it."""

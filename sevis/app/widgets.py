@@ -29,7 +29,8 @@ from sevis.app.services import (
     server_file,
     upload_digest,
 )
-from sevis.errors import shortened
+from sevis.app.state import KEEP, uploaded_files
+from sevis.app.text import plain
 from sevis.figures._style import mark_untrained
 from sevis.models.weights import weights_file
 from sevis.runs.reader import Run
@@ -62,20 +63,6 @@ __all__ = [
 ]
 
 
-_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark, each escapable in Markdown
-
-
-def plain(text: object, limit: int = 200) -> str:
-    """``text`` from a user's file (a name, a label, a message quoting one) for a
-    Markdown element, shown as the characters it is: every ASCII punctuation mark
-    backslash-escaped (no link, image, emphasis, HTML, colour or maths can form),
-    line breaks as spaces, at most ``limit`` characters."""
-    text = str(text)
-    text = shortened(text, limit)
-    text = "".join(c if c.isprintable() else " " for c in text)
-    return _PUNCTUATION.sub(r"\\\1", text)
-
-
 FAILURES_SHOWN = 10
 
 
@@ -91,20 +78,24 @@ WEIGHT_TYPES = ["pth", "tar", "pt", "bin", "safetensors"]
 def _weights_widget(label: str, key: str) -> Weights | None:
     """Sidebar widgets for one model's weights; None while a file is still to be chosen."""
     source = st.sidebar.selectbox(
-        f"{label} weights", list(SOURCES), format_func=SOURCES.__getitem__, key=f"{key}_source"
+        f"{label} weights", list(SOURCES), format_func=SOURCES.__getitem__, key=f"{key}_source", persist_state=KEEP
     )
     if source in ("pretrained", "untrained"):
         return Weights(source, source)
     if source == "server":
         files = [str(p) for p in sevis.list_weights_files()]
         choice = st.sidebar.selectbox(
-            f"{label}: files in {sevis.weights_dir()}", ["(type a path below)", *files], key=f"{key}_file"
+            f"{label}: files in {sevis.weights_dir()}",
+            ["(type a path below)", *files],
+            key=f"{key}_file",
+            persist_state=KEEP,
         )
         typed = st.sidebar.text_input(
             f"{label}: checkpoint path",
             key=f"{key}_path",
             max_chars=1000,
             help="A file in the weights folder or a folder the operator lists in SEVIS_SERVER_DIRS.",
+            persist_state=KEEP,
         )
         path = typed.strip() or (choice if choice in files else "")
         return Weights("server", path, path) if path else None
@@ -205,16 +196,19 @@ def model_panel() -> list[Loaded]:
             "Attention model",
             [*models, *(["Both"] if len(models) == 2 else []), TWO_CHECKPOINTS, OTHER_TIMM],
             key="model_choice",
+            persist_state=KEEP,
             help="SE: channel attention (Hu et al. 2018). SGE: spatial attention per channel group (Li et al. 2019). "
             "Another timm model: any of timm's networks with SE modules.",
         )
         # label -> (network, widget key and slot)
         slots: dict[str, tuple[str, str]]
         if choice == OTHER_TIMM:
-            name = st.sidebar.selectbox("timm model", timm_se_models(), key="timm_model", help="Weights from the hub.")
+            name = st.sidebar.selectbox(
+                "timm model", timm_se_models(), key="timm_model", help="Weights from the hub.", persist_state=KEEP
+            )
             slots = {name: (name, name)}
         elif choice == TWO_CHECKPOINTS:
-            label = st.sidebar.selectbox("Network", list(models), key="two_model")
+            label = st.sidebar.selectbox("Network", list(models), key="two_model", persist_state=KEEP)
             name = models[label]
             slots = {f"{label} (A)": (name, name), f"{label} (B)": (name, f"{name}_b")}
         else:
@@ -315,18 +309,21 @@ def _unavailable_panel(unavailable: list[tuple[str, str, str, sevis.WeightsUnava
 def saved_run_input(key: str) -> Run | None:
     """A saved run uploaded or named by its path on the server; None (with a hint) while
     none is given, or (with the message) when it cannot be read."""
-    upload = st.file_uploader("Saved run (.parquet)", type=["parquet"], key=f"{key}_run_upload")
+    uploads = uploaded_files(
+        f"{key}_run_upload", lambda **given: st.file_uploader("Saved run (.parquet)", type=["parquet"], **given)
+    )
     path = st.text_input(
         "…or its path on the server",
         key=f"{key}_run_path",
         max_chars=1000,
         help="Inside the weights folder or a folder the operator lists in SEVIS_SERVER_DIRS.",
+        persist_state=KEEP,
     ).strip()
-    if upload is None and not path:
+    if not uploads and not path:
         st.info("Upload a run written by `sevis extract`, or give its path on the server.")
         return None
     try:
-        data, name = (upload.getvalue(), upload.name) if upload is not None else (None, str(server_file(path)))
+        name, data = (uploads[0].name, uploads[0].getvalue()) if uploads else (str(server_file(path)), None)
         return load_run(data, name)
     except (sevis.SevisError, OSError) as err:  # the message starts with the file's name
         st.error(plain(err, 600))

@@ -19,6 +19,7 @@ from sevis.app.services import (
     unique_names,
     untrained_twin,
 )
+from sevis.app.state import KEEP, uploaded_files
 from sevis.app.widgets import (
     export_all,
     file_part,
@@ -60,7 +61,7 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
     labels: list[str | None] = []
     failures: list[sevis.Failure] = []
     if mode == "batches":
-        count = int(st.number_input("Number of classes", 1, 12, 2, key="classes_count"))
+        count = int(st.number_input("Number of classes", 1, 12, 2, key="classes_count", persist_state=KEEP))
         # NOTE a widget not drawn in a run loses its state: columns beyond the number asked
         # for stay drawn, set aside in an expander, so lowering the number and raising it
         # again keeps their uploads (set aside, they are not analysed)
@@ -71,22 +72,31 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
             aside = st.expander(f"{drawn - count} class column(s) set aside: kept, not analysed")
             places += list(aside.columns(drawn - count))
         for i, column in enumerate(places):
-            label = column.text_input("Class label", f"class {i + 1}", key=f"classes_label_{i}").strip()
-            uploads = column.file_uploader(
-                f"Images of {label or 'this class'}",
-                type=IMAGE_TYPES,
-                accept_multiple_files=True,
-                key=f"classes_upload_{i}",
-            )
+            label = column.text_input(
+                "Class label", f"class {i + 1}", key=f"classes_label_{i}", persist_state=KEEP
+            ).strip()
+            with column:
+                uploads = uploaded_files(
+                    f"classes_upload_{i}",
+                    functools.partial(
+                        st.file_uploader,
+                        f"Images of {label or 'this class'}",
+                        type=IMAGE_TYPES,
+                        accept_multiple_files=True,
+                    ),
+                )
             if i >= count:
                 continue
-            for upload in uploads or []:
-                files.append((upload.name, upload.getvalue()))
-                labels.append(label or f"class {i + 1}")
+            files += [(u.name, u.getvalue()) for u in uploads]
+            labels += [label or f"class {i + 1}"] * len(uploads)
         files = unique_names(files)
     elif mode == "zip":
-        archive = st.file_uploader("Zip of class folders (cats/1.jpg, dogs/2.jpg, …)", type=["zip"], key="classes_zip")
-        if archive is not None:
+        kept = uploaded_files(
+            "classes_zip",
+            functools.partial(st.file_uploader, "Zip of class folders (cats/1.jpg, dogs/2.jpg, …)", type=["zip"]),
+        )
+        if kept:
+            archive = kept[0]
             try:
                 entries, failures = sevis.read_zip(archive)  # read in place, not copied
             except sevis.ArchiveError as err:
@@ -95,8 +105,11 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
             files = [(e.name, e.data) for e in entries]
             labels = [e.label for e in entries]
     else:
-        uploads = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="classes_predicted")
-        files = [(u.name, u.getvalue()) for u in uploads or []]
+        uploads = uploaded_files(
+            "classes_predicted",
+            functools.partial(st.file_uploader, "Images", type=IMAGE_TYPES, accept_multiple_files=True),
+        )
+        files = [(u.name, u.getvalue()) for u in uploads]
         labels = [None] * len(files)
     return files, labels, failures
 
@@ -491,7 +504,7 @@ st.caption(
     "Per-class excitation, as in the SENet paper's section 'Role of Excitation': mean excitation "
     "per channel for each class, the spread across images, and how class-specific each layer is."
 )
-mode = st.radio("Images", list(MODES), format_func=MODES.get, horizontal=True, key="classes_mode")
+mode = st.radio("Images", list(MODES), format_func=MODES.get, horizontal=True, key="classes_mode", persist_state=KEEP)
 if mode == "run":  # no model runs: the statistics come from the file, and no model message shows
     hide_model_messages()
     saved_run()

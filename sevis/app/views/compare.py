@@ -5,6 +5,7 @@ import streamlit as st
 import sevis
 from sevis import export, figures
 from sevis.app.services import IMAGE_TYPES, Loaded, analyse, sample_files, unique_names
+from sevis.app.state import KEEP, uploaded_files
 from sevis.app.widgets import export_all, report_failures, show_figure
 from sevis.attention.geometry import layer_grid
 from sevis.attention.layers import parse_layer
@@ -30,7 +31,10 @@ if not {"se", "sge"} <= set(by_kind):
     st.stop()
 se, sge = by_kind["se"], by_kind["sge"]
 
-uploads = st.file_uploader("Upload photographs", type=IMAGE_TYPES, accept_multiple_files=True, key="compare_upload")
+uploads = uploaded_files(
+    "compare_upload",
+    lambda **given: st.file_uploader("Upload photographs", type=IMAGE_TYPES, accept_multiple_files=True, **given),
+)
 files = unique_names([(u.name, u.getvalue()) for u in uploads]) if uploads else sample_files()
 if not uploads:
     st.caption("Showing the sample photographs in `assets/`; upload your own above.")
@@ -39,7 +43,9 @@ report_failures(every.failures)
 if not every.images:
     st.error("None of the files could be analysed.")
     st.stop()
-name = st.selectbox("Image", [r.name for r in every.images], key="compare_choice")  # only readable ones
+name = st.selectbox(
+    "Image", [r.name for r in every.images], key="compare_choice", persist_state=KEEP
+)  # only readable ones
 chosen = [(n, data) for n, data in files if n == name]
 
 se_result, sge_result = analyse(se, chosen), analyse(sge, chosen, keep_values=True)

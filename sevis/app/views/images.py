@@ -17,6 +17,7 @@ from sevis.app.services import (
     sample_files,
     unique_names,
 )
+from sevis.app.state import KEEP, uploaded_files
 from sevis.app.widgets import export_all, file_part, model_places, offer_drill, plain, report_failures, show_figure
 from sevis.attention.geometry import layer_grid
 from sevis.stats.measures import saturation
@@ -28,11 +29,19 @@ __all__: list[str] = []  # a page: Streamlit runs this script; nothing in it is 
 def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
     all_layers = list(image.excitations)
     chosen = st.multiselect(
-        "SE layers", all_layers, default=sevis.paper_layers(all_layers), key=f"{loaded.ident}_layers"
+        "SE layers",
+        all_layers,
+        default=sevis.paper_layers(all_layers),
+        key=f"{loaded.ident}_layers",
+        persist_state=KEEP,
     )
     layers = [layer for layer in all_layers if layer in chosen]  # depth order, whatever the click order
     several = len(result.images) > 1
-    shown = result.images if several and st.toggle("Overlay all images", key=f"{loaded.ident}_overlay") else [image]
+    shown = (
+        result.images
+        if several and st.toggle("Overlay all images", key=f"{loaded.ident}_overlay", persist_state=KEEP)
+        else [image]
+    )
     if layers:
         shares = {layer: saturation(image.excitations[layer])["share_high"] for layer in layers}
         st.caption(
@@ -59,7 +68,11 @@ def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
 def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> None:
     layers = list(image.mask_means)
     layer = st.selectbox(
-        "SGE layer", layers, index=layers.index(sevis.default_layer(layers)), key=f"{loaded.ident}_sge_layer"
+        "SGE layer",
+        layers,
+        index=layers.index(sevis.default_layer(layers)),
+        key=f"{loaded.ident}_sge_layer",
+        persist_state=KEEP,
     )
     if not image.masks:  # a large upload: masks are kept only for the image on show
         image = analyse(loaded, [(image.name, files[image.name])], keep_values=True).images[0]
@@ -86,7 +99,7 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
             loaded,
             lambda: group_maps_frame(image.name, layer, before, after, groups),
         )
-    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{loaded.ident}_opacity")
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{loaded.ident}_opacity", persist_state=KEEP)
     left, right = st.columns(2)
     mean = mean_mask(masks)
     with left:
@@ -164,12 +177,15 @@ if not models:  # the photographs at once; what the model would show comes with 
     st.info("Choose a model and its weights in the sidebar to see what its attention layers do with them.")
     st.stop()
 
-uploads = st.file_uploader(
-    "Upload photographs",
-    type=IMAGE_TYPES,
-    accept_multiple_files=True,
-    key="images_upload",
-    help="JPEG, PNG, WebP, BMP, GIF or TIFF. With nothing uploaded the sample photographs are shown.",
+uploads = uploaded_files(
+    "images_upload",
+    lambda **given: st.file_uploader(
+        "Upload photographs",
+        type=IMAGE_TYPES,
+        accept_multiple_files=True,
+        help="JPEG, PNG, WebP, BMP, GIF or TIFF. With nothing uploaded the sample photographs are shown.",
+        **given,
+    ),
 )
 files = unique_names([(u.name, u.getvalue()) for u in uploads]) if uploads else sample_files()
 if not uploads:
@@ -184,7 +200,7 @@ if not first.images:
 
 offer_drill("images", {f"{m.label}: images on the Images page": (results[m.label], m) for m in models})
 names = [r.name for r in first.images]
-index = names.index(st.selectbox("Image", names, key="image_choice")) if len(names) > 1 else 0
+index = names.index(st.selectbox("Image", names, key="image_choice", persist_state=KEEP)) if len(names) > 1 else 0
 
 for loaded, place in zip(models, model_places(models), strict=True):
     result = results[loaded.label]
@@ -205,7 +221,12 @@ for loaded, place in zip(models, model_places(models), strict=True):
             se_section(loaded, result, image)
             # NOTE a toggle, not an expander: an expander's content runs (and costs a backward
             # pass) even while it is closed
-            if st.toggle("Grad-CAM", key=f"{loaded.ident}_gradcam_on", help="Where the network looked for a class"):
+            if st.toggle(
+                "Grad-CAM",
+                key=f"{loaded.ident}_gradcam_on",
+                persist_state=KEEP,
+                help="Where the network looked for a class",
+            ):
                 gradcam_panel(loaded, image, 0.5)
         if "sge" in loaded.kinds:
             sge_section(loaded, image, dict(files))
