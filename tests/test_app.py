@@ -1073,6 +1073,9 @@ def test_uploads_labels_and_choices_survive_leaving_a_page_and_coming_back(app, 
         app.get("file_uploader")[i].set_value([png(photos, n) for n in names])
     app.run()
     no_errors(app)
+    layer = app.selectbox(key="classes_layer")
+    chosen = next(o for o in layer.options if o != layer.value)
+    layer.set_value(chosen).run()
     before = charts(app)
     assert classes_shown(app).value == ["cat", "cup", "ship"]
 
@@ -1088,6 +1091,7 @@ def test_uploads_labels_and_choices_survive_leaving_a_page_and_coming_back(app, 
     assert app.number_input(key="classes_count").value == 3
     assert [app.text_input(key=f"classes_label_{i}").value for i in range(3)] == ["cat", "cup", "ship"]
     assert classes_shown(app).value == ["cat", "cup", "ship"] and charts(app) == before
+    assert app.selectbox(key="classes_layer").value == chosen  # the page's own choices too
     assert sum("Still using the 1 file(s)" in shown(c.value) for c in app.caption) == 3
     # asked to forget one class's files, that class is gone; an emptied uploader forgets too
     app.button(key="classes_upload_2_forget").click().run()
@@ -1135,3 +1139,17 @@ def test_a_drill_down_and_back_keeps_the_model_the_uploads_and_the_labels(app, p
     assert [app.text_input(key=f"classes_label_{i}").value for i in range(2)] == ["cat", "cup"]
     assert classes_shown(app).value == ["cat", "cup"]
     assert "Images per class: **cat** 2, **cup** 1" in [m.value for m in app.markdown]
+
+
+def test_the_image_menu_and_the_charts_show_the_same_image_through_a_failed_fetch(app):
+    """coffee.png chosen, then SGE (offline: its weights cannot be fetched, the page stops
+    before the menu), then its demo weights: the menu still says coffee.png, as the crop."""
+    untrained(app, SE)
+    app.selectbox(key="image_choice").set_value("coffee.png").run()
+    app.sidebar.radio(key="model_choice").set_value(SGE_LABEL).run()
+    assert any("could not be fetched" in shown(m.value) for m in app.markdown)
+    app.button(key=f"{SGE}_use_untrained").click().run()
+    no_errors(app)
+    assert app.selectbox(key="image_choice").value == "coffee.png"
+    crops = [str(i.proto) for i in app.get("image") if "crop the model sees" in str(i.proto)]
+    assert len(crops) == 1 and "coffee.png: the 224×224 crop the model sees" in crops[0]

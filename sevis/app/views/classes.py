@@ -139,6 +139,7 @@ def class_choice(place: DeltaGenerator, stats: ClassStats, kind: str) -> list[st
         max_selections=MAX_CLASSES_SHOWN,
         placeholder="Type to search the classes",
         key=key(f"classes_{kind}_shown_{digest}"),
+        persist_state=KEEP,
     )
 
 
@@ -159,6 +160,7 @@ def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) 
         ["50 uniformly spaced (as the paper)", "all", "sorted by the difference of two classes"],
         horizontal=True,
         key=key("classes_channels"),
+        persist_state=KEEP,
     )
     n = len(stats.mean(layer))
     if how.startswith("50"):
@@ -169,8 +171,8 @@ def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) 
         st.info("Sorting by the difference of two classes needs two classes shown: channel order instead.")
         return None, None
     a, b = st.columns(2)
-    first = a.selectbox("Class A", classes, index=0, key=key("classes_diff_a"))
-    second = b.selectbox("Class B", classes, index=1, key=key("classes_diff_b"))
+    first = a.selectbox("Class A", classes, index=0, key=key("classes_diff_a"), persist_state=KEEP)
+    second = b.selectbox("Class B", classes, index=1, key=key("classes_diff_b"), persist_state=KEEP)
     if first == second:
         st.info("Choose two different classes to sort by their difference: channel order instead.")
         return None, None
@@ -297,15 +299,22 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls:
     )
     st.markdown("**One layer, every channel**")
     layer = st.selectbox(
-        "SE layer", stats.layers, index=stats.layers.index(sevis.default_layer(stats.layers)), key=key("classes_layer")
+        "SE layer",
+        stats.layers,
+        index=stats.layers.index(sevis.default_layer(stats.layers)),
+        key=key("classes_layer"),
+        persist_state=KEEP,
     )
-    band = st.toggle("± one standard deviation across images (the paper's Figure 7)", key=key("classes_band"))
+    band = st.toggle(
+        "± one standard deviation across images (the paper's Figure 7)", key=key("classes_band"), persist_state=KEEP
+    )
     reference = st.radio(
         "Reference line",
         list(REFERENCE_LINES),
         format_func=REFERENCE_LINES.__getitem__,
         horizontal=True,
         key=key("classes_reference"),
+        persist_state=KEEP,
     )
     channels, pair = channel_order(stats, layer, classes)
     ordered_by = None
@@ -338,7 +347,7 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls:
             pick=grid_pick,
             pick_source=drill,
         )
-    side = st.toggle("Histograms side by side", key=key("classes_side"))
+    side = st.toggle("Histograms side by side", key=key("classes_side"), persist_state=KEEP)
     show_figure(
         figures.class_histograms(stats, layer, classes, side_by_side=side),
         f"{name}_{layer}_histograms",
@@ -355,14 +364,16 @@ def separating_channels(
     """Which channels of ``layer`` separate two of the classes shown: Welch's t per channel
     with the Benjamini-Hochberg FDR (:func:`sevis.stats.two_class_test`), as a volcano plot
     whose points open their channel, and the ranked table."""
-    if not st.toggle("Which channels separate two classes (Welch's t per channel, FDR)", key=key("classes_test")):
+    if not st.toggle(
+        "Which channels separate two classes (Welch's t per channel, FDR)", key=key("classes_test"), persist_state=KEEP
+    ):
         return
     if len(classes) < 2:
         st.caption("A two-class test needs two classes shown.")
         return
     left, right = st.columns(2)
-    a = left.selectbox("Test class A", classes, index=0, key=key("classes_test_a"))
-    b = right.selectbox("against class B", classes, index=1, key=key("classes_test_b"))
+    a = left.selectbox("Test class A", classes, index=0, key=key("classes_test_a"), persist_state=KEEP)
+    b = right.selectbox("against class B", classes, index=1, key=key("classes_test_b"), persist_state=KEEP)
     if a == b:
         st.info("Choose two different classes to test.")
         return
@@ -399,9 +410,10 @@ def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls
         stats.layers,
         index=stats.layers.index(sevis.default_layer(stats.layers)),
         key=key("classes_sge_layer"),
+        persist_state=KEEP,
     )
     classes = class_choice(right, stats, "sge")
-    band = st.toggle("± one standard deviation across images", key=key("classes_sge_band"))
+    band = st.toggle("± one standard deviation across images", key=key("classes_sge_band"), persist_state=KEEP)
     show_figure(
         figures.mask_class_stats(stats, layer, classes, band=band),
         f"{name}_{layer}_mask_stats",
@@ -415,11 +427,16 @@ def sge_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls
             source,
             lambda: only(stats.to_frame(), layer),
         )
-    if st.toggle("Distributions of group activations before and after SGE", key=key("classes_sge_dist")):
+    if st.toggle(
+        "Distributions of group activations before and after SGE", key=key("classes_sge_dist"), persist_state=KEEP
+    ):
         if stats.distributions(layer):
             by_class = stats.distributions_by_class(layer)
             who = st.selectbox(
-                "Images", ["all images", *(classes if by_class else [])], key=key("classes_sge_dist_class")
+                "Images",
+                ["all images", *(classes if by_class else [])],
+                key=key("classes_sge_dist_class"),
+                persist_state=KEEP,
             )
             if not by_class:
                 st.caption("A saved run keeps these distributions over all its images, not by class.")
@@ -448,6 +465,7 @@ def kind_figures(
         stats.layers,
         index=stats.layers.index(sevis.default_layer(stats.layers)),
         key=key(f"classes_{kind.name}_layer"),
+        persist_state=KEEP,
     )
     classes = class_choice(right, stats, kind.name)
     for i, fig in enumerate(figures.kind_figures(kind, stats, layer, classes)):
@@ -547,7 +565,9 @@ for (drill, loaded), place in zip(drills.items(), model_places(models), strict=T
         kinds_seen.append(loaded.kinds)
         BASELINES.clear()
         if not loaded.provenance.untrained and st.toggle(
-            "Against the same network untrained (seed 0): what training put there", key=key("classes_baseline")
+            "Against the same network untrained (seed 0): what training put there",
+            key=key("classes_baseline"),
+            persist_state=KEEP,
         ):
             twin = untrained_twin(loaded)
             base = analyse(twin, files, labels)
