@@ -1153,3 +1153,44 @@ def test_the_image_menu_and_the_charts_show_the_same_image_through_a_failed_fetc
     assert app.selectbox(key="image_choice").value == "coffee.png"
     crops = [str(i.proto) for i in app.get("image") if "crop the model sees" in str(i.proto)]
     assert len(crops) == 1 and "coffee.png: the 224×224 crop the model sees" in crops[0]
+
+
+def test_a_views_link_opens_the_same_view_in_a_fresh_session(app, tiny_se, tmp_path, monkeypatch):
+    """The model, its weights, a saved run's server path and the layer are the view's query
+    parameters (the browser writes them into the address as they change: the Chromium test
+    copies one): a fresh session given them draws the same page; a value no option has is
+    dropped."""
+    from sevis.jobs.extraction import extract
+
+    folder = class_folders(tmp_path / "data", {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]})
+    run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
+    monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
+    untrained(app, SE)
+    app.switch_page("sevis/app/views/classes.py").run()
+    app.radio(key="classes_mode").set_value("run").run()
+    app.text_input(key="classes_run_path").set_value(str(run)).run()
+    layer = app.selectbox(key="classes_layer")
+    chosen = next(o for o in layer.options if o != layer.value)
+    layer.set_value(chosen).run()
+    no_errors(app)
+    # NOTE a choice shown through a format function is linked by its label, as the browser writes it
+    link = {
+        f"{SE}_source": "Untrained (random weights)",
+        "classes_mode": "A saved run (sevis extract)",
+        "classes_run_path": str(run),
+        "classes_layer": chosen,
+    }
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    fresh.query_params.update(link)
+    fresh.run()
+    fresh.switch_page("sevis/app/views/classes.py").run()
+    no_errors(fresh)
+    assert fresh.sidebar.selectbox(key=f"{SE}_source").value == "untrained"
+    assert fresh.radio(key="classes_mode").value == "run"
+    assert fresh.selectbox(key="classes_layer").value == chosen
+    assert charts(fresh) == charts(app)
+    assert any("3 images from" in shown(m.value) for m in fresh.markdown)
+    odd = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    odd.query_params.update({f"{SE}_source": "<b>nothing</b>", "classes_layer": "SE_9_9"})
+    odd.run()
+    assert not odd.exception and odd.sidebar.selectbox(key=f"{SE}_source").value == "pretrained"

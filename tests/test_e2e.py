@@ -443,6 +443,35 @@ def test_a_drill_down_and_back_by_the_sidebar_keeps_the_classes_and_their_upload
     shot(page, "kept-uploads")
 
 
+def test_a_copied_link_opens_the_same_view_in_another_browser(server, page, browser):
+    """SGE-ResNet-50, its layer SGE_3_4: the address holds both as they are chosen; opened in
+    a fresh browser context (another person), it draws the same model at the same layer."""
+    page.goto(server)
+    page.get_by_text("SGE-ResNet-50", exact=True).first.click()
+    page.get_by_role("heading", name="SGE-ResNet-50").wait_for()
+    wait_for_charts(page, 5)
+    menu = page.locator('[data-testid="stSelectbox"]', has_text="SGE layer")
+    menu.locator("input").first.click()
+    page.get_by_role("option", name="SGE_3_4").click()
+    page.locator(CHART).get_by_text("SGE_3_4").first.wait_for()
+    page.wait_for_function("() => location.search.includes('SGE_3_4')")
+    link = page.url
+    assert "model_choice=SGE-ResNet-50" in link and "sge_layer=SGE_3_4" in link, link
+    other = browser.new_context(viewport={"width": 1400, "height": 4200})
+    try:
+        again = other.new_page()
+        again.set_default_timeout(120_000)
+        again.goto(link)
+        again.get_by_role("heading", name="SGE-ResNet-50").wait_for()
+        wait_for_charts(again, 5)
+        no_errors(again)
+        assert "SGE_3_4" in shown_value(again.locator('[data-testid="stSelectbox"]', has_text="SGE layer"))
+        assert again.locator(CHART).get_by_text("SGE_3_4").count() > 0
+        assert again.get_by_role("heading", name="SE-ResNet-50").count() == 0  # the model of the link only
+    finally:
+        other.close()
+
+
 def test_classes_page_two_class_test_and_untrained_baseline(server, page):
     """The two-class test's volcano plot and the untrained baseline on the depth curve, each
     turned on in Chromium; a click on a significant channel of the volcano opens it."""

@@ -21,10 +21,15 @@ from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from sevis.app.text import plain
 
-__all__ = ["KEEP", "forget_uploads", "uploaded_files"]
+__all__ = ["KEEP", "LINKED", "forget_uploads", "uploaded_files"]
 
 KEEP: Final = "session"
 """``persist_state`` of the widgets whose values outlive a page."""
+LINKED: Final = "query-params"
+"""``bind`` of the widgets that make a view's link: the model, each model's weights source
+and server file, a saved run's server path, and the layer shown; the page is the link's
+path. Opened in another browser, the link draws the same view for the sample photographs
+and server files (uploads stay with their session)."""
 
 _KEPT = "_kept_uploads"  # uploader key -> the files it last held
 _EMPTIED = "_emptied_uploads"  # uploader keys the person changed in this run

@@ -29,7 +29,7 @@ from sevis.app.services import (
     server_file,
     upload_digest,
 )
-from sevis.app.state import KEEP, uploaded_files
+from sevis.app.state import KEEP, LINKED, uploaded_files
 from sevis.app.text import plain
 from sevis.figures._style import mark_untrained
 from sevis.models.weights import weights_file
@@ -78,7 +78,12 @@ WEIGHT_TYPES = ["pth", "tar", "pt", "bin", "safetensors"]
 def _weights_widget(label: str, key: str) -> Weights | None:
     """Sidebar widgets for one model's weights; None while a file is still to be chosen."""
     source = st.sidebar.selectbox(
-        f"{label} weights", list(SOURCES), format_func=SOURCES.__getitem__, key=f"{key}_source", persist_state=KEEP
+        f"{label} weights",
+        list(SOURCES),
+        format_func=SOURCES.__getitem__,
+        key=f"{key}_source",
+        persist_state=KEEP,
+        bind=LINKED,
     )
     if source in ("pretrained", "untrained"):
         return Weights(source, source)
@@ -89,6 +94,7 @@ def _weights_widget(label: str, key: str) -> Weights | None:
             ["(type a path below)", *files],
             key=f"{key}_file",
             persist_state=KEEP,
+            bind=LINKED,
         )
         typed = st.sidebar.text_input(
             f"{label}: checkpoint path",
@@ -96,6 +102,7 @@ def _weights_widget(label: str, key: str) -> Weights | None:
             max_chars=1000,
             help="A file in the weights folder or a folder the operator lists in SEVIS_SERVER_DIRS.",
             persist_state=KEEP,
+            bind=LINKED,
         )
         path = typed.strip() or (choice if choice in files else "")
         return Weights("server", path, path) if path else None
@@ -197,6 +204,7 @@ def model_panel() -> list[Loaded]:
             [*models, *(["Both"] if len(models) == 2 else []), TWO_CHECKPOINTS, OTHER_TIMM],
             key="model_choice",
             persist_state=KEEP,
+            bind=LINKED,
             help="SE: channel attention (Hu et al. 2018). SGE: spatial attention per channel group (Li et al. 2019). "
             "Another timm model: any of timm's networks with SE modules.",
         )
@@ -204,11 +212,16 @@ def model_panel() -> list[Loaded]:
         slots: dict[str, tuple[str, str]]
         if choice == OTHER_TIMM:
             name = st.sidebar.selectbox(
-                "timm model", timm_se_models(), key="timm_model", help="Weights from the hub.", persist_state=KEEP
+                "timm model",
+                timm_se_models(),
+                key="timm_model",
+                help="Weights from the hub.",
+                persist_state=KEEP,
+                bind=LINKED,
             )
             slots = {name: (name, name)}
         elif choice == TWO_CHECKPOINTS:
-            label = st.sidebar.selectbox("Network", list(models), key="two_model", persist_state=KEEP)
+            label = st.sidebar.selectbox("Network", list(models), key="two_model", persist_state=KEEP, bind=LINKED)
             name = models[label]
             slots = {f"{label} (A)": (name, name), f"{label} (B)": (name, f"{name}_b")}
         else:
@@ -318,6 +331,7 @@ def saved_run_input(key: str) -> Run | None:
         max_chars=1000,
         help="Inside the weights folder or a folder the operator lists in SEVIS_SERVER_DIRS.",
         persist_state=KEEP,
+        bind=LINKED,
     ).strip()
     if not uploads and not path:
         st.info("Upload a run written by `sevis extract`, or give its path on the server.")

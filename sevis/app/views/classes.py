@@ -19,7 +19,7 @@ from sevis.app.services import (
     unique_names,
     untrained_twin,
 )
-from sevis.app.state import KEEP, uploaded_files
+from sevis.app.state import KEEP, LINKED, uploaded_files
 from sevis.app.widgets import (
     export_all,
     file_part,
@@ -304,6 +304,7 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls:
         index=stats.layers.index(sevis.default_layer(stats.layers)),
         key=key("classes_layer"),
         persist_state=KEEP,
+        bind=LINKED,
     )
     band = st.toggle(
         "± one standard deviation across images (the paper's Figure 7)", key=key("classes_band"), persist_state=KEEP
@@ -522,7 +523,9 @@ st.caption(
     "Per-class excitation, as in the SENet paper's section 'Role of Excitation': mean excitation "
     "per channel for each class, the spread across images, and how class-specific each layer is."
 )
-mode = st.radio("Images", list(MODES), format_func=MODES.get, horizontal=True, key="classes_mode", persist_state=KEEP)
+mode = st.radio(
+    "Images", list(MODES), format_func=MODES.get, horizontal=True, key="classes_mode", persist_state=KEEP, bind=LINKED
+)
 if mode == "run":  # no model runs: the statistics come from the file, and no model message shows
     hide_model_messages()
     saved_run()

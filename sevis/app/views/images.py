@@ -17,7 +17,7 @@ from sevis.app.services import (
     sample_files,
     unique_names,
 )
-from sevis.app.state import KEEP, uploaded_files
+from sevis.app.state import KEEP, LINKED, uploaded_files
 from sevis.app.widgets import export_all, file_part, model_places, offer_drill, plain, report_failures, show_figure
 from sevis.attention.geometry import layer_grid
 from sevis.stats.measures import saturation
@@ -73,6 +73,7 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
         index=layers.index(sevis.default_layer(layers)),
         key=f"{loaded.ident}_sge_layer",
         persist_state=KEEP,
+        bind=LINKED,
     )
     if not image.masks:  # a large upload: masks are kept only for the image on show
         image = analyse(loaded, [(image.name, files[image.name])], keep_values=True).images[0]
