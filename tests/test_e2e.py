@@ -394,14 +394,19 @@ def two_classes_on_the_classes_page(page, server: str) -> None:
     wait_for_charts(page, 5)
 
 
-def test_clicking_a_channel_opens_its_page(server, page):
-    two_classes_on_the_classes_page(page, server)
-    # a marker of the first class's line in one layer's Figure 6 (50 channels: drawn with markers)
+def click_a_figure_6_marker(page) -> None:
+    """Click the 21st marker of the first class's line in one layer's Figure 6 (50 channels:
+    drawn with markers) and wait for the Channels page it opens."""
     marker = page.locator(CHART).nth(1).locator(".scatterlayer .trace").first.locator(".points path").nth(20)
     box = marker.bounding_box()
     assert box is not None
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.get_by_role("heading", name="Channels").wait_for()
+
+
+def test_clicking_a_channel_opens_its_page(server, page):
+    two_classes_on_the_classes_page(page, server)
+    click_a_figure_6_marker(page)
     page.get_by_text("SE_4_6, channel ").first.wait_for()
     heading = page.locator("h3", has_text="SE_4_6, channel").inner_text()
     # the 50 shown channels are evenly spaced over 1,024: the 21st is channel 20 * 1023 / 49
@@ -418,11 +423,7 @@ def test_a_drill_down_and_back_by_the_sidebar_keeps_the_classes_and_their_upload
     are drawn again from the files kept (their uploaders are empty: Streamlit cannot give
     files back to them), and the Images page keeps its own upload the same way."""
     two_classes_on_the_classes_page(page, server)
-    marker = page.locator(CHART).nth(1).locator(".scatterlayer .trace").first.locator(".points path").nth(20)
-    box = marker.bounding_box()
-    assert box is not None
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.get_by_role("heading", name="Channels").wait_for()
+    click_a_figure_6_marker(page)
     page.locator('[data-testid="stSidebarNav"]').get_by_text("Classes").click()
     page.get_by_role("heading", name="Classes").wait_for()
     page.get_by_text("Still using the 2 file(s) uploaded here before").first.wait_for()
