@@ -200,3 +200,27 @@ def test_the_ray_engine_keeps_the_local_engines_distributions(tmp_path):
             a, b = ours.distribution(layer, name), theirs.distribution(layer, name)
             assert a.sum() == b.sum() > 0, (layer, name)
             assert np.abs(a - b).sum() <= max(4, b.sum() // 10_000), (layer, name)
+
+
+def test_all_images_counts_follow_merges_and_regroupings_only_while_they_stay_all_images(sge_run):
+    stats = read_run(sge_run, cache=False).stats["sge"]
+    layer = stats.layers[0]
+    counts = stats.distribution(layer, "before")
+    renamed = stats.regroup({c: c.upper() for c in stats.classes})  # every class kept: the same images
+    assert np.array_equal(renamed.distribution(layer, "before"), counts)
+    assert renamed.distributions(layer) == stats.distributions(layer)
+    fewer = stats.regroup({c: c for c in stats.classes[1:]})  # one class left out: no longer all images
+    assert fewer.distributions(layer) == []
+    both = sevis.stats.MaskStats()
+    both.merge(stats)  # into nothing: all of the images
+    assert np.array_equal(both.distribution(layer, "before"), counts)
+    both.merge(stats)  # the same images twice: counted twice, as their moments are
+    assert np.array_equal(both.distribution(layer, "before"), 2 * counts)
+    both.merge(stats.regroup({}))  # no images: nothing changes
+    assert np.array_equal(both.distribution(layer, "before"), 2 * counts)
+    both.merge(fewer)  # images without their counts: the sum is no longer of all images
+    assert both.distributions(layer) == []
+    with pytest.raises(ValueError, match="must be"):
+        stats.set_distribution(layer, "before", np.zeros((3, 50), np.int64))
+    with pytest.raises(ValueError, match="positions"):
+        stats.set_distribution(layer, "other", np.zeros((3, 100), np.int64))

@@ -64,9 +64,9 @@ def encode_distributions(counts: Mapping[str, Mapping[str, np.ndarray]]) -> byte
 
 
 def decode_distributions(raw: bytes, metadata: RunMetadata) -> Counts:
-    """The counts ``raw`` holds, checked against the run's metadata: only its layers of
-    kinds that have distributions, P their positions, counts non-negative; decompressed
-    to no more than those shapes' size.
+    """The counts ``raw`` holds, checked against the run's metadata: only its layers, P
+    their positions (groups), counts non-negative; decompressed to no more than those
+    shapes' size.
 
     Raises:
         RunError: not of the shape sevis writes (the message never echoes it).

@@ -199,7 +199,7 @@ class RunWriter:
         pa.default_memory_pool().release_unused()
 
     def _part_counts(self) -> Counts:
-        """The distributions of every part's images, summed (none for a run without them)."""
+        """The distributions of every part's images, summed (a run that keeps them)."""
         total: Counts = {}
         for part in self._part_files():
             try:

@@ -402,11 +402,10 @@ class ClassStats:
         codes = np.array([self._classes.setdefault(label, len(self._classes)) for label in other.classes], np.int64)
         self._merge_codes(other, codes)
         # all-images counts of both parts add up; of one part only, they describe neither
-        self._pooled = (
-            dict(other._pooled)
-            if empty
-            else {k: v + other._pooled[k] for k, v in self._pooled.items() if k in other._pooled}
-        )
+        if empty:
+            self._pooled = dict(other._pooled)
+        elif other._classes:
+            self._pooled = {k: v + other._pooled[k] for k, v in self._pooled.items() if k in other._pooled}
 
     def regroup(self, mapping: Mapping[str, str]) -> ClassStats:
         """These statistics with classes renamed or pooled: class ``c`` goes to ``mapping[c]``,
