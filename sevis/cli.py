@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-distributions",
         dest="distributions",
         action="store_false",
-        help="SGE models: do not count the distributions before and after SGE (about 20 %% of a run's time on a CPU)",
+        help="SGE models: do not count the distributions before and after SGE (about 14 %% of a run's time on a CPU)",
     )
     ex.add_argument("--engine", choices=["local", "ray"], default="local")
     ex.add_argument("--address", default=None, help="Ray cluster address (ray://host:10001); default: local Ray")

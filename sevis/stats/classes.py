@@ -20,6 +20,7 @@ aggregate over all images is kept under :data:`ALL`, a key no class label can eq
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, Final, NamedTuple
 
@@ -517,9 +518,15 @@ def count_distribution(values: torch.Tensor | np.ndarray) -> np.ndarray:
     if given.ndim != 3:
         raise ValueError(f"values must be (N, P, M), got {tuple(given.shape)}")
     n, positions = int(given.shape[0]), int(given.shape[1])
+    # NOTE one work buffer set per thread, kept between calls: an extract counts the same
+    # shapes every batch, and fresh buffers doubled the counting time (0.067 s against
+    # 0.035 s for a batch of 32 at stage 2)
+    scratch = _THREAD.__dict__.setdefault("scratch", _Scratch())
+    flat = given.detach().cpu().reshape(n * positions, -1)
+    x = scratch.get(tuple(flat.shape), torch.float64, 1).copy_(flat)
     counts = _Counts()
-    rows = torch.arange(positions).repeat(n)
-    counts.add(
-        rows, positions, given.detach().cpu().reshape(n * positions, -1).double(), _Scratch(), narrow=is_narrow(given)
-    )
+    counts.add(torch.arange(positions).repeat(n), positions, x, scratch, narrow=is_narrow(given))
     return counts.bins[:positions].copy()
+
+
+_THREAD = threading.local()
