@@ -12,7 +12,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /var/tmp/sevis-docker.XXXXXX)
-PORT=${SEVIS_DOCKER_PORT:-18501}
+# A free port unless told: two checks on one machine (two CI jobs) never stop each other's server.
+PORT=${SEVIS_DOCKER_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 BASE=docker.io/library/python:3.11-slim-bookworm
 IMAGE=localhost/sevis:check
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -59,7 +60,7 @@ cp /etc/ssl/certs/ca-certificates.crt "$WORK/rootfs/etc/ssl/certs/ca-certificate
 printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$WORK/rootfs/etc/pip.conf"
 rm -rf "$WORK"/rootfs/var/cache/apt/archives/*.deb "$WORK"/rootfs/var/lib/apt/lists/*
 mkdir -p "$CACHE"
-tar -C "$WORK/rootfs" -cf "$BASE_TAR.tmp" . && mv "$BASE_TAR.tmp" "$BASE_TAR"  # whole or absent
+tar -C "$WORK/rootfs" -cf "$BASE_TAR.$$.tmp" . && mv "$BASE_TAR.$$.tmp" "$BASE_TAR"  # whole or absent, and two runs at once never write one file
 rm -rf "$WORK/rootfs"
 fi
 ctr=$("${B[@]}" from scratch)
