@@ -212,6 +212,7 @@ def analysis_bundle(
     view: str,
     weights_to_load: str,
     png: bool | None = None,
+    compared: tuple[str, Analysis] | None = None,
 ) -> bytes:
     """:func:`bundle` of a view of an :class:`~sevis.Analysis`: its figures, each kind's
     per-class statistics (``tables/statistics_KIND``), the images analysed with their labels,
@@ -225,12 +226,22 @@ def analysis_bundle(
         weights_to_load: what ``rebuild.py`` passes to :func:`sevis.load_model` as weights
             (``"pretrained"``, ``"untrained"``, or the checkpoint's file name, to be put
             beside it).
+        compared: a second checkpoint's name and its analysis of the same images: its
+            statistics go in as ``tables/statistics_KIND_NAME``, each row naming its weights,
+            and the manifest's ``compared_with`` says which weights they are.
     """
     import datetime
 
     provenance = result.provenance
     kinds = [k for k, stats in result.stats.items() if stats.layers]
     tables = [(f"statistics_{k}", with_provenance(result.stats[k].to_frame(), provenance)) for k in kinds]
+    if compared is not None:
+        other_name, other = compared
+        tables += [
+            (f"statistics_{k}_{other_name}", with_provenance(other.stats[k].to_frame(), other.provenance))
+            for k in kinds
+            if k in other.stats
+        ]
     used: dict[str, int] = {}
     entries, images = [], []
     for i, (name, data) in enumerate(files):
@@ -251,4 +262,6 @@ def analysis_bundle(
         "layers": {k: result.stats[k].layers for k in kinds},
         "rebuild": {"kind": kinds[0], "table": f"statistics_{kinds[0]}.parquet"} if kinds else None,
     }
+    if compared is not None:
+        manifest["compared_with"] = {"name": compared[0], **compared[1].provenance.columns()}
     return bundle(figures, manifest, tables=tables, images=images, rebuild=REBUILD if kinds else None, png=png)

@@ -404,6 +404,76 @@ def click_a_figure_6_marker(page) -> None:
     page.get_by_role("heading", name="Channels").wait_for()
 
 
+def click_a_point(page, title: str, meta: str, point: int, axis: str | None = None) -> tuple[str, int]:
+    """Click the ``point``-th point of the first line whose layer (``meta``) is ``meta``
+    (and, given, whose x axis is ``axis``) on the chart whose title holds ``title``, where
+    Plotly draws it (its axes' own pixel mapping); the Channels page must open on the
+    channel the hover label named. Returns that (layer, channel)."""
+    found = page.evaluate(
+        """([selector, title, meta, axis, i]) => {
+            const charts = [...document.querySelectorAll(selector)];
+            const gd = charts.find(g => (g._fullLayout.title.text || '').includes(title));
+            if (!gd) return null;
+            gd.scrollIntoView({block: 'center'});
+            const k = gd._fullData.findIndex(t => t.meta === meta && (!axis || t.xaxis === axis));
+            if (k < 0) return null;
+            const trace = gd._fullData[k], at = gd.calcdata[k][i];
+            const xa = gd._fullLayout[trace.xaxis.replace('x', 'xaxis')];
+            const ya = gd._fullLayout[trace.yaxis.replace('y', 'yaxis')];
+            const box = gd.getBoundingClientRect();
+            const channel = trace.customdata ? Number(trace.customdata[i]) : at.x;
+            return [box.left + xa._offset + xa.c2p(at.x), box.top + ya._offset + ya.c2p(at.y), channel];
+        }""",
+        [CHART, title, meta, axis, point],
+    )
+    assert found is not None, (title, meta, axis)
+    x, y, channel = found
+    # NOTE Plotly picks among the points within 3 px of the pointer (2,048 channels over
+    # 1,300 px: about ten); what it says under the pointer is what a click must open.
+    page.mouse.move(x, y)
+    label = page.locator(".hoverlayer .hovertext").first
+    label.wait_for()
+    hovered = int(re.search(r"channel (\d+)", label.text_content() or "").group(1))
+    assert abs(hovered - channel) <= 8, (hovered, channel)
+    page.mouse.click(x, y)
+    page.get_by_role("heading", name="Channels").wait_for()
+    opened = page.locator("h3", has_text=", channel ").first
+    opened.wait_for()
+    assert opened.inner_text().strip() == f"{meta}, channel {hovered}"
+    return meta, hovered
+
+
+def test_every_channel_chart_opens_the_channel_clicked(server, page):
+    """Figure 6's small multiples (a panel that is not the first: its layer comes from the line
+    clicked), Figure 7's second panel and the Images page's excitation profiles; the one-layer
+    profile and the volcano are clicked in the tests beside this one. Each opens the Channels
+    page on the layer and channel of the point clicked."""
+    two_classes_on_the_classes_page(page, server)
+    spaced = np.linspace(0, 2047, 50).round().astype(int)
+    assert click_a_point(page, "the paper's Figure 6", "SE_5_1", 20) == ("SE_5_1", int(spaced[20]))
+    wait_for_charts(page, 2)
+    no_errors(page)
+
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Classes").click()
+    page.get_by_role("heading", name="Classes").wait_for()
+    wait_for_charts(page, 5)
+    page.get_by_text("± one standard deviation across images (the paper's Figure 7)").click()
+    wait_for_charts(page, 6)  # + Figure 7, after the one-layer profile
+    spaced = np.linspace(0, 1023, 50).round().astype(int)
+    assert click_a_point(page, "(the paper's Figure 7)", "SE_4_6", 30, axis="x2") == ("SE_4_6", int(spaced[30]))
+    wait_for_charts(page, 2)
+    no_errors(page)
+
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Images").click()
+    page.get_by_role("heading", name="Images").wait_for()
+    wait_for_charts(page, 3)
+    layer, channel = click_a_point(page, "SE excitation per channel", "SE_5_2", 700)
+    assert layer == "SE_5_2" and abs(channel - 700) <= 8
+    wait_for_charts(page, 2)
+    no_errors(page)
+    shot(page, "channel-from-images")
+
+
 def test_clicking_a_channel_opens_its_page(server, page):
     two_classes_on_the_classes_page(page, server)
     click_a_figure_6_marker(page)

@@ -6,10 +6,12 @@ import io
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 import sevis
 from sevis import export
@@ -108,3 +110,31 @@ def test_export_all_holds_the_view_and_its_snippet_rebuilds_the_numbers(tiny_se,
     exported.to_parquet(tmp_path / "export" / "tables" / "statistics_se.parquet")
     done = subprocess.run(command, cwd=tmp_path / "export", env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "Not equal to tolerance" in done.stderr
+
+
+def test_export_all_of_two_checkpoints_holds_both_statistics(tiny_se, photos, tmp_path):
+    """The Classes page's one Export all for two checkpoints of a network: the second one's
+    statistics beside the first's, each row naming its own weights, and the manifest says
+    which weights they are."""
+    import json
+    import zipfile
+
+    from tiny import randomize_
+
+    files = [("cat.png", photos["chelsea.png"]), ("cup.png", photos["coffee.png"])]
+    labels = ["cat", "cup"]
+    first = sevis.analyse(tiny_se, files, labels=labels)
+    checkpoint = tmp_path / "tiny_se_b.pth"
+    torch.save(randomize_(sevis.load_model("tiny_se", "untrained"), seed=5).state_dict(), checkpoint)
+    second = sevis.analyse(sevis.load_model("tiny_se", checkpoint), files, labels=labels)
+    data = export.analysis_bundle(
+        first, files, labels, [], view="Classes", weights_to_load="untrained", png=False, compared=("tiny_se_b", second)
+    )
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        mine = pd.read_parquet(io.BytesIO(archive.read("tables/statistics_se.parquet")))
+        theirs = pd.read_parquet(io.BytesIO(archive.read("tables/statistics_se_tiny_se_b.parquet")))
+    assert manifest["compared_with"]["name"] == "tiny_se_b"
+    assert manifest["compared_with"]["weights_sha256"] == second.provenance.weights_sha256 is not None
+    assert set(mine["untrained"]) == {True} and set(theirs["weights_sha256"]) == {second.provenance.weights_sha256}
+    assert len(mine) == len(theirs) and not np.allclose(mine["mean"], theirs["mean"])  # other weights, other means

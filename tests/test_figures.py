@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
@@ -204,6 +205,78 @@ def test_figure_7_two_classes_side_by_side(stats):
     upper = np.asarray(bands[0].y[:50])
     assert_allclose(upper, (stats.mean("SE_5_2", "goldfish") + stats.std("SE_5_2", "goldfish"))[picked])
     assert "Figure 7" in fig.layout.title.text
+
+
+def test_figure_7_follows_a_sort_order_by_rank(stats):
+    order = figures.sort_by_difference(stats, "SE_5_2", "pug", "goldfish")
+    fig = figures.class_band_panels(stats, "SE_5_2", ["pug", "goldfish"], channels=order)
+    assert [a.text for a in fig.layout.annotations] == ["pug", "goldfish"]  # the pair asked for, in its order
+    means = [t for t in fig.data if t.meta == "SE_5_2"]
+    assert_allclose(means[0].x, np.arange(2048))  # a sort is drawn at its rank...
+    assert_allclose(means[0].customdata, order)  # ...and every point still names its channel
+    assert_allclose(means[0].y, stats.mean("SE_5_2", "pug")[order])
+    assert fig.layout.xaxis.title.text == "channel (in the chosen order)"
+
+
+def test_every_channel_line_has_markers_to_click(stats):
+    """Plotly selects markers, never a bare line: every trace a click opens a channel from
+    draws them (Figure 6 in both forms at 50 and all channels, Figure 7, the Images profiles)."""
+    profiles = {"a.jpg": {"SE_5_2": np.random.default_rng(0).random(2048)}}
+    drawn = {
+        "grid": figures.class_profiles_grid(stats, ["SE_5_2"], ["goldfish", "pug"]),
+        "one layer, 50": figures.class_profiles(
+            stats, "SE_5_2", ["goldfish", "pug"], channels=figures.sample_channels(2048, 50)
+        ),
+        "one layer, all": figures.class_profiles(stats, "SE_5_2", ["goldfish", "pug"], difference=("pug", "goldfish")),
+        "Figure 7": figures.class_band_panels(stats, "SE_5_2", ["goldfish", "pug"]),
+        "Images": figures.excitation_profiles(profiles, ["SE_5_2"]),
+    }
+    for name, fig in drawn.items():
+        lines = [t for t in fig.data if t.fill != "toself" and t.hoverinfo != "skip"]
+        assert lines, name
+        for trace in lines:
+            assert "markers" in trace.mode, (name, trace.name)
+    assert {t.meta for t in drawn["Images"].data} == {"SE_5_2"}
+
+
+def test_ablation_without_labelled_images_draws_agreement_only():
+    """Labels that are no class of the model: accuracy is undefined, and the chart draws how
+    often the top-1 class stays the unmodified network's (not empty bars on a 0-400 % axis)."""
+    table = pd.DataFrame(
+        {
+            "condition": ["none", "stage 2", "all"],
+            "layers": [0, 3, 16],
+            "images": [0, 0, 0],
+            "top1": [np.nan] * 3,
+            "top5": [np.nan] * 3,
+            "top1_kept": [1.0, 0.75, 0.25],
+            "top1_change": [np.nan] * 3,
+            "top5_change": [np.nan] * 3,
+        }
+    )
+    fig = figures.ablation_chart(table)
+    assert [t.name for t in fig.data] == ["top-1 kept (agrees with nothing removed)"]
+    assert_allclose(fig.data[0].y, [1.0, 0.75, 0.25])
+    assert "no label is a class of the model" in fig.layout.title.text and tuple(fig.layout.yaxis.range) == (0, 1)
+    table[["images", "top1", "top5"]] = [[4, 0.5, 1.0], [4, 0.25, 0.75], [4, 0.0, 0.5]]
+    labelled = figures.ablation_chart(table)
+    assert [t.name for t in labelled.data][:2] == [
+        "top-1",
+        "top-5",
+    ] and "(4 labelled images)" in labelled.layout.title.text
+
+
+def test_checkpoint_difference_is_a_minus_b_per_class_and_refuses_another_network(stats):
+    rng = np.random.default_rng(1)
+    other = ExcitationStats()
+    other.update({"SE_4_6": rng.random((6, 1024)), "SE_5_2": rng.random((6, 512))}, ["goldfish"] * 3 + ["pug"] * 3)
+    fig = figures.checkpoint_difference(stats, other, "SE_4_6", ["pug"], ("A", "B"))
+    assert [t.name for t in fig.data] == ["pug (n=3)", "all images (n=6)"]
+    assert_allclose(fig.data[0].y, stats.mean("SE_4_6", "pug") - other.mean("SE_4_6", "pug"))
+    assert_allclose(fig.data[1].y, stats.mean("SE_4_6") - other.mean("SE_4_6"))
+    assert {t.meta for t in fig.data} == {"SE_4_6"} and all("markers" in t.mode for t in fig.data)
+    with pytest.raises(ValueError, match="2048 positions in A and 512 in B"):
+        figures.checkpoint_difference(stats, other, "SE_5_2", ["pug"], ("A", "B"))
 
 
 def test_short_labels():

@@ -37,6 +37,7 @@ import sevis
 from sevis._files import FileRefused, opened_within
 from sevis.data import assets_dir
 from sevis.errors import shortened
+from sevis.models.weights import cached_weights
 from sevis.runs.reader import Run, read_run
 from sevis.stats.measures import NullBand
 
@@ -65,6 +66,7 @@ __all__ = [
     "load_plugins",
     "load_run",
     "open_model",
+    "retry_fetch",
     "run_nulls",
     "run_slot",
     "run_slots",
@@ -154,6 +156,34 @@ def load_model(name: str, weights: str) -> nn.Module:
     return sevis.load_model(name, weights)
 
 
+@st.cache_resource
+def _fetch_failures() -> dict[str, sevis.WeightsUnavailableError]:
+    return {}
+
+
+def _pretrained(name: str) -> nn.Module:
+    """``name`` with its pretrained weights, or the error of the last failed fetch: a
+    network that cannot be fetched is tried once per server, not at every rerun (offline,
+    timm's hub retries cost about 50 s a time), until :func:`retry_fetch` or until its
+    file is put in the weights folder."""
+    failures = _fetch_failures()
+    failed = failures.get(name)
+    if failed is not None and cached_weights(name) is None:
+        raise failed
+    try:
+        model = load_model(name, "pretrained")
+    except sevis.WeightsUnavailableError as err:
+        failures[name] = err
+        raise
+    failures.pop(name, None)
+    return model
+
+
+def retry_fetch(name: str) -> None:
+    """Forget that ``name``'s pretrained weights could not be fetched: the next rerun tries again."""
+    _fetch_failures().pop(name, None)
+
+
 def untrained_twin(loaded: Loaded) -> Loaded:
     """The same architecture with sevis's fixed-seed untrained weights: the baseline for
     what training put into the attention (the same images through it)."""
@@ -234,7 +264,9 @@ def open_model(name: str, weights: Weights) -> nn.Module:
     Raises:
         SevisError: anything about the weights, said in the user's terms.
     """
-    if weights.source in ("pretrained", "untrained"):
+    if weights.source == "pretrained":
+        return _pretrained(name)
+    if weights.source == "untrained":
         return load_model(name, weights.value)
     if weights.source == "server":
         path = server_file(weights.value)

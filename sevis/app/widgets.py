@@ -26,6 +26,7 @@ from sevis.app.services import (
     dashboard_models,
     load_run,
     open_model,
+    retry_fetch,
     server_file,
     upload_digest,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "FAILURES_SHOWN",
     "OTHER_TIMM",
     "SOURCES",
+    "TIMM_DEFAULT",
     "TIMM_SE_FAMILIES",
     "TWO_CHECKPOINTS",
     "UNTRAINED_LINES",
@@ -181,6 +183,10 @@ TIMM_SE_FAMILIES = [
 could build a network of any size on a shared server)."""
 
 
+TIMM_DEFAULT = "seresnet50"
+"""The timm network the list opens on: an SE-ResNet-50 (timm's own training), not the list's first."""
+
+
 @st.cache_data
 def timm_se_models() -> list[str]:
     import timm
@@ -211,9 +217,11 @@ def model_panel() -> list[Loaded]:
         # label -> (network, widget key and slot)
         slots: dict[str, tuple[str, str]]
         if choice == OTHER_TIMM:
+            offered = timm_se_models()
             name = st.sidebar.selectbox(
                 "timm model",
-                timm_se_models(),
+                offered,
+                index=offered.index(TIMM_DEFAULT) if TIMM_DEFAULT in offered else 0,
                 key="timm_model",
                 help="Weights from the hub.",
                 persist_state=KEEP,
@@ -300,23 +308,51 @@ def _unavailable_panel(unavailable: list[tuple[str, str, str, sevis.WeightsUnava
     network, the key of its weights widgets, the error)."""
     with st.container(border=True):
         st.markdown("**The pretrained weights could not be fetched**")
+        st.caption(
+            "Tried once for this server: every session is answered with this until someone tries again "
+            "(or the file is put in the weights folder)."
+        )
         for label, name, slot, err in unavailable:
-            file = weights_file(name)
-            st.write(f"{label}: {plain(err.reason or str(err), 300)}")
-            columns = st.columns(4)
+            # the reason alone where the popover says where the file comes from; else the whole message
+            st.write(f"{label}: {plain(err.reason or str(err), 1500)}")
+            columns = st.columns(5)
             columns[0].button(
                 "Untrained weights (a demo)", key=f"{slot}_use_untrained", on_click=_use, args=(slot, "untrained")
             )
             columns[1].button("Upload a checkpoint", key=f"{slot}_use_upload", on_click=_use, args=(slot, "upload"))
             columns[2].button("A file on the server", key=f"{slot}_use_server", on_click=_use, args=(slot, "server"))
-            if file is not None:
-                with columns[3].popover("Where to get the file"):
-                    st.markdown(
-                        f"`{file.file_name}`: "
-                        + "; ".join(file.manual or file.sources)
-                        + f". Put it in `{sevis.weights_dir()}` (`sevis weights fetch {name}` on a connected "
-                        "machine downloads it there), or upload it."
-                    )
+            with columns[3].popover("Where to get the file"):
+                st.markdown(_where_to_get(name))
+            columns[4].button("Try again", key=f"{slot}_retry", on_click=retry_fetch, args=(name,))
+
+
+def _where_to_get(name: str) -> str:
+    """Where ``name``'s pretrained weights come from and where to put them, as Markdown:
+    sevis's own file and its sources, or for a timm network its hub repository and URL."""
+    folder = sevis.weights_dir()
+    file = weights_file(name)
+    if file is not None:
+        return (
+            f"`{file.file_name}`: "
+            + "; ".join(file.manual or file.sources)
+            + f". Put it in `{folder}` (`sevis weights fetch {name}` on a connected machine downloads it there), "
+            "or upload it."
+        )
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    places = []
+    if cfg is not None and cfg.hf_hub_id:
+        places.append(f"the Hugging Face hub, https://huggingface.co/{cfg.hf_hub_id}")
+    if cfg is not None and isinstance(cfg.url, str) and cfg.url:
+        places.append(cfg.url)
+    found = " or ".join(places) if places else "timm's pretrained sources"
+    return (
+        f"timm fetches `{name}` from {found}. On a connected machine, "
+        f'`timm.create_model("{name}", pretrained=True)` fills the hub\'s cache (`HF_HOME`), which this '
+        f"server reads when it is copied there; or save the model's `state_dict()` with `torch.save` and "
+        "upload it, or put it on the server as a checkpoint."
+    )
 
 
 def saved_run_input(key: str) -> Run | None:
@@ -350,11 +386,14 @@ def export_all(
     result: sevis.Analysis,
     files: Sequence[tuple[str, bytes]],
     labels: Sequence[str | None] | None,
+    also: tuple[Loaded, sevis.Analysis] | None = None,
 ) -> None:
     """The page's **Export all** button: every chart drawn on it in this run (figures as
     HTML and PNG, tables as Parquet and CSV), the images with their labels, a manifest, and
     a ``rebuild.py`` that rebuilds ``loaded``'s statistics with the library
-    (:func:`sevis.export.analysis_bundle`). The zip is made when the button is clicked."""
+    (:func:`sevis.export.analysis_bundle`). ``also``: a second checkpoint of the same
+    network on the same images, whose statistics and weights go in the same zip. The zip
+    is made when the button is clicked."""
     drawn = list(st.session_state.get("_exports", []))
     weights = {"pretrained": "pretrained", "untrained": "untrained"}.get(loaded.weights.split(":")[0])
     if weights is None:  # a checkpoint: rebuild.py expects the file beside it, by its name
@@ -362,7 +401,10 @@ def export_all(
 
     def make() -> bytes:
         figures = [(name, fig, table() if table is not None else None) for name, fig, table in drawn]
-        return export.analysis_bundle(result, files, labels, figures, view=view, weights_to_load=weights)
+        compared = None if also is None else (also[0].ident, also[1])
+        return export.analysis_bundle(
+            result, files, labels, figures, view=view, weights_to_load=weights, compared=compared
+        )
 
     _export_button(
         view,
@@ -444,11 +486,18 @@ Pick = Callable[[dict], tuple[str, int] | None]
 """Maps a clicked chart point to (layer, channel), or None for a point that is no channel."""
 
 
-def _picked(chart_key: str, pick: Pick, source: str) -> None:
+def _picked(chart_key: str, pick: Pick, source: str, fig: go.Figure) -> None:
     """on_select callback: remember the clicked channel for the Channels page (a page
-    cannot be switched inside a callback; :func:`show_figure` does it after the chart)."""
+    cannot be switched inside a callback; :func:`show_figure` does it after the chart).
+    The point is given its trace's ``meta`` (a panel's layer) from the figure drawn: the
+    browser's event names the trace by number only."""
     points = st.session_state[chart_key].selection.points
-    chosen = pick(points[0]) if points else None
+    if not points:
+        return
+    point, curve = dict(points[0]), points[0].get("curve_number")
+    if point.get("meta") is None and isinstance(curve, int) and 0 <= curve < len(fig.data):
+        point["meta"] = fig.data[curve].meta
+    chosen = pick(point)
     if chosen is not None:
         st.session_state["drill"] = {"layer": chosen[0], "channel": int(chosen[1]), "source": source}
         st.session_state["_drill_go"] = True
@@ -492,7 +541,7 @@ def show_figure(
         st.plotly_chart(
             fig,
             key=chart_key,
-            on_select=lambda: _picked(chart_key, pick, pick_source),
+            on_select=lambda: _picked(chart_key, pick, pick_source, fig),
             selection_mode="points",
         )
         st.caption("Click a channel to open it on the Channels page.")

@@ -7,6 +7,7 @@ from .ablation import ablation_chart
 from .channels import channel_by_class, excitation_map_figure, volcano
 from .classes import (
     REFERENCES,
+    checkpoint_difference,
     class_band_panels,
     class_histograms,
     class_profiles,
@@ -28,6 +29,7 @@ __all__ = [
     "KindFigures",
     "ablation_chart",
     "channel_by_class",
+    "checkpoint_difference",
     "class_band_panels",
     "class_histograms",
     "class_profiles",

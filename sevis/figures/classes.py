@@ -27,6 +27,7 @@ from ._style import _ALL_COLOUR, _LAYOUT, _band, _class_line, _colour, _rgba, sh
 
 __all__ = [
     "REFERENCES",
+    "checkpoint_difference",
     "class_band_panels",
     "class_histograms",
     "class_profiles",
@@ -112,11 +113,11 @@ def class_profiles(
             go.Scatter(
                 x=x,
                 y=mean,
-                mode="lines+markers" if len(x) <= 64 else "lines",
+                mode="lines+markers",  # markers: a line alone cannot be clicked (Plotly selects markers)
                 name=label,
                 legendgroup=label,
                 customdata=channels,
-                marker=dict(size=4),
+                marker=dict(size=4 if len(x) <= 64 else 2),
                 line=dict(color=colour, **line),
                 hovertemplate=f"{label}<br>channel %{{customdata}}: %{{y:.3f}}<extra></extra>",
             )
@@ -130,9 +131,10 @@ def class_profiles(
                 x=x,
                 y=gap,
                 yaxis="y2",
-                mode="lines",
+                mode="lines+markers",
                 name=name,
                 customdata=channels,
+                marker=dict(size=2),
                 line=dict(color="#7f7f7f", width=2, dash="dash"),
                 hovertemplate=f"{name}<br>channel %{{customdata}}: %{{y:+.3f}}<extra></extra>",
             )
@@ -209,7 +211,8 @@ def specificity_curve(
     199 label permutations that holds the statistic of uninformative labels with
     probability 95 %, :func:`sevis.stats.specificity_null`) where ``nulls`` gives it.
     Bottom: saturation of the attention values, the share at or above 0.99 and the mean
-    distance from 1, |1 - s|.
+    distance from 1, |1 - s|; a curve whose statistics counted no values (a saved SGE run
+    keeps per-image summaries, not the masks) draws none, and with none the panel says so.
 
     Args:
         curves: legend name -> statistics; each gives one line over its layers (for a
@@ -267,6 +270,8 @@ def specificity_curve(
             row=1,
             col=1,
         )
+        if frame["share_high"].isna().all():
+            continue  # no values counted (a saved SGE run): no empty lines in the legend
         for column, label, dash in (("share_high", "share ≥ 0.99", None), ("mean_gap", "mean |1 − s|", "dot")):
             fig.add_trace(
                 go.Scatter(
@@ -280,6 +285,16 @@ def specificity_curve(
                 row=2,
                 col=1,
             )
+    if not any(t.yaxis == "y2" for t in fig.data):
+        fig.add_annotation(
+            text="not counted: these statistics hold no gate values",
+            xref="x2 domain",
+            yref="y2 domain",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
+            font=dict(color="#7f7f7f"),
+        )
     if difference is not None:
         _difference_row(fig, curves, difference)
     fig.update_layout(
@@ -411,25 +426,32 @@ def class_band_panels(
 ) -> go.Figure:
     """The SENet paper's Figure 7: for each class (two, side by side, as the paper; up to
     four), its mean excitation ± one standard deviation across its images, over the same
-    channels, with the mean of the class means dotted in every panel."""
+    channels, with the mean of the class means dotted in every panel.
+
+    ``channels``: the channels in plotting order (default 50 uniformly spaced); increasing
+    indices are plotted at their index, any other order (a sort) at their rank. Each line's
+    ``customdata`` holds its channel indices and ``meta`` its layer (a click opens one)."""
     shown = list(classes)[:4]
     n = len(stats.mean(layer))
     picked = sample_channels(n, 50) if channels is None else np.asarray(channels)
+    by_index = bool(np.all(np.diff(picked) > 0))
+    x = picked if by_index else np.arange(len(picked))
     fig = make_subplots(rows=1, cols=len(shown), shared_yaxes=True, subplot_titles=[short_label(c) for c in shown])
     reference = stats.mean_of_class_means(layer)[picked]
     for k, cls in enumerate(shown, start=1):
         mean, std = stats.mean(layer, cls)[picked], stats.std(layer, cls)[picked]
         colour = _colour(k - 1)
         if np.isfinite(std).all():
-            fig.add_trace(_band(picked, mean, std, colour, 0.2), row=1, col=k)
+            fig.add_trace(_band(x, mean, std, colour, 0.2), row=1, col=k)
         fig.add_trace(
             go.Scatter(
-                x=picked,
+                x=x,
                 y=mean,
-                mode="lines",
+                mode="lines+markers",
                 name=f"{short_label(cls)} (n={stats.count(cls)})",
                 customdata=picked,
                 meta=layer,
+                marker=dict(size=4 if len(x) <= 64 else 2),
                 line=dict(color=colour, width=1.5),
                 hovertemplate=f"{short_label(cls)}<br>channel %{{customdata}}: %{{y:.3f}}<extra></extra>",
             ),
@@ -438,7 +460,7 @@ def class_band_panels(
         )
         fig.add_trace(
             go.Scatter(
-                x=picked,
+                x=x,
                 y=reference,
                 mode="lines",
                 name=_CLASS_MEANS_LABEL,
@@ -451,8 +473,56 @@ def class_band_panels(
             col=k,
         )
         fig.update_yaxes(range=[0, 1], row=1, col=k)
-        fig.update_xaxes(title_text="channel index", row=1, col=k)
+        fig.update_xaxes(title_text="channel index" if by_index else "channel (in the chosen order)", row=1, col=k)
     fig.update_layout(
         **_LAYOUT, title=f"{layer}: mean excitation ± one std across images (the paper's Figure 7)", height=420
+    )
+    return fig
+
+
+def checkpoint_difference(
+    first: ClassStats,
+    second: ClassStats,
+    layer: str,
+    classes: Sequence[str],
+    names: tuple[str, str] = ("A", "B"),
+) -> go.Figure:
+    """Two checkpoints of one network on the same images: mean(A) − mean(B) of every
+    position of ``layer``, one line per class shown and all images dotted, around a zero
+    line; each point's ``customdata`` is its position and ``meta`` the layer (a click opens it).
+
+    Raises:
+        ValueError: the layer differs in size between the two (not one network).
+    """
+    size = len(first.mean(layer))
+    if len(second.mean(layer)) != size:
+        raise ValueError(f"{layer} has {size} positions in {names[0]} and {len(second.mean(layer))} in {names[1]}")
+    x = np.arange(size)
+    a, b = (short_label(n, 24) for n in names)
+    fig = go.Figure()
+    fig.add_hline(y=0, line=dict(color="#7f7f7f", width=1))
+    shown: list[ClassKey] = [c for c in classes if c in first.classes and c in second.classes]
+    for i, cls in enumerate([*shown, ALL]):
+        gap = first.mean(layer, cls) - second.mean(layer, cls)
+        fig.add_trace(
+            _class_line(
+                cls,
+                i,
+                gap,
+                f"{layer} {first.index_name}",
+                name=f"{short_label(str(cls))} (n={first.count(cls)})",
+                customdata=x,
+                meta=layer,
+                marker=dict(size=4 if size <= 64 else 2),
+                hovertemplate=f"{cls}<br>{layer} {first.index_name} %{{x}}: {a} − {b} %{{y:+.4f}}<extra></extra>",
+            )
+        )
+    bound = max((float(np.nanmax(np.abs(t.y))) for t in fig.data if len(t.y)), default=0.0)
+    fig.update_layout(
+        **_LAYOUT,
+        title=f"{layer}: mean({a}) − mean({b}) per {first.index_name}, the same images through both",
+        xaxis_title=f"{first.index_name} index",
+        yaxis=dict(title="difference of means", range=[-1.05 * bound or -1, 1.05 * bound or 1]),
+        height=420,
     )
     return fig

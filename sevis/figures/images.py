@@ -38,7 +38,8 @@ def top_classes(classes: Sequence[str], probs: Sequence[float], title: str = "To
 
 
 def excitation_profiles(profiles: Mapping[str, Mapping[str, np.ndarray]], layers: Sequence[str]) -> go.Figure:
-    """Excitation against channel index, one panel per layer, one line per image.
+    """Excitation against channel index, one panel per layer, one line per image; each
+    line's ``meta`` is its layer and its points (small markers) can be clicked.
 
     Args:
         profiles: image name -> {layer: excitation vector (C,)}.
@@ -54,10 +55,12 @@ def excitation_profiles(profiles: Mapping[str, Mapping[str, np.ndarray]], layers
                 go.Scatter(
                     x=np.arange(len(y)),
                     y=y,
-                    mode="lines",
+                    mode="lines+markers",  # markers: a line alone cannot be clicked (Plotly selects markers)
                     name=short_label(image),
                     legendgroup=image,
                     showlegend=row == 1,
+                    meta=layer,
+                    marker=dict(size=2, color=_colour(i)),
                     line=dict(width=1, color=_colour(i)),
                     hovertemplate=f"{image}<br>{layer} channel %{{x}}: %{{y:.3f}}<extra></extra>",
                 ),

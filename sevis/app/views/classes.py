@@ -4,6 +4,7 @@ import functools
 import hashlib
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -22,16 +23,16 @@ from sevis.app.services import (
 from sevis.app.state import KEEP, LINKED, uploaded_files
 from sevis.app.widgets import (
     export_all,
+    export_figures,
     file_part,
     hide_model_messages,
-    model_places,
     offer_drill,
     plain,
     report_failures,
     saved_run_input,
     show_figure,
 )
-from sevis.stats.classes import ClassStats
+from sevis.stats.classes import ClassKey, ClassStats
 from sevis.stats.contrast import two_class_test
 from sevis.stats.measures import PERMUTATIONS, NullBand
 from sevis.stats.se import ExcitationStats
@@ -217,6 +218,11 @@ def depth_figures(stats: ClassStats, prefix: str, source: Loaded | Provenance, n
     )
     if difference is not None:
         st.caption(learned_note(stats, curves[difference[1]]))
+    if all(np.isnan(stats.saturation(layer)["share_high"]) for layer in stats.layers):
+        st.caption(
+            f"Saturation is not drawn: these {prefix} statistics hold no gate values to count (a saved run keeps "
+            "each image's summaries per group, not its masks). Analysing the images here counts them."
+        )
     show_figure(
         figures.selectivity_distribution(stats, stats.layers),
         f"{name}_{prefix}_selectivity",
@@ -340,8 +346,10 @@ def se_figures(stats: ClassStats, source: Loaded | Provenance, name: str, nulls:
         pick_source=drill,
     )
     if band and len(classes) >= 2:
+        # the chart above's channels (50, all, or sorted) and, sorted by a difference, its two classes
+        shown_channels = np.arange(len(stats.mean(layer))) if channels is None else channels
         show_figure(
-            figures.class_band_panels(stats, layer, classes[:2]),
+            figures.class_band_panels(stats, layer, list(pair or classes[:2]), channels=shown_channels),
             f"{name}_{layer}_figure7",
             source,
             lambda: only(stats.to_frame(), layer),
@@ -501,6 +509,82 @@ def kind_sections(
             kind_figures(sevis.get_kind(kind_name), stats, source, name, kind_nulls)
 
 
+def checkpoint_comparison(
+    first: Loaded,
+    second: Loaded,
+    results: dict[str, sevis.Analysis],
+    drill: str,
+    files: list[tuple[str, bytes]],
+    labels: list[str | None],
+) -> None:
+    """Two checkpoints of one network on the same images: per kind, mean(A) − mean(B) of
+    each position of a layer (a click opens it for A), and both depth curves on one chart
+    with their chance bands and ω²(A) − ω²(B) below."""
+    names = (first.label, second.label)
+    st.caption(
+        "The same images through both checkpoints: where their attention differs, position by position, and "
+        "how class-specific each is against depth."
+    )
+    for kind_name, one in results[first.label].stats.items():
+        other = results[second.label].stats.get(kind_name)
+        if not one.layers or other is None or len(one.classes) < 1:
+            continue
+        prefix = sevis.get_kind(kind_name).prefix
+        layer = st.selectbox(
+            f"{prefix} layer to compare",
+            one.layers,
+            index=one.layers.index(sevis.default_layer(one.layers)),
+            key=f"classes_ab_{kind_name}_layer",
+            persist_state=KEEP,
+        )
+        shown = one.classes[:8]
+        if len(one.classes) > len(shown):
+            st.caption(f"The first {len(shown)} of {len(one.classes)} classes, and all images.")
+        show_figure(
+            figures.checkpoint_difference(one, other, layer, shown, names),
+            f"{first.ident}_vs_{second.ident}_{layer}_difference",
+            first,
+            functools.partial(difference_frame, one, other, layer, names),
+            pick=channel_pick(layer),
+            pick_source=drill,
+        )
+        if len(one.classes) < 2:
+            st.caption("Class-specificity needs images of at least two classes.")
+            continue
+        curves = {first.label: one, second.label: other}
+        bands = {
+            loaded.label: analysis_nulls(loaded, files, labels, results[loaded.label], kind_name)
+            for loaded in (first, second)
+        }
+        show_figure(
+            figures.specificity_curve(curves, prefix, bands, names),
+            f"{first.ident}_vs_{second.ident}_{prefix}_depth",
+            first,
+            functools.partial(figures.specificity_comparison, curves),
+        )
+
+
+def difference_frame(one: ClassStats, other: ClassStats, layer: str, names: tuple[str, str]) -> pd.DataFrame:
+    """Layer, class, position, each checkpoint's mean and their difference."""
+    rows = []
+    every: list[ClassKey] = [*one.classes, sevis.ALL]
+    for cls in every:
+        a, b = one.mean(layer, cls), other.mean(layer, cls)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "layer": layer,
+                    "class": None if cls is sevis.ALL else cls,
+                    one.index_name: np.arange(len(a)),
+                    f"mean_{names[0]}": a,
+                    f"mean_{names[1]}": b,
+                    "difference": a - b,
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
 def saved_run() -> None:
     """A run from `sevis extract`: dataset-scale statistics without running a model."""
     run = saved_run_input("classes")
@@ -516,6 +600,7 @@ def saved_run() -> None:
     source = f"saved run {run.path.name}"
     offer_drill("classes", {source: (run, None)})
     kind_sections(run.stats, run.provenance, m.model, functools.partial(run_nulls, run), source)
+    export_figures("Classes", run.provenance, {"run": run.path.name, "images": m.images, "source": m.source})
 
 
 st.title("Classes")
@@ -553,7 +638,12 @@ if not first.images:
 drills = {f"{m.label}: images on the Classes page": m for m in models}
 kinds_seen: list[list[str]] = []
 offer_drill("classes", {drill: (results[m.label], m) for drill, m in drills.items()})
-for (drill, loaded), place in zip(drills.items(), model_places(models), strict=True):
+# NOTE two checkpoints of one network: a tab each, at full width (side by side, Figure 6's
+# panels were 40 px wide), and a third that compares them
+pair = len(models) == 2 and models[0].name == models[1].name
+tabs = st.tabs([m.label for m in models] + [f"{models[0].label} − {models[1].label}"]) if pair else []
+places = tabs[:2] if pair else [st.container() for _ in models]
+for (drill, loaded), place in zip(drills.items(), places, strict=True):
     with place:
         st.header(loaded.label)
         stats = results[loaded.label].stats
@@ -579,5 +669,13 @@ for (drill, loaded), place in zip(drills.items(), model_places(models), strict=T
                 BASELINES[sevis.get_kind(kind_name).prefix] = ("untrained", base_stats, base_nulls)
         kind_sections(stats, loaded, loaded.ident, nulls, drill)
         BASELINES.clear()
-for loaded in models:
-    export_all("Classes", loaded, results[loaded.label], files, labels)
+if pair:
+    with tabs[2]:
+        checkpoint_comparison(models[0], models[1], results, next(iter(drills)), files, labels)
+    # one Export all: every chart of the three tabs, and both checkpoints' statistics
+    export_all(
+        "Classes", models[0], results[models[0].label], files, labels, also=(models[1], results[models[1].label])
+    )
+else:
+    for loaded in models:
+        export_all("Classes", loaded, results[loaded.label], files, labels)

@@ -53,8 +53,7 @@ def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
             f"{loaded.ident}_{'all_images' if len(shown) > 1 else file_part(image.name)}_profiles",
             loaded,
             lambda: result.excitation_frame(layers, shown),
-            # one line per image and layer, image by image: the curve's number gives its layer
-            pick=lambda point: (layers[point["curve_number"] % len(layers)], int(point["x"])),
+            pick=profile_pick,
             pick_source=f"{loaded.label}: images on the Images page",
         )
     show_figure(
@@ -63,6 +62,12 @@ def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
         loaded,
         lambda: result.excitation_frame(None, [image]),
     )
+
+
+def profile_pick(point: dict) -> tuple[str, int] | None:
+    """A clicked point of the excitation profiles: its line's layer (meta) and channel (x)."""
+    layer, channel = point.get("meta"), point.get("x")
+    return (layer, int(channel)) if isinstance(layer, str) and isinstance(channel, int | float) else None
 
 
 def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> None:
