@@ -178,6 +178,30 @@ def test_timm_hub_weights_unreachable(offline):
         sevis.load_model("seresnet50.ra2_in1k")
 
 
+def test_a_hub_error_is_said_once_and_cut_at_a_word(monkeypatch):
+    """The hub repeats its sentence for every retry; the message says it once, whole up to
+    600 characters and past them cut between words with an ellipsis."""
+    import timm
+
+    from sevis.models.registry import _said_once
+
+    repeated = "We couldn't connect to 'https://huggingface.co'.\n " * 5 + "Check your connection."
+
+    def refuse(*args, **kwargs):
+        raise OSError(repeated)
+
+    monkeypatch.setattr(timm, "create_model", lambda name, pretrained: refuse() if pretrained else None)
+    with pytest.raises(WeightsUnavailableError) as err:
+        sevis.load_model("seresnet50.ra2_in1k")
+    assert str(err.value).count(
+        "We couldn't connect"
+    ) == 1 and "(We couldn't connect to 'https://huggingface.co'. Check your connection.);" in str(err.value)
+    long = " ".join(f"word{i}" for i in range(300))
+    cut = _said_once(long)
+    assert len(cut) <= 602 and cut.endswith(" …") and cut[:-2] == long[: len(cut) - 2]
+    assert long.split()[len(cut[:-2].split()) - 1] == cut[:-2].split()[-1]  # a whole word last
+
+
 def test_pretrained_weights_come_from_the_weights_folder(offline, sge_file, senet_file):
     with pytest.raises(WeightsUnavailableError) as err:
         sevis.load_model("sge_resnet50")

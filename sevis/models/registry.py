@@ -17,6 +17,7 @@ Both pretrained files are downloaded into, and found in, the weights folder
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -254,7 +255,7 @@ def load_model(
         except Exception as err:  # urllib, huggingface_hub and socket errors differ by source
             raise WeightsUnavailableError(
                 f"the pretrained weights of {name} could not be fetched from {spec.pretrained_source} "
-                f"({' '.join(str(err).split())[:300]}); use a weights file or untrained weights instead"
+                f"({_said_once(str(err))}); use a weights file or untrained weights instead"
             ) from err
         source = spec.pretrained_source
 
@@ -272,6 +273,16 @@ def load_model(
         check=self_check(model, data_config, class_names) if check else None,
     )
     return set_model_info(model, info)
+
+
+def _said_once(text: str, limit: int = 600) -> str:
+    """A library's error for a message: each sentence once (the hub's errors repeat theirs
+    for every retry), on one line, cut at a word with an ellipsis past ``limit``."""
+    sentences = re.split(r"(?<=[.!?])\s+", " ".join(text.split()))
+    said = " ".join(dict.fromkeys(s for s in sentences if s))
+    if len(said) <= limit:
+        return said
+    return said[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def _class_names(model: nn.Module) -> tuple[str, ...]:
