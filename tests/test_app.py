@@ -87,7 +87,14 @@ def test_first_open_offline_shows_the_photographs_and_one_panel_with_the_ways_ou
     page = " ".join(e.value for e in [*at.markdown, *at.info, *at.warning, *at.caption] if isinstance(e.value, str))
     assert "weights=" not in shown(page) and "Traceback" not in shown(page)  # no library spelling
     assert len(at.get("image")) == len(SAMPLES)  # the photographs at once
-    assert [b.label for b in at.button] == ["Untrained weights (a demo)", "Upload a checkpoint", "A file on the server"]
+    assert [b.label for b in at.button] == [
+        "Untrained weights (a demo)",
+        "Upload a checkpoint",
+        "A file on the server",
+        "Try again",
+    ]
+    where = [shown(m.value) for m in at.markdown if "sevis weights fetch se_resnet50" in shown(m.value)]
+    assert len(where) == 1 and where[0].startswith("`se_resnet50-ce0d4300.pth`: ")  # the popover
     at.button(key="se_resnet50_use_upload").click().run()
     assert at.sidebar.selectbox(key="se_resnet50_source").value == "upload"
     at.sidebar.selectbox(key="se_resnet50_source").set_value("pretrained").run()
@@ -255,6 +262,15 @@ def test_classes_from_uploads_per_class(app, photos):
     no_errors(app)
     assert charts(app) == 6  # + the paper's Figure 7: the two classes ± std side by side
     assert "Figure 7" in figure(app, 2).layout.title.text
+    # Figure 7 follows the Class A/B chosen above it and the chart's order (a sort: by rank)
+    app.selectbox(key="classes_diff_a").set_value("vehicle").run()
+    app.selectbox(key="classes_diff_b").set_value("cat").run()
+    no_errors(app)
+    seven = figure(app, 2)
+    assert [a.text for a in seven.layout.annotations] == ["vehicle", "cat"]
+    assert seven.layout.xaxis.title.text == "channel (in the chosen order)"
+    sorted_line = next(t for t in figure(app, 1).data if (t.name or "").startswith("vehicle"))
+    assert list(next(t for t in seven.data if t.meta == "SE_5_2").customdata) == list(sorted_line.customdata)
     app.radio(key="classes_reference").set_value("classes").run()
     profiles = app.get("plotly_chart")[1].proto.spec
     assert "mean of class means (paper's reference)" in profiles and "all images (n=4)" not in profiles
@@ -642,18 +658,66 @@ def test_channels_page_drills_into_the_classes_pages_images(app, photos):
 
     other = next(c for c in range(10, 128) if ranked(c) != ranked(9))
     app.number_input[0].set_value(other).run()
-    (shown,) = [m for m in app.multiselect if m.label == "Classes"]
-    assert shown.value == ranked(other) != ranked(9)
+    (offered,) = [m for m in app.multiselect if m.label == "Classes"]
+    assert offered.value == ranked(other) != ranked(9)
     app.selectbox[0].set_value("SE_5_1").run()
     (slider,) = [s for s in app.get("select_slider") if s.label == "Layer of the map"]
     assert slider.value == "SE_5_1"
     app.selectbox[0].set_value("SE_4_2").run()
     app.toggle(key="channels_ablate").set_value(True).run()
     no_errors(app)
-    assert any("Accuracy with attention removed" in c.proto.spec for c in app.get("plotly_chart"))
+
+    def ablation():
+        return next(
+            figure(app, i) for i in range(charts(app)) if "with attention removed" in figure(app, i).layout.title.text
+        )
+
+    assert "(1 labelled images)" in ablation().layout.title.text  # 'cup' is a class of the model, 'cat' none
+    assert [t.name for t in ablation().data] == ["top-1", "top-5", "top-1 kept (agrees with nothing removed)"]
+    assert any("1 label(s) name no class of the model (cat)" in shown(c.value) for c in app.caption)
+    (mapping,) = [s for s in app.selectbox if s.label == "cat"]
+    mapping.set_value("tabby, tabby cat").run()  # the user's 'cat' is ImageNet's tabby
+    no_errors(app)
+    assert "(3 labelled images)" in ablation().layout.title.text
     app.number_input[0].set_value(200).run()  # SE_4_2 has 128 channels: the widget keeps it in range
     no_errors(app)
     assert [b.label for b in app.get("download_button")][-1] == "Export all (zip)"
+
+
+def test_a_channels_link_opens_the_same_run_layer_and_channel_in_a_fresh_session(app, tiny_se, tmp_path, monkeypatch):
+    """The Channels page writes its layer and channel into the address beside the run's server
+    path, and its "Copy link" shows that address; a fresh session given it opens the same run
+    at the same layer and channel."""
+    from urllib.parse import parse_qs
+
+    from sevis.jobs.extraction import extract
+
+    folder = class_folders(tmp_path / "data", {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]})
+    run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
+    monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
+    app.switch_page("sevis/app/views/channels.py").run()
+    app.text_input(key="channels_run_path").set_value(str(run)).run()
+    app.selectbox[0].set_value("SE_5_1").run()
+    app.number_input[0].set_value(37).run()
+    no_errors(app)
+    assert any(m.value == "SE_5_1, channel 37" for m in app.subheader)
+    assert app.query_params["channel_layer"] == "SE_5_1" and app.query_params["channel"] == "37"
+    (copy,) = [c.value for c in app.code if "/channels?" in c.value]
+    link = {k: v[-1] for k, v in parse_qs(copy.split("?", 1)[1]).items()}
+    assert link == {"channels_run_path": str(run), "channel_layer": "SE_5_1", "channel": "37"}
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    fresh.query_params.update(link)
+    fresh.run()
+    fresh.switch_page("sevis/app/views/channels.py").run()
+    no_errors(fresh)
+    assert any(m.value == "SE_5_1, channel 37" for m in fresh.subheader)
+    assert fresh.selectbox[0].value == "SE_5_1" and fresh.number_input[0].value == 37
+    odd = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)  # a hand-edited link: no traceback
+    odd.query_params.update({"channels_run_path": str(run), "channel_layer": "SE_9_9", "channel": "9" * 40})
+    odd.run()
+    odd.switch_page("sevis/app/views/channels.py").run()
+    no_errors(odd)
+    assert any(m.value.endswith(", channel 0") for m in odd.subheader)
 
 
 def test_channels_page_opens_a_saved_run_and_reads_its_images_back(app, tiny_se, photos, tmp_path, monkeypatch):
@@ -823,6 +887,49 @@ def test_another_timm_model_with_se_modules(app):
     assert charts(app) == 3
 
 
+def test_weights_that_cannot_be_fetched_are_tried_once_per_server_until_tried_again(app, monkeypatch):
+    """Offline, timm's hub cannot give a network's weights: the failure is kept for the server
+    (a rerun and a second session do not try again), said whole with where to get the file,
+    and "Try again" tries again."""
+    import timm
+
+    tries = []
+    build = timm.create_model
+
+    def counted(name, *args, **kwargs):
+        tries.append((name, kwargs.get("pretrained")))
+        return build(name, *args, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", counted)
+
+    def fetches() -> int:
+        return sum(1 for name, pretrained in tries if name == "mobilenetv3_small_100" and pretrained)
+
+    app.sidebar.radio(key="model_choice").set_value("Another timm model").run()
+    assert app.sidebar.selectbox(key="timm_model").value == "seresnet50"  # not the list's first
+    app.sidebar.selectbox(key="timm_model").set_value("mobilenetv3_small_100").run()
+    assert not app.exception and fetches() == 1
+    (message,) = [shown(m.value) for m in app.markdown if shown(m.value).startswith("mobilenetv3_small_100: ")]
+    assert message.endswith("; use a weights file or untrained weights instead")  # whole, not cut
+    sentences = message.split(". ")
+    assert len(sentences) == len(set(sentences))  # no sentence twice
+    (where,) = [shown(m.value) for m in app.markdown if "state_dict()" in shown(m.value)]
+    assert where.startswith("timm fetches `mobilenetv3_small_100` from the Hugging Face hub")
+    assert "https://huggingface.co/timm/mobilenetv3_small_100" in where
+    app.run()
+    assert fetches() == 1  # a rerun: the failure kept
+    other = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)  # another session, same server
+    other.session_state["model_choice"] = "Another timm model"
+    other.session_state["timm_model"] = "mobilenetv3_small_100"
+    other.run()
+    assert any(shown(m.value).startswith("mobilenetv3_small_100: ") for m in other.markdown)
+    assert fetches() == 1
+    app.button(key="mobilenetv3_small_100_retry").click().run()
+    assert fetches() == 2  # tried again, and failed again: kept again
+    other.run()
+    assert fetches() == 2
+
+
 def test_a_trained_network_against_itself_untrained_on_the_classes_page(app, photos, tmp_path, monkeypatch):
     """The baseline toggle runs the same images through the same architecture with the
     fixed-seed untrained weights: a second curve with its band, the difference per layer,
@@ -901,6 +1008,12 @@ def test_a_saved_sge_runs_distributions_on_the_classes_page(app, tiny_sge, tmp_p
     assert any(title in figure(app, i).layout.title.text for i in range(charts(app)))
     assert app.selectbox(key="classes_sge_dist_class").options == ["all images"]
     assert any("over all its images, not by class" in shown(c.value) for c in app.caption)
+    # a run keeps no mask values: its saturation panel says so instead of drawing NaN lines
+    depth = next(figure(app, i) for i in range(charts(app)) if "against depth" in figure(app, i).layout.title.text)
+    assert not any(t.yaxis == "y2" for t in depth.data)
+    assert any(a.text == "not counted: these statistics hold no gate values" for a in depth.layout.annotations)
+    assert any("Saturation is not drawn" in shown(c.value) for c in app.caption)
+    assert [b.label for b in app.get("download_button")][-1] == "Export all (zip)"  # a run's page too
     app.text_input(key="classes_run_path").set_value(str(plain)).run()
     no_errors(app)
     assert not any(title in figure(app, i).layout.title.text for i in range(charts(app)))
@@ -933,13 +1046,28 @@ def test_two_checkpoints_of_one_network_side_by_side(app, photos, tmp_path, monk
     app.get("file_uploader")[0].set_value([png(photos, "chelsea.png"), png(photos, "astronaut.png")])
     app.get("file_uploader")[1].set_value([png(photos, "rocket.jpg"), png(photos, "coffee.png")]).run()
     no_errors(app)
-    assert charts(app) == 2 * 5  # each checkpoint its own figures, side by side
-    assert [len(c.get("plotly_chart")) for c in app.main.columns if c.header] == [5, 5]
+    # on the Classes page, a tab each at full width, and a third comparing them
+    a, b = f"{SE_LABEL} (A)", f"{SE_LABEL} (B)"
+    assert [t.label for t in app.tabs] == [a, b, f"{a} − {b}"]
+    assert [len(t.get("plotly_chart")) for t in app.tabs] == [5, 5, 2]
+    assert charts(app) == 2 * 5 + 2
     first, second = figure(app, 1), figure(app, 6)  # the same layer's profiles, A then B
     assert not np.allclose(array(first.data[0].y), array(second.data[0].y))  # other weights, other means
+    difference, depth = figure(app, 10), figure(app, 11)
+    assert difference.layout.title.text.startswith(f"SE_4_6: mean({a}) − mean({b}) per channel")
+    shown = array(first.data[0].x).astype(int)  # Figure 6's 50 channels of class 1
+    np.testing.assert_allclose(
+        array(difference.data[0].y)[shown], array(first.data[0].y) - array(second.data[0].y), atol=1e-6
+    )
+    names = [t.name for t in depth.data]
+    assert f"{a}: ω²" in names and f"{b}: ω²" in names  # both depth curves on one chart...
+    assert any(f"ω²({a}) − ω²({b})" == ann.text for ann in depth.layout.annotations)  # ...and their difference
+    assert [button.label for button in app.get("download_button")].count("Export all (zip)") == 1  # one for both
     app.selectbox(key=f"classes_layer_{SE}_b").set_value("SE_5_2").run()
     no_errors(app)
     assert "SE_5_2" in figure(app, 6).layout.title.text and "SE_4_6" in figure(app, 1).layout.title.text
+    app.selectbox(key="classes_ab_se_layer").set_value("SE_5_2").run()
+    assert figure(app, 10).layout.title.text.startswith("SE_5_2: ")
 
 
 def test_unique_names_never_collide():

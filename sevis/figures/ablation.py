@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pandas as pd
 import plotly.graph_objects as go
 
-if TYPE_CHECKING:
-    pass
 from ._style import _LAYOUT, _colour
 
 __all__ = ["ablation_chart"]
@@ -16,10 +12,13 @@ __all__ = ["ablation_chart"]
 
 def ablation_chart(table: pd.DataFrame) -> go.Figure:
     """Top-1 and top-5 accuracy per knock-out condition (the SENet paper's Table 13 as bars),
-    the change against nothing removed in the hover."""
+    the change against nothing removed in the hover, and ``top1_kept``: the share of all
+    images whose top-1 class stays the unmodified network's. When no image's label is a
+    class of the model, accuracy is undefined and only that agreement is drawn."""
+    labelled = int(table["images"].iloc[0])
     fig = go.Figure()
     for i, metric in enumerate(("top1", "top5")):
-        if metric not in table:
+        if metric not in table or labelled == 0:
             continue
         fig.add_trace(
             go.Bar(
@@ -31,10 +30,25 @@ def ablation_chart(table: pd.DataFrame) -> go.Figure:
                 hovertemplate="%{x}: %{y:.2%} (%{customdata:+.2%})<extra>" + metric + "</extra>",
             )
         )
+    if "top1_kept" in table:
+        fig.add_trace(
+            go.Bar(
+                x=table.condition,
+                y=table.top1_kept,
+                name="top-1 kept (agrees with nothing removed)",
+                marker_color=_colour(2),
+                hovertemplate="%{x}: top-1 unchanged for %{y:.2%} of all images<extra>top1_kept</extra>",
+            )
+        )
+    about = (
+        f"{labelled:,} labelled images"
+        if labelled
+        else "no label is a class of the model: agreement with the unmodified network"
+    )
     fig.update_layout(
         **_LAYOUT,
-        title=f"Accuracy with attention removed ({int(table['images'].iloc[0]):,} labelled images)",
-        yaxis=dict(title="accuracy", tickformat=".0%", rangemode="tozero"),
+        title=f"Accuracy with attention removed ({about})",
+        yaxis=dict(title="share of images", tickformat=".0%", range=[0, 1]),
         barmode="group",
         height=420,
     )

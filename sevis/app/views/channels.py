@@ -1,6 +1,10 @@
 """Channels page: one channel across the images, the images mapped by their excitations,
 and what the network loses when attention is knocked out."""
 
+import hashlib
+from collections.abc import Sequence
+from urllib.parse import urlencode
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -17,6 +21,7 @@ from sevis.app.services import (
     images_key,
     server_folders,
 )
+from sevis.app.state import KEEP
 from sevis.app.widgets import export_figures, hide_model_messages, plain, saved_run_input, show_figure
 from sevis.runs.reader import Run
 
@@ -24,6 +29,38 @@ __all__: list[str] = []  # a page: Streamlit runs this script; nothing in it is 
 
 
 EXTREMES = 6  # images shown at each end of a channel's range (and knocked out, to see its effect)
+MAPPED_LABELS = 20  # labels that name no class of the model offered a menu each; the rest count only in 'top-1 kept'
+NO_CLASS = "(no class: top-1 kept only)"
+LINK_LAYER, LINK_CHANNEL = "channel_layer", "channel"  # the address's names for the view's layer and channel
+
+
+def mapped_targets(
+    labels: Sequence[str | None], targets: np.ndarray, missing: list[str], class_names: Sequence[str]
+) -> np.ndarray:
+    """The class index of each image, with the labels that name no class of the model
+    mapped by the user to one (a menu per label, the first :data:`MAPPED_LABELS`); an
+    image whose label stays unmapped counts only in 'top-1 kept'."""
+    st.caption(
+        f"{len(missing)} label(s) name no class of the model ({', '.join(plain(m, 40) for m in missing[:5])}"
+        f"{'…' if len(missing) > 5 else ''}): their images count only in 'top-1 kept' (how often the top-1 class "
+        "stays the unmodified network's) unless mapped to a class below."
+    )
+    options = [NO_CLASS, *class_names]
+    chosen: dict[str, int] = {}
+    with st.expander("Map your labels to the model's classes", expanded=False):
+        for label in missing[:MAPPED_LABELS]:
+            digest = hashlib.sha256(label.encode()).hexdigest()[:16]  # a key, not the label's own text
+            pick = st.selectbox(plain(label, 60), options, key=f"channels_label_map_{digest}", persist_state=KEEP)
+            if pick != NO_CLASS:
+                chosen[label] = options.index(pick) - 1
+        if len(missing) > MAPPED_LABELS:
+            st.caption(f"…and {len(missing) - MAPPED_LABELS:,} more, not offered: rename them as the model's classes.")
+    mapped = targets.copy()
+    for row, name in enumerate(labels):
+        if name is not None and name in chosen:
+            mapped[row] = chosen[name]
+    return mapped
+
 
 st.title("Channels")
 st.caption(
@@ -35,6 +72,13 @@ st.caption(
 sources: dict[str, tuple[Analysis | Run, Loaded | None]] = dict(st.session_state.get("drill_sources", {}))
 OWN_RUN = "A saved run, opened here"
 names = [*sources, OWN_RUN]
+if "drill" not in st.session_state and LINK_LAYER in st.query_params:  # a link opened: its layer and channel
+    asked = st.query_params.get(LINK_CHANNEL, "0")
+    st.session_state["drill"] = {
+        "layer": st.query_params[LINK_LAYER],
+        "channel": int(asked) if asked.isdecimal() and len(asked) < 9 else 0,
+        "source": OWN_RUN if "channels_run_path" in st.query_params else names[0],
+    }
 drill = st.session_state.get("drill", {})
 choice = st.radio(
     "Images",
@@ -84,6 +128,21 @@ channel = int(
         key=f"channels_channel_{choice}_{layer}_{default}",
     )
 )
+
+# the view's link: the run's server path is bound to the address by its widget; the layer and
+# channel are written here (their widgets' keys follow the drill-down)
+st.query_params[LINK_LAYER] = layer
+st.query_params[LINK_CHANNEL] = str(channel)
+linked = st.query_params.to_dict()  # NOTE the browser writes the bound widgets' values: the run's path is added here
+typed = str(st.session_state.get("channels_run_path") or "").strip()
+if choice == OWN_RUN and typed:
+    linked["channels_run_path"] = typed
+with right.popover("Copy link", icon=":material/link:"):
+    st.code(f"{(st.context.url or '').rstrip('/')}/channels?{urlencode(linked)}", language=None)
+    st.caption(
+        "Opens this layer and channel; a saved run opened by its path on the server comes back with it. "
+        "Uploaded files stay with this session."
+    )
 
 images_id = images_key(data)  # hashed once a run: every view of an analysis
 view = channel_view_of(data, images_id, layer, channel)
@@ -180,12 +239,10 @@ if loaded is None or not isinstance(data, Analysis):
         "For a saved run: `sevis ablate RUN.parquet --out table.csv` reads its images back and writes the table."
     )
 elif st.toggle("Accuracy with each stage's attention removed (the SENet paper's Table 13)", key="channels_ablate"):
-    targets, missing = sevis.class_indices([r.label for r in data.images], loaded.info.class_names)
+    labels = [r.label for r in data.images]
+    targets, missing = sevis.class_indices(labels, loaded.info.class_names)
     if missing:
-        st.caption(
-            f"{len(missing)} label(s) name no class of the model ({', '.join(plain(m, 40) for m in missing[:5])}): "
-            "their images count only in 'top-1 kept'."
-        )
+        targets = mapped_targets(labels, targets, missing, loaded.info.class_names)
     table = ablation_of(loaded, data, images_id, targets.tolist())
     show_figure(figures.ablation_chart(table), f"{provenance.model}_ablation", loaded, table)
 
