@@ -887,6 +887,32 @@ def test_another_timm_model_with_se_modules(app):
     assert charts(app) == 3
 
 
+def test_the_first_pages_figures_are_built_once_per_server_and_shared(app, photos, monkeypatch):
+    """A second session on the same photographs draws the Images page's three figures from
+    the server's shared ones (built once, stamped untrained once); another image or another
+    choice of layers builds its own."""
+    from sevis import figures as figs
+
+    built = []
+    for name in ("excitation_profiles", "excitation_overview", "top_classes"):
+        real = getattr(figs, name)
+        monkeypatch.setattr(figs, name, lambda *a, _real=real, _name=name, **k: built.append(_name) or _real(*a, **k))
+    untrained(app)
+    assert sorted(built) == ["excitation_overview", "excitation_profiles", "top_classes"]
+    other = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)  # another session, same server
+    other.session_state[f"{SE}_source"] = "untrained"
+    other.run()
+    no_errors(other)
+    assert len(built) == 3 and charts(other) == 3  # drawn, none built again
+    title = figure(other, 1).layout.title.text
+    assert title.count(figs.UNTRAINED_NOTE) == 1
+    other.selectbox(key="image_choice").set_value("rocket.jpg").run()
+    assert len(built) == 6  # another image: its own three
+    other.multiselect(key=f"{SE}_layers").set_value(["SE_2_1", "SE_5_3"]).run()
+    assert built[6:] == ["excitation_profiles"]  # other layers: the profiles only
+    assert [a.text for a in figure(other, 1).layout.annotations] == ["SE_2_1", "SE_5_3"]
+
+
 def test_weights_that_cannot_be_fetched_are_tried_once_per_server_until_tried_again(app, monkeypatch):
     """Offline, timm's hub cannot give a network's weights: the failure is kept for the server
     (a rerun and a second session do not try again), said whole with where to get the file,

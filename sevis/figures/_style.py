@@ -45,8 +45,10 @@ UNTRAINED_NOTE = "UNTRAINED WEIGHTS (random init): not the paper's model"
 
 def mark_untrained(fig: go.Figure) -> go.Figure:
     """Stamp a figure made with random weights under its title, so that no export of
-    it can be mistaken for the real model's."""
+    it can be mistaken for the real model's; a figure stamped already is left as it is."""
     title = fig.layout.title.text or ""
+    if UNTRAINED_NOTE in title:
+        return fig
     fig.update_layout(
         title_text=f"{title}<br><span style='font-size:13px;color:#b00020'>{UNTRAINED_NOTE}</span>",
         margin_t=max(fig.layout.margin.t or 0, 85),

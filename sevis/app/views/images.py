@@ -1,5 +1,6 @@
 """Images page: one or more photographs through every SE and SGE layer."""
 
+import functools
 import hashlib
 
 import numpy as np
@@ -15,6 +16,7 @@ from sevis.app.services import (
     analyse,
     grad_cam,
     sample_files,
+    shared_figure,
     unique_names,
 )
 from sevis.app.state import KEEP, LINKED, uploaded_files
@@ -48,8 +50,17 @@ def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
             f"Saturation in {plain(image.name, 100)} (share of gates ≥ 0.99, the block passing its channel unchanged): "
             + ", ".join(f"{layer} {share:.0%}" for layer, share in shares.items())
         )
+        profiles = {r.name: r.excitations for r in shown}
+        drawn: list[np.ndarray | str] = [*layers]
+        for r in shown:
+            drawn += [r.name, *(r.excitations[k] for k in layers)]
         show_figure(
-            figures.excitation_profiles({r.name: r.excitations for r in shown}, layers),
+            shared_figure(
+                loaded,
+                "profiles",
+                drawn,
+                lambda: figures.excitation_profiles(profiles, layers),
+            ),
             f"{loaded.ident}_{'all_images' if len(shown) > 1 else file_part(image.name)}_profiles",
             loaded,
             lambda: result.excitation_frame(layers, shown),
@@ -57,7 +68,12 @@ def se_section(loaded: Loaded, result: Analysis, image: ImageResult) -> None:
             pick_source=f"{loaded.label}: images on the Images page",
         )
     show_figure(
-        figures.excitation_overview(image.excitations),
+        shared_figure(
+            loaded,
+            "overview",
+            [*image.excitations, *image.excitations.values()],
+            lambda: figures.excitation_overview(image.excitations),
+        ),
         f"{loaded.ident}_{file_part(image.name)}_overview",
         loaded,
         lambda: result.excitation_frame(None, [image]),
@@ -218,7 +234,12 @@ for loaded, place in zip(models, model_places(models), strict=True):
         left.image(image.view, caption=f"{image.name}: the {size} crop the model sees")
         with right:
             show_figure(
-                figures.top_classes(image.top_classes, image.top_probs),
+                shared_figure(
+                    loaded,
+                    "top5",
+                    [*image.top_classes, np.asarray(image.top_probs)],
+                    functools.partial(figures.top_classes, image.top_classes, image.top_probs),
+                ),
                 f"{loaded.ident}_{file_part(image.name)}_top5",
                 loaded,
                 export.top_frame(image),
