@@ -684,6 +684,33 @@ def test_channels_page_drills_into_the_classes_pages_images(app, photos):
     assert [b.label for b in app.get("download_button")][-1] == "Export all (zip)"
 
 
+def test_a_drill_down_from_a_linked_view_opens_the_channels_page(offline, monkeypatch):
+    """A click on a channel while a bound widget holds a value other than its default (the
+    model choice in the address): Streamlit refuses to clear the address, so the page switch
+    must not ask it to (it raised StreamlitAPIException on the page)."""
+    monkeypatch.setenv("SEVIS_PLUGINS", "tiny")
+    monkeypatch.setenv("SEVIS_DASHBOARD_MODELS", f"{SE_LABEL}={SE},{SGE_LABEL}={SGE}")
+    monkeypatch.chdir(ROOT)
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.query_params.update(
+        {
+            "model_choice": "Both",
+            f"{SE}_source": "Untrained (random weights)",
+            f"{SGE}_source": "Untrained (random weights)",
+        }
+    )
+    at.run()
+    no_errors(at)
+    assert at.sidebar.radio(key="model_choice").value == "Both" and charts(at) > 0
+    # what a click on the Images page's profiles leaves behind (the browser tests click for real)
+    at.session_state["drill"] = {"layer": "SE_5_2", "channel": 3, "source": f"{SE_LABEL}: images on the Images page"}
+    at.session_state["_drill_go"] = True
+    at.run()
+    no_errors(at)
+    assert any(m.value == "SE_5_2, channel 3" for m in at.subheader)
+
+
 def test_a_channels_link_opens_the_same_run_layer_and_channel_in_a_fresh_session(app, tiny_se, tmp_path, monkeypatch):
     """The Channels page writes its layer and channel into the address beside the run's server
     path, and its "Copy link" shows that address; a fresh session given it opens the same run
@@ -1348,3 +1375,24 @@ def test_a_views_link_opens_the_same_view_in_a_fresh_session(app, tiny_se, tmp_p
     odd.query_params.update({f"{SE}_source": "<b>nothing</b>", "classes_layer": "SE_9_9"})
     odd.run()
     assert not odd.exception and odd.sidebar.selectbox(key=f"{SE}_source").value == "pretrained"
+
+
+def test_no_page_script_has_a_string_streamlit_would_draw():
+    """Streamlit's magic writes a page script's floating string literals on the page (an
+    attribute docstring after an assignment showed up as text on the Classes page); only the
+    docstring of the module and of each function or class is exempt."""
+    import ast
+
+    floating = []
+    for page in sorted((ROOT / "sevis" / "app" / "views").glob("*.py")):
+        for node in ast.walk(ast.parse(page.read_text())):
+            for field in ("body", "orelse", "finalbody"):
+                body = getattr(node, field, None)
+                if not isinstance(body, list):
+                    continue
+                exempt = field == "body" and isinstance(node, ast.Module | ast.FunctionDef | ast.ClassDef)
+                for i, statement in enumerate(body):
+                    literal = isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
+                    if literal and isinstance(statement.value.value, str) and not (exempt and i == 0):
+                        floating.append(f"{page.name}:{statement.lineno}")
+    assert not floating, floating

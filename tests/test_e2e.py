@@ -474,6 +474,34 @@ def test_every_channel_chart_opens_the_channel_clicked(server, page):
     shot(page, "channel-from-images")
 
 
+def test_two_checkpoints_compared_on_the_classes_page_and_the_difference_clicked(server, page):
+    """Two checkpoints of SE-ResNet-50 (A: the pretrained file, B: untrained) on the Classes
+    page: a tab each and a third comparing them, whose mean(A) − mean(B) chart opens the
+    channel clicked."""
+    page.goto(f"{server}/classes")
+    page.get_by_role("heading", name="Classes").wait_for()
+    page.get_by_text("Two checkpoints of one network", exact=True).click()
+    weights = page.locator('[data-testid="stSelectbox"]', has_text="SE-ResNet-50 (B) weights")
+    weights.wait_for()
+    weights.locator("input").first.click()
+    page.get_by_role("option", name="Untrained (random weights)").click()
+    page.get_by_text("SE-ResNet-50 (B) has untrained weights").first.wait_for()
+    uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploaders.nth(0).set_input_files([str(PHOTOS / "chelsea.png"), str(PHOTOS / "astronaut.png")])
+    page.get_by_text("Images per class: class 1 2").first.wait_for()
+    wait_for_charts(page, 3 * 2 + 1)  # one class: in each tab Figure 6's two forms and histograms; A − B
+    uploaders.nth(1).set_input_files([str(PHOTOS / "rocket.jpg"), str(PHOTOS / "coffee.png")])
+    wait_for_charts(page, 5 * 2 + 2)  # + depth curves and selectivity in each tab; the comparison's two
+    tabs = page.get_by_role("tab")
+    assert tabs.all_inner_texts() == ["SE-ResNet-50 (A)", "SE-ResNet-50 (B)", "SE-ResNet-50 (A) − SE-ResNet-50 (B)"]
+    tabs.nth(2).click()
+    no_errors(page)
+    shot(page, "classes-two-checkpoints")
+    layer, channel = click_a_point(page, "per channel, the same images through both", "SE_4_6", 300)
+    assert layer == "SE_4_6" and abs(channel - 300) <= 8
+    no_errors(page)
+
+
 def test_clicking_a_channel_opens_its_page(server, page):
     two_classes_on_the_classes_page(page, server)
     click_a_figure_6_marker(page)

@@ -546,7 +546,10 @@ def show_figure(
         )
         st.caption("Click a channel to open it on the Channels page.")
         if st.session_state.pop("_drill_go", False):
-            st.switch_page(CHANNELS_PAGE)
+            # NOTE query_params={}, not the default: the default clears the address, which Streamlit
+            # refuses (an exception on the page) while a bound widget holds a value other than its
+            # default, such as the model choice; the next page's widgets write theirs again
+            st.switch_page(CHANNELS_PAGE, query_params={})
 
     def table() -> pd.DataFrame:
         assert frame is not None

@@ -181,13 +181,14 @@ def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) 
     return order, (first, second)
 
 
+# NOTE comments, not attribute docstrings: Streamlit's magic draws a page script's floating
+# string literals on the page
+# A kind's chance bands by layer; None while a saved run's are being computed.
 Nulls = Callable[[], dict[str, NullBand] | None]
-"""A kind's chance bands by layer; None while a saved run's are being computed."""
 
-
+# Per kind prefix, the untrained baseline the depth curve compares with (set per model section
+# when its toggle is on): its legend name, statistics and chance bands.
 BASELINES: dict[str, tuple[str, ClassStats, Nulls]] = {}
-"""Per kind prefix, the untrained baseline the depth curve compares with (set per model
-section when its toggle is on): its legend name, statistics and chance bands."""
 
 
 def depth_figures(stats: ClassStats, prefix: str, source: Loaded | Provenance, name: str, nulls: Nulls) -> None:
