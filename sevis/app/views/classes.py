@@ -566,7 +566,8 @@ def checkpoint_comparison(
 
 
 def difference_frame(one: ClassStats, other: ClassStats, layer: str, names: tuple[str, str]) -> pd.DataFrame:
-    """Layer, class, position, each checkpoint's mean and their difference."""
+    """Layer, class, position, each checkpoint's mean (``mean_a``, ``mean_b``; the checkpoints
+    named in ``checkpoint_a``, ``checkpoint_b``) and their difference."""
     rows = []
     every: list[ClassKey] = [*one.classes, sevis.ALL]
     for cls in every:
@@ -577,9 +578,11 @@ def difference_frame(one: ClassStats, other: ClassStats, layer: str, names: tupl
                     "layer": layer,
                     "class": None if cls is sevis.ALL else cls,
                     one.index_name: np.arange(len(a)),
-                    f"mean_{names[0]}": a,
-                    f"mean_{names[1]}": b,
+                    "mean_a": a,
+                    "mean_b": b,
                     "difference": a - b,
+                    "checkpoint_a": names[0],
+                    "checkpoint_b": names[1],
                 }
             )
         )
