@@ -502,6 +502,44 @@ def test_two_checkpoints_compared_on_the_classes_page_and_the_difference_clicked
     no_errors(page)
 
 
+def test_a_lasso_on_the_excitation_map_opens_a_gallery_of_its_images(server, page):
+    """The Channels page's excitation map: a lasso drawn around every point (Plotly's lasso
+    tool, dragged with the mouse) shows the four images with their classes."""
+    two_classes_on_the_classes_page(page, server)
+    click_a_figure_6_marker(page)
+    wait_for_charts(page, 2)
+    page.get_by_text("Draw a lasso or a box around points of the map").wait_for()
+    area = page.evaluate(
+        """([selector]) => {
+            const gd = [...document.querySelectorAll(selector)].find(
+                g => (g._fullLayout.title.text || '').includes('images by excitation'));
+            gd.scrollIntoView({block: 'center'});
+            const box = gd.getBoundingClientRect(), size = gd._fullLayout._size;
+            return [box.left + size.l, box.top + size.t, size.w, size.h];
+        }""",
+        [CHART],
+    )
+    left, top, width, height = area
+    chart = page.locator(CHART).filter(has_text="images by excitation")
+    chart.hover()
+    chart.locator('[data-attr="dragmode"][data-val="lasso"]').first.click()  # the modebar's lasso tool
+    corners = [
+        (left + 4, top + 4),
+        (left + width - 4, top + 4),
+        (left + width - 4, top + height - 4),
+        (left + 4, top + height - 4),
+    ]
+    page.mouse.move(*corners[0])
+    page.mouse.down()
+    for x, y in [*corners[1:], corners[0]]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+    page.get_by_text("4 image(s) selected").wait_for()
+    assert page.get_by_text("By class: class 1 2, class 2 2").count() == 1
+    no_errors(page)
+    shot(page, "channels-lasso")
+
+
 def test_clicking_a_channel_opens_its_page(server, page):
     two_classes_on_the_classes_page(page, server)
     click_a_figure_6_marker(page)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.elements.plotly_chart import PlotlyState
 from streamlit.errors import StreamlitSecretNotFoundError
 
 import sevis
@@ -525,17 +526,22 @@ def show_figure(
     key: str = "",
     pick: Pick | None = None,
     pick_source: str = "",
-) -> None:
+    lasso: bool = False,
+) -> PlotlyState | None:
     """A chart and its exports: PNG and standalone HTML of the figure, CSV and Parquet
     of the numbers behind it, which name the model and weights. Files, and a table
     given as a callable, are made only when a button is clicked. With ``pick``, clicking
     a point opens that channel on the Channels page (of the data ``pick_source`` names
-    in ``st.session_state["drill_sources"]``)."""
+    in ``st.session_state["drill_sources"]``). With ``lasso``, a lasso or a box selects
+    points, and the selection is returned (``.selection.points``)."""
     provenance = source.provenance if isinstance(source, Loaded) else source
     if provenance.untrained:
         fig = mark_untrained(fig)
     chart_key = f"chart_{key or name}"
-    if pick is None:
+    selected = None
+    if lasso:
+        selected = st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode=("lasso", "box"))
+    elif pick is None:
         st.plotly_chart(fig, key=chart_key)
     else:
         st.plotly_chart(
@@ -585,3 +591,4 @@ def show_figure(
                 on_click="ignore",
                 icon=":material/download:",
             )
+    return selected

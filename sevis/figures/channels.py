@@ -52,7 +52,9 @@ def channel_by_class(view: ChannelView, classes: Sequence[str] | None = None, ma
 
 def excitation_map_figure(emap: ExcitationMap, max_classes: int = 12) -> go.Figure:
     """The images as points, coloured by class (the ``max_classes`` largest classes; the
-    others grey), class centroids as crosses; hover names the image."""
+    others grey), class centroids as crosses; hover names the image, and each image's point
+    carries its name as ``customdata`` (a lasso selects images). SVG, not WebGL: at most
+    5,000 points are drawn, and a selection needs no GPU."""
     points = emap.points
     counts = points.label.value_counts()
     shown = list(counts.index[:max_classes])
@@ -60,12 +62,13 @@ def excitation_map_figure(emap: ExcitationMap, max_classes: int = 12) -> go.Figu
     others = points[~points.label.isin(shown)]
     if len(others):
         fig.add_trace(
-            go.Scattergl(
+            go.Scatter(
                 x=others.x,
                 y=others.y,
                 mode="markers",
                 name=f"{others.label.nunique()} other classes",
                 marker=dict(color="#bbbbbb", size=4),
+                customdata=others.image.tolist(),
                 text=others.label + "<br>" + others.image,
                 hovertemplate="%{text}<extra></extra>",
             )
@@ -73,12 +76,13 @@ def excitation_map_figure(emap: ExcitationMap, max_classes: int = 12) -> go.Figu
     for i, cls in enumerate(shown):
         rows = points[points.label == cls]
         fig.add_trace(
-            go.Scattergl(
+            go.Scatter(
                 x=rows.x,
                 y=rows.y,
                 mode="markers",
                 name=short_label(cls, 24),
                 marker=dict(color=_colour(i), size=6),
+                customdata=rows.image.tolist(),
                 text=rows.image,
                 hovertemplate="%{text}<extra>" + short_label(cls) + "</extra>",
             )

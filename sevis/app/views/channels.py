@@ -29,6 +29,7 @@ __all__: list[str] = []  # a page: Streamlit runs this script; nothing in it is 
 
 
 EXTREMES = 6  # images shown at each end of a channel's range (and knocked out, to see its effect)
+GALLERY = 24  # images a lasso on the excitation map shows
 MAPPED_LABELS = 20  # labels that name no class of the model offered a menu each; the rest count only in 'top-1 kept'
 NO_CLASS = "(no class: top-1 kept only)"
 LINK_LAYER, LINK_CHANNEL = "channel_layer", "channel"  # the address's names for the view's layer and channel
@@ -184,6 +185,34 @@ def thumbnails(rows: pd.DataFrame, title: str) -> None:
             column.image(picture, caption=caption)
 
 
+def gallery(chosen: list[str], points: pd.DataFrame) -> None:
+    """The images a lasso (or a box) selected on the excitation map (``points``: its
+    ``image`` and ``label`` columns), with their classes: the first :data:`GALLERY` of them,
+    and how many of each class were selected."""
+    if not chosen:
+        st.caption("Draw a lasso or a box around points of the map to see those images and their classes.")
+        return
+    names = list(dict.fromkeys(chosen))
+    labels = points.set_index("image").label
+    classes = pd.Series([str(labels.get(n, "")) for n in names]).value_counts()
+    st.markdown(f"**{len(names):,} image(s) selected**")
+    st.caption(
+        "By class: "
+        + ", ".join(f"{plain(figures.short_label(c, 40))} {k}" for c, k in list(classes.items())[:12])
+        + (f", and {len(classes) - 12} more classes" if len(classes) > 12 else "")
+    )
+    columns = st.columns(EXTREMES)
+    for i, name in enumerate(names[:GALLERY]):
+        picture, caption = image_of(name), f"{plain(name[-40:])} · {plain(str(labels.get(name, ''))[:30])}"
+        column = columns[i % EXTREMES]
+        if picture is None:
+            column.caption(caption + " (image not readable here)")
+        else:
+            column.image(picture, caption=caption)
+    if len(names) > GALLERY:
+        st.caption(f"The first {GALLERY} of {len(names):,} are shown.")
+
+
 def image_of(name: str) -> np.ndarray | None:
     """The image as the model saw it: kept by an analysis; read back from a run's source."""
     if isinstance(data, Analysis):
@@ -226,12 +255,15 @@ map_layer = st.select_slider(  # starts at the layer chosen above, follows it wh
     "Layer of the map", layers, value=layer, key=f"channels_map_layer_{images_id[:12]}_{layer}"
 )
 emap = excitation_map_of(data, images_id, map_layer)
-show_figure(
+brushed = show_figure(
     figures.excitation_map_figure(emap),
     f"{provenance.model}_{map_layer}_map",
     loaded or provenance,
     emap.points,
+    lasso=True,
 )
+picked = brushed.selection.points if brushed is not None else []
+gallery([p["customdata"] for p in picked if isinstance(p.get("customdata"), str)], emap.points)
 
 st.subheader("Ablation")
 if loaded is None or not isinstance(data, Analysis):
