@@ -1008,7 +1008,7 @@ def test_a_trained_network_against_itself_untrained_on_the_classes_page(app, pho
     assert "untrained: ω²" in names and "untrained: chance (95 % of label permutations)" in names
     (gain,) = [t for t in depth.data if t.name and t.name.startswith("ω²(") and "untrained" in t.name]
     assert gain.yaxis == "y3" and len(gain.x) == 16
-    mine = next(t for t in depth.data if t.name == f"{SE}: ω²")
+    mine = next(t for t in depth.data if t.name == f"{SE_LABEL}: ω²")
     theirs = next(t for t in depth.data if t.name == "untrained: ω²")
     np.testing.assert_allclose(array(gain.y), array(mine.y) - array(theirs.y), atol=1e-12)
     untrained_alone = sevis.analyse(
@@ -1115,6 +1115,7 @@ def test_two_checkpoints_of_one_network_side_by_side(app, photos, tmp_path, monk
     names = [t.name for t in depth.data]
     assert f"{a}: ω²" in names and f"{b}: ω²" in names  # both depth curves on one chart...
     assert any(f"ω²({a}) − ω²({b})" == ann.text for ann in depth.layout.annotations)  # ...and their difference
+    assert f"{b}: ω²" in [t.name for t in figure(app, 8).data]  # B's own depth curve, by its label (not a slot)
     assert [button.label for button in app.get("download_button")].count("Export all (zip)") == 1  # one for both
     app.selectbox(key=f"classes_layer_{SE}_b").set_value("SE_5_2").run()
     no_errors(app)

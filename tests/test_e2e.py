@@ -622,7 +622,7 @@ def test_classes_page_two_class_test_and_untrained_baseline(server, page):
     page.locator(CHART).nth(4).get_by_text("untrained: ω²").first.wait_for(timeout=180_000)
     wait_for_charts(page, 6)
     depth = page.locator(CHART).nth(4)
-    for text in ("se_resnet50: ω²", "untrained: ω²", "ω²(se_resnet50) − ω²(untrained)"):
+    for text in ("SE-ResNet-50: ω²", "untrained: ω²", "ω²(SE-ResNet-50) − ω²(untrained)"):
         assert depth.get_by_text(text).count() > 0, text
     assert page.get_by_text("Untrained, the same images give ω² from").count() == 1
     no_errors(page)

@@ -117,7 +117,7 @@ def gather_inputs(mode: str) -> tuple[list[tuple[str, bytes]], list[str | None],
 
 # The suffix of this page's chart widgets' keys: empty for the first model of each kind of
 # attention, the model's own for a second one (two checkpoints of one network, side by side).
-KEYS = {"suffix": ""}
+KEYS = {"suffix": "", "legend": ""}  # the legend: the model's label (two checkpoints: "… (B)", not a slot name)
 
 
 def key(name: str) -> str:
@@ -206,11 +206,12 @@ def depth_figures(stats: ClassStats, prefix: str, source: Loaded | Provenance, n
     bands = nulls()
     if bands is None:
         band_pending(stats.count(), nulls)
-    curves, all_bands, difference = {name: stats}, {name: bands or {}}, None
+    shown_as = KEYS["legend"] or name
+    curves, all_bands, difference = {shown_as: stats}, {shown_as: bands or {}}, None
     if prefix in BASELINES:
         base_name, base_stats, base_nulls = BASELINES[prefix]
         curves[base_name], all_bands[base_name] = base_stats, base_nulls() or {}
-        difference = (name, base_name)
+        difference = (shown_as, base_name)
     show_figure(
         figures.specificity_curve(curves, prefix, all_bands, difference),
         f"{name}_{prefix}_depth",
@@ -603,6 +604,7 @@ def saved_run() -> None:
         st.warning(f"This run was made with untrained weights: {figures.UNTRAINED_NOTE}", icon="⚠️")
     source = f"saved run {run.path.name}"
     offer_drill("classes", {source: (run, None)})
+    KEYS["legend"] = ""  # a run's curves are named by its model
     kind_sections(run.stats, run.provenance, m.model, functools.partial(run_nulls, run), source)
     export_figures("Classes", run.provenance, {"run": run.path.name, "images": m.images, "source": m.source})
 
@@ -659,6 +661,7 @@ for (drill, loaded), place in zip(drills.items(), places, strict=True):
         result = results[loaded.label]
         nulls = functools.partial(analysis_nulls, loaded, files, labels, result)
         KEYS["suffix"] = f"_{loaded.ident}" if loaded.kinds in kinds_seen else ""
+        KEYS["legend"] = loaded.label
         kinds_seen.append(loaded.kinds)
         BASELINES.clear()
         if not loaded.provenance.untrained and st.toggle(
