@@ -206,6 +206,34 @@ def test_uploaded_checkpoints_good_and_bad(real_app, senet_file, tmp_path):
     assert charts(real_app) == 3
 
 
+def test_an_uploaded_checkpoint_is_kept_while_another_model_is_shown(app, tmp_path):
+    """Upload SE's checkpoint, show SGE, come back: the checkpoint is still in use (said in the
+    sidebar), not 'choose a checkpoint file' again; "Forget them" lets it go."""
+    from tiny import randomize_
+
+    import sevis
+
+    checkpoint = tmp_path / "tiny_se_b.pth"
+    torch.save(randomize_(sevis.load_model(SE, "untrained"), seed=5).state_dict(), checkpoint)
+    app.sidebar.selectbox(key=f"{SE}_source").set_value("upload").run()
+    app.sidebar.get("file_uploader")[0].set_value(
+        ("tiny_se_b.pth", checkpoint.read_bytes(), "application/octet-stream")
+    ).run()
+    no_errors(app)
+    assert charts(app) == 3
+    app.sidebar.radio(key="model_choice").set_value(SGE_LABEL).run()
+    untrained(app, SGE)
+    app.sidebar.radio(key="model_choice").set_value(SE_LABEL).run()
+    no_errors(app)
+    assert not any("choose a checkpoint" in shown(i.value) for i in app.sidebar.info)
+    assert any(
+        "Still using the 1 file(s) uploaded here before (tiny_se_b.pth)" in shown(c.value) for c in app.sidebar.caption
+    )
+    assert charts(app) == 3 and "UNTRAINED" not in figure(app, 1).layout.title.text
+    app.sidebar.button(key=f"{SE}_upload_forget").click().run()
+    assert any("choose a checkpoint" in shown(i.value) for i in app.sidebar.info)
+
+
 def test_same_inputs_do_not_run_the_model_again(app):
     from sevis.app.services import load_model
 

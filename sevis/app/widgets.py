@@ -109,9 +109,15 @@ def _weights_widget(label: str, key: str) -> Weights | None:
         )
         path = typed.strip() or (choice if choice in files else "")
         return Weights("server", path, path) if path else None
-    upload = st.sidebar.file_uploader(f"{label}: checkpoint file", type=WEIGHT_TYPES, key=f"{key}_upload")
-    if upload is None:
+    # NOTE kept for the session like the pages' uploads: the radio showing another model draws
+    # no uploader for this one, and Streamlit forgets what it held
+    with st.sidebar:
+        kept = uploaded_files(
+            f"{key}_upload", lambda **given: st.file_uploader(f"{label}: checkpoint file", type=WEIGHT_TYPES, **given)
+        )
+    if not kept:
         return None
+    upload = kept[0]
     # NOTE hashed once per upload, not at every rerun (100 MB: a tenth of a second)
     digests = st.session_state.setdefault(f"_{key}_upload_digest", {})
     if upload.file_id not in digests:
