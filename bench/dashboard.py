@@ -9,6 +9,7 @@ Prints, for SE-ResNet-50 on the CPU:
      model load), and a rerun with the same inputs (cached: the model does not run).
 
     python bench/dashboard.py [--repeats 11]
+    python bench/dashboard.py --actions --repeats 5 [--sessions 3]   # each action in Chromium
 """
 
 from __future__ import annotations
@@ -168,8 +169,15 @@ def upload_to_charts() -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--actions", action="store_true", help="instead: each action in Chromium (bench/actions.py)")
+    parser.add_argument("--sessions", type=int, default=3, help="with --actions: sessions at once after one alone")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.actions:
+        from actions import run
+
+        run(args.repeats, args.sessions)
+        return
     model_side(args.repeats)
     upload_to_charts()
 
