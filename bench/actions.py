@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from load import new_photo  # noqa: E402
-from test_e2e import CHART, CHROMIUM, CHROMIUM_FLAGS, start_streamlit  # noqa: E402
+from test_e2e import CHART, CHROMIUM, CHROMIUM_FLAGS, page_state, start_streamlit  # noqa: E402
 
 PHOTOS = [ROOT / "assets" / n for n in ("chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png")]
 ACTIONS = ["upload one photo", "change image", "change layer", "open a channel", "change channel"]
@@ -46,14 +46,7 @@ def settled(page, count: int | None = None, timeout: float = 600) -> float:
     deadline, steady, last, since = time.monotonic() + timeout, 0, None, 0.0
     while time.monotonic() < deadline:
         seen = time.perf_counter()
-        state = page.evaluate(
-            """([chart]) => [
-                document.querySelectorAll(chart).length,
-                document.querySelectorAll('[data-stale="true"]').length,
-                document.querySelectorAll('[data-testid="stStatusWidget"]').length,
-            ]""",
-            [CHART],
-        )
+        state = page_state(page)
         if state == last and state[1:] == [0, 0]:
             steady += 1
         else:

@@ -163,6 +163,18 @@ def page(browser):
     context.close()
 
 
+def page_state(page) -> list[int]:
+    """Plotly charts drawn, elements left stale by the last run, script-running widgets."""
+    return page.evaluate(
+        """([chart]) => [
+            document.querySelectorAll(chart).length,
+            document.querySelectorAll('[data-stale="true"]').length,
+            document.querySelectorAll('[data-testid="stStatusWidget"]').length,
+        ]""",
+        [CHART],
+    )
+
+
 def wait_for_charts(page, count: int, timeout: float = 120) -> None:
     """Wait until the app has settled with exactly ``count`` Plotly charts drawn.
 
@@ -173,14 +185,7 @@ def wait_for_charts(page, count: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     steady, last = 0, None
     while time.monotonic() < deadline:
-        state = page.evaluate(
-            """([chart]) => [
-                document.querySelectorAll(chart).length,
-                document.querySelectorAll('[data-stale="true"]').length,
-                document.querySelectorAll('[data-testid="stStatusWidget"]').length,
-            ]""",
-            [CHART],
-        )
+        state = page_state(page)
         steady = steady + 1 if state == last and state[1:] == [0, 0] else 0
         last = state
         if steady >= 3 and state[0] == count:
