@@ -85,9 +85,12 @@ if TYPE_CHECKING:
     )
     from .jobs import (
         Ablation as Ablation,
+        Importance as Importance,
         ablate as ablate,
         ablate_data as ablate_data,
         ablation_conditions as ablation_conditions,
+        channel_importance as channel_importance,
+        importance_data as importance_data,
     )
     from .models import (
         ModelInfo as ModelInfo,
@@ -185,9 +188,12 @@ _EXPORTS = {
     ],
     "jobs": [
         "Ablation",
+        "Importance",
         "ablate",
         "ablate_data",
         "ablation_conditions",
+        "channel_importance",
+        "importance_data",
     ],
     "models": [
         "ModelInfo",

@@ -76,21 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ablate", help="top-1/top-5 accuracy with each stage's attention removed (the SENet paper's Table 13)"
     )
     ab.add_argument("data", help="folder or zip of class folders (ImageNet ids or class names), or a saved run")
-    ab.add_argument(
-        "--model",
-        default=None,
-        help="se_resnet50, sge_resnet50 or a timm id (default: a saved run's own model, else se_resnet50)",
-    )
-    ab.add_argument(
-        "--weights",
-        default=None,
-        help="pretrained, untrained, or a weights file (default: a saved run's own weights, else pretrained)",
-    )
-    ab.add_argument(
-        "--other-model",
-        action="store_true",
-        help="ablate a saved run's images with another network or weights than the run's",
-    )
+    _network_options(ab, "ablate")
     ab.add_argument("--out", required=True, help="the table to write (.csv or .parquet)")
     ab.add_argument("--stages", nargs="+", type=int, default=None, help="only these stages (default every one)")
     ab.add_argument("--batch-size", type=_count(1), default=32, help="images per forward pass (default 32)")
@@ -100,6 +86,26 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--seed", type=int, default=0, help="seed of the --per-class sample")
     _label_options(ab)
     ab.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    imp = sub.add_parser(
+        "importance",
+        help="knock out each channel of one layer: what it costs against its class selectivity (Morcos et al. 2018)",
+    )
+    imp.add_argument("data", help="folder or zip of class folders (ImageNet ids or class names), or a saved run")
+    imp.add_argument("--layer", required=True, help="the layer, e.g. SE_5_2")
+    imp.add_argument(
+        "--channels", nargs="+", type=_count(0), default=None, help="only these channels or groups (default all)"
+    )
+    _network_options(imp, "knock channels out")
+    imp.add_argument("--out", required=True, help="the table to write (.csv or .parquet), a row per channel")
+    imp.add_argument("--figure", default=None, metavar="HTML", help="also write the scatter against selectivity")
+    imp.add_argument("--batch-size", type=_count(1), default=32, help="images per forward pass (default 32)")
+    imp.add_argument("--workers", type=_count(0), default=2, help="data-loading processes (default 2)")
+    imp.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    imp.add_argument("--per-class", type=_count(1), default=None, help="sample at most N images per class")
+    imp.add_argument("--seed", type=int, default=0, help="seed of the --per-class sample")
+    _label_options(imp)
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
 
     rep = sub.add_parser("report", help="one standalone HTML page with the paper's figures for a run")
     rep.add_argument("run", help="a Parquet file written by `sevis extract`")
@@ -122,6 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="the weights folder (default: $SEVIS_WEIGHTS_DIR or the cache; see `sevis weights list`)",
     )
     return parser
+
+
+def _network_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    """``--model``, ``--weights``, ``--other-model``: a saved run's own network by default."""
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="se_resnet50, sge_resnet50 or a timm id (default: a saved run's own model, else se_resnet50)",
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="pretrained, untrained, or a weights file (default: a saved run's own weights, else pretrained)",
+    )
+    parser.add_argument(
+        "--other-model",
+        action="store_true",
+        help=f"{verb} on a saved run's images with another network or weights than the run's",
+    )
 
 
 def _label_options(parser: argparse.ArgumentParser) -> None:
@@ -191,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             return _weights(args)
         elif args.command == "ablate":
             return _ablate(args)
+        elif args.command == "importance":
+            return _importance(args)
         else:
             from sevis.report import write_report
 
@@ -301,7 +328,7 @@ def _ablate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise sevis.SevisError(f"--out must end in .csv or .parquet, got {out.name[:80]!r}")
-    model = _ablation_model(args)
+    model = _run_model(args, "ablating")
     args.model = sevis.model_info(model).name
     conditions = ablation_conditions(model)
     if args.stages is not None:
@@ -346,9 +373,74 @@ def _ablate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ablation_model(args: argparse.Namespace) -> nn.Module:
-    """The network ``sevis ablate`` runs: a saved run's own (its model, weights and their
-    SHA-256) unless told otherwise, else ``--model`` / ``--weights``; says which on stderr."""
+def _importance(args: argparse.Namespace) -> int:
+    """``sevis importance``: the table (and the scatter) written; the correlation shown."""
+    from pathlib import Path
+
+    import sevis
+    from sevis import export, figures
+    from sevis._files import write_atomic
+    from sevis.data.labels import read_labels
+    from sevis.jobs.importance import importance_data
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise sevis.SevisError(f"--out must end in .csv or .parquet, got {out.name[:80]!r}")
+    if args.figure is not None and not args.figure.lower().endswith(".html"):
+        raise sevis.SevisError(f"--figure must end in .html, got {Path(args.figure).name[:80]!r}")
+    model = _run_model(args, "knocking channels out")
+    layers = [x.name for x in sevis.find_attention(model)]
+    if args.layer not in layers:
+        name = sevis.model_info(model).name
+        raise sevis.SevisError(f"{args.layer[:40]!r} is no layer of {name}: {', '.join(layers)}")
+    result = importance_data(
+        model,
+        args.data,
+        args.layer,
+        args.channels,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        per_class=args.per_class,
+        seed=args.seed,
+        progress=not args.quiet,
+        labels=read_labels(args.labels, args.synsets) if args.labels else None,
+    )
+    for failure in result.failures:
+        print(f"skipped {failure.name[:200]}: {failure.reason[:200]}", file=sys.stderr)
+    if result.unknown_labels:
+        shown = ", ".join(repr(x[:60]) for x in result.unknown_labels[:10])
+        print(f"labels that are no class of the model (not in the true-class columns): {shown}", file=sys.stderr)
+    frame = result.frame()
+    write_atomic(out, export.frame_csv(frame) if out.suffix.lower() == ".csv" else export.frame_parquet(frame))
+    corr = result.correlation()
+    measure = "true class's probability" if result.labelled else "probability of the network's own top-1"
+    worst = result.table.assign(cost=result.importance()).nlargest(5, "cost")
+    index = result.index_name
+    print(
+        f"{result.layer}: {len(result.table):,} {index}s knocked out (gate set to {result.value:g}) over "
+        f"{result.images:,} images ({result.labelled:,} with a class of the model); each cost "
+        f"{result.share:.0%} of a plain pass by parameters"
+    )
+    print(
+        f"costliest {index}s (drop in the {measure}): "
+        + ", ".join(f"{int(c)} ({v:+.4f})" for c, v in zip(worst[index], worst.cost, strict=True))
+    )
+    print(
+        f"Spearman rank correlation of selectivity and cost: rho {corr['rho']:.3f}, p {corr['p']:.3g}, "
+        f"{corr['channels']:,} {index}s"
+    )
+    if args.figure is not None:
+        measure_column = "p_true_change" if result.labelled else "p_top1_change"
+        fig = figures.importance_scatter(result.table, result.layer, measure=measure_column, correlation=corr)
+        write_atomic(Path(args.figure), fig.to_html(include_plotlyjs=True, full_html=True).encode())
+    logging.getLogger("sevis").info("wrote %s", out)
+    return 0
+
+
+def _run_model(args: argparse.Namespace, doing: str) -> nn.Module:
+    """The network ``sevis ablate`` or ``importance`` runs: a saved run's own (its model,
+    weights and their SHA-256) unless told otherwise, else ``--model`` / ``--weights``;
+    says which on stderr (``doing``: "ablating")."""
     from pathlib import Path
 
     import sevis
@@ -360,7 +452,7 @@ def _ablation_model(args: argparse.Namespace) -> nn.Module:
     run = read_metadata(data)
     if args.model is not None and args.model != run.model and not args.other_model:
         raise sevis.SevisError(
-            f"{data.name[:80]} was made with {run.model[:80]}, not {args.model[:80]}: leave --model out to ablate "
+            f"{data.name[:80]} was made with {run.model[:80]}, not {args.model[:80]}: leave --model out to use "
             "the run's own network, or add --other-model to run another one on its images"
         )
     weights = args.weights
@@ -378,7 +470,7 @@ def _ablation_model(args: argparse.Namespace) -> nn.Module:
         )
     used = "untrained, seed 0" if info.untrained else f"{info.weights[:200]}, SHA-256 {info.weights_sha256 or 'none'}"
     whose = "another network than the run's" if not same else "the run's network"
-    print(f"ablating with {info.name} ({used}): {whose}", file=sys.stderr)
+    print(f"{doing} with {info.name} ({used}): {whose}", file=sys.stderr)
     return model
 
 

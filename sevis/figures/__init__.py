@@ -4,7 +4,7 @@
 from ..attention.geometry import upsample
 from ._style import UNTRAINED_NOTE, mark_untrained, short_label
 from .ablation import ablation_chart
-from .channels import channel_by_class, excitation_map_figure, volcano
+from .channels import channel_by_class, excitation_map_figure, importance_scatter, volcano
 from .classes import (
     REFERENCES,
     checkpoint_difference,
@@ -42,6 +42,7 @@ __all__ = [
     "group_distributions",
     "group_feature_maps",
     "heat_overlay",
+    "importance_scatter",
     "kind_figures",
     "mark_untrained",
     "mask_class_stats",

@@ -1,9 +1,9 @@
 """Figures of one channel across a run, of a layer's excitation map (PCA of the images' vectors),
-and of the channels that separate two classes."""
+of the channels that separate two classes, and of what knocking each channel out costs."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ..analysis.explore import ChannelView, ExcitationMap
 from ._style import _LAYOUT, _colour, short_label
 
-__all__ = ["channel_by_class", "excitation_map_figure", "volcano"]
+__all__ = ["channel_by_class", "excitation_map_figure", "importance_scatter", "volcano"]
 
 
 def channel_by_class(view: ChannelView, classes: Sequence[str] | None = None, max_classes: int = 12) -> go.Figure:
@@ -165,6 +165,51 @@ def volcano(table: pd.DataFrame, top: int = 10) -> go.Figure:
         ),
         xaxis_title=f"mean({short_label(a, 20)}) − mean({short_label(b, 20)})",
         yaxis_title="−log₁₀ p",
+        height=440,
+    )
+    return fig
+
+
+def importance_scatter(
+    table: pd.DataFrame, layer: str, *, measure: str = "p_true_change", correlation: Mapping[str, float] | None = None
+) -> go.Figure:
+    """What knocking out each channel costs (:func:`sevis.channel_importance`'s table)
+    against its class selectivity, a point per channel (Morcos et al. 2018's question: does
+    selectivity predict importance?). ``measure``: the table's change column drawn as a
+    drop (``p_true_change``, ``top1_change`` or ``p_top1_change``); ``correlation``:
+    Spearman's rho, p and channels, for the title. Points carry their channel as customdata
+    (a click opens it)."""
+    index = str(table.columns[0])
+    drop = -table[measure].to_numpy(np.float64)
+    what = {
+        "p_true_change": "drop in the true class's probability",
+        "top1_change": "drop in top-1 accuracy",
+        "p_top1_change": "drop in the probability of the network's own top-1",
+    }.get(measure, measure)
+    fig = go.Figure(
+        go.Scatter(  # SVG: 2,048 points draw fast, and a click needs no GPU
+            x=table.selectivity,
+            y=drop,
+            mode="markers",
+            marker=dict(color=_colour(0), size=6, opacity=0.75),
+            customdata=table[index].tolist(),
+            text=[
+                f"{index} {int(c)}: selectivity {s:.3f}, {what} {d:+.4f}, top-1 kept {k:.1%}"
+                for c, s, d, k in zip(table[index], table.selectivity, drop, table.top1_kept, strict=True)
+            ],
+            hovertemplate="%{text}<extra></extra>",
+            showlegend=False,
+        )
+    )
+    rho = ""
+    if correlation is not None and np.isfinite(correlation.get("rho", np.nan)):
+        count = int(correlation["channels"])
+        rho = f" · Spearman ρ {correlation['rho']:.2f} (p {correlation['p']:.2g}, {count:,} {index}s)"
+    fig.update_layout(
+        **_LAYOUT,
+        title=f"{layer}: each {index} knocked out — cost against class selectivity{rho}",
+        xaxis_title="class selectivity index (Morcos et al. 2018)",
+        yaxis_title=what,
         height=440,
     )
     return fig

@@ -3,8 +3,7 @@ each stage's attention removed, over batches, a folder, a zip or a saved run."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +23,9 @@ from ..models.classes import class_indices
 from ..models.registry import model_info
 from ..provenance import Provenance
 from ..runs.schema import read_metadata
+from ._staged import RunCounter, Staged, stage_inputs, staged
 
-__all__ = ["Ablation", "AblationRun", "ablate", "ablate_data", "ablation_conditions"]
+__all__ = ["Ablation", "AblationRun", "ablate", "ablate_data", "ablation_conditions", "dataset_items"]
 
 
 def ablation_conditions(model: nn.Module, kind: str | None = None) -> dict[str, list[str]]:
@@ -56,40 +56,6 @@ class Ablation:
     stage_runs: dict[str, int] = field(default_factory=dict)
 
 
-def _stages(model: nn.Module) -> tuple[list[str], Callable[[torch.Tensor], torch.Tensor]] | None:
-    """Names of the stage modules (``layer1`` …) and the head, where the network is a
-    timm ResNet or SENet, whose forward pass is exactly stem, stages in order, head."""
-    from timm.models.resnet import ResNet
-    from timm.models.senet import SENet
-
-    if not isinstance(model, ResNet | SENet) or getattr(model, "grad_checkpointing", False):
-        return None
-    names = [f"layer{i}" for i in range(1, 5)]
-    if not all(isinstance(getattr(model, n, None), nn.Module) for n in names):
-        return None
-    return names, model.forward_head
-
-
-class _Counter:
-    """Counts the images each stage module runs in this thread (forward pre-hooks)."""
-
-    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
-        self.runs = dict.fromkeys(names, 0)
-        self._owner = threading.get_ident()
-        self._handles = [getattr(model, n).register_forward_pre_hook(self._hook(n)) for n in names]
-
-    def _hook(self, name: str) -> Callable[[nn.Module, tuple], None]:
-        def hook(module: nn.Module, args: tuple) -> None:
-            if threading.get_ident() == self._owner:  # a model shared with other threads
-                self.runs[name] += int(args[0].shape[0])
-
-        return hook
-
-    def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-
-
 @torch.inference_mode()
 def ablate(
     model: nn.Module,
@@ -118,10 +84,10 @@ def ablate(
     unknown = sorted({n for names in conditions.values() for n in names} - set(layers))
     if unknown:
         raise UnknownLayerError(f"layers {unknown[:8]} not in the model")
-    staged = _stages(model)
-    stage_names = staged[0] if staged else []
+    found = staged(model)
+    stage_names = found.names if found else []
     device = next(model.parameters()).device
-    counter = _Counter(model, stage_names) if staged else None
+    counter = RunCounter({n: getattr(model, n) for n in stage_names}) if found else None
     hits = {name: np.zeros(3, dtype=np.int64) for name in conditions}  # top-1, top-k, top-1 kept
     labelled = total = 0
     try:
@@ -129,14 +95,14 @@ def ablate(
             x = x.to(device)
             target = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=device)
             known = target >= 0
-            base, inputs = _baseline(model, stage_names, x)
+            base, inputs = stage_inputs(model, stage_names, x)
             base_top1 = base.argmax(1)
             for name, removed in conditions.items():
                 if not removed:
                     logits = base
                 else:
                     with Knockout(model, {n: replace or Remove() for n in removed}):
-                        logits = _run_from(model, staged, inputs, [layers[n] for n in removed], x)
+                        logits = _run_from(model, found, inputs, [layers[n] for n in removed], x)
                 top = logits.topk(min(top_k, logits.shape[1]), 1).indices
                 hits[name] += [
                     int(((top[:, 0] == target) & known).sum()),
@@ -169,46 +135,23 @@ def ablate(
     return Ablation(table, dict(counter.runs) if counter else {})
 
 
-def _baseline(model: nn.Module, stages: Sequence[str], x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The plain pass's logits and the input of each stage module on the way."""
-    inputs: dict[str, torch.Tensor] = {}
-    owner = threading.get_ident()
-
-    def keep(name: str) -> Callable[[nn.Module, tuple], None]:
-        def hook(module: nn.Module, args: tuple) -> None:
-            if threading.get_ident() == owner:  # never another thread's images
-                inputs[name] = args[0]
-
-        return hook
-
-    handles = [getattr(model, n).register_forward_pre_hook(keep(n)) for n in stages]
-    try:
-        return model(x), inputs
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def _run_from(
     model: nn.Module,
-    staged: tuple[list[str], Callable[[torch.Tensor], torch.Tensor]] | None,
+    network: Staged | None,
     inputs: Mapping[str, torch.Tensor],
     removed: Sequence[AttentionLayer],
     x: torch.Tensor,
 ) -> torch.Tensor:
     """Logits with the knock-out active: from the input of the first stage it changes,
     kept by the baseline pass, where the network allows it; else the whole pass."""
-    if staged is None:
+    if network is None:
         return model(x)
-    names, head = staged
+    names = network.names
     tops = {layer.path.split(".")[0] for layer in removed}
     if not tops <= set(names):
         return model(x)
-    start = min(names.index(t) for t in tops)
-    h = inputs[names[start]]
-    for n in names[start:]:
-        h = getattr(model, n)(h)
-    return head(h)
+    start = names[min(names.index(t) for t in tops)]
+    return network.run_from(start, 0, inputs[start])
 
 
 def ablate_data(
@@ -233,7 +176,7 @@ def ablate_data(
     class of the model are listed, and their images count only in ``top1_kept``.
     """
     info = model_info(model)
-    source, items = _items(data, per_class, seed, labels)
+    source, items = dataset_items(data, per_class, seed, labels)
     targets, missing = class_indices([i.label for i in items], info.class_names)
     target_of = {item.path: int(target) for item, target in zip(items, targets, strict=True)}
     failures: list[Failure] = []
@@ -274,7 +217,7 @@ class AblationRun(Ablation):
         return with_provenance(out, self.provenance) if self.provenance is not None else out
 
 
-def _items(
+def dataset_items(
     data: str | Path, per_class: int | None, seed: int, labels: Mapping[str, str] | None = None
 ) -> tuple[Path, list[Item]]:
     """The image source and its items: a folder or zip as ``sevis extract`` finds it, or a

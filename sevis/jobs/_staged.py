@@ -1,0 +1,121 @@
+"""Resuming a forward pass part-way: a network whose pass is stem, stages in order, head
+(timm's ResNet and SENet) can be run again from the input of any stage or block, kept from
+a plain pass, so a knock-out pays only for the network after the first thing it changes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["InputsKept", "RunCounter", "Staged", "stage_inputs", "staged"]
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A network's stage modules (``layer1`` …, in order) and its head."""
+
+    model: nn.Module
+    names: list[str]
+    head: Callable[[torch.Tensor], torch.Tensor]
+
+    def block_of(self, path: str) -> tuple[str, int] | None:
+        """The stage and the block index (within the stage's ``nn.Sequential``) holding the
+        module at ``path`` (``layer4.1.se`` -> ``("layer4", 1)``); None outside the blocks."""
+        parts = path.split(".")
+        if len(parts) < 2 or parts[0] not in self.names or not parts[1].isdigit():
+            return None
+        stage = getattr(self.model, parts[0])
+        if not isinstance(stage, nn.Sequential) or int(parts[1]) >= len(stage):
+            return None
+        return parts[0], int(parts[1])
+
+    def module(self, stage: str, block: int | None = None) -> nn.Module:
+        """A stage module, or one block of it."""
+        found = getattr(self.model, stage)
+        return found if block is None else found[block]
+
+    def run_from(self, stage: str, block: int, h: torch.Tensor) -> torch.Tensor:
+        """Logits from the input ``h`` of ``block`` of ``stage`` on."""
+        if block == 0:
+            h = self.module(stage)(h)  # the stage itself: its hooks see the pass
+        else:
+            for module in list(self.module(stage).children())[block:]:
+                h = module(h)
+        for name in self.names[self.names.index(stage) + 1 :]:
+            h = self.module(name)(h)
+        return self.head(h)
+
+
+def staged(model: nn.Module) -> Staged | None:
+    """The stages of a timm ResNet or SENet, whose forward pass is exactly stem, stages in
+    order, head; None for any other network (it is then run whole)."""
+    from timm.models.resnet import ResNet
+    from timm.models.senet import SENet
+
+    if not isinstance(model, ResNet | SENet) or getattr(model, "grad_checkpointing", False):
+        return None
+    names = [f"layer{i}" for i in range(1, 5)]
+    if not all(isinstance(getattr(model, n, None), nn.Module) for n in names):
+        return None
+    return Staged(model, names, model.forward_head)
+
+
+class InputsKept:
+    """Forward pre-hooks keeping the input of each given module during one plain pass of
+    this thread (``with InputsKept(modules) as kept: model(x)``; ``kept.inputs[key]``)."""
+
+    def __init__(self, modules: dict[str, nn.Module]) -> None:
+        self.modules = modules
+        self.inputs: dict[str, torch.Tensor] = {}
+        self._owner = threading.get_ident()
+        self._handles: list = []
+
+    def __enter__(self) -> InputsKept:
+        for key, module in self.modules.items():
+            self._handles.append(module.register_forward_pre_hook(self._hook(key)))
+        return self
+
+    def _hook(self, key: str) -> Callable[[nn.Module, tuple], None]:
+        def hook(module: nn.Module, args: tuple) -> None:
+            if threading.get_ident() == self._owner:  # never another thread's images
+                self.inputs[key] = args[0]
+
+        return hook
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+def stage_inputs(
+    model: nn.Module, names: Sequence[str], x: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The plain pass's logits and the input of each named stage module on the way."""
+    with InputsKept({n: getattr(model, n) for n in names}) as kept:
+        return model(x), kept.inputs
+
+
+class RunCounter:
+    """Counts the images each given module runs in this thread (forward pre-hooks), the work
+    a job did: ``runs[key]``. :meth:`close` removes the hooks."""
+
+    def __init__(self, modules: dict[str, nn.Module]) -> None:
+        self.runs = dict.fromkeys(modules, 0)
+        self._owner = threading.get_ident()
+        self._handles = [module.register_forward_pre_hook(self._hook(key)) for key, module in modules.items()]
+
+    def _hook(self, key: str) -> Callable[[nn.Module, tuple], None]:
+        def hook(module: nn.Module, args: tuple) -> None:
+            if threading.get_ident() == self._owner:  # a model shared with other threads
+                self.runs[key] += int(args[0].shape[0])
+
+        return hook
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()

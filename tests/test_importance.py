@@ -1,0 +1,147 @@
+"""Which channels matter (sevis.jobs.importance): each channel knocked out in turn, against
+independent whole-network knock-outs, on tiny seeded networks and real photographs."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import PHOTOS
+from torch import nn
+
+import sevis
+from sevis import figures
+from sevis.cli import main
+
+NAMES = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "motorcycle_left.png", "camera.png"]
+LABELS = ["cat", "cup", "cat", "vehicle", "vehicle", "cup"]
+
+
+def views(model: nn.Module) -> torch.Tensor:
+    return sevis.preprocess(model, [sevis.decode_image((PHOTOS / n).read_bytes()) for n in NAMES])
+
+
+def whole_pass_knockouts(model: nn.Module, x: torch.Tensor, layer: str, channels: list[int], truth: list[int]) -> dict:
+    """Each channel's cost from whole forward passes, one knock-out at a time, written out
+    from the definitions (nothing of sevis.jobs.importance)."""
+    known = np.array([t >= 0 for t in truth])
+    rows = np.arange(len(x))
+    with torch.inference_mode():
+        before = model(x).softmax(1).numpy()
+    top_before = before.argmax(1)
+    target = np.where(known, truth, top_before)
+    out = {}
+    for c in channels:
+        with torch.inference_mode(), sevis.knockout(model, {layer: sevis.Channels({c: 0.0})}):
+            after = model(x).softmax(1).numpy()
+        top_after = after.argmax(1)
+        out[c] = {
+            "p_true_change": (after[rows, target] - before[rows, target])[known].mean(),
+            "top1_change": (top_after == target)[known].mean() - (top_before == target)[known].mean(),
+            "p_top1_change": (after[rows, top_before] - before[rows, top_before]).mean(),
+            "top1_kept": (top_after == top_before).mean(),
+        }
+    return out
+
+
+def selectivity_by_hand(values: np.ndarray, labels: list[str]) -> np.ndarray:
+    """Morcos et al.'s index from each class's mean of the per-image values (N, D)."""
+    means = np.stack([values[np.array(labels) == c].mean(0) for c in sorted(set(labels))])
+    top = means.max(0)
+    rest = (means.sum(0) - top) / (len(means) - 1)
+    return (top - rest) / (top + rest)
+
+
+@pytest.mark.parametrize(("name", "layer"), [("tiny_se", "SE_5_2"), ("tiny_se", "SE_3_1"), ("tiny_sge", "SGE_4_3")])
+def test_importance_equals_whole_pass_knockouts(name, layer, request):
+    model = request.getfixturevalue(name)
+    x = views(model)
+    with torch.inference_mode():
+        top = model(x).argmax(1).tolist()
+    # true classes: the network's own top-1 for some images, another class for others, none for one
+    truth = [top[0], 7, top[2], top[3], -1, 500]
+    channels = [0, 3, 5]
+    # two batches: the sums must run over batches (and the last batch is smaller)
+    batches = [(x[:4], truth[:4], LABELS[:4]), (x[4:], truth[4:], LABELS[4:])]
+    result = sevis.channel_importance(model, batches, layer, channels)
+    expected = whole_pass_knockouts(model, x, layer, channels, truth)
+    table = result.table.set_index(result.index_name)
+    for c in channels:
+        for column, value in expected[c].items():
+            # probabilities of a tiny network over 1,000 classes are about 1e-3: a tight bound
+            assert table.loc[c, column] == pytest.approx(value, rel=1e-3, abs=1e-8), (c, column)
+    changed = [expected[c]["p_true_change"] / table.loc[c, "p_true_before"] for c in channels]
+    assert max(abs(v) for v in changed) > 1e-4  # the knock-outs did change something (by 0.1 % here)
+    assert result.images == 6 and result.labelled == 5
+    with sevis.capture(model, [layer]) as cap, torch.inference_mode():
+        model(x)
+    values = cap.values[layer].double().numpy()
+    per_image = values if values.ndim == 2 else values.reshape(*values.shape[:2], -1).mean(2)
+    by_hand = selectivity_by_hand(per_image, LABELS)[channels]
+    np.testing.assert_allclose(table.selectivity.to_numpy(), by_hand, rtol=1e-5)
+    # the work: one plain pass of each image, and every knock-out ran only the layer's block on
+    assert result.runs == {"network": 6, "knock-outs": 6 * len(channels)}
+    assert 0 < result.share < 1
+
+
+def test_every_channel_and_the_rank_correlation(tiny_se):
+    x = views(tiny_se)
+    truth = [281, 968, 281, 812, 670, 968]  # tabby, cup, tabby, space shuttle, motor scooter, cup
+    result = sevis.channel_importance(tiny_se, [(x, truth, LABELS)], "SE_5_3")
+    assert result.table.channel.tolist() == list(range(256))  # all of the layer's channels (64 x 4)
+    corr = result.correlation()
+    ranks = result.table.selectivity.rank().corr(pd.Series(result.importance()).rank())  # Pearson of ranks
+    assert corr["rho"] == pytest.approx(ranks, abs=1e-9) and corr["channels"] == 256 and 0 <= corr["p"] <= 1
+    fig = figures.importance_scatter(result.table, "SE_5_3", correlation=corr)
+    assert list(fig.data[0].customdata) == list(range(256))
+    np.testing.assert_allclose(fig.data[0].y, -result.table.p_true_change.to_numpy())
+    assert "Spearman ρ" in fig.layout.title.text
+
+
+def test_unlabelled_images_and_bad_arguments(tiny_se):
+    x = views(tiny_se)
+    result = sevis.channel_importance(tiny_se, [(x, [-1] * 6, LABELS)], "SE_4_1", [1, 2])
+    assert result.labelled == 0 and result.table.p_true_change.isna().all()
+    assert np.isfinite(result.importance()).all()  # then the network's own top-1 is what is scored
+    with pytest.raises(sevis.UnknownLayerError, match="SE_9_9"):
+        sevis.channel_importance(tiny_se, [(x, [-1] * 6, LABELS)], "SE_9_9")
+    with pytest.raises(ValueError, match="has 128 channels"):
+        sevis.channel_importance(tiny_se, [(x, [-1] * 6, LABELS)], "SE_4_1", [128])
+    with pytest.raises(sevis.DataError, match="no images"):
+        sevis.channel_importance(tiny_se, [], "SE_4_1")
+
+
+def test_sevis_importance_on_a_folder_and_on_an_sge_run(tmp_path, image_folder, capsys):
+    out, figure = tmp_path / "importance.csv", tmp_path / "importance.html"
+    common = ["--workers", "0", "--quiet"]
+    untrained = ["--model", "tiny_se", "--weights", "untrained"]
+    args = ["importance", str(image_folder), "--layer", "SE_5_2", *untrained, "--out", str(out), *common]
+    assert main([*args, "--channels", "1", "4", "9", "--figure", str(figure)]) == 0
+    table = pd.read_csv(out)
+    assert table.channel.tolist() == [1, 4, 9]
+    assert {"model", "weights_sha256", "untrained", "source", "layer", "images", "selectivity"} <= set(table)
+    assert set(table.layer) == {"SE_5_2"} and set(table.images) == {7}  # broken.jpg skipped
+    printed = capsys.readouterr()
+    assert "broken.jpg" in printed.err and "Spearman rank correlation" in printed.out
+    assert "'cat'" in printed.err  # the folder names are no ImageNet classes: said
+    assert figure.read_text().count("plotly") > 1
+    assert main([*args, "--layer", "SGE_5_2"]) == 2  # the last --layer wins: not a layer of tiny_se
+    assert "no layer of tiny_se" in capsys.readouterr().err
+    wrong_out = ["--out", str(tmp_path / "x.txt")]
+    assert main(["importance", str(image_folder), "--layer", "SE_5_2", *untrained, *wrong_out]) == 2
+
+    from sevis.jobs.extraction import extract
+
+    run = tmp_path / "sge.parquet"
+    shutil.rmtree(tmp_path / "copy", ignore_errors=True)
+    extract(sevis.load_model("tiny_sge", "untrained"), image_folder, run, workers=0, progress=False)
+    assert main(["importance", str(run), "--layer", "SGE_5_2", "--channels", "0", "--out", str(out), *common]) == 0
+    table = pd.read_csv(out)
+    assert set(table.model) == {"tiny_sge"} and "group" in table and table.group.tolist() == [0]
+    assert "the run's network" in capsys.readouterr().err
+    refused = ["importance", str(run), "--layer", "SE_5_2", "--model", "tiny_se", "--out", str(out), *common]
+    assert main(refused) == 2
+    assert "--other-model" in capsys.readouterr().err
