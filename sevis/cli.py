@@ -418,8 +418,8 @@ def _importance(args: argparse.Namespace) -> int:
     index = result.index_name
     print(
         f"{result.layer}: {len(result.table):,} {index}s knocked out (gate set to {result.value:g}) over "
-        f"{result.images:,} images ({result.labelled:,} with a class of the model); each cost "
-        f"{result.share:.0%} of a plain pass by parameters"
+        f"{result.images:,} images ({result.labelled:,} with a class of the model); each pass resumed at "
+        f"the {result.resumed}"
     )
     print(
         f"costliest {index}s (drop in the {measure}): "

@@ -82,9 +82,45 @@ def test_importance_equals_whole_pass_knockouts(name, layer, request):
     per_image = values if values.ndim == 2 else values.reshape(*values.shape[:2], -1).mean(2)
     by_hand = selectivity_by_hand(per_image, LABELS)[channels]
     np.testing.assert_allclose(table.selectivity.to_numpy(), by_hand, rtol=1e-5)
-    # the work: one plain pass of each image, and every knock-out ran only the layer's block on
+    # the work: one plain pass of each image, and every knock-out ran from the layer's module on
     assert result.runs == {"network": 6, "knock-outs": 6 * len(channels)}
-    assert 0 < result.share < 1
+    assert result.resumed == "attention"
+
+
+@pytest.mark.parametrize("resumed", ["block", "network"])
+def test_the_other_places_a_pass_resumes_at_give_the_same(resumed, tiny_sge, monkeypatch):
+    """A block whose forward sevis does not know resumes at the block's input; a network
+    that is not stem-stages-head runs whole: the same numbers either way."""
+    import sevis.jobs._staged
+    import sevis.jobs.importance
+
+    x = views(tiny_sge)
+    batches = [(x, [3, 9, 27, -1, 81, 243], LABELS)]
+    at_module = sevis.channel_importance(tiny_sge, batches, "SGE_3_2", [1, 6])
+    if resumed == "block":
+        monkeypatch.setattr(sevis.jobs._staged, "_known_ends", dict)
+    else:
+        monkeypatch.setattr(sevis.jobs.importance, "staged", lambda model: None)
+    other = sevis.channel_importance(tiny_sge, batches, "SGE_3_2", [1, 6])
+    assert at_module.resumed == "attention" and other.resumed == resumed
+    pd.testing.assert_frame_equal(other.table, at_module.table, rtol=1e-4, atol=1e-9)
+    assert at_module.runs == {"network": 6, "knock-outs": 12}  # 6 images, 2 channels
+    assert other.runs == {"network": 6 + (12 if resumed == "network" else 0), "knock-outs": 12}
+
+
+@pytest.mark.slow
+def test_the_real_se_resnet50_in_the_senet_layout_resumes_at_its_se_module(se_model, batch):
+    """The SENet authors' block (timm's legacy SENet: se_module, then relu of the sum)."""
+    truth = [281, 504, -1, 812][: len(batch)]
+    labels = ["a", "b", "a", "b"][: len(batch)]
+    channels = [0, 1000, 2047]
+    result = sevis.channel_importance(se_model, [(batch, truth, labels)], "SE_5_2", channels)
+    assert result.resumed == "attention"
+    expected = whole_pass_knockouts(se_model, batch, "SE_5_2", channels, truth)
+    table = result.table.set_index("channel")
+    for c in channels:
+        for column, value in expected[c].items():
+            assert table.loc[c, column] == pytest.approx(value, rel=1e-3, abs=1e-7), (c, column)
 
 
 def test_every_channel_and_the_rank_correlation(tiny_se):

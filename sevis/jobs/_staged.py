@@ -1,6 +1,10 @@
 """Resuming a forward pass part-way: a network whose pass is stem, stages in order, head
 (timm's ResNet and SENet) can be run again from the input of any stage or block, kept from
-a plain pass, so a knock-out pays only for the network after the first thing it changes."""
+a plain pass, so a knock-out pays only for the network after the first thing it changes.
+
+Inside a block whose forward sevis knows (timm's ResNet bottleneck and basic block, and
+SENet's bottlenecks: ``act(attention(x) + shortcut)`` at the end), a pass can resume right
+at the attention module, from its input and the block's shortcut kept from a plain pass."""
 
 from __future__ import annotations
 
@@ -11,7 +15,36 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["InputsKept", "RunCounter", "Staged", "stage_inputs", "staged"]
+__all__ = ["AfterAttention", "InputsKept", "RunCounter", "Staged", "stage_inputs", "staged"]
+
+
+@dataclass(frozen=True)
+class AfterAttention:
+    """The end of a block that a pass can resume at: ``act(module(x) + shortcut)``, the
+    shortcut the block's input or, where the block has one, ``downsample`` of it."""
+
+    stage: str
+    block: int
+    module: nn.Module
+    act: nn.Module
+    downsample: nn.Module | None
+
+    def shortcut(self, block_input: torch.Tensor) -> torch.Tensor:
+        """The shortcut the block adds, from the block's input."""
+        return block_input if self.downsample is None else self.downsample(block_input)
+
+
+def _known_ends() -> dict[object, tuple[str, str]]:
+    """Block forwards whose last steps are ``act(attention(x) + shortcut)``: the forward
+    function -> (the attention module's attribute, the activation's attribute). Matched by
+    the forward function itself, so a subclass that rewrites it is not taken for one."""
+    from timm.models import resnet, senet
+
+    return {
+        resnet.Bottleneck.forward: ("se", "act3"),
+        resnet.BasicBlock.forward: ("se", "act2"),
+        senet.Bottleneck.forward: ("se_module", "relu"),
+    }
 
 
 @dataclass(frozen=True)
@@ -37,6 +70,30 @@ class Staged:
         """A stage module, or one block of it."""
         found = getattr(self.model, stage)
         return found if block is None else found[block]
+
+    def after_attention(self, path: str) -> AfterAttention | None:
+        """Where a pass can resume at the attention module at ``path``; None where the
+        block's forward is not one sevis knows, or the model is training (then
+        :meth:`run_from` the block's input serves)."""
+        where = self.block_of(path)
+        if where is None or self.model.training:
+            return None
+        block = self.module(*where)
+        names = _known_ends().get(type(block).forward)
+        if names is None or path != f"{where[0]}.{where[1]}.{names[0]}":
+            return None
+        downsample = getattr(block, "downsample", None)
+        return AfterAttention(where[0], where[1], getattr(block, names[0]), getattr(block, names[1]), downsample)
+
+    def run_after(self, end: AfterAttention, attention_input: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        """Logits from the attention module's input and the block's shortcut on."""
+        h = end.act(end.module(attention_input) + shortcut)
+        blocks = list(self.module(end.stage).children())
+        for module in blocks[end.block + 1 :]:
+            h = module(h)
+        for name in self.names[self.names.index(end.stage) + 1 :]:
+            h = self.module(name)(h)
+        return self.head(h)
 
     def run_from(self, stage: str, block: int, h: torch.Tensor) -> torch.Tensor:
         """Logits from the input ``h`` of ``block`` of ``stage`` on."""

@@ -8,10 +8,11 @@ channel, or the group's features, is removed from the block's output; :class:`Ch
 with 0) and the change in each image's true-class probability and in top-1 accuracy is
 measured, beside the channel's class selectivity index over the same images.
 
-The work is shared: each batch runs the plain network once, keeping the input of the
-block that holds the layer; every knock-out then runs only from that block on (on timm
-ResNets and SENets; other networks run whole), several channels at once in one larger
-batch. For SE_5_2 of a ResNet-50 a channel costs the last two blocks and the head.
+The work is shared: each batch runs the plain network once, keeping the attention
+module's input and its block's shortcut; every knock-out then runs only from the module
+on (on timm ResNets and SENets; other blocks resume at their input, other networks run
+whole), several channels at once in one larger batch. For SE_5_2 of a ResNet-50 a
+channel costs the SE module, the last block and the head.
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ class Importance:
         runs: images run through the whole network (``"network"``: the plain passes, and
             every knock-out where the network cannot be resumed) and through the layer's
             block by the knock-outs (``"knock-outs"``), the work done.
-        share: the share of a plain pass one knock-out of one image costs (the block
-            on, by parameters of the modules run; 1 when run whole).
+        resumed: where each knock-out's pass started: ``"attention"`` (right at the
+            layer's module: only the network after it runs), ``"block"`` (the block's
+            input) or ``"network"`` (a whole pass, for networks sevis cannot resume).
     """
 
     layer: str
@@ -92,7 +94,7 @@ class Importance:
     labelled: int
     value: float = 0.0
     runs: dict[str, int] = field(default_factory=dict)
-    share: float = 1.0
+    resumed: str = "network"
 
     @property
     def index_name(self) -> str:
@@ -116,12 +118,6 @@ class Importance:
             return {"rho": float("nan"), "p": float("nan"), "channels": int(ok.sum())}
         result = spearmanr(x[ok], y[ok])
         return {"rho": float(result.statistic), "p": float(result.pvalue), "channels": int(ok.sum())}
-
-
-def _chunk(block_input: torch.Tensor, count: int) -> int:
-    """How many knock-outs one pass holds: about :data:`CHUNK_BYTES` of repeated input."""
-    size = block_input.element_size() * block_input.numel()
-    return max(1, min(count, CHUNK_BYTES // max(size, 1)))
 
 
 @torch.inference_mode()
@@ -149,48 +145,45 @@ def channel_importance(
         raise UnknownLayerError(f"{layer!r} is not an attention layer of the model; it has {list(found)[:20]}")
     target_layer = found[layer]
     kind = target_layer.spec
-    network = staged(model)
-    where = network.block_of(target_layer.path) if network is not None else None
+    tail = _Tail(model, target_layer)
     device = next(model.parameters()).device
     stats: ClassStats = kind.new_stats()
-    size: int | None = None
     chosen: list[int] = []
     sums: dict[str, np.ndarray] = {}
+    before = np.zeros(3)  # the true class's probability, top-1 correct, the own top-1's probability
     images = labelled = 0
-    counted = {"network": model} | ({"block": network.module(*where)} if where and network else {})
-    counter = RunCounter(counted)
+    # NOTE the attention module runs once per image in the plain pass and once per image
+    # and channel in the knock-outs, whatever the pass resumes from: it counts the work
+    counter = RunCounter({"network": model, "attention": target_layer.module})
     try:
         for x, targets, labels in batches:
             x = x.to(device)
             n = len(x)
             target = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=device)
             known = target >= 0
-            kept_modules = {"block": network.module(*where)} if where and network else {}
-            with capture(model, [layer]) as cap, InputsKept(kept_modules) as kept:
+            with capture(model, [layer]) as cap, InputsKept(tail.kept) as kept:
                 base = model(x)
             values = cap.values[layer].float().cpu().numpy()
             stats.add({layer: kind.summarise(values)}, [str(label) for label in labels])
-            if size is None:
-                size = values.shape[1]
-                chosen = _positions(channels, size, layer, kind.index_name)
+            if not chosen:
+                chosen = _positions(channels, values.shape[1], layer, kind.index_name)
                 sums = {k: np.zeros(len(chosen)) for k in ("p_true", "top1", "p_top1", "kept")}
-                sums_before = np.zeros(3)  # p_true, top-1 correct, p_top1 (always itself)
             probs = base.float().softmax(1)
             rows = torch.arange(n, device=device)
             base_top1 = probs.argmax(1)
             truth = torch.where(known, target, base_top1)
-            sums_before += [
+            before += [
                 float(probs[rows, truth][known].sum()),
                 float(((base_top1 == target) & known).sum()),
                 float(probs[rows, base_top1].sum()),
             ]
-            h = kept.inputs["block"] if where else x
-            step = _chunk(h, len(chosen))
+            inputs = tail.inputs(x, kept.inputs)
+            size = sum(t.numel() * t.element_size() for t in inputs)
+            step = max(1, min(len(chosen), CHUNK_BYTES // max(size, 1)))
             for start in range(0, len(chosen), step):
                 part = chosen[start : start + step]
-                repeated = h.repeat(len(part), *([1] * (h.ndim - 1)))
                 with Knockout(model, {layer: _OneEach(tuple(part), n, value)}):
-                    logits = network.run_from(where[0], where[1], repeated) if where and network else model(repeated)
+                    logits = tail.run([t.repeat(len(part), *([1] * (t.ndim - 1))) for t in inputs])
                 after = logits.float().softmax(1).reshape(len(part), n, -1)
                 top1 = after.argmax(2)
                 span = slice(start, start + len(part))
@@ -208,16 +201,49 @@ def channel_importance(
         raise DataError("no images to knock channels out on")
     return Importance(
         layer=layer,
-        table=_table(stats, layer, kind.index_name, chosen, sums, sums_before, images, labelled),
+        table=_table(stats, layer, kind.index_name, chosen, sums, before, images, labelled),
         images=images,
         labelled=labelled,
         value=value,
-        # the block runs in the plain passes too: what the knock-outs ran is the rest
-        runs={"network": counter.runs["network"], "knock-outs": counter.runs.get("block", 0) - counter.runs["network"]}
-        if where
-        else {"network": counter.runs["network"], "knock-outs": 0},
-        share=_share(model, network.module(*where)) if where and network else 1.0,
+        runs={"network": counter.runs["network"], "knock-outs": counter.runs["attention"] - images},
+        resumed=tail.resumed,
     )
+
+
+class _Tail:
+    """Where the knock-outs' passes start: right at the attention module (its input and
+    the block's shortcut kept from the plain pass), else at its block's input, else the
+    whole network (:mod:`sevis.jobs._staged`)."""
+
+    def __init__(self, model: nn.Module, layer: AttentionLayer) -> None:
+        self.model = model
+        self.network = staged(model)
+        self.end = self.network.after_attention(layer.path) if self.network is not None else None
+        self.where = self.network.block_of(layer.path) if self.network is not None else None
+        self.kept: dict[str, nn.Module] = {}
+        if self.network is not None and self.end is not None:
+            self.kept = {"attention": self.end.module, "block": self.network.module(self.end.stage, self.end.block)}
+            self.resumed = "attention"
+        elif self.network is not None and self.where is not None:
+            self.kept = {"block": self.network.module(*self.where)}
+            self.resumed = "block"
+        else:
+            self.resumed = "network"
+
+    def inputs(self, x: torch.Tensor, kept: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+        """What a pass starts from, for one batch's images."""
+        if self.resumed == "attention":
+            assert self.end is not None
+            return [kept["attention"], self.end.shortcut(kept["block"])]
+        return [kept["block"]] if self.resumed == "block" else [x]
+
+    def run(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """The logits from those inputs (repeated for several knock-outs)."""
+        if self.network is not None and self.end is not None:
+            return self.network.run_after(self.end, inputs[0], inputs[1])
+        if self.network is not None and self.where is not None:
+            return self.network.run_from(*self.where, inputs[0])
+        return self.model(inputs[0])
 
 
 def _positions(channels: Sequence[int] | None, size: int, layer: str, index_name: str) -> list[int]:
@@ -261,19 +287,6 @@ def _table(
     frame.insert(4, "p_true_change", frame.p_true_after - frame.p_true_before)
     frame.insert(7, "top1_change", frame.top1_after - frame.top1_before)
     return frame
-
-
-def _share(model: nn.Module, block: nn.Module) -> float:
-    """Parameters of the modules a knock-out runs (the block on, and the head) over the
-    whole network's: a rough share of a plain pass, for the record."""
-    names = [name for name, module in model.named_modules() if module is block]
-    if not names:
-        return 1.0
-    order = [name for name, _ in model.named_parameters()]
-    prefix = names[0] + "."
-    first = next((i for i, name in enumerate(order) if name.startswith(prefix)), 0)
-    sizes = [p.numel() for p in model.parameters()]
-    return float(sum(sizes[first:]) / max(sum(sizes), 1))
 
 
 @dataclass
@@ -362,7 +375,7 @@ def importance_data(
         labelled=result.labelled,
         value=result.value,
         runs=result.runs,
-        share=result.share,
+        resumed=result.resumed,
         source=str(data),
         failures=failures,
         unknown_labels=missing,
