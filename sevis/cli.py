@@ -107,6 +107,28 @@ def build_parser() -> argparse.ArgumentParser:
     _label_options(imp)
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    rp = sub.add_parser(
+        "reproduce",
+        help="a paper's findings from a dataset in one command: its statements beside what your copy measures",
+    )
+    rp.add_argument("paper", choices=["senet", "sge"], help="senet (Hu et al.) or sge (Li et al.)")
+    rp.add_argument("data", help="ImageNet-shaped: class folders (WordNet ids), or a flat folder with --labels")
+    rp.add_argument("--out", required=True, help="the folder for the run, the baseline, the ablation and the report")
+    rp.add_argument("--model", default=None, help="default: the paper's (se_resnet50, sge_resnet50)")
+    rp.add_argument("--weights", default="pretrained", help="pretrained (default), untrained, or a weights file")
+    rp.add_argument("--per-class", type=_count(1), default=50, help="images per class (default 50, as the paper)")
+    rp.add_argument(
+        "--plane",
+        default="airliner",
+        help="which ImageNet class the SENet paper's 'plane' is: airliner (default), warplane, or plane "
+        "(the carpenter's), or any class name or index",
+    )
+    rp.add_argument("--batch-size", type=_count(1), default=32, help="images per forward pass (default 32)")
+    rp.add_argument("--workers", type=_count(0), default=2, help="data-loading processes (default 2)")
+    rp.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    _label_options(rp)
+    rp.add_argument("--quiet", action="store_true", help="no progress bars")
+
     rep = sub.add_parser("report", help="one standalone HTML page with the paper's figures for a run")
     rep.add_argument("run", help="a Parquet file written by `sevis extract`")
     rep.add_argument("--out", required=True, help="the HTML file to write")
@@ -218,15 +240,36 @@ def main(argv: list[str] | None = None) -> int:
             return _ablate(args)
         elif args.command == "importance":
             return _importance(args)
+        elif args.command == "reproduce":
+            from sevis.reproduce import reproduce
+
+            done = reproduce(
+                args.paper,
+                args.data,
+                args.out,
+                model=args.model,
+                weights=args.weights,
+                labels=args.labels,
+                synsets=args.synsets,
+                per_class=args.per_class,
+                plane=args.plane,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                device=args.device,
+                progress=not args.quiet,
+            )
+            for finding in done.findings:
+                print(f"{finding.verdict:>18}  {finding.title}: {finding.measured[:300]}")
+            print(f"report: {done.report}")
         else:
             from sevis.report import write_report
 
             out = write_report(args.run, args.out, args.classes, args.layers, args.baseline)
             logging.getLogger("sevis").info("wrote %s", out)
-    except Terminated:
-        return 143  # 128 + SIGTERM, as a shell reports it
-    except KeyboardInterrupt:
-        return 130
+    except (Terminated, KeyboardInterrupt) as stopped:
+        if args.command == "reproduce":
+            print("sevis reproduce: stopped; the same command continues where it stopped", file=sys.stderr)
+        return 143 if isinstance(stopped, Terminated) else 130  # 128 + the signal, as a shell reports it
     except (sevis.SevisError, OSError) as err:  # a person's input or the file system, not a bug
         hint = ""
         if isinstance(err, sevis.WeightsUnavailableError) and args.command == "extract":

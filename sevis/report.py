@@ -23,7 +23,7 @@ from .models.classes import class_candidates, class_indices, imagenet_names
 from .runs.reader import Run, read_run
 from .runs.schema import check_text_columns, open_run_file
 
-__all__ = ["build_report", "write_report"]
+__all__ = ["build_report", "resolve_classes", "write_report"]
 
 
 def build_report(

@@ -33,6 +33,7 @@ LAYERS: list[set[str]] = [
     {"analysis"},  # images in memory, channels and maps of runs
     {"figures", "export"},
     {"jobs", "report"},  # extract (local, Ray), ablate; the HTML report
+    {"reproduce"},  # a paper's findings: extract, ablate and the report in one command
     {"__init__"},  # the public face: every public name, imported on first use
     {"app"},  # the dashboard: services, widgets, the entry script, the pages
     {"cli"},  # `sevis dashboard` finds the dashboard's entry script

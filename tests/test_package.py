@@ -25,7 +25,7 @@ def test_the_command_line_parses_without_importing_torch():
         "print(sorted(m for m in ('torch', 'timm', 'pyarrow', 'plotly') if m in sys.modules))"
     )
     assert done.returncode == 0, done.stderr
-    assert "{extract,weights,ablate,importance,report,dashboard}" in done.stdout  # the help was printed
+    assert "{extract,weights,ablate,importance,reproduce,report,dashboard}" in done.stdout  # the help was printed
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
@@ -91,7 +91,7 @@ def test_the_built_wheel_ships_every_subpackage(tmp_path):
     helped = subprocess.run(
         [str(bin_dir / "sevis"), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
-    commands = "{extract,weights,ablate,importance,report,dashboard}"
+    commands = "{extract,weights,ablate,importance,reproduce,report,dashboard}"
     assert helped.returncode == 0 and commands in helped.stdout, helped.stderr[-2000:]
 
 
