@@ -682,8 +682,13 @@ def _page(ctx: _Context, findings: Sequence[Finding]) -> str:
             f"<p>{esc(m.model)} with {esc(weights)}; {m.images:,} images of {esc(m.source)}"
             f" ({m.per_class or 'all'} a class).</p>"
         ),
-        "<table><tr><th>finding</th><th>the paper</th><th>measured here</th><th>verdict</th></tr>",
     ]
+    if m.untrained:
+        parts.append(
+            f"<p style='color:#b00020;font-weight:bold'>{esc(figures.UNTRAINED_NOTE)} The verdicts below say "
+            "what random weights do, not whether the paper's findings hold.</p>"
+        )
+    parts.append("<table><tr><th>finding</th><th>the paper</th><th>measured here</th><th>verdict</th></tr>")
     for f in findings:
         colour = _COLOURS.get(f.verdict, "#222")
         parts.append(

@@ -243,11 +243,12 @@ def test_the_library_pages_run_in_order_as_written(tmp_path, weights_home):
     assert "figures shown: 4 traces: [6," in figures
     assert (tmp_path / "class_profiles.html").stat().st_size > 10_000
     assert "top1_changed" in knockouts and "stage 5" in knockouts and "top1_change" in knockouts
-    assert "figures shown: 5" in knockouts  # + the ablation chart
+    assert "figures shown: 6" in knockouts  # + the ablation chart, the importance scatter
+    assert "'rho': " in knockouts and "'channels': 256" in knockouts  # every 8th of 2,048 channels
     omega, images = runs.splitlines()[0].split()
     assert 0 <= float(omega) <= 1 and images == "4"  # the run holds the four photographs of data/
     assert re.search(r"image +label +layer +channel +value", runs) and "n02123045/cat" in runs  # the extremes
-    assert "figures shown: 6" in runs  # + the map
+    assert "figures shown: 7" in runs  # + the map
     assert (tmp_path / "run.parquet").is_file()
 
 
