@@ -209,7 +209,8 @@ def reproduce(
     context = _Context(paper, spec, run, base, ablation, network, plane)
     findings = _FINDINGS[paper](context)
     reproduction = Reproduction(paper, folder, findings)
-    write_atomic(reproduction.numbers, json.dumps(_plain(_numbers(context, findings)), indent=2, allow_nan=False).encode())
+    numbers = json.dumps(_plain(_numbers(context, findings)), indent=2, allow_nan=False)
+    write_atomic(reproduction.numbers, numbers.encode())
     write_atomic(reproduction.report, _page(context, findings).encode("utf-8"))
     log.info("wrote %s and %s", reproduction.report, reproduction.numbers)
     return reproduction
