@@ -16,6 +16,7 @@ import streamlit as st
 import timm
 import torch
 from conftest import class_folders, make_zip, shown
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -707,6 +708,27 @@ def test_channels_page_drills_into_the_classes_pages_images(app, photos):
     mapping.set_value("tabby, tabby cat").run()  # the user's 'cat' is ImageNet's tabby
     no_errors(app)
     assert "(3 labelled images)" in ablation().layout.title.text
+    # which channels matter: each of SE_4_2's 128 channels knocked out, as the library gives it
+    app.toggle(key="channels_importance").set_value(True).run()
+    no_errors(app)
+    (scatter,) = [
+        figure(app, i)
+        for i in range(charts(app))
+        if "cost against class selectivity" in figure(app, i).layout.title.text
+    ]
+    assert array(scatter.data[0].customdata).tolist() == list(range(128))  # 128 channels: all offered first
+    import sevis
+
+    model = sevis.load_model(SE, "untrained")
+    labels = [r.label for r in analysis.images]
+    truth = [
+        281 if label == "cat" else sevis.class_indices([label], sevis.model_info(model).class_names)[0][0]
+        for label in labels
+    ]  # the mapping chosen above: the user's cat is ImageNet's tabby
+    x = sevis.normalise(sevis.model_info(model).data_config, [Image.fromarray(r.view) for r in analysis.images])
+    expected = sevis.channel_importance(model, [(x, truth, labels)], "SE_4_2")
+    np.testing.assert_allclose(array(scatter.data[0].y), -expected.table.p_true_change.to_numpy(), rtol=1e-5, atol=1e-9)
+    assert "Spearman ρ" in scatter.layout.title.text
     app.number_input[0].set_value(200).run()  # SE_4_2 has 128 channels: the widget keeps it in range
     no_errors(app)
     assert [b.label for b in app.get("download_button")][-1] == "Export all (zip)"

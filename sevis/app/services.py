@@ -732,6 +732,38 @@ def _ablation(key: str, targets: tuple[int, ...], _loaded: Loaded, _views: list[
     return sevis.ablate(_loaded.model, [(_batch(_loaded, _views), list(targets))]).table
 
 
+IMPORTANCE_KEPT = 8
+"""Importance tables a session keeps (a table of 2,048 channels is about 100 KB)."""
+
+
+def importance_of(
+    loaded: Loaded,
+    analysis: sevis.Analysis,
+    key: str,
+    layer: str,
+    channels: Sequence[int],
+    targets: Sequence[int],
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """:func:`sevis.channel_importance` of ``channels`` of ``layer`` over an analysis's
+    images (labelled by their own labels, scored on ``targets``): the table and the rank
+    correlation. Kept for the session by the model, the images (``key``: :func:`images_key`)
+    and the choices, the last :data:`IMPORTANCE_KEPT`; ``progress`` is called while it is
+    computed. (Not ``st.cache_data``: a cached function may not draw the page's progress bar.)"""
+    kept: OrderedDict = st.session_state.setdefault("_importance_kept", OrderedDict())
+    labels = [str(r.label) for r in analysis.images]
+    wanted = (loaded.key, key, layer, tuple(int(c) for c in channels), tuple(int(t) for t in targets), tuple(labels))
+    if wanted in kept:
+        kept.move_to_end(wanted)
+        return kept[wanted]
+    batch = [(_batch(loaded, [r.view for r in analysis.images]), list(wanted[4]), labels)]
+    result = sevis.channel_importance(loaded.model, batch, layer, list(wanted[3]), progress=progress)
+    kept[wanted] = (result.table, result.correlation())
+    while len(kept) > IMPORTANCE_KEPT:
+        kept.popitem(last=False)
+    return kept[wanted]
+
+
 def ablation_of(loaded: Loaded, analysis: sevis.Analysis, key: str, targets: Sequence[int]) -> pd.DataFrame:
     """:func:`sevis.ablate` over an analysis's images, cached by the model and the images
     (``key``: :func:`images_key`)."""

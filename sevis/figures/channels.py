@@ -193,6 +193,7 @@ def importance_scatter(
             mode="markers",
             marker=dict(color=_colour(0), size=6, opacity=0.75),
             customdata=table[index].tolist(),
+            meta=layer,
             text=[
                 f"{index} {int(c)}: selectivity {s:.3f}, {what} {d:+.4f}, top-1 kept {k:.1%}"
                 for c, s, d, k in zip(table[index], table.selectivity, drop, table.top1_kept, strict=True)

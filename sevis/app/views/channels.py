@@ -2,7 +2,7 @@
 and what the network loses when attention is knocked out."""
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlencode
 
 import numpy as np
@@ -19,6 +19,7 @@ from sevis.app.services import (
     channel_view_of,
     excitation_map_of,
     images_key,
+    importance_of,
     server_folders,
 )
 from sevis.app.state import KEEP
@@ -32,7 +33,18 @@ EXTREMES = 6  # images shown at each end of a channel's range (and knocked out, 
 GALLERY = 24  # images a lasso on the excitation map shows
 MAPPED_LABELS = 20  # labels that name no class of the model offered a menu each; the rest count only in 'top-1 kept'
 NO_CLASS = "(no class: top-1 kept only)"
+IMPORTANCE_SHOWN = [64, 256, 1024, 2048]  # the choice of how many channels of a layer to knock out, evenly spaced
 LINK_LAYER, LINK_CHANNEL = "channel_layer", "channel"  # the address's names for the view's layer and channel
+
+
+def importance_pick(layer: str) -> Callable[[dict], tuple[str, int] | None]:
+    """A clicked point of the importance scatter as (layer, channel): each carries its channel."""
+
+    def pick(point: dict) -> tuple[str, int] | None:
+        channel = point.get("customdata")
+        return (layer, int(channel)) if isinstance(channel, int | float) else None
+
+    return pick
 
 
 def mapped_targets(
@@ -61,6 +73,19 @@ def mapped_targets(
         if name is not None and name in chosen:
             mapped[row] = chosen[name]
     return mapped
+
+
+_TARGETS: list[np.ndarray] = []  # this run of the page's class index of each image, once
+
+
+def class_targets(analysis: Analysis, model: Loaded) -> np.ndarray:
+    """Each image's class index for the knock-outs, the labels naming no class mapped by the
+    user (:func:`mapped_targets`, its menus drawn where first asked for on this page)."""
+    if not _TARGETS:
+        labels = [r.label for r in analysis.images]
+        targets, missing = sevis.class_indices(labels, model.info.class_names)
+        _TARGETS.append(mapped_targets(labels, targets, missing, model.info.class_names) if missing else targets)
+    return _TARGETS[0]
 
 
 st.title("Channels")
@@ -265,16 +290,58 @@ brushed = show_figure(
 picked = brushed.selection.points if brushed is not None else []
 gallery([p["customdata"] for p in picked if isinstance(p.get("customdata"), str)], emap.points)
 
+st.subheader("Knock-out importance")  # NOTE not "…channels…": the page's title is found by that word
+if loaded is None or not isinstance(data, Analysis):
+    st.caption(
+        "For a saved run: `sevis importance RUN.parquet --layer LAYER --out table.csv` reads its images back, "
+        "knocks each channel out and writes the table."
+    )
+elif st.toggle(
+    f"Knock out each {stats.index_name} of {layer} in turn: its cost against its class selectivity",
+    key="channels_importance",
+):
+    targets = class_targets(data, loaded)
+    options = [n for n in IMPORTANCE_SHOWN if n < size] + [size]
+    count = st.select_slider(
+        f"{stats.index_name.capitalize()}s knocked out (evenly spaced; all {size:,} take longest)",
+        options,
+        value=min(options, key=lambda n: abs(n - 256)),
+        key=f"channels_importance_count_{layer}",
+    )
+    chosen = sorted({int(c) for c in np.linspace(0, size - 1, count).round()})
+    bar = st.progress(0.0, text=f"Knocking out {len(chosen):,} {stats.index_name}s of {layer}…")
+    done_so_far, total = [0], len(chosen) * len(data.images)
+
+    def advance(done: int, per_image: int) -> None:
+        done_so_far[0] += done
+        bar.progress(min(1.0, done_so_far[0] / max(1, total)))
+
+    table, correlation = importance_of(loaded, data, images_id, layer, chosen, targets.tolist(), advance)
+    bar.empty()
+    measure = "p_true_change" if (targets >= 0).any() else "p_top1_change"
+    show_figure(
+        figures.importance_scatter(table, layer, measure=measure, correlation=correlation),
+        f"{provenance.model}_{layer}_importance",
+        loaded,
+        table,
+        pick=importance_pick(layer),
+        pick_source=choice,
+    )
+    st.caption(
+        f"Each point: one {stats.index_name} of {layer} whose gate was set to 0 (removed) for all "
+        f"{len(data.images)} images; up, the more the "
+        + ("true class's probability drops" if measure == "p_true_change" else "network's own top-1 loses")
+        + ". Morcos et al. (ICLR 2018) found a unit's class selectivity a poor predictor of what removing it "
+        "costs: Spearman's ρ in the title. The table (download beside the chart) has each one's top-1 change too."
+    )
+
 st.subheader("Ablation")
 if loaded is None or not isinstance(data, Analysis):
     st.caption(
         "For a saved run: `sevis ablate RUN.parquet --out table.csv` reads its images back and writes the table."
     )
 elif st.toggle("Accuracy with each stage's attention removed (the SENet paper's Table 13)", key="channels_ablate"):
-    labels = [r.label for r in data.images]
-    targets, missing = sevis.class_indices(labels, loaded.info.class_names)
-    if missing:
-        targets = mapped_targets(labels, targets, missing, loaded.info.class_names)
+    targets = class_targets(data, loaded)
     table = ablation_of(loaded, data, images_id, targets.tolist())
     show_figure(figures.ablation_chart(table), f"{provenance.model}_ablation", loaded, table)
 
