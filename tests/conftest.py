@@ -32,6 +32,13 @@ import sevis
 PHOTOS = Path(skimage.__file__).parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
 
+# NOTE Ray's local instances (every Ray test, and the processes they start, which inherit
+# this) live on the loopback address: Ray turns ray.init(_node_ip_address="127.0.0.1") and
+# `ray start --node-ip-address 127.0.0.1` into the machine's network address, unless it is
+# told that this is a single-machine Ray (its switch for Windows and macOS, read when ray is
+# imported). Tests talk to 127.0.0.1 only.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
 
 def hook_count(model: nn.Module) -> int:
     """Forward hooks and pre-hooks left anywhere in ``model``."""

@@ -368,6 +368,8 @@ def test_ray_engine_gives_the_local_engine_rows(senet_file, image_folder, tmp_pa
             "se_resnet50", str(senet_file), image_folder, out, batch_size=3, workers=2, ray_init={"num_cpus": 2}
         )
         assert ray.is_initialized()
+        # the Ray it started listens on the loopback address only, not the machine's network address
+        assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
     finally:
         ray.shutdown()
     # Ray's actors run torch on other thread counts, so sums may differ in the last bits.
