@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> None:
             run("ablate.py", "--images", "200" if args.quick else "1000", "--repeats", "1"),
         ),
         (
+            "12. Which channels matter: every channel of SE_5_2 knocked out over 50 images, in passes of the set",
+            run("importance.py", *(["--channels", "256", "--repeats", "1"] if args.quick else [])),
+        ),
+        (
             "10. Channel drill-down and excitation maps on the 50,000-image run",
             run("explore.py", "--images", "5000" if args.quick else "50000"),
         ),

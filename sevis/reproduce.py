@@ -689,6 +689,12 @@ def _page(ctx: _Context, findings: Sequence[Finding]) -> str:
             f"<p style='color:#b00020;font-weight:bold'>{esc(figures.UNTRAINED_NOTE)} The verdicts below say "
             "what random weights do, not whether the paper's findings hold.</p>"
         )
+    if m.labels == "predicted":
+        parts.append(
+            "<p style='color:#b00020;font-weight:bold'>The images have no labels (a flat folder without --labels): "
+            "each is counted under the class the network predicts, while the paper's figures are by true class. "
+            "Give ImageNet's labels with --labels (and --synsets).</p>"
+        )
     parts.append("<table><tr><th>finding</th><th>the paper</th><th>measured here</th><th>verdict</th></tr>")
     for f in findings:
         colour = _COLOURS.get(f.verdict, "#222")

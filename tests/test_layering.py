@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -318,3 +319,18 @@ def test_the_readme_and_the_docs_name_only_paths_that_exist():
             for attr in parts[cut:]:
                 assert hasattr(obj, attr), f"the docs name {dotted}, which does not resolve"
                 obj = getattr(obj, attr)
+
+
+SESSION_KEY = re.compile(r"""session_state(?:\[|\.get\(|\.setdefault\(|\.pop\()\s*(f?)["']([^"']*)["']""")
+
+
+def test_each_session_key_of_the_dashboard_is_named_in_one_file():
+    """What one page hands another goes through sevis/app/state.py's accessors: a session
+    key written as a string in one file and read in another is a guess about another page."""
+    where: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "sevis" / "app").rglob("*.py")):
+        for is_f, key in SESSION_KEY.findall(path.read_text()):
+            where.setdefault(f"f'{key.split('{')[0]}…'" if is_f else key, set()).add(path.name)
+    assert where, "no session keys found: the pattern no longer matches the code"
+    shared = {key: sorted(files) for key, files in where.items() if len(files) > 1}
+    assert not shared, shared

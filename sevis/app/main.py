@@ -17,6 +17,7 @@ import streamlit as st
 
 from sevis.app import VIEWS
 from sevis.app.services import load_plugins, run_slot
+from sevis.app.state import new_exports, set_models
 from sevis.app.widgets import login_gate, model_panel
 
 __all__ = ["main"]
@@ -41,12 +42,12 @@ def main() -> None:
     # NOTE a bounded number of sessions draw at once (SEVIS_MAX_CONCURRENT_RUNS): the others
     # wait their turn without CPU, so the server keeps answering through a burst of sessions.
     with run_slot():
-        st.session_state["models"] = model_panel()
+        set_models(model_panel())
         st.sidebar.caption(
             "SE: Hu et al., arXiv:1709.01507 · SGE: Li et al., arXiv:1905.09646 · "
             "Models are loaded once per server and shared by every session."
         )
-        st.session_state["_exports"] = []  # what this run draws, for the page's Export all button
+        new_exports()  # what this run draws, for the page's Export all button
         page.run()
 
 

@@ -63,6 +63,7 @@ __all__ = [
     "excitation_map_of",
     "grad_cam",
     "images_key",
+    "importance_of",
     "kept_upload",
     "load_model",
     "load_plugins",
@@ -734,6 +735,7 @@ def _ablation(key: str, targets: tuple[int, ...], _loaded: Loaded, _views: list[
 
 IMPORTANCE_KEPT = 8
 """Importance tables a session keeps (a table of 2,048 channels is about 100 KB)."""
+IMPORTANCE_STATE = "_importance_kept"  # the session's importance tables, read and written here only
 
 
 def importance_of(
@@ -750,7 +752,7 @@ def importance_of(
     correlation. Kept for the session by the model, the images (``key``: :func:`images_key`)
     and the choices, the last :data:`IMPORTANCE_KEPT`; ``progress`` is called while it is
     computed. (Not ``st.cache_data``: a cached function may not draw the page's progress bar.)"""
-    kept: OrderedDict = st.session_state.setdefault("_importance_kept", OrderedDict())
+    kept: OrderedDict = st.session_state.setdefault(IMPORTANCE_STATE, OrderedDict())
     labels = [str(r.label) for r in analysis.images]
     wanted = (loaded.key, key, layer, tuple(int(c) for c in channels), tuple(int(t) for t in targets), tuple(labels))
     if wanted in kept:

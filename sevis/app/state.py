@@ -9,11 +9,19 @@ File uploaders have no such option, and cannot be handed their files back: drawn
 after a page change, they are empty. :func:`uploaded_files` keeps what each one held; when
 it comes back empty without the person having emptied it, the page goes on with the files
 kept and says so, with a button to forget them.
+
+What pages hand each other beyond widgets is read and written here, each under one key:
+the models the sidebar loaded for this run (:func:`set_models`, :func:`models`) and its
+model choice (:func:`model_choice`), the charts this run drew for Export all
+(:func:`new_exports`, :func:`add_export`, :func:`exports`), the images each page offers the
+Channels page (:func:`offer_drill`, :func:`drill_sources`) and the channel a click asked it
+to open (:class:`Drill`, :func:`ask_drill`, :func:`drill`, :func:`drill_requested`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 import streamlit as st
@@ -21,7 +29,25 @@ from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from sevis.app.text import plain
 
-__all__ = ["KEEP", "LINKED", "forget_uploads", "uploaded_files"]
+__all__ = [
+    "KEEP",
+    "LINKED",
+    "MODEL_CHOICE",
+    "Drill",
+    "add_export",
+    "ask_drill",
+    "drill",
+    "drill_requested",
+    "drill_sources",
+    "exports",
+    "forget_uploads",
+    "model_choice",
+    "models",
+    "new_exports",
+    "offer_drill",
+    "set_models",
+    "uploaded_files",
+]
 
 KEEP: Final = "session"
 """``persist_state`` of the widgets whose values outlive a page."""
@@ -33,6 +59,94 @@ and server files (uploads stay with their session)."""
 
 _KEPT = "_kept_uploads"  # uploader key -> the files it last held
 _EMPTIED = "_emptied_uploads"  # uploader keys the person changed in this run
+_DRILL = "drill"  # the channel the Channels page opens on: {"layer", "channel", "source"}
+_GO = "_drill_go"  # a click asked for the Channels page in this run
+_SOURCES = "drill_sources"  # name -> (an analysis or a run, its loaded model or None)
+_OFFERED = "_drill_pages"  # page -> the names of the sources it offered last
+_MODELS = "models"  # the models the sidebar loaded in this run
+_EXPORTS = "_exports"  # (name, figure, table maker) of each chart this run drew
+MODEL_CHOICE: Final = "model_choice"
+"""The key of the sidebar's model radio (SE, SGE or Both)."""
+
+
+def set_models(loaded: list[Any]) -> None:
+    """The models the sidebar loaded for this run (:class:`sevis.app.services.Loaded`)."""
+    st.session_state[_MODELS] = list(loaded)
+
+
+def models() -> list[Any]:
+    """The models the sidebar loaded for this run, in its order; none before it has."""
+    return list(st.session_state.get(_MODELS, []))
+
+
+def model_choice() -> str | None:
+    """The sidebar's model choice (``"Both"`` or one model's label), None before it is drawn."""
+    value = st.session_state.get(MODEL_CHOICE)
+    return None if value is None else str(value)
+
+
+def new_exports() -> None:
+    """Start this run's list of charts for Export all (before the page draws)."""
+    st.session_state[_EXPORTS] = []
+
+
+def add_export(name: str, figure: Any, table: Callable[[], Any] | None) -> None:
+    """A chart this run drew, with the maker of its table (or None)."""
+    st.session_state.setdefault(_EXPORTS, []).append((name, figure, table))
+
+
+def exports() -> list[tuple[str, Any, Callable[[], Any] | None]]:
+    """The charts this run drew so far, in order."""
+    return list(st.session_state.get(_EXPORTS, []))
+
+
+@dataclass(frozen=True)
+class Drill:
+    """The channel the Channels page opens on: ``layer``, ``channel``, and ``source``, the
+    name of the images (one of :func:`drill_sources`, or the page's own saved run)."""
+
+    layer: str
+    channel: int
+    source: str
+
+
+def ask_drill(chosen: Drill, *, go: bool = False) -> None:
+    """Ask the Channels page to open ``chosen``; with ``go``, the page that drew the chart
+    switches to it (:func:`drill_requested`) after the chart (not inside a callback)."""
+    st.session_state[_DRILL] = asdict(chosen)
+    if go:
+        st.session_state[_GO] = True
+
+
+def drill() -> Drill | None:
+    """The channel asked for, if any (a value of the wrong shape counts as none)."""
+    value = st.session_state.get(_DRILL)
+    if not isinstance(value, Mapping):
+        return None
+    try:
+        return Drill(str(value["layer"]), int(value["channel"]), str(value["source"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def drill_requested() -> bool:
+    """Whether a click in this run asked for the Channels page (answered once)."""
+    return bool(st.session_state.pop(_GO, False))
+
+
+def drill_sources() -> dict[str, tuple[Any, Any]]:
+    """The images the pages offer the Channels page: name -> (an analysis or a saved run,
+    the loaded model that made it, or None for a run)."""
+    return dict(st.session_state.get(_SOURCES, {}))
+
+
+def offer_drill(page: str, sources: Mapping[str, tuple[Any, Any]]) -> None:
+    """Offer a page's current images to the Channels page, replacing what the same page
+    offered before."""
+    offered = st.session_state.setdefault(_OFFERED, {})
+    current = {k: v for k, v in drill_sources().items() if k not in offered.get(page, [])}
+    st.session_state[_SOURCES] = {**current, **sources}
+    offered[page] = list(sources)
 
 
 def _changed(key: str) -> None:

@@ -31,7 +31,17 @@ from sevis.app.services import (
     server_file,
     upload_digest,
 )
-from sevis.app.state import KEEP, LINKED, uploaded_files
+from sevis.app.state import (
+    KEEP,
+    LINKED,
+    MODEL_CHOICE,
+    Drill,
+    add_export,
+    ask_drill,
+    drill_requested,
+    exports,
+    uploaded_files,
+)
 from sevis.app.text import plain
 from sevis.figures._style import mark_untrained
 from sevis.models.weights import weights_file
@@ -56,7 +66,6 @@ __all__ = [
     "login_gate",
     "model_panel",
     "model_places",
-    "offer_drill",
     "plain",
     "report_failures",
     "saved_run_input",
@@ -215,7 +224,7 @@ def model_panel() -> list[Loaded]:
         choice = st.sidebar.radio(
             "Attention model",
             [*models, *(["Both"] if len(models) == 2 else []), TWO_CHECKPOINTS, OTHER_TIMM],
-            key="model_choice",
+            key=MODEL_CHOICE,
             persist_state=KEEP,
             bind=LINKED,
             help="SE: channel attention (Hu et al. 2018). SGE: spatial attention per channel group (Li et al. 2019). "
@@ -401,7 +410,7 @@ def export_all(
     (:func:`sevis.export.analysis_bundle`). ``also``: a second checkpoint of the same
     network on the same images, whose statistics and weights go in the same zip. The zip
     is made when the button is clicked."""
-    drawn = list(st.session_state.get("_exports", []))
+    drawn = exports()
     weights = {"pretrained": "pretrained", "untrained": "untrained"}.get(loaded.weights.split(":")[0])
     if weights is None:  # a checkpoint: rebuild.py expects the file beside it, by its name
         weights = Path(loaded.provenance.weights.removeprefix("uploaded ")).name
@@ -439,7 +448,7 @@ def _export_button(view: str, ident: str, tag: str, make: Callable[[], bytes], h
 def export_figures(view: str, provenance: sevis.Provenance, about: dict[str, object]) -> None:
     """**Export all** for a view that is not one analysis (a saved run, a channel): every
     chart drawn in this run with its table, and a manifest of ``about`` and the weights."""
-    drawn = list(st.session_state.get("_exports", []))
+    drawn = exports()
 
     def make() -> bytes:
         figures = [(name, fig, table() if table is not None else None) for name, fig, table in drawn]
@@ -506,22 +515,12 @@ def _picked(chart_key: str, pick: Pick, source: str, fig: go.Figure) -> None:
         point["meta"] = fig.data[curve].meta
     chosen = pick(point)
     if chosen is not None:
-        st.session_state["drill"] = {"layer": chosen[0], "channel": int(chosen[1]), "source": source}
-        st.session_state["_drill_go"] = True
+        ask_drill(Drill(chosen[0], int(chosen[1]), source), go=True)
 
 
 def file_part(name: str) -> str:
     """A name made safe inside a download's file name (an image's, a class's)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:60] or "unnamed"
-
-
-def offer_drill(page: str, sources: dict[str, tuple[sevis.Analysis | Run, Loaded | None]]) -> None:
-    """Offer a page's current images to the Channels page (``st.session_state["drill_sources"]``),
-    replacing what the same page offered before."""
-    offered = st.session_state.setdefault("_drill_pages", {})
-    current = {k: v for k, v in st.session_state.get("drill_sources", {}).items() if k not in offered.get(page, [])}
-    st.session_state["drill_sources"] = {**current, **sources}
-    offered[page] = list(sources)
 
 
 def show_figure(
@@ -538,7 +537,7 @@ def show_figure(
     of the numbers behind it, which name the model and weights. Files, and a table
     given as a callable, are made only when a button is clicked. With ``pick``, clicking
     a point opens that channel on the Channels page (of the data ``pick_source`` names
-    in ``st.session_state["drill_sources"]``). With ``lasso``, a lasso or a box selects
+    in :func:`sevis.app.state.drill_sources`). With ``lasso``, a lasso or a box selects
     points, and the selection is returned (``.selection.points``)."""
     provenance = source.provenance if isinstance(source, Loaded) else source
     if provenance.untrained:
@@ -557,7 +556,7 @@ def show_figure(
             selection_mode="points",
         )
         st.caption("Click a channel to open it on the Channels page.")
-        if st.session_state.pop("_drill_go", False):
+        if drill_requested():
             # NOTE query_params={}, not the default: the default clears the address, which Streamlit
             # refuses (an exception on the page) while a bound widget holds a value other than its
             # default, such as the model choice; the next page's widgets write theirs again
@@ -567,7 +566,7 @@ def show_figure(
         assert frame is not None
         return export.with_provenance(frame() if callable(frame) else frame, provenance)
 
-    st.session_state.setdefault("_exports", []).append((name, fig, table if frame is not None else None))
+    add_export(name, fig, table if frame is not None else None)
 
     stem = f"{name}_{export.weights_tag(provenance)}"  # two checkpoints' exports never share a name
     buttons = [("HTML", "html", "text/html", lambda: export.figure_html(fig))]

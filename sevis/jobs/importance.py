@@ -44,7 +44,8 @@ from .ablation import dataset_items
 __all__ = ["Importance", "ImportanceRun", "channel_importance", "importance_data"]
 
 CHUNK_BYTES = 128 * 2**20
-"""About how much of the block's input one pass of several knock-outs repeats."""
+"""About how many bytes of what a pass starts from (the module's input and the shortcut, or
+the block's input) one pass of several knock-outs holds, repeated."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,8 @@ class Importance:
         images: images run; ``labelled``: of them, with a class of the model.
         value: what the knocked-out gate was set to (0: the channel removed).
         runs: images run through the whole network (``"network"``: the plain passes, and
-            every knock-out where the network cannot be resumed) and through the layer's
-            block by the knock-outs (``"knock-outs"``), the work done.
+            every knock-out where the network cannot be resumed) and image knock-outs done
+            (``"knock-outs"``: images times channels), the work done.
         resumed: where each knock-out's pass started: ``"attention"`` (right at the
             layer's module: only the network after it runs), ``"block"`` (the block's
             input) or ``"network"`` (a whole pass, for networks sevis cannot resume).

@@ -22,7 +22,7 @@ from sevis.app.services import (
     importance_of,
     server_folders,
 )
-from sevis.app.state import KEEP
+from sevis.app.state import KEEP, Drill, ask_drill, drill, drill_sources
 from sevis.app.widgets import export_figures, hide_model_messages, plain, saved_run_input, show_figure
 from sevis.runs.reader import Run
 
@@ -95,21 +95,23 @@ st.caption(
     "Click a channel on an excitation chart of the Classes or Images page to open it here."
 )
 
-sources: dict[str, tuple[Analysis | Run, Loaded | None]] = dict(st.session_state.get("drill_sources", {}))
+sources: dict[str, tuple[Analysis | Run, Loaded | None]] = drill_sources()
 OWN_RUN = "A saved run, opened here"
 names = [*sources, OWN_RUN]
-if "drill" not in st.session_state and LINK_LAYER in st.query_params:  # a link opened: its layer and channel
+if drill() is None and LINK_LAYER in st.query_params:  # a link opened: its layer and channel
     asked = st.query_params.get(LINK_CHANNEL, "0")
-    st.session_state["drill"] = {
-        "layer": st.query_params[LINK_LAYER],
-        "channel": int(asked) if asked.isdecimal() and len(asked) < 9 else 0,
-        "source": OWN_RUN if "channels_run_path" in st.query_params else names[0],
-    }
-drill = st.session_state.get("drill", {})
+    ask_drill(
+        Drill(
+            st.query_params[LINK_LAYER],
+            int(asked) if asked.isdecimal() and len(asked) < 9 else 0,
+            OWN_RUN if "channels_run_path" in st.query_params else names[0],
+        )
+    )
+asked_for = drill()
 choice = st.radio(
     "Images",
     names,
-    index=names.index(drill["source"]) if drill.get("source") in names else 0,
+    index=names.index(asked_for.source) if asked_for is not None and asked_for.source in names else 0,
     key=f"channels_source_{len(names)}",
     horizontal=True,
 )
@@ -136,7 +138,7 @@ if not layers:
     st.stop()
 
 left, right = st.columns([2, 1])
-wanted = drill.get("layer") if drill.get("source") == choice else None
+wanted = asked_for.layer if asked_for is not None and asked_for.source == choice else None
 layer = left.selectbox(
     "Layer", layers, index=layers.index(wanted) if wanted in layers else layers.index(sevis.default_layer(layers))
 )
@@ -144,7 +146,7 @@ stats = next(s for s in data.stats.values() if layer in s.layers)
 size = len(stats.mean(layer))
 # NOTE the key names the layer, so a clicked channel becomes this widget's value once, and
 # a channel typed afterwards stays.
-default = int(drill.get("channel", 0)) if wanted == layer else 0
+default = asked_for.channel if asked_for is not None and wanted == layer else 0
 channel = int(
     right.number_input(
         f"{stats.index_name.capitalize()} (0 to {size - 1})",

@@ -20,13 +20,12 @@ from sevis.app.services import (
     unique_names,
     untrained_twin,
 )
-from sevis.app.state import KEEP, LINKED, uploaded_files
+from sevis.app.state import KEEP, LINKED, models as loaded_models, offer_drill, uploaded_files
 from sevis.app.widgets import (
     export_all,
     export_figures,
     file_part,
     hide_model_messages,
-    offer_drill,
     plain,
     report_failures,
     saved_run_input,
@@ -499,7 +498,7 @@ def kind_sections(
     drill: str,
 ) -> None:
     """Each kind's figures; ``nulls(kind)`` gives its chance bands, computed only if drawn;
-    ``drill`` names the data on the Channels page (``st.session_state["drill_sources"]``)."""
+    ``drill`` names the data on the Channels page (:func:`sevis.app.state.drill_sources`)."""
     for kind_name, stats in stats_by_kind.items():
         if not stats.layers:
             continue
@@ -621,7 +620,7 @@ if mode == "run":  # no model runs: the statistics come from the file, and no mo
     hide_model_messages()
     saved_run()
     st.stop()
-models: list[Loaded] = st.session_state.get("models", [])
+models: list[Loaded] = loaded_models()
 if not models:
     st.info("Choose a model and its weights in the sidebar.")
     st.stop()

@@ -5,7 +5,7 @@ import streamlit as st
 import sevis
 from sevis import export, figures
 from sevis.app.services import IMAGE_TYPES, Loaded, analyse, sample_files, unique_names
-from sevis.app.state import KEEP, uploaded_files
+from sevis.app.state import KEEP, model_choice, models as loaded_models, uploaded_files
 from sevis.app.widgets import export_all, report_failures, show_figure
 from sevis.attention.geometry import layer_grid
 from sevis.attention.layers import parse_layer
@@ -20,10 +20,10 @@ st.caption(
     "Channel attention (SE: one gate per channel) against spatial attention (SGE: one mask per "
     "channel group), on the same images, for the last block of each stage."
 )
-models: list[Loaded] = st.session_state.get("models", [])
+models: list[Loaded] = loaded_models()
 by_kind = {kind: m for m in models for kind in m.kinds}
 if not {"se", "sge"} <= set(by_kind):
-    if st.session_state.get("model_choice") == "Both":
+    if model_choice() == "Both":
         missing = "SE" if "se" not in by_kind else "SGE"
         st.info(f"The {missing} model is not loaded yet: choose its weights in the sidebar.")
     else:

@@ -19,8 +19,8 @@ from sevis.app.services import (
     shared_figure,
     unique_names,
 )
-from sevis.app.state import KEEP, LINKED, uploaded_files
-from sevis.app.widgets import export_all, file_part, model_places, offer_drill, plain, report_failures, show_figure
+from sevis.app.state import KEEP, LINKED, models as loaded_models, offer_drill, uploaded_files
+from sevis.app.widgets import export_all, file_part, model_places, plain, report_failures, show_figure
 from sevis.attention.geometry import layer_grid
 from sevis.stats.measures import saturation
 from sevis.stats.sge import mean_mask, top_groups
@@ -191,7 +191,7 @@ def gradcam_panel(loaded: Loaded, image: ImageResult, opacity: float) -> None:
 
 
 st.title("Images")
-models: list[Loaded] = st.session_state.get("models", [])
+models: list[Loaded] = loaded_models()
 if not models:  # the photographs at once; what the model would show comes with one
     samples = sample_files()
     for column, (name, data) in zip(st.columns(len(samples)), samples, strict=True):
