@@ -6,9 +6,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pandas as pd
     from torch import nn
 
 __all__ = ["build_parser", "main"]
@@ -79,13 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _network_options(ab, "ablate")
     ab.add_argument("--out", required=True, help="the table to write (.csv or .parquet)")
     ab.add_argument("--stages", nargs="+", type=int, default=None, help="only these stages (default every one)")
-    ab.add_argument("--batch-size", type=_count(1), default=32, help="images per forward pass (default 32)")
-    ab.add_argument("--workers", type=_count(0), default=2, help="data-loading processes (default 2)")
-    ab.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    ab.add_argument("--per-class", type=_count(1), default=None, help="sample at most N images per class")
-    ab.add_argument("--seed", type=int, default=0, help="seed of the --per-class sample")
-    _label_options(ab)
-    ab.add_argument("--quiet", action="store_true", help="no progress bar")
+    _dataset_options(ab)
 
     imp = sub.add_parser(
         "importance",
@@ -99,13 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     _network_options(imp, "knock channels out")
     imp.add_argument("--out", required=True, help="the table to write (.csv or .parquet), a row per channel")
     imp.add_argument("--figure", default=None, metavar="HTML", help="also write the scatter against selectivity")
-    imp.add_argument("--batch-size", type=_count(1), default=32, help="images per forward pass (default 32)")
-    imp.add_argument("--workers", type=_count(0), default=2, help="data-loading processes (default 2)")
-    imp.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    imp.add_argument("--per-class", type=_count(1), default=None, help="sample at most N images per class")
-    imp.add_argument("--seed", type=int, default=0, help="seed of the --per-class sample")
-    _label_options(imp)
-    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    _dataset_options(imp)
 
     rp = sub.add_parser(
         "reproduce",
@@ -150,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the weights folder (default: $SEVIS_WEIGHTS_DIR or the cache; see `sevis weights list`)",
     )
     return parser
+
+
+def _dataset_options(parser: argparse.ArgumentParser) -> None:
+    """How a job over a dataset reads it and where it runs (``ablate``, ``importance``)."""
+    parser.add_argument("--batch-size", type=_count(1), default=32, help="images per forward pass (default 32)")
+    parser.add_argument("--workers", type=_count(0), default=2, help="data-loading processes (default 2)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--per-class", type=_count(1), default=None, help="sample at most N images per class")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --per-class sample")
+    _label_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _network_options(parser: argparse.ArgumentParser, verb: str) -> None:
@@ -358,19 +360,67 @@ def _weights(args: argparse.Namespace) -> int:
     return 0 if info.check.passed else 1
 
 
-def _ablate(args: argparse.Namespace) -> int:
-    """``sevis ablate``: the table written, and shown; unreadable files and unknown labels named."""
+def _table_out(args: argparse.Namespace) -> Path:
+    """``--out`` of a job that writes a table: a .csv or .parquet path."""
     from pathlib import Path
 
     import sevis
-    from sevis import export
-    from sevis._files import write_atomic
-    from sevis.data.labels import read_labels
-    from sevis.jobs.ablation import ablate_data, ablation_conditions
 
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise sevis.SevisError(f"--out must end in .csv or .parquet, got {out.name[:80]!r}")
+    return out
+
+
+def _dataset_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`_dataset_options`'s values as a job over a dataset takes them."""
+    from sevis.data.labels import read_labels
+
+    return {
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "per_class": args.per_class,
+        "seed": args.seed,
+        "progress": not args.quiet,
+        "labels": read_labels(args.labels, args.synsets) if args.labels else None,
+    }
+
+
+def _said(model: nn.Module, failures: list, unknown: list[str], counted: str) -> None:
+    """A job's unreadable files and the labels that name no class of the model, on stderr
+    (a name two classes share lists them)."""
+    import sevis
+    from sevis.models.classes import class_candidates
+
+    for failure in failures:
+        print(f"skipped {failure.name[:200]}: {failure.reason[:200]}", file=sys.stderr)
+    if not unknown:
+        return
+    info = sevis.model_info(model)
+
+    def described(label: str) -> str:
+        candidates = class_candidates(label, info.class_names)
+        could = f" (names {len(candidates)} classes: {'; '.join(c[:60] for c in candidates[:5])})"
+        return repr(label[:60]) + (could if len(candidates) > 1 else "")
+
+    shown = ", ".join(described(x) for x in unknown[:10])
+    more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+    print(f"labels that are no class of {info.name} ({counted}): {shown}{more}", file=sys.stderr)
+
+
+def _write_table(out: Path, frame: pd.DataFrame) -> None:
+    from sevis import export
+    from sevis._files import write_atomic
+
+    write_atomic(out, export.frame_csv(frame) if out.suffix.lower() == ".csv" else export.frame_parquet(frame))
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    """``sevis ablate``: the table written, and shown; unreadable files and unknown labels named."""
+    import sevis
+    from sevis.jobs.ablation import ablate_data, ablation_conditions
+
+    out = _table_out(args)
     model = _run_model(args, "ablating")
     args.model = sevis.model_info(model).name
     conditions = ablation_conditions(model)
@@ -380,37 +430,9 @@ def _ablate(args: argparse.Namespace) -> int:
         if absent:
             raise sevis.SevisError(f"{', '.join(absent)}: not in {args.model} (it has {', '.join(conditions)})")
         conditions = {k: v for k, v in conditions.items() if k in wanted or k in ("none", "all")}
-    result = ablate_data(
-        model,
-        args.data,
-        conditions,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        per_class=args.per_class,
-        seed=args.seed,
-        progress=not args.quiet,
-        labels=read_labels(args.labels, args.synsets) if args.labels else None,
-    )
-    for failure in result.failures:
-        print(f"skipped {failure.name[:200]}: {failure.reason[:200]}", file=sys.stderr)
-    if result.unknown_labels:
-        from sevis.models.classes import class_candidates
-
-        names = sevis.model_info(model).class_names
-
-        def described(label: str) -> str:
-            candidates = class_candidates(label, names)
-            could = f" (names {len(candidates)} classes: {'; '.join(c[:60] for c in candidates[:5])})"
-            return repr(label[:60]) + (could if len(candidates) > 1 else "")
-
-        shown = ", ".join(described(x) for x in result.unknown_labels[:10])
-        more = f" and {len(result.unknown_labels) - 10} more" if len(result.unknown_labels) > 10 else ""
-        print(
-            f"labels that are no class of {args.model} (their images count only in top1_kept): {shown}{more}",
-            file=sys.stderr,
-        )
-    frame = result.frame()
-    write_atomic(out, export.frame_csv(frame) if out.suffix.lower() == ".csv" else export.frame_parquet(frame))
+    result = ablate_data(model, args.data, conditions, **_dataset_kwargs(args))
+    _said(model, result.failures, result.unknown_labels, "their images count only in top1_kept")
+    _write_table(out, result.frame())
     print(result.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     logging.getLogger("sevis").info("wrote %s", out)
     return 0
@@ -421,14 +443,11 @@ def _importance(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import sevis
-    from sevis import export, figures
+    from sevis import figures
     from sevis._files import write_atomic
-    from sevis.data.labels import read_labels
     from sevis.jobs.importance import importance_data
 
-    out = Path(args.out)
-    if out.suffix.lower() not in (".csv", ".parquet"):
-        raise sevis.SevisError(f"--out must end in .csv or .parquet, got {out.name[:80]!r}")
+    out = _table_out(args)
     if args.figure is not None and not args.figure.lower().endswith(".html"):
         raise sevis.SevisError(f"--figure must end in .html, got {Path(args.figure).name[:80]!r}")
     model = _run_model(args, "knocking channels out")
@@ -436,33 +455,19 @@ def _importance(args: argparse.Namespace) -> int:
     if args.layer not in layers:
         name = sevis.model_info(model).name
         raise sevis.SevisError(f"{args.layer[:40]!r} is no layer of {name}: {', '.join(layers)}")
-    result = importance_data(
-        model,
-        args.data,
-        args.layer,
-        args.channels,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        per_class=args.per_class,
-        seed=args.seed,
-        progress=not args.quiet,
-        labels=read_labels(args.labels, args.synsets) if args.labels else None,
-    )
-    for failure in result.failures:
-        print(f"skipped {failure.name[:200]}: {failure.reason[:200]}", file=sys.stderr)
-    if result.unknown_labels:
-        shown = ", ".join(repr(x[:60]) for x in result.unknown_labels[:10])
-        print(f"labels that are no class of the model (not in the true-class columns): {shown}", file=sys.stderr)
-    frame = result.frame()
-    write_atomic(out, export.frame_csv(frame) if out.suffix.lower() == ".csv" else export.frame_parquet(frame))
+    result = importance_data(model, args.data, args.layer, args.channels, **_dataset_kwargs(args))
+    _said(model, result.failures, result.unknown_labels, "not in the true-class columns")
+    _write_table(out, result.frame())
     corr = result.correlation()
     measure = "true class's probability" if result.labelled else "probability of the network's own top-1"
     worst = result.table.assign(cost=result.importance()).nlargest(5, "cost")
     index = result.index_name
     print(
         f"{result.layer}: {len(result.table):,} {index}s knocked out (gate set to {result.value:g}) over "
-        f"{result.images:,} images ({result.labelled:,} with a class of the model); each pass resumed at "
-        f"the {result.resumed}"
+        f"{result.images:,} images ({result.labelled:,} with a class of the model); each knock-out ran "
+        + {"attention": "from the layer's module on", "block": "from the layer's block on"}.get(
+            result.resumed, "the whole network"
+        )
     )
     print(
         f"costliest {index}s (drop in the {measure}): "
