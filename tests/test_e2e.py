@@ -392,10 +392,18 @@ def two_classes_on_the_classes_page(page, server: str) -> None:
     """The Classes page with two classes of two photographs each uploaded, settled."""
     page.goto(f"{server}/classes")
     page.get_by_role("heading", name="Classes").wait_for()
-    uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
-    uploaders.nth(0).set_input_files([str(PHOTOS / "chelsea.png"), str(PHOTOS / "astronaut.png")])
+
+    def uploader(label: str):
+        # NOTE by its label, not its place: once, on a loaded machine, both uploads of the
+        # fresh-clone suite landed in class 2's uploader (the page still being drawn)
+        found = page.locator('[data-testid="stFileUploader"]', has_text=label)
+        found.wait_for()
+        return found.locator('[data-testid="stFileUploaderDropzoneInput"]')
+
+    uploader("Images of class 1").set_input_files([str(PHOTOS / "chelsea.png"), str(PHOTOS / "astronaut.png")])
     wait_for_charts(page, 3)
-    uploaders.nth(1).set_input_files([str(PHOTOS / "rocket.jpg"), str(PHOTOS / "coffee.png")])
+    page.get_by_text("Images per class: class 1 2").first.wait_for()
+    uploader("Images of class 2").set_input_files([str(PHOTOS / "rocket.jpg"), str(PHOTOS / "coffee.png")])
     wait_for_charts(page, 5)
 
 
