@@ -9,7 +9,7 @@ runs what the findings need into one folder, each step resumable:
 2. ``untrained.parquet``: the same images through the same architecture with random
    weights (seed 0), the baseline that says what training put there;
 3. ``ablation.csv``: ``sevis ablate`` on the run's images (each stage's attention removed,
-   then all of it);
+   then all of it), and ``ablation.json``, what it was made from (kept while that holds);
 4. ``findings.json`` and ``report.html``: each finding with the paper's statement beside
    what this copy measured, and a verdict by a rule stated with it.
 
@@ -47,6 +47,7 @@ from .jobs.settings import RunSettings
 from .models.registry import load_model, model_info
 from .report import resolve_classes
 from .runs.reader import Run, read_run
+from .runs.schema import read_metadata
 from .stats import BIN_EDGES
 from .stats.classes import ClassStats
 from .stats.se import ExcitationStats
@@ -190,7 +191,18 @@ def reproduce(
         extract(untrained, data, base_path, settings, progress=progress)
         del untrained
     _step(steps - 1, steps, f"each stage's attention removed, then all: {ablation_path.name}")
-    if ablation_path.exists():
+    # NOTE kept only for the same images through the same network: a run that grew since (more
+    # images arrived, then resumed) is ablated again
+    stamp = json.dumps(
+        {
+            "images": read_metadata(run_path).images,
+            "model": info.name,
+            "weights_sha256": info.weights_sha256,
+            "untrained": info.untrained,
+        }
+    )
+    stamp_path = folder / "ablation.json"
+    if ablation_path.exists() and stamp_path.exists() and stamp_path.read_text() == stamp:
         log.info("  kept from before: %s", ablation_path)
     else:
         result = ablate_data(
@@ -202,6 +214,7 @@ def reproduce(
             progress=progress,
         )
         write_atomic(ablation_path, export.frame_csv(result.frame()))
+        write_atomic(stamp_path, stamp.encode())
     _step(steps, steps, "the findings: findings.json and report.html")
     run = read_run(run_path)
     base = read_run(base_path) if base_path.exists() and not info.untrained else None

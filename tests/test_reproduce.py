@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +166,25 @@ def test_sge_names_its_findings_and_counts_its_distributions(imagenet_val, tmp_p
         expected = (p * (centres - mean) ** 2).sum()
         assert found["distributions"]["numbers"][layer][when]["variance"] == pytest.approx(expected, rel=1e-9)
     assert "id='views'" in (out / "report.html").read_text()
+
+
+def test_a_finished_step_is_kept_until_the_run_grows(image_folder, tmp_path, capsys):
+    """Run again, the same command keeps the ablation; after more images arrive (the extract
+    resumes with them) it is made again for all of them."""
+    data = tmp_path / "data"
+    shutil.copytree(image_folder, data)
+    out = tmp_path / "sge"
+    args = ["reproduce", "sge", str(data), "--out", str(out), "--model", "tiny_sge", "--weights", "untrained"]
+    args += ["--workers", "0"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "kept from before" in capsys.readouterr().err
+    shutil.copy(data / "cat" / "chelsea.png", data / "cat" / "chelsea-again.png")
+    assert main(args) == 0
+    assert "kept from before" not in capsys.readouterr().err
+    assert json.loads((out / "ablation.json").read_text())["images"] == 8  # 7 readable + the new one
+    assert pd.read_csv(out / "ablation.csv").top1_kept.notna().all()
 
 
 def test_a_network_without_the_papers_attention_is_refused(imagenet_val, tmp_path, capsys):
