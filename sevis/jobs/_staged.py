@@ -9,11 +9,13 @@ at the attention module, from its input and the block's shortcut kept from a pla
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from ..hooks.capturing import HookSet
 
 __all__ = ["AfterAttention", "InputsKept", "RunCounter", "Staged", "stage_inputs", "staged"]
 
@@ -87,16 +89,11 @@ class Staged:
 
     def run_after(self, end: AfterAttention, attention_input: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
         """Logits from the attention module's input and the block's shortcut on."""
-        h = end.act(end.module(attention_input) + shortcut)
-        blocks = list(self.module(end.stage).children())
-        for module in blocks[end.block + 1 :]:
-            h = module(h)
-        for name in self.names[self.names.index(end.stage) + 1 :]:
-            h = self.module(name)(h)
-        return self.head(h)
+        return self.run_from(end.stage, end.block + 1, end.act(end.module(attention_input) + shortcut))
 
     def run_from(self, stage: str, block: int, h: torch.Tensor) -> torch.Tensor:
-        """Logits from the input ``h`` of ``block`` of ``stage`` on."""
+        """Logits from the input ``h`` of ``block`` of ``stage`` on (``block`` may be one past
+        the stage's last: ``h`` is then the stage's output)."""
         if block == 0:
             h = self.module(stage)(h)  # the stage itself: its hooks see the pass
         else:
@@ -121,32 +118,26 @@ def staged(model: nn.Module) -> Staged | None:
     return Staged(model, names, model.forward_head)
 
 
-class InputsKept:
-    """Forward pre-hooks keeping the input of each given module during one plain pass of
-    this thread (``with InputsKept(modules) as kept: model(x)``; ``kept.inputs[key]``)."""
+class InputsKept(HookSet):
+    """Forward pre-hooks keeping the input of each given module during the passes of the
+    thread that entered the block (``with InputsKept(modules) as kept: model(x)``;
+    ``kept.inputs[key]``, the last pass's)."""
 
-    def __init__(self, modules: dict[str, nn.Module]) -> None:
-        self.modules = modules
+    def __init__(self, modules: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        self.modules = dict(modules)
         self.inputs: dict[str, torch.Tensor] = {}
-        self._owner = threading.get_ident()
-        self._handles: list = []
 
-    def __enter__(self) -> InputsKept:
+    def attach(self) -> None:
         for key, module in self.modules.items():
-            self._handles.append(module.register_forward_pre_hook(self._hook(key)))
-        return self
+            self.keep(module.register_forward_pre_hook(self._hook(key)))
 
     def _hook(self, key: str) -> Callable[[nn.Module, tuple], None]:
         def hook(module: nn.Module, args: tuple) -> None:
-            if threading.get_ident() == self._owner:  # never another thread's images
+            if threading.get_ident() == self.owner:  # never another thread's images
                 self.inputs[key] = args[0]
 
         return hook
-
-    def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
 
 
 def stage_inputs(
@@ -157,22 +148,22 @@ def stage_inputs(
         return model(x), kept.inputs
 
 
-class RunCounter:
-    """Counts the images each given module runs in this thread (forward pre-hooks), the work
-    a job did: ``runs[key]``. :meth:`close` removes the hooks."""
+class RunCounter(HookSet):
+    """Counts the images each given module runs in the thread that entered the block
+    (forward pre-hooks), the work a job did: ``runs[key]``."""
 
-    def __init__(self, modules: dict[str, nn.Module]) -> None:
-        self.runs = dict.fromkeys(modules, 0)
-        self._owner = threading.get_ident()
-        self._handles = [module.register_forward_pre_hook(self._hook(key)) for key, module in modules.items()]
+    def __init__(self, modules: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        self.modules = dict(modules)
+        self.runs = dict.fromkeys(self.modules, 0)
+
+    def attach(self) -> None:
+        for key, module in self.modules.items():
+            self.keep(module.register_forward_pre_hook(self._hook(key)))
 
     def _hook(self, key: str) -> Callable[[nn.Module, tuple], None]:
         def hook(module: nn.Module, args: tuple) -> None:
-            if threading.get_ident() == self._owner:  # a model shared with other threads
+            if threading.get_ident() == self.owner:  # a model shared with other threads
                 self.runs[key] += int(args[0].shape[0])
 
         return hook
-
-    def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()

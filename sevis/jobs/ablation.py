@@ -87,10 +87,10 @@ def ablate(
     found = staged(model)
     stage_names = found.names if found else []
     device = next(model.parameters()).device
-    counter = RunCounter({n: getattr(model, n) for n in stage_names}) if found else None
+    counter = RunCounter({n: getattr(model, n) for n in stage_names})  # none when run whole
     hits = {name: np.zeros(3, dtype=np.int64) for name in conditions}  # top-1, top-k, top-1 kept
     labelled = total = 0
-    try:
+    with counter:
         for x, targets in batches:
             x = x.to(device)
             target = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=device)
@@ -111,9 +111,6 @@ def ablate(
                 ]
             labelled += int(known.sum())
             total += len(x)
-    finally:
-        if counter is not None:
-            counter.close()
     if total == 0:
         raise DataError("no images to ablate")
     rows = []
@@ -132,7 +129,7 @@ def ablate(
     base_row = table[table.condition == "none"].iloc[0]
     table["top1_change"] = table.top1 - base_row.top1
     table[f"top{top_k}_change"] = table[f"top{top_k}"] - base_row[f"top{top_k}"]
-    return Ablation(table, dict(counter.runs) if counter else {})
+    return Ablation(table, dict(counter.runs))
 
 
 def _run_from(

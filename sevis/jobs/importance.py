@@ -156,7 +156,7 @@ def channel_importance(
     # NOTE the attention module runs once per image in the plain pass and once per image
     # and channel in the knock-outs, whatever the pass resumes from: it counts the work
     counter = RunCounter({"network": model, "attention": target_layer.module})
-    try:
+    with counter:
         for x, targets, labels in batches:
             x = x.to(device)
             n = len(x)
@@ -196,8 +196,6 @@ def channel_importance(
                     progress(len(part) * n, len(chosen))
             images += n
             labelled += int(known.sum())
-    finally:
-        counter.close()
     if not images:
         raise DataError("no images to knock channels out on")
     return Importance(
