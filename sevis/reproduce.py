@@ -19,6 +19,7 @@ finished steps are kept, an interrupted extract resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import logging
@@ -35,7 +36,8 @@ from torch import nn
 
 from . import export, figures
 from ._files import write_atomic
-from .attention.layers import paper_layers, stage_ends
+from .attention.kinds import get_kind
+from .attention.layers import paper_layers, parse_layer, stage_ends
 from .attention.registry import find_attention
 from .data.files import Item, iter_batches
 from .data.labels import read_labels
@@ -247,6 +249,20 @@ class _Context:
     def stats(self) -> ClassStats:
         return self.run.stats[str(self.spec["kind"])]
 
+    @functools.cached_property
+    def paper_classes(self) -> tuple[dict[str, str], list[str]]:
+        """The run's label of each of Figure 6's classes found in it (label -> the name
+        shown), and the ones missing; matched once (Figures 6 and 7 both use them)."""
+        plane = str(PLANES.get(self.plane, self.plane))
+        wanted = {"goldfish": "goldfish", "pug": "pug", f"plane ({_class_name(self, plane)})": plane, "cliff": "cliff"}
+        found, missing = {}, []
+        for shown, name in wanted.items():
+            try:
+                found[resolve_classes([name], self.stats.classes)[0]] = shown
+            except RunError:
+                missing.append(shown)
+        return found, missing
+
 
 # --- SENet -----------------------------------------------------------------------------
 
@@ -261,19 +277,6 @@ def _senet(ctx: _Context) -> list[Finding]:
         _figure7(ctx),
         _knockout(ctx),
     ]
-
-
-def _paper_classes(ctx: _Context) -> tuple[dict[str, str], list[str]]:
-    """The run's label of each of Figure 6's classes found in it, and the ones missing."""
-    plane = str(PLANES.get(ctx.plane, ctx.plane))
-    wanted = {"goldfish": "goldfish", "pug": "pug", f"plane ({_class_name(ctx, plane)})": plane, "cliff": "cliff"}
-    found, missing = {}, []
-    for shown, name in wanted.items():
-        try:
-            found[resolve_classes([name], ctx.stats.classes)[0]] = shown
-        except RunError:
-            missing.append(shown)
-    return found, missing
 
 
 def _class_name(ctx: _Context, name: str) -> str:
@@ -308,7 +311,7 @@ def _accuracy(ctx: _Context) -> Finding:
 
 
 def _figure6(ctx: _Context) -> Finding:
-    found, missing = _paper_classes(ctx)
+    found, missing = ctx.paper_classes
     layers = paper_layers(ctx.stats.layers)
     paper = (
         "Figure 6 (goldfish, pug, plane, cliff; 50 images each): in early layers the excitations are nearly "
@@ -354,9 +357,10 @@ def _depth(ctx: _Context) -> Finding:
     untrained = None
     if ctx.base is not None and kind in ctx.base.stats:
         untrained = {layer: ctx.base.stats[kind].specificity(layer) for layer in ctx.base.stats[kind].layers}
-    stages = sorted({_stage(x) for x in omega})
-    first = [v for k, v in omega.items() if _stage(k) == stages[0]]
-    late = {k: v for k, v in omega.items() if _stage(k) in stages[-2:]}
+    stage = {k: parse_layer(k).stage or 0 for k in omega}  # layers without stages: one group
+    stages = sorted(set(stage.values()))
+    first = [v for k, v in omega.items() if stage[k] == stages[0]]
+    late = {k: v for k, v in omega.items() if stage[k] in stages[-2:]}
     best = max(late, key=lambda k: -math.inf if math.isnan(late[k]) else late[k])
     above_band = omega[best] > bands[best].high
     above_untrained = untrained is not None and omega[best] > untrained.get(best, math.inf)
@@ -384,11 +388,6 @@ def _depth(ctx: _Context) -> Finding:
         difference = (ctx.run.metadata.model, "untrained")
     fig = figures.specificity_curve(curves, str(ctx.spec["kind"]).upper(), nulls, difference)
     return Finding("depth", "Class-specificity against depth", paper, rule, measured, verdict, numbers, [fig])
-
-
-def _stage(layer: str) -> str:
-    parts = layer.split("_")
-    return parts[1] if len(parts) == 3 else layer
 
 
 def _saturation(ctx: _Context) -> Finding:
@@ -451,7 +450,7 @@ def _last_block(ctx: _Context) -> Finding:
 
 
 def _figure7(ctx: _Context) -> Finding:
-    found, _ = _paper_classes(ctx)
+    found, _ = ctx.paper_classes
     wanted = [label for label, shown in found.items() if shown == "goldfish" or shown.startswith("plane")]
     layers = paper_layers(ctx.stats.layers)
     paper = "Figure 7 (goldfish, plane): excitations also vary across the instances of one class (mean +- std)"
@@ -567,12 +566,13 @@ def _views(ctx: _Context) -> Finding:
         )
     before = batch.extras[layer]["norm_before"][0]
     after = before * batch.values[layer][0]
-    peak = before.reshape(len(before), -1).max(1)[:, None, None]
-    scale = np.divide(1.0, peak, out=np.zeros_like(peak), where=peak > 0)
-    change = np.abs((after - before) * scale).reshape(len(before), -1).mean(1)
-    groups = [int(g) for g in np.argsort(-change)[:4]]
-    low_before = float(((before * scale) < 0.1).mean())
-    low_after = float(((after * scale) < 0.1).mean())
+    # the norms on the distributions' scale: each group's over its largest before SGE, (G, H x W)
+    spread = get_kind(str(ctx.spec["kind"])).distribution_values(batch.values[layer], batch.extras[layer])
+    assert spread is not None  # SGE's module values were captured just above
+    scaled_before, scaled_after = spread["before"][0], spread["after"][0]
+    groups = [int(g) for g in np.argsort(-np.abs(scaled_after - scaled_before).mean(1))[:4]]
+    low_before = float((scaled_before < 0.1).mean())
+    low_after = float((scaled_after < 0.1).mean())
     measured = (
         f"{layer} on {Path(path).name[:80]}: positions below a tenth of their group's peak {low_before:.0%} "
         f"before SGE, {low_after:.0%} after; groups shown {groups}"
