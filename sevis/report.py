@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from . import figures
 from ._files import write_atomic
 from .attention.kinds import get_kind
+from .attention.layers import prefix_of
 from .errors import RunError
 from .models.classes import class_candidates, class_indices, imagenet_names
 from .runs.reader import Run, read_run
@@ -59,7 +60,8 @@ def build_report(
             if baseline is not None and base_stats is not None and base_stats.layers:
                 name = "untrained"
                 curves[name], nulls[name], difference = base_stats, baseline.null_bands(kind_name), (m.model, name)
-            figs.append(figures.specificity_curve(curves, kind.prefix, nulls, difference))
+            label = prefix_of(stats.layers) or kind.prefix  # ECA's gates are of SE's kind
+            figs.append(figures.specificity_curve(curves, label, nulls, difference))
             figs.append(figures.selectivity_distribution(stats, stats.layers))
     if m.untrained:
         figs = [figures.mark_untrained(f) for f in figs]

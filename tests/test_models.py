@@ -79,7 +79,7 @@ def test_timm_model_id_with_its_own_layout(tmp_path):
 def test_unknown_name_is_refused():
     with pytest.raises(UnknownModelError, match="unknown model 'se_resnet5'.*se_resnet50"):
         sevis.load_model("se_resnet5")
-    with pytest.raises(UnknownModelError, match="no SE or SGE layers"):
+    with pytest.raises(UnknownModelError, match="no attention layers sevis knows"):
         sevis.load_model("resnet18", "untrained")
     with pytest.raises(TypeError, match="name must be a str"):
         sevis.load_model(50)
@@ -173,9 +173,10 @@ def test_pretrained_source_unreachable(offline):
 
 def test_timm_hub_weights_unreachable(offline):
     with pytest.raises(
-        WeightsUnavailableError, match=r"seresnet50.ra2_in1k could not be fetched from timm seresnet50.ra2_in1k \(hub"
+        WeightsUnavailableError,
+        match=r"seresnext26d_32x4d.bt_in1k could not be fetched from timm seresnext26d_32x4d.bt_in1k \(hub",
     ):
-        sevis.load_model("seresnet50.ra2_in1k")
+        sevis.load_model("seresnext26d_32x4d.bt_in1k")
 
 
 def test_a_hub_error_is_said_once_and_cut_at_a_word(monkeypatch):
@@ -192,7 +193,7 @@ def test_a_hub_error_is_said_once_and_cut_at_a_word(monkeypatch):
 
     monkeypatch.setattr(timm, "create_model", lambda name, pretrained: refuse() if pretrained else None)
     with pytest.raises(WeightsUnavailableError) as err:
-        sevis.load_model("seresnet50.ra2_in1k")
+        sevis.load_model("seresnext26d_32x4d.bt_in1k")
     assert str(err.value).count(
         "We couldn't connect"
     ) == 1 and "(We couldn't connect to 'https://huggingface.co'. Check your connection.);" in str(err.value)

@@ -12,8 +12,10 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-from timm.layers import SEModule
+from timm.layers import CecaModule, EcaModule, SEModule
+from timm.models.resnest import ResNestBottleneck
 from timm.models.resnet import Bottleneck, ResNet
+from timm.models.sknet import SelectiveKernelBottleneck
 from torch import nn
 
 import sevis
@@ -51,22 +53,33 @@ def randomize_(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def _build(attn_layer: object, seed: int, pretrained: bool) -> nn.Module:
+def _build(attn_layer: object, seed: int, pretrained: bool, **resnet: object) -> nn.Module:
     if pretrained:
         raise OSError("tiny test networks have no pretrained weights")
-    model = ResNet(
-        block=Bottleneck,
-        layers=(3, 4, 6, 3),
-        channels=(8, 16, 32, 64),
-        stem_width=8,
-        block_args={"attn_layer": attn_layer},
-    )
+    args: dict[str, object] = {"block": Bottleneck, "block_args": {"attn_layer": attn_layer}}
+    args.update(resnet)
+    model = ResNet(layers=(3, 4, 6, 3), channels=(8, 16, 32, 64), stem_width=8, **args)  # type: ignore[arg-type]
     model.pretrained_cfg = dict(CONFIG)
     return randomize_(model, seed)
 
 
+# Branch gates as in timm's skresnext50_32x4d (SK: a 3x3 and a dilated 3x3 branch, not
+# split) and resnest50d (split attention, radix 2 after a deep stem), 8 to 64 wide.
+TINY_SK = {
+    "block": SelectiveKernelBottleneck,
+    "block_args": {"sk_kwargs": {"rd_ratio": 1 / 16, "rd_divisor": 8, "split_input": False}},
+}
+TINY_RESNEST = {
+    "block": ResNestBottleneck,
+    "block_args": {"radix": 2, "avd": True, "avd_first": False},
+    "stem_type": "deep",
+    "avg_down": True,
+}
+
+
 def register() -> None:
-    """Add ``tiny_se`` and ``tiny_sge`` to sevis's models."""
+    """Add ``tiny_se``, ``tiny_sge``, ``tiny_eca``, ``tiny_ceca``, ``tiny_sk`` and
+    ``tiny_resnest`` to sevis's models."""
     sevis.register_model(
         "tiny_se",
         partial(_build, SEModule, 0),
@@ -79,6 +92,13 @@ def register() -> None:
         description="tiny SGE-ResNet (tests)",
         pretrained_source="nowhere (a test network)",
     )
+    for name, build, description in (
+        ("tiny_eca", partial(_build, EcaModule, 2), "tiny ECA-ResNet (tests)"),
+        ("tiny_ceca", partial(_build, CecaModule, 3), "tiny circular-ECA-ResNet (tests)"),
+        ("tiny_sk", partial(_build, None, 4, **TINY_SK), "tiny SK-ResNet (tests)"),
+        ("tiny_resnest", partial(_build, None, 5, **TINY_RESNEST), "tiny ResNeSt (tests)"),
+    ):
+        sevis.register_model(name, build, description=description, pretrained_source="nowhere (a test network)")
 
 
 register()

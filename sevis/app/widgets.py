@@ -194,9 +194,13 @@ TIMM_SE_FAMILIES = [
     "mobilenetv3_large_100",
     "mobilenetv3_small_100",
     "regnety_0[0-9][0-9]",
+    "ecaresnet*",
+    "skresnet*",
+    "skresnext*",
+    "resnest*",
 ]
-"""timm networks whose blocks hold SE modules sevis finds (a fixed list: a name typed freely
-could build a network of any size on a shared server)."""
+"""timm networks whose blocks hold attention modules sevis finds: SE, ECA, SK, ResNeSt (a
+fixed list: a name typed freely could build a network of any size on a shared server)."""
 
 
 TIMM_DEFAULT = "seresnet50"

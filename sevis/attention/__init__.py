@@ -3,7 +3,7 @@ modules, layer names, the SGE module, and where a feature map's cells sit on the
 
 from .geometry import CellGrid, cell_grid, layer_grid, upsample
 from .kinds import AttentionKind, SEKind, SGEKind, get_kind, group_norms, list_kinds, register_kind, unregister_kind
-from .layers import LayerName, default_layer, paper_layers, parse_layer, stage_ends
+from .layers import LayerName, default_layer, paper_layers, parse_layer, prefix_of, stage_ends
 from .registry import AttentionLayer, find_attention, register_attention, unregister_attention
 from .sge import SpatialGroupEnhance
 
@@ -24,6 +24,7 @@ __all__ = [
     "list_kinds",
     "paper_layers",
     "parse_layer",
+    "prefix_of",
     "register_attention",
     "register_kind",
     "stage_ends",

@@ -1,4 +1,5 @@
-"""Kinds of attention as registered strategies: SE's channel gates, SGE's spatial masks.
+"""Kinds of attention as registered strategies: SE's channel gates, SGE's spatial masks,
+SK's and ResNeSt's branch gates.
 
 A kind says everything sevis needs to know about one sort of attention value, so
 that capture, statistics, saved runs, the dashboard and the figures have no
@@ -6,7 +7,10 @@ that capture, statistics, saved runs, the dashboard and the figures have no
 
 * its ``name`` (``"se"``) and layer-name ``prefix`` (``"SE"``);
 * :meth:`AttentionKind.per_image`: the gate's output reshaped to one row per image,
-  (N, C) for SE, (N, G, H, W) for SGE;
+  (N, C) for SE, (N, G, H, W) for SGE, (N, C, M) for branch gates (:meth:`AttentionKind.rows`
+  without the detach, and :meth:`AttentionKind.restore` back to the gate's layout);
+* :meth:`AttentionKind.removed`: the values that mean "no attention module" (a knock-out's
+  :class:`sevis.Remove`): 1 for gates that scale, 1/M for a softmax over M branches;
 * :meth:`AttentionKind.summarise`: what is kept per image in statistics and saved runs,
   a few (N, D) fields; :meth:`AttentionKind.column` names their Parquet columns;
 * optionally :meth:`AttentionKind.module_values`: values taken from the whole attention
@@ -36,6 +40,7 @@ from .layers import paper_layers, stage_ends
 
 __all__ = [
     "AttentionKind",
+    "BranchKind",
     "SEKind",
     "SGEKind",
     "get_kind",
@@ -69,6 +74,21 @@ class AttentionKind:
     def per_image(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
         """The gate's ``output`` as one row per image, detached (a view where possible)."""
         return output.detach()
+
+    def rows(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+        """:meth:`per_image` not detached (a knock-out replaces these, and gradients flow
+        through the values it keeps). By default a reshape of ``output`` to the shape of
+        :meth:`per_image`: override both where the layout is not a reshape."""
+        return output.reshape(self.per_image(module, output).shape)
+
+    def restore(self, module: nn.Module, values: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """:meth:`rows`-shaped ``values`` back in the layout of the gate's ``output``."""
+        return values.reshape(output.shape)
+
+    def removed(self, module: nn.Module, values: torch.Tensor) -> torch.Tensor:
+        """What the attention values are when the module is absent, shaped as ``values``
+        (:meth:`rows`): 1 by default (a gate that scales passes its input unchanged)."""
+        return torch.ones_like(values)
 
     def summarise(self, values: np.ndarray) -> dict[str, np.ndarray]:
         """Per-image summary fields of :meth:`per_image` values: field -> (N, D)."""
@@ -129,8 +149,11 @@ class SEKind(AttentionKind):
     index_name = "channel"
     description = "channel attention: one excitation per channel"
 
+    def rows(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+        return output.flatten(1)
+
     def per_image(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
-        return output.detach().flatten(1)
+        return self.rows(module, output).detach()
 
     def summarise(self, values: np.ndarray) -> dict[str, np.ndarray]:
         return {"excitation": values}
@@ -159,9 +182,12 @@ class SGEKind(AttentionKind):
     index_name = "group"
     description = "spatial attention: one mask per channel group"
 
-    def per_image(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+    def rows(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
         groups = int(module.groups)  # type: ignore[arg-type]
-        return output.detach().reshape(-1, groups, *output.shape[-2:])
+        return output.reshape(-1, groups, *output.shape[-2:])
+
+    def per_image(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+        return self.rows(module, output).detach()
 
     def summarise(self, values: np.ndarray) -> dict[str, np.ndarray]:
         mean, var = mask_summary(values)
@@ -202,6 +228,62 @@ class SGEKind(AttentionKind):
 
     def new_stats(self) -> MaskStats:
         return MaskStats()
+
+
+class BranchKind(AttentionKind):
+    """A softmax over M branches of each channel: SK's kernel branches (arXiv:1903.06586),
+    ResNeSt's radix splits (arXiv:2004.08955). The gate outputs the weights M-major,
+    (N, M, C, 1, 1) or (N, M * C); the module has ``num_paths`` (SK) or ``radix`` (ResNeSt)
+    = M. One row per image is (N, C, M), channel-major, so a channel's knock-out or
+    replacement (:class:`sevis.Channels`) sets all of its branches.
+
+    Summaries: ``weight``, each channel's M branch weights (N, C * M, channel-major), and
+    ``dominant``, each channel's largest branch weight (N, C), in [1/M, 1]. The histograms
+    and the saturation count ``dominant``: saturated means one branch takes >= 0.99 of the
+    channel. Removed (:meth:`removed`) means every branch weighted 1/M: the plain mean of the
+    branches, what the block computes with its attention taken out (SK's fuse step without
+    selection; ResNeSt's splits averaged). A ResNeSt block with radix 1 gates each channel
+    with a sigmoid instead (M = 1): its one "branch" weight is that gate, removed at 1.
+    """
+
+    name = "branch"
+    prefix = "BR"
+    fields = ("weight", "dominant")
+    index_name = "channel"
+    description = "branch attention: a softmax over each channel's branches"
+
+    @staticmethod
+    def branches(module: nn.Module) -> int:
+        """M, the number of branches of an SK (``num_paths``) or ResNeSt (``radix``) module."""
+        for attribute in ("num_paths", "radix"):
+            value = getattr(module, attribute, None)
+            if isinstance(value, int) and value >= 1:
+                return value
+        raise TypeError(f"{type(module).__name__} has no num_paths or radix: not a branch-gated module")
+
+    def rows(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+        return output.reshape(output.shape[0], self.branches(module), -1).transpose(1, 2)
+
+    def per_image(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+        return self.rows(module, output).detach()
+
+    def restore(self, module: nn.Module, values: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        return values.transpose(1, 2).reshape(output.shape)
+
+    def removed(self, module: nn.Module, values: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(values, 1.0 / self.branches(module))
+
+    def summarise(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        return {"weight": values.reshape(len(values), -1), "dominant": values.max(-1)}
+
+    def histogram_values(self, values: np.ndarray) -> np.ndarray | None:
+        return values.max(-1)
+
+    def histogram_from_summaries(self, summaries: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        return summaries["dominant"]
+
+    def new_stats(self) -> ClassStats:
+        return ClassStats(self.fields, self.index_name)
 
 
 def group_norms(features: torch.Tensor, groups: int) -> torch.Tensor:
@@ -253,3 +335,4 @@ def list_kinds() -> list[AttentionKind]:
 
 register_kind(SEKind())
 register_kind(SGEKind())
+register_kind(BranchKind())

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["LayerName", "default_layer", "paper_layers", "parse_layer", "stage_ends"]
+__all__ = ["LayerName", "default_layer", "paper_layers", "parse_layer", "prefix_of", "stage_ends"]
 
 _STAGED = re.compile(r"^([A-Za-z][A-Za-z0-9]*)_(\d+)_(\d+)$")
 _NUMBERED = re.compile(r"^([A-Za-z][A-Za-z0-9]*)_(\d+)$")
@@ -37,6 +37,14 @@ def parse_layer(name: str) -> LayerName:
     if match := _NUMBERED.match(name):
         return LayerName(match[1], None, int(match[2]))
     return LayerName(name, None, None)
+
+
+def prefix_of(names: Sequence[str]) -> str | None:
+    """The one prefix of ``names`` (``ECA`` for ``ECA_2_1, ECA_2_2``): how a kind's layers
+    are called in this network (ECA's channel gates are of SE's kind). None if the names
+    have several prefixes or there are none."""
+    prefixes = {parse_layer(name).prefix for name in names}
+    return prefixes.pop() if len(prefixes) == 1 else None
 
 
 def _by_stage(names: Sequence[str]) -> dict[int, list[str]] | None:

@@ -4,6 +4,7 @@
 from ..attention.geometry import upsample
 from ._style import UNTRAINED_NOTE, mark_untrained, short_label
 from .ablation import ablation_chart
+from .branch import branch_count, branch_profiles
 from .channels import channel_by_class, excitation_map_figure, importance_scatter, volcano
 from .classes import (
     REFERENCES,
@@ -28,6 +29,8 @@ __all__ = [
     "UNTRAINED_NOTE",
     "KindFigures",
     "ablation_chart",
+    "branch_count",
+    "branch_profiles",
     "channel_by_class",
     "checkpoint_difference",
     "class_band_panels",

@@ -151,9 +151,11 @@ def class_profiles(
 
 
 def class_histograms(
-    stats: ExcitationStats, layer: str, classes: Sequence[str], *, side_by_side: bool = False
+    stats: ClassStats, layer: str, classes: Sequence[str], *, side_by_side: bool = False, value: str = "excitation"
 ) -> go.Figure:
-    """Distribution of excitation values per class (share of values per bin)."""
+    """Distribution of the counted attention values per class (share of values per bin):
+    SE's excitations; ``value`` names them (a branch gate counts each channel's largest
+    branch weight)."""
     centres = (BIN_EDGES[:-1] + BIN_EDGES[1:]) / 2
     fig = make_subplots(
         rows=1,
@@ -178,12 +180,12 @@ def class_histograms(
             col=i + 1 if side_by_side else 1,
         )
     fig.update_layout(
-        title=f"{layer}: distribution of excitation values per class",
+        title=f"{layer}: distribution of {value} values per class",
         barmode="overlay",
         height=360,
         **_LAYOUT,
     )
-    fig.update_xaxes(title_text="excitation", range=[0, 1])
+    fig.update_xaxes(title_text=value, range=[0, 1])
     fig.update_yaxes(title_text="share of values", tickformat=".0%", col=1)
     return fig
 

@@ -1,8 +1,8 @@
 """Which figures each kind of attention draws: a registry from a kind's name to a drawing.
 
 Kinds (:mod:`sevis.attention.kinds`) say what an attention value *is*; how it is drawn
-lives here, so the lowest layer never imports the figures. SE and SGE register their
-drawings below; any other kind draws each of its summary fields' class means until it
+lives here, so the lowest layer never imports the figures. SE, SGE and branch gates
+register their drawings below; any other kind draws each of its summary fields' class means until it
 registers one of its own with :func:`register_kind_figures`.
 """
 
@@ -16,6 +16,7 @@ from ..attention.kinds import AttentionKind, get_kind
 from ..stats.classes import ClassStats
 from ..stats.se import ExcitationStats
 from ..stats.sge import MaskStats
+from .branch import branch_profiles
 from .classes import class_histograms, class_profiles, field_profiles, sample_channels
 from .sge import group_activation_spread, group_distributions, mask_class_stats
 
@@ -87,5 +88,16 @@ def _sge_figures(stats: ClassStats, layer: str, classes: Sequence[str]) -> list[
     return shown
 
 
+def _branch_figures(stats: ClassStats, layer: str, classes: Sequence[str]) -> list[go.Figure]:
+    """Each branch's mean weight per class over 50 uniformly sampled channels, and the
+    per-class histograms of each channel's largest branch weight (1: one branch takes all)."""
+    channels = sample_channels(len(stats.mean(layer, field="dominant")), 50)
+    return [
+        branch_profiles(stats, layer, classes, channels=channels),
+        class_histograms(stats, layer, classes, value="largest branch weight"),
+    ]
+
+
 register_kind_figures("se", _se_figures)
 register_kind_figures("sge", _sge_figures)
+register_kind_figures("branch", _branch_figures)

@@ -55,7 +55,7 @@ class Replacement:
     """What a knock-out puts in place of a layer's attention values.
 
     :meth:`__call__` gets the values as one row per image (:meth:`AttentionKind.per_image`
-    layout: SE (N, C), SGE (N, G, H, W)), not detached, and returns new values of the same
+    layout: SE (N, C), SGE (N, G, H, W), branch gates (N, C, M)), not detached, and returns new values of the same
     shape (out of place, so gradients still flow where values are kept).
     """
 
@@ -65,16 +65,21 @@ class Replacement:
 
 @dataclass(frozen=True)
 class Remove(Replacement):
-    """Every gate value set to 1: the module passes its input through, as if removed."""
+    """The attention values of an absent module (:meth:`AttentionKind.removed`): every gate
+    that scales (SE, ECA, SGE) set to 1, so the module passes its input through; every
+    branch of a softmax over M branches (SK, ResNeSt) weighted 1/M, their plain mean."""
 
     def __call__(self, layer: AttentionLayer, values: torch.Tensor, labels: Sequence[str] | None) -> torch.Tensor:
-        return torch.ones_like(values)
+        return layer.spec.removed(layer.module, values)
 
 
 def _broadcast(given: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """One value per position (D,), or per image and position (N, D), shaped to broadcast
-    against ``values`` (N, D, ...)."""
+    against ``values`` (N, D, ...); or a summary flattened from a row's every value
+    (D * ..., a branch gate's ``weight``), shaped as the row."""
     rows = given[None] if given.ndim == 1 else given
+    if rows.ndim == 2 and values.ndim > 2 and rows.shape[1] == values[0].numel() != values.shape[1]:
+        return rows.reshape(-1, *values.shape[1:]).to(values.device, values.dtype).expand_as(values)
     if rows.ndim != 2 or rows.shape[1] != values.shape[1] or rows.shape[0] not in (1, values.shape[0]):
         raise ValueError(
             f"replacement of shape {tuple(given.shape)} does not fit values of shape {tuple(values.shape)}"
@@ -187,13 +192,14 @@ class Knockout(HookSet):
         def hook(gate: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor | None:
             if threading.get_ident() != owner:
                 return None
-            # NOTE per_image is a reshape of the gate's output for every kind sevis knows; the
-            # live (not detached) reshape keeps gradients for Grad-CAM under a knock-out.
-            shape = kind.per_image(module, output).shape
-            new = replace(layer, output.reshape(shape), self.labels)
-            if new.shape != shape:
-                raise ValueError(f"{layer.name}: the replacement has shape {tuple(new.shape)}, expected {tuple(shape)}")
-            return new.to(output.dtype).reshape(output.shape)
+            # NOTE the live (not detached) rows keep gradients for Grad-CAM under a knock-out.
+            rows = kind.rows(module, output)
+            new = replace(layer, rows, self.labels)
+            if new.shape != rows.shape:
+                raise ValueError(
+                    f"{layer.name}: the replacement has shape {tuple(new.shape)}, expected {tuple(rows.shape)}"
+                )
+            return kind.restore(module, new.to(output.dtype), output)
 
         return hook
 

@@ -4,6 +4,7 @@
 from ..provenance import UNTRAINED_SEED
 from .classes import class_candidates, class_indices, imagenet_names
 from .registry import (
+    COMPARED,
     IMAGENET_CONFIG,
     PRETRAINED,
     UNTRAINED,
@@ -29,6 +30,7 @@ from .weights import (
 
 __all__ = [
     "CHECK_PHOTOS",
+    "COMPARED",
     "IMAGENET_CONFIG",
     "PRETRAINED",
     "UNTRAINED",

@@ -9,9 +9,17 @@ built, where its default weights live, and how a checkpoint's keys map onto it:
 * ``sge_resnet50``: SGE-ResNet-50, the PytorchInsight reference network, with the
   checkpoint its README links on Google Drive. Li et al., arXiv:1905.09646.
 
-Both pretrained files are downloaded into, and found in, the weights folder
-(:mod:`sevis.models.weights`); timm hub models use timm's own cache.
-* any timm model id whose network has SE modules, e.g. ``seresnet50.ra2_in1k``.
+* the timm networks of the modules SGE is compared with, under their timm ids
+  (:data:`COMPARED`): ECA (``ecaresnet50d.miil_in1k``, ``ecaresnet50t.ra2_in1k``), SK
+  (``skresnext50_32x4d.ra_in1k``, ``skresnet18.ra_in1k``, ``skresnet34.ra_in1k``), ResNeSt
+  (``resnest50d.in1k``, ``resnest14d.gluon_in1k``, ``resnest26d.gluon_in1k``) and SE-ResNet-50
+  in four more training recipes (``seresnet50.a1_in1k``, ``.a2_in1k``, ``.a3_in1k``,
+  ``.ra2_in1k``); their weights come from timm's Hugging Face hub repositories.
+
+These pretrained files are downloaded into, and found in, the weights folder
+(:mod:`sevis.models.weights`), so each run records the file's SHA-256.
+* any other timm model id whose network has attention sevis knows, e.g.
+  ``seresnext50_32x4d.gluon_in1k``, with timm's own download and cache.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import Any
 import timm
 import torch
 from timm.data import ImageNetInfo, infer_imagenet_subset, resolve_model_data_config
+from timm.models import get_pretrained_cfg
 from torch import nn
 
 from ..attention.registry import find_attention
@@ -36,6 +45,7 @@ from .selfcheck import SelfCheck, self_check
 from .weights import WeightsFile, fetch_weights, register_weights, weights_file
 
 __all__ = [
+    "COMPARED",
     "IMAGENET_CONFIG",
     "PRETRAINED",
     "UNTRAINED",
@@ -130,6 +140,35 @@ def _pytorchinsight_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return {k.replace(".sge.", ".se."): v for k, v in state.items()}
 
 
+COMPARED: dict[str, str] = {
+    "ecaresnet50d.miil_in1k": "ECA-ResNet-50-D (ECA, arXiv:1910.03151), timm, MIIL weights",
+    "ecaresnet50t.ra2_in1k": "ECA-ResNet-50-T (ECA), timm RandAugment weights",
+    "skresnext50_32x4d.ra_in1k": "SK-ResNeXt-50 32x4d (SK, arXiv:1903.06586), timm weights",
+    "skresnet18.ra_in1k": "SK-ResNet-18 (SK), timm weights",
+    "skresnet34.ra_in1k": "SK-ResNet-34 (SK), timm weights",
+    "resnest50d.in1k": "ResNeSt-50-D (split attention, arXiv:2004.08955), the authors' weights",
+    "resnest14d.gluon_in1k": "ResNeSt-14-D (split attention), GluonCV weights",
+    "resnest26d.gluon_in1k": "ResNeSt-26-D (split attention), GluonCV weights",
+    "seresnet50.a1_in1k": "SE-ResNet-50, timm's A1 recipe (ResNet strikes back, 600 epochs)",
+    "seresnet50.a2_in1k": "SE-ResNet-50, timm's A2 recipe (300 epochs)",
+    "seresnet50.a3_in1k": "SE-ResNet-50, timm's A3 recipe (100 epochs at 160 px)",
+    "seresnet50.ra2_in1k": "SE-ResNet-50, timm's RandAugment recipe",
+}
+"""timm ids of the networks sevis compares SE and SGE with, and a line about each; the
+SENet authors' own SE-ResNet-50 is ``se_resnet50`` (timm ``legacy_seresnet50.in1k``)."""
+
+
+def _hub_weights(model_id: str) -> WeightsFile:
+    """timm's weights of ``model_id`` as a file of the weights folder: the safetensors file
+    of its Hugging Face hub repository (what ``timm.create_model(pretrained=True)`` reads)."""
+    repo = get_pretrained_cfg(model_id).hf_hub_id  # type: ignore[union-attr]
+    return WeightsFile(
+        f"{model_id}.safetensors",
+        (f"https://huggingface.co/{repo}/resolve/main/model.safetensors",),
+        manual=(f"https://huggingface.co/{repo} (Files: model.safetensors)",),
+    )
+
+
 _REGISTRY: dict[str, _Spec] = {
     "se_resnet50": _Spec(
         "SE-ResNet-50, SENet authors' ImageNet weights (77.6 top-1)",
@@ -143,6 +182,9 @@ _REGISTRY: dict[str, _Spec] = {
         adapt_keys=_pytorchinsight_keys,
     ),
 }
+for _id, _description in COMPARED.items():
+    _REGISTRY[_id] = _Spec(_description, _timm_builder(_id), f"Hugging Face hub, timm/{_id}")
+    register_weights(_id, _hub_weights(_id))
 
 
 def register_model(
@@ -260,7 +302,7 @@ def load_model(
         source = spec.pretrained_source
 
     if not find_attention(model):
-        raise UnknownModelError(f"{name} has no SE or SGE layers for sevis to show")
+        raise UnknownModelError(f"{name} has no attention layers sevis knows (SE, SGE, ECA, SK, ResNeSt, ...)")
     data_config, class_names = resolve_model_data_config(model), _class_names(model)
     model = model.eval().to(device)
     info = ModelInfo(

@@ -212,7 +212,7 @@ def depth_figures(stats: ClassStats, prefix: str, source: Loaded | Provenance, n
         curves[base_name], all_bands[base_name] = base_stats, base_nulls() or {}
         difference = (shown_as, base_name)
     show_figure(
-        figures.specificity_curve(curves, prefix, all_bands, difference),
+        figures.specificity_curve(curves, sevis.prefix_of(stats.layers) or prefix, all_bands, difference),
         f"{name}_{prefix}_depth",
         source,
         lambda: figures.specificity_comparison(curves),  # built when its download is asked for
@@ -471,7 +471,7 @@ def kind_figures(
     """Any other registered kind of attention: its own default figures."""
     left, right = st.columns([2, 3])
     layer = left.selectbox(
-        f"{kind.prefix} layer",
+        f"{sevis.prefix_of(stats.layers) or kind.prefix} layer",
         stats.layers,
         index=stats.layers.index(sevis.default_layer(stats.layers)),
         key=key(f"classes_{kind.name}_layer"),
@@ -530,7 +530,7 @@ def checkpoint_comparison(
         other = results[second.label].stats.get(kind_name)
         if not one.layers or other is None or len(one.classes) < 1:
             continue
-        prefix = sevis.get_kind(kind_name).prefix
+        prefix = sevis.prefix_of(one.layers) or sevis.get_kind(kind_name).prefix
         layer = st.selectbox(
             f"{prefix} layer to compare",
             one.layers,

@@ -1,0 +1,342 @@
+"""The attention modules SGE is compared with, beside SE: ECA and circular ECA (channel
+gates, kind "se"), SK's and ResNeSt's branch gates (kind "branch"), CBAM's channel gate and
+GC fused by scaling (kind "se").
+
+Each capture is compared with the module's formula restated here from its paper, on the
+module's own input; each knock-out with a copy of the network whose modules are replaced as
+README Methods says "removed" means; the branch kind goes through statistics, a saved run,
+the report and its figures.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from numpy.testing import assert_allclose
+from timm.layers import CecaModule, EcaModule, GlobalContext, SelectiveKernel, SplitAttn
+from timm.layers.cbam import CbamModule, LightCbamModule
+from torch import nn
+from torch.testing import assert_close
+
+import sevis
+from sevis import figures
+from sevis.cli import main
+from sevis.errors import CheckpointError
+from sevis.report import build_report
+from sevis.runs.reader import read_run
+
+
+def _inputs(model: nn.Module, cls: type[nn.Module]) -> dict[str, torch.Tensor]:
+    """The input of every ``cls`` module of ``model`` in one forward pass, by module path."""
+    seen: dict[str, torch.Tensor] = {}
+    handles = [
+        module.register_forward_pre_hook(lambda m, args, path=path: seen.__setitem__(path, args[0]))
+        for path, module in model.named_modules()
+        if isinstance(module, cls)
+    ]
+    try:
+        with torch.no_grad():
+            model(torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(7)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
+def _captured(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    with torch.no_grad(), sevis.capture(model) as cap:
+        model(x)
+    return {layer.path: cap.values[layer.name] for layer in cap.layers}
+
+
+def _image_batch() -> torch.Tensor:
+    return torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(7))
+
+
+@pytest.mark.parametrize(
+    ("model_id", "prefix", "kind", "count"),
+    [
+        ("ecaresnet50d", "ECA", "se", 16),
+        ("ecaresnet50t", "ECA", "se", 16),
+        ("skresnext50_32x4d", "SK", "branch", 16),
+        ("skresnet18", "SK", "branch", 8),
+        ("resnest50d", "SPLIT", "branch", 16),
+        ("resnest14d", "SPLIT", "branch", 4),
+    ],
+)
+def test_timm_networks_are_found_by_module_type_with_the_papers_names(model_id, prefix, kind, count):
+    model = timm.create_model(model_id, pretrained=False)
+    layers = sevis.find_attention(model)
+    assert len(layers) == count and {x.kind for x in layers} == {kind}
+    assert layers[0].name == f"{prefix}_2_1" and layers[-1].stage == 5
+    assert [x.stage for x in layers] == sorted(x.stage for x in layers)
+
+
+def test_gc_fused_by_adding_has_no_gate_and_cbam_light_channel_bypasses_its_gate():
+    # gcresnet50t fuses its context by adding: no gate the forward pass multiplies by.
+    assert sevis.find_attention(timm.create_model("gcresnet50t", pretrained=False)) == []
+    scale = nn.Sequential(
+        GlobalContext(16, fuse_add=False, fuse_scale=True), GlobalContext(16, fuse_add=True, fuse_scale=False)
+    )
+    assert [(x.name, x.kind, x.path) for x in sevis.find_attention(scale)] == [("GC_1", "se", "0")]
+    # CBAM's channel gate is found; timm's LightChannelAttn calls F.sigmoid, not its gate child.
+    cbam = nn.Sequential(CbamModule(16), LightCbamModule(16))
+    assert [(x.name, x.path) for x in sevis.find_attention(cbam)] == [("CBAMC_1", "0.channel")]
+
+
+def test_register_attention_checks_the_prefix():
+    with pytest.raises(ValueError, match="prefix"):
+        sevis.register_attention(nn.Identity, kind="se", gate="gate", prefix="E-CA")
+
+
+def test_eca_and_circular_eca_gates_equal_their_formula():
+    """ECA (arXiv:1910.03151): s = sigmoid(conv1d_k(GAP(x))) over the channel axis, zero
+    padded; CECA pads circularly."""
+    x = _image_batch()
+    for name, mode in (("tiny_eca", "constant"), ("tiny_ceca", "circular")):
+        model = sevis.load_model(name, "untrained", check=False)
+        cls = EcaModule if mode == "constant" else CecaModule
+        inputs, captured = _inputs(model, cls), _captured(model, x)
+        assert len(captured) == 16
+        for path, features in inputs.items():
+            module = model.get_submodule(path)
+            weight = module.conv.weight  # (1, 1, k)
+            pad = (weight.shape[-1] - 1) // 2
+            pooled = F.pad(features.mean((2, 3))[:, None], (pad, pad), mode=mode)
+            expected = torch.sigmoid(F.conv1d(pooled, weight))[:, 0]
+            assert_close(captured[path], expected, rtol=1e-5, atol=1e-6)
+
+
+def _sk_by_hand(module: SelectiveKernel, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """SK (arXiv:1903.06586): branch outputs U_m, U = sum U_m, s = GAP(U),
+    z = relu(BN(W_r s)), a = softmax over m of (W_s z) split M-major; returns (U_m, a as (N, C, M))."""
+    parts = torch.split(x, x.shape[1] // module.num_paths, 1) if module.split_input else [x] * module.num_paths
+    paths = [op(part) for op, part in zip(module.paths, parts, strict=True)]
+    attn = module.attn
+    s = torch.stack(paths).sum(0).mean((2, 3), keepdim=True)
+    bn = attn.bn
+    z = F.relu(F.batch_norm(F.conv2d(s, attn.fc_reduce.weight), bn.running_mean, bn.running_var, bn.weight, bn.bias))
+    logits = F.conv2d(z, attn.fc_select.weight).flatten(1).reshape(len(x), module.num_paths, -1)
+    return paths, torch.softmax(logits, dim=1).transpose(1, 2)
+
+
+def _split_by_hand(module: SplitAttn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ResNeSt split attention (arXiv:2004.08955): r splits of the grouped convolution's
+    output, their sum pooled, two 1x1 convolutions per cardinal group, a softmax over the r
+    splits of each channel of each group; returns (splits (N, r, C, H, W), a as (N, C, r))."""
+    features = module.act0(module.bn0(module.conv(x)))
+    r, card = module.radix, module.rsoftmax.cardinality
+    splits = features.reshape(len(x), r, -1, *features.shape[-2:])
+    gap = splits.sum(1).mean((2, 3), keepdim=True)
+    logits = module.fc2(module.act1(module.bn1(module.fc1(gap)))).flatten(1)
+    c = splits.shape[2]
+    # fc2's outputs per cardinal group g: r blocks of C / card channels.
+    weights = torch.softmax(logits.reshape(len(x), card, r, c // card), dim=2)
+    return splits, weights.permute(0, 1, 3, 2).reshape(len(x), c, r)
+
+
+def test_sk_branch_weights_equal_their_formula_and_weigh_the_branches():
+    x = _image_batch()
+    model = sevis.load_model("tiny_sk", "untrained", check=False)
+    inputs, captured = _inputs(model, SelectiveKernel), _captured(model, x)
+    assert len(inputs) == 16
+    for path, features in inputs.items():
+        module = model.get_submodule(path)
+        with torch.no_grad():
+            paths, expected = _sk_by_hand(module, features)
+            output = module(features)
+        assert captured[path].shape == (2, paths[0].shape[1], 2)
+        assert_close(captured[path], expected, rtol=1e-5, atol=1e-6)
+        # Channel c of the (N, C, M) rows weighs branch m's channel c in the module's output.
+        weighed = sum(p * captured[path][:, :, m, None, None] for m, p in enumerate(paths))
+        assert_close(output, weighed, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("radix", "groups"), [(2, 1), (3, 2)])
+def test_split_attention_weights_equal_their_formula_and_weigh_the_splits(radix, groups):
+    torch.manual_seed(0)
+    module = SplitAttn(24, 24, radix=radix, groups=groups, norm_layer=nn.BatchNorm2d).eval()
+    for bn in (module.bn0, module.bn1):
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(3, 24, 9, 9)
+    captured = _captured(nn.Sequential(module), x)["0"]
+    with torch.no_grad():
+        splits, expected = _split_by_hand(module, x)
+        output = module(x)
+    assert captured.shape == (3, 24, radix)
+    assert_close(captured, expected, rtol=1e-5, atol=1e-6)
+    assert_close(captured.sum(-1), torch.ones(3, 24))
+    weighed = (splits * captured.permute(0, 2, 1)[..., None, None]).sum(1)
+    assert_close(output, weighed, rtol=1e-5, atol=1e-5)
+
+
+def test_resnest_network_captures_equal_the_formula():
+    x = _image_batch()
+    model = sevis.load_model("tiny_resnest", "untrained", check=False)
+    inputs, captured = _inputs(model, SplitAttn), _captured(model, x)
+    assert len(inputs) == 16
+    for path, features in inputs.items():
+        with torch.no_grad():
+            _, expected = _split_by_hand(model.get_submodule(path), features)
+        assert_close(captured[path], expected, rtol=1e-5, atol=1e-6)
+
+
+class _MeanOfBranches(nn.Module):
+    """SK without selection: the plain mean of its branches."""
+
+    def __init__(self, sk: SelectiveKernel) -> None:
+        super().__init__()
+        self.sk = sk
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack(_sk_by_hand(self.sk, x)[0]).mean(0)
+
+
+class _MeanOfSplits(nn.Module):
+    """Split attention without attention: the plain mean of the r splits."""
+
+    def __init__(self, split: SplitAttn) -> None:
+        super().__init__()
+        self.split = split
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _split_by_hand(self.split, x)[0].mean(1)
+
+
+@pytest.mark.parametrize(
+    ("name", "cls", "replacement"),
+    [
+        ("tiny_eca", EcaModule, lambda module: nn.Identity()),
+        ("tiny_sk", SelectiveKernel, _MeanOfBranches),
+        ("tiny_resnest", SplitAttn, _MeanOfSplits),
+    ],
+)
+def test_removed_equals_the_network_with_its_modules_replaced_as_documented(name, cls, replacement):
+    model = sevis.load_model(name, "untrained", check=False)
+    x = _image_batch()
+    for stages in ([5], [2, 3, 4, 5]):
+        with torch.no_grad(), sevis.knockout(model, stages=stages):
+            knocked = model(x)
+        copied = copy.deepcopy(model)
+        for layer in sevis.find_attention(copied):
+            if layer.stage in stages:
+                parent, _, child = layer.path.rpartition(".")
+                setattr(copied.get_submodule(parent), child, replacement(layer.module))
+        assert not any(isinstance(m, cls) and "." not in p for p, m in copied.named_modules())
+        with torch.no_grad():
+            assert_close(knocked, copied(x), rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        assert not torch.allclose(model(x), knocked, atol=1e-3)  # the knock-out changed something
+
+
+def test_a_channel_knockout_sets_every_branch_of_that_channel():
+    model = sevis.load_model("tiny_sk", "untrained", check=False)
+    x = _image_batch()
+    plan = {"SK_3_2": sevis.Channels({5: 0.5})}
+    with torch.no_grad(), sevis.capture(model, ["SK_3_2"]) as cap, sevis.knockout(model, plan):
+        model(x)
+    with torch.no_grad(), sevis.capture(model, ["SK_3_2"]) as plain:
+        model(x)
+    used, computed = cap.values["SK_3_2"], plain.values["SK_3_2"]
+    assert_close(used[:, 5], torch.full_like(used[:, 5], 0.5))
+    assert_close(torch.cat([used[:, :5], used[:, 6:]], 1), torch.cat([computed[:, :5], computed[:, 6:]], 1))
+
+
+def test_a_checkpoint_in_timms_layout_loads_strictly_and_another_networks_is_refused(tmp_path):
+    for name in ("tiny_eca", "tiny_sk", "tiny_resnest"):
+        model = sevis.load_model(name, "untrained", check=False)
+        path = tmp_path / f"{name}.pth"
+        state = {k: v + 0.01 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+        torch.save(state, path)
+        loaded = sevis.load_model(name, path, check=False)
+        assert_close(loaded.state_dict(), state)
+        assert loaded.sevis_info.weights_sha256 is not None
+    with pytest.raises(CheckpointError, match=r"tiny_sk\.pth does not fit tiny_resnest: \d+ keys missing"):
+        sevis.load_model("tiny_resnest", tmp_path / "tiny_sk.pth", check=False)
+
+
+def test_branch_statistics_saved_run_report_and_figures(image_folder, tmp_path):
+    model = sevis.load_model("tiny_sk", "untrained", check=False)
+    files = sorted(p for p in image_folder.rglob("*.*") if p.suffix in (".png", ".jpg") and p.name != "broken.jpg")
+    named = [(str(p.relative_to(image_folder)), p.read_bytes()) for p in files]
+    result = sevis.analyse(model, named, [p.parent.name for p in files], batch_size=1, keep_values=True)
+    stats = result.stats["branch"]
+    assert stats.fields == ("weight", "dominant") and stats.index_name == "channel"
+
+    # The summaries, by hand from the captured rows of each image.
+    values = np.stack([image.values["SK_4_6"] for image in result.images])  # (N, C, M)
+    labels = [image.label for image in result.images]
+    cat = np.array([label == "cat" for label in labels])
+    assert_allclose(stats.mean("SK_4_6", "cat", "weight"), values[cat].reshape(cat.sum(), -1).mean(0), rtol=1e-5)
+    dominant = values.max(-1)
+    assert_allclose(stats.mean("SK_4_6", field="dominant"), dominant.mean(0), rtol=1e-5)
+    saturation = stats.saturation("SK_4_6")
+    assert saturation["share_high"] == pytest.approx(np.mean(dominant >= 0.99))
+    assert saturation["share_low"] == 0.0  # the largest of M weights is at least 1/M
+
+    # A saved run made by the CLI: one column per layer and summary; read back equal.
+    out = tmp_path / "sk.parquet"
+    assert main(["extract", str(image_folder), "--model", "tiny_sk", "--weights", "untrained",
+                 "--batch-size", "1", "--out", str(out)]) == 0  # fmt: skip
+    table = pq.read_table(out)
+    assert {"SK_2_1_weight", "SK_2_1_dominant", "SK_5_3_weight"} <= set(table.column_names)
+    run = read_run(out)
+    assert run.metadata.attention == {"branch": [x.name for x in sevis.find_attention(model)]}
+    saved = run.stats["branch"]
+    assert_allclose(saved.mean("SK_4_6", "cat", "weight"), stats.mean("SK_4_6", "cat", "weight"), rtol=1e-5)
+    assert saved.saturation("SK_4_6")["share_high"] == pytest.approx(saturation["share_high"])
+
+    # Figures: each branch's mean weight per class, and the largest weight's histograms.
+    profiles, histograms = figures.kind_figures("branch", saved, "SK_4_6", ["cat", "cup"])
+    assert profiles.layout.title.text == "SK_4_6: mean weight of each branch per class"
+    channels = figures.sample_channels(values.shape[1], 50)
+    cup_branch_2 = next(t for t in profiles.data if t.name == "cup" and t.yaxis == "y2")
+    assert_allclose(cup_branch_2.y, values[np.array(labels) == "cup"].mean(0)[channels, 1], rtol=1e-5)
+    assert histograms.layout.xaxis.title.text == "largest branch weight"
+    assert sum(histograms.data[0].y) == pytest.approx(1.0)
+
+    html = tmp_path / "sk.html"
+    assert main(["report", str(out), "--out", str(html), "--classes", "cat", "cup"]) == 0
+    page = html.read_text()
+    assert "SK_5_3: mean weight of each branch per class" in page and "largest branch weight" in page
+    assert "Class-specificity and saturation of SK layers against depth" in build_report(run, classes=["cat", "cup"])
+
+
+def test_compared_networks_weights_come_as_files_of_the_weights_folder(offline, capsys):
+    """A timm network of COMPARED loads its pretrained weights from the weights folder, a
+    safetensors file in timm's layout as the hub has it, and records its SHA-256; offline
+    without the file, the message names the file, its page and the folder."""
+    from safetensors.torch import save_file
+
+    from sevis.models.weights import file_sha256
+
+    folder = offline / "sevis-weights"
+    model_id = "skresnet18.ra_in1k"
+    assert model_id in sevis.list_models() and model_id in sevis.models.COMPARED
+    with pytest.raises(sevis.WeightsUnavailableError) as err:
+        sevis.load_model(model_id, check=False)
+    message = str(err.value)
+    assert f"{model_id}.safetensors" in message and "huggingface.co/timm/skresnet18.ra_in1k" in message
+    assert str(folder) in message
+
+    state = timm.create_model(model_id, pretrained=False).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, folder / f"{model_id}.safetensors")
+    model = sevis.load_model(model_id, check=True)
+    info = sevis.model_info(model)
+    assert info.weights == str(folder / f"{model_id}.safetensors")
+    assert info.weights_sha256 == file_sha256(folder / f"{model_id}.safetensors")
+    assert info.check is not None and len(info.check.photos) == 3  # the self-check ran on the photographs
+    assert_close(model.state_dict(), state)
+    assert [x.name for x in sevis.find_attention(model)][:2] == ["SK_2_1", "SK_2_2"]
+
+    assert main(["weights", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert f"{model_id}: {model_id}.safetensors" in listed
+    assert "resnest50d.in1k: resnest50d.in1k.safetensors not there" in listed
