@@ -340,3 +340,57 @@ def test_compared_networks_weights_come_as_files_of_the_weights_folder(offline, 
     listed = capsys.readouterr().out
     assert f"{model_id}: {model_id}.safetensors" in listed
     assert "resnest50d.in1k: resnest50d.in1k.safetensors not there" in listed
+
+
+def test_the_classes_page_shows_saved_sk_and_eca_runs(image_folder, tmp_path, monkeypatch, offline):
+    """A saved run of each new kind of network on the dashboard's Classes page: the SK run's
+    branch figures and its depth curve named by its layers; the ECA run as SE's page shows
+    channel gates, its layers by their own names."""
+    from conftest import ROOT
+    from streamlit.testing.v1 import AppTest
+
+    from sevis.jobs.extraction import extract
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
+    for name in ("tiny_sk", "tiny_eca"):
+        model = sevis.load_model(name, "untrained", check=False)
+        out = extract(model, image_folder, tmp_path / f"{name}.parquet", workers=0, progress=False)
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page("sevis/app/views/classes.py").run()
+        at.radio(key="classes_mode").set_value("run").run()
+        at.text_input(key="classes_run_path").set_value(str(out)).run()
+        assert not at.exception
+        assert all("could not" in e.value and "pretrained" in e.value for e in at.error)
+        titles = [c.proto.spec for c in at.get("plotly_chart")]
+        if name == "tiny_sk":
+            assert at.selectbox(key="classes_branch_layer").value == "SK_4_6"
+            assert at.selectbox(key="classes_branch_layer").label == "SK layer"
+            assert "SK_4_6: mean weight of each branch per class" in titles[0]
+            assert "largest branch weight" in titles[1]
+            assert any("Class-specificity and saturation of SK layers" in t for t in titles)
+        else:
+            assert any("ECA_4_6" in t for t in titles)
+            assert any("Class-specificity and saturation of ECA layers" in t for t in titles)
+
+
+def test_channel_importance_of_a_branch_layer_removes_each_channel_and_uses_its_dominant_weight(photos):
+    """Each SK channel knocked out (all its branches weighted 0: the channel removed) equals
+    a whole-network knock-out written here; the selectivity beside it is each channel's
+    largest branch weight's, one per channel."""
+    model = sevis.load_model("tiny_sk", "untrained", check=False)
+    names = ["chelsea.png", "coffee.png", "astronaut.png", "camera.png"]
+    x = sevis.preprocess(model, [sevis.decode_image(photos[n]) for n in names])
+    labels, targets = ["cat", "cup", "cat", "cup"], [281, 504, 281, 504]
+    result = sevis.channel_importance(model, [(x, targets, labels)], "SK_5_2", [0, 3, 7])
+    with torch.no_grad():
+        p_plain = torch.softmax(model(x), 1)[range(4), targets]
+        for channel, row in zip([0, 3, 7], result.table.itertuples(), strict=True):
+            with sevis.knockout(model, {"SK_5_2": sevis.Channels({channel: 0.0})}):
+                p_after = torch.softmax(model(x), 1)[range(4), targets]
+            assert row.channel == channel
+            assert row.p_true_after == pytest.approx(float(p_after.mean()), rel=1e-4, abs=1e-7)
+            assert row.p_true_before == pytest.approx(float(p_plain.mean()), rel=1e-4)
+    stats = sevis.analyse(model, [(n, photos[n]) for n in names], labels, batch_size=4).stats["branch"]
+    assert_allclose(result.table["selectivity"], stats.selectivity("SK_5_2", "dominant")[[0, 3, 7]], rtol=1e-4)

@@ -61,6 +61,8 @@ class AttentionKind:
         module_fields: names of the summary fields :meth:`summarise_module` adds (none by
             default; a run made before a kind had them simply lacks them).
         index_name: what one position of a summary is (``"channel"``, ``"group"``).
+        index_field: the summary field with one value per channel or group, which per-channel
+            measures (the selectivity beside a knock-out's cost) use; None: the first field.
         description: one line for people.
     """
 
@@ -69,6 +71,7 @@ class AttentionKind:
     fields: tuple[str, ...] = ()
     module_fields: tuple[str, ...] = ()
     index_name: str = "index"
+    index_field: str | None = None
     description: str = ""
 
     def per_image(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
@@ -250,6 +253,7 @@ class BranchKind(AttentionKind):
     prefix = "BR"
     fields = ("weight", "dominant")
     index_name = "channel"
+    index_field = "dominant"
     description = "branch attention: a softmax over each channel's branches"
 
     @staticmethod

@@ -200,7 +200,7 @@ def channel_importance(
         raise DataError("no images to knock channels out on")
     return Importance(
         layer=layer,
-        table=_table(stats, layer, kind.index_name, chosen, sums, before, images, labelled),
+        table=_table(stats, layer, kind.index_name, kind.index_field, chosen, sums, before, images, labelled),
         images=images,
         labelled=labelled,
         value=value,
@@ -261,6 +261,7 @@ def _table(
     stats: ClassStats,
     layer: str,
     index_name: str,
+    index_field: str | None,
     chosen: list[int],
     sums: Mapping[str, np.ndarray],
     before: np.ndarray,
@@ -269,7 +270,7 @@ def _table(
 ) -> pd.DataFrame:
     nan = float("nan")
     per = labelled if labelled else nan
-    selectivity = stats.selectivity(layer)
+    selectivity = stats.selectivity(layer, index_field)
     p_before, top1_before = before[0] / per, before[1] / per
     frame = pd.DataFrame(
         {
