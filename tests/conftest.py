@@ -169,9 +169,11 @@ def sge_state() -> dict[str, torch.Tensor]:
     return randomize_(model, seed=1).state_dict()
 
 
-def pytorchinsight_checkpoint(state: dict[str, torch.Tensor]) -> dict:
-    """The dict PytorchInsight's training script saves from a DataParallel model."""
-    wrapped = {"module." + k.replace(".se.", ".sge."): v.clone() for k, v in state.items()}
+def pytorchinsight_checkpoint(state: dict[str, torch.Tensor], arch: str = "sge_resnet50") -> dict:
+    """The dict PytorchInsight's training script saves from a DataParallel model, from sevis's
+    SGE-ResNet-50 key names (``arch="sge_resnet50"``) or another network's as the authors name them."""
+    rename = (".se.", ".sge.") if arch == "sge_resnet50" else ("", "")
+    wrapped = {"module." + (k.replace(*rename) if rename[0] else k): v.clone() for k, v in state.items()}
     params = [v for k, v in wrapped.items() if v.is_floating_point() and "running" not in k]
     params = [nn.Parameter(p.clone()) for p in params[:8]]
     optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -180,7 +182,7 @@ def pytorchinsight_checkpoint(state: dict[str, torch.Tensor]) -> dict:
     optimizer.step()
     return {
         "epoch": 100,
-        "arch": "sge_resnet50",
+        "arch": arch,
         "state_dict": wrapped,
         "best_acc1": torch.tensor(77.584),
         "optimizer": optimizer.state_dict(),

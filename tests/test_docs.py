@@ -234,6 +234,7 @@ def test_the_library_pages_run_in_order_as_written(tmp_path, weights_home):
     parts = dict(re.findall(r"^== (\S+)\n(.*?)(?=^== |\Z)", done.stdout, flags=re.S | re.M))
     capture, statistics, figures, knockouts, runs = (parts[p] for p in pages)
     assert "torch.Size([1, 2048])" in capture and "{}" in capture
+    assert "SK_2_1 (1, 64, 2) 1.0" in capture
     assert "['SE_2_3', 'SE_3_4', 'SE_4_6', 'SE_5_1', 'SE_5_2', 'SE_5_3']" in statistics
     assert "notes.txt" in statistics  # the broken file named, the other four analysed
     assert "nan" not in statistics.split("\n")[0]  # two images per class: every spread is defined

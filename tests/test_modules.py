@@ -85,9 +85,13 @@ def test_gc_fused_by_adding_has_no_gate_and_cbam_light_channel_bypasses_its_gate
         GlobalContext(16, fuse_add=False, fuse_scale=True), GlobalContext(16, fuse_add=True, fuse_scale=False)
     )
     assert [(x.name, x.kind, x.path) for x in sevis.find_attention(scale)] == [("GC_1", "se", "0")]
-    # CBAM's channel gate is found; timm's LightChannelAttn calls F.sigmoid, not its gate child.
+    # CBAM's gates are found, but not timm's LightChannelAttn: it calls F.sigmoid, not its gate child.
     cbam = nn.Sequential(CbamModule(16), LightCbamModule(16))
-    assert [(x.name, x.path) for x in sevis.find_attention(cbam)] == [("CBAMC_1", "0.channel")]
+    assert [(x.name, x.kind, x.path) for x in sevis.find_attention(cbam)] == [
+        ("CBAMC_1", "se", "0.channel"),
+        ("CBAMS_1", "spatial", "0.spatial"),
+        ("CBAMS_2", "spatial", "1.spatial"),
+    ]
 
 
 def test_register_attention_checks_the_prefix():
@@ -394,3 +398,29 @@ def test_channel_importance_of_a_branch_layer_removes_each_channel_and_uses_its_
             assert row.p_true_before == pytest.approx(float(p_plain.mean()), rel=1e-4)
     stats = sevis.analyse(model, [(n, photos[n]) for n in names], labels, batch_size=4).stats["branch"]
     assert_allclose(result.table["selectivity"], stats.selectivity("SK_5_2", "dominant")[[0, 3, 7]], rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["tiny_sk", "tiny_resnest"])
+def test_the_ablation_of_a_branch_network_equals_whole_network_knockouts(name, photos):
+    """The paper's ablation on a branch-gated network (each stage's gates at 1/M, then all),
+    its shared-prefix passes against one whole knocked-out forward pass per condition."""
+    model = sevis.load_model(name, "untrained", check=False)
+    x = sevis.preprocess(model, [sevis.decode_image(data) for data in photos.values()])
+    with torch.no_grad():
+        truth = model(x).argmax(1).tolist()
+    truth[1] = (truth[1] + 1) % 1000  # one image the unmodified network gets wrong
+    result = sevis.ablate(model, [(x, truth)])
+    table = result.table.set_index("condition")
+    conditions = sevis.ablation_conditions(model)
+    assert list(conditions) == ["none", "stage 2", "stage 3", "stage 4", "stage 5", "all"]
+    changed = False
+    for condition, layers in conditions.items():
+        with torch.no_grad(), sevis.knockout(model, layers=layers):
+            top5 = model(x).topk(5, 1).indices
+        top1 = float(np.mean([int(top5[i, 0]) == t for i, t in enumerate(truth)]))
+        assert table.loc[condition, "top1"] == pytest.approx(top1)
+        assert table.loc[condition, "top5"] == pytest.approx(
+            float(np.mean([t in top5[i] for i, t in enumerate(truth)]))
+        )
+        changed |= top1 != table.loc["none", "top1"]
+    assert changed  # removing the branch gates moves some image's top-1

@@ -20,6 +20,8 @@ from torch import nn
 
 import sevis
 import sevis.models
+from sevis.attention import CBAM
+from sevis.models.pytorchinsight import BAMResNet
 
 CONFIG = sevis.models.IMAGENET_CONFIG  # ResNet-50's: 224 px, crop 0.875, ImageNet mean and std
 GROUPS = 8
@@ -63,6 +65,14 @@ def _build(attn_layer: object, seed: int, pretrained: bool, **resnet: object) ->
     return randomize_(model, seed)
 
 
+def _build_bam(seed: int, pretrained: bool) -> nn.Module:
+    if pretrained:
+        raise OSError("tiny test networks have no pretrained weights")
+    model = BAMResNet(layers=(3, 4, 6, 3), channels=(8, 16, 32, 64), stem_width=8)
+    model.pretrained_cfg = dict(CONFIG)
+    return randomize_(model, seed)
+
+
 # Branch gates as in timm's skresnext50_32x4d (SK: a 3x3 and a dilated 3x3 branch, not
 # split) and resnest50d (split attention, radix 2 after a deep stem), 8 to 64 wide.
 TINY_SK = {
@@ -78,8 +88,8 @@ TINY_RESNEST = {
 
 
 def register() -> None:
-    """Add ``tiny_se``, ``tiny_sge``, ``tiny_eca``, ``tiny_ceca``, ``tiny_sk`` and
-    ``tiny_resnest`` to sevis's models."""
+    """Add ``tiny_se``, ``tiny_sge``, ``tiny_cbam``, ``tiny_bam``, ``tiny_eca``, ``tiny_ceca``,
+    ``tiny_sk`` and ``tiny_resnest`` to sevis's models."""
     sevis.register_model(
         "tiny_se",
         partial(_build, SEModule, 0),
@@ -93,6 +103,8 @@ def register() -> None:
         pretrained_source="nowhere (a test network)",
     )
     for name, build, description in (
+        ("tiny_cbam", partial(_build, partial(CBAM, reduction=4), 6), "tiny CBAM-ResNet (tests)"),
+        ("tiny_bam", partial(_build_bam, 7), "tiny BAM-ResNet (tests)"),
         ("tiny_eca", partial(_build, EcaModule, 2), "tiny ECA-ResNet (tests)"),
         ("tiny_ceca", partial(_build, CecaModule, 3), "tiny circular-ECA-ResNet (tests)"),
         ("tiny_sk", partial(_build, None, 4, **TINY_SK), "tiny SK-ResNet (tests)"),

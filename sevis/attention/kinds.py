@@ -1,5 +1,5 @@
 """Kinds of attention as registered strategies: SE's channel gates, SGE's spatial masks,
-SK's and ResNeSt's branch gates.
+SK's and ResNeSt's branch gates, CBAM's spatial maps and BAM's 3-D maps.
 
 A kind says everything sevis needs to know about one sort of attention value, so
 that capture, statistics, saved runs, the dashboard and the figures have no
@@ -7,7 +7,8 @@ that capture, statistics, saved runs, the dashboard and the figures have no
 
 * its ``name`` (``"se"``) and layer-name ``prefix`` (``"SE"``);
 * :meth:`AttentionKind.per_image`: the gate's output reshaped to one row per image,
-  (N, C) for SE, (N, G, H, W) for SGE, (N, C, M) for branch gates (:meth:`AttentionKind.rows`
+  (N, C) for SE, (N, G, H, W) for SGE, (N, C, M) for branch gates, (N, K, H, W) for spatial
+  maps (K = 1 for CBAM, C for BAM) (:meth:`AttentionKind.rows`
   without the detach, and :meth:`AttentionKind.restore` back to the gate's layout);
 * :meth:`AttentionKind.removed`: the values that mean "no attention module" (a knock-out's
   :class:`sevis.Remove`): 1 for gates that scale, 1/M for a softmax over M branches;
@@ -40,9 +41,11 @@ from .layers import paper_layers, stage_ends
 
 __all__ = [
     "AttentionKind",
+    "BAMKind",
     "BranchKind",
     "SEKind",
     "SGEKind",
+    "SpatialKind",
     "get_kind",
     "group_norms",
     "list_kinds",
@@ -286,8 +289,46 @@ class BranchKind(AttentionKind):
     def histogram_from_summaries(self, summaries: Mapping[str, np.ndarray]) -> np.ndarray | None:
         return summaries["dominant"]
 
-    def new_stats(self) -> ClassStats:
-        return ClassStats(self.fields, self.index_name)
+
+class SpatialKind(AttentionKind):
+    """Spatial gates: K maps of sigmoid values per image, the gate outputs (N, K, H, W): CBAM's
+    spatial gate (arXiv:1807.06521), one map (K = 1). Summaries as SGE's masks: each map's mean
+    and spatial variance (ddof = 0), (N, K); histograms and saturation count every value;
+    removed means every value 1 (the features pass unchanged)."""
+
+    name = "spatial"
+    prefix = "SP"
+    fields = ("mean", "var")
+    index_name = "map"
+    description = "spatial attention: a gate at every position"
+
+    def rows(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+        return output.reshape(output.shape[0], -1, *output.shape[-2:])
+
+    def per_image(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+        return self.rows(module, output).detach()
+
+    def summarise(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        mean, var = mask_summary(values)
+        return {"mean": mean.astype(np.float32), "var": var.astype(np.float32)}
+
+    def new_stats(self) -> MaskStats:
+        return MaskStats(self.index_name)
+
+
+class BAMKind(SpatialKind):
+    """BAM's gate (arXiv:1807.06514): sigmoid(M_c(F) * M_s(F)) at every channel and position,
+    (N, C, H, W); the block multiplies its features by 1 + it. Summaries per channel, as
+    :class:`SpatialKind`'s per map. Removed means the gate at 0: the map 1 + 0 = 1, the
+    features pass unchanged."""
+
+    name = "bam"
+    prefix = "BAM"
+    index_name = "channel"
+    description = "3-D attention: 1 + a gate at every channel and position"
+
+    def removed(self, module: nn.Module, values: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(values)
 
 
 def group_norms(features: torch.Tensor, groups: int) -> torch.Tensor:
@@ -340,3 +381,5 @@ def list_kinds() -> list[AttentionKind]:
 register_kind(SEKind())
 register_kind(SGEKind())
 register_kind(BranchKind())
+register_kind(SpatialKind())
+register_kind(BAMKind())

@@ -14,8 +14,9 @@ Known classes (each module's gate is a child, so a hook sees the values it multi
 * ECA (arXiv:1910.03151): timm's ``EcaModule`` and ``CecaModule`` (circular padding), a
   sigmoid per channel from a 1-D convolution over the pooled channels: channel gates of
   kind ``"se"``, layers ``ECA_2_1`` ...
-* CBAM's channel gate (arXiv:1807.06521): timm's ``ChannelAttn``/``LightChannelAttn``,
-  sigmoid(MLP(avg) + MLP(max)): kind ``"se"``, layers ``CBAMC_2_1`` ...
+* CBAM's channel gate (arXiv:1807.06521): timm's ``ChannelAttn``, sigmoid(MLP(avg) +
+  MLP(max)): kind ``"se"``, layers ``CBAMC_2_1`` ... (not its ``LightChannelAttn``, whose
+  forward calls ``F.sigmoid`` rather than its gate child).
 * GC with fusion by scaling (arXiv:1904.11492): timm's ``GlobalContext`` where it has a
   ``gate``, sigmoid of the transformed context: kind ``"se"``, layers ``GC_2_1`` ...
   (fused by adding, as in ``gcresnet50t``, it has no gate and is no layer here).
@@ -26,6 +27,13 @@ Known classes (each module's gate is a child, so a hook sees the values it multi
   ``SPLIT_2_1`` ...
 * SGE (arXiv:1905.09646): :class:`sevis.attention.sge.SpatialGroupEnhance`; layers
   ``SGE_2_1`` ...
+* CBAM as PytorchInsight trained it (:mod:`sevis.attention.cbam`): its channel gate (kind
+  ``"se"``, layers ``CBAMC_2_1`` ...) and its spatial gate (kind ``"spatial"``, layers
+  ``CBAMS_2_1`` ...); timm's CBAM spatial gates (``SpatialAttn``, ``LightSpatialAttn``) too.
+* BAM (:mod:`sevis.attention.bam`; arXiv:1807.06514): kind ``"bam"``, layers ``BAM_1`` ...
+  (three, at the stage boundaries).
+* PytorchInsight's SK bottleneck (:mod:`sevis.attention.sk`): kind ``"branch"``, layers
+  ``SK_2_1`` ...
 
 Names follow the SENet paper's ``SE_stageID_blockID`` scheme (arXiv:1709.01507) for
 ResNet-style networks (``layer1``, or a timm ByobNet's ``stages.0``, is the paper's
@@ -41,8 +49,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .bam import BAM
+from .cbam import CBAMChannelGate, CBAMSpatialGate
 from .kinds import AttentionKind, get_kind
 from .sge import SpatialGroupEnhance
+from .sk import SKBottleneck
 
 __all__ = ["AttentionLayer", "find_attention", "register_attention", "unregister_attention"]
 
@@ -120,6 +131,12 @@ def _register_builtins() -> None:
         "se", "gate", "GC", lambda m: getattr(m, "mlp_scale", None) is not None
     )
     register_attention(selective_kernel.SelectiveKernel, kind="branch", gate="attn", prefix="SK")
+    register_attention(SKBottleneck, kind="branch", gate="gate", prefix="SK")
+    register_attention(CBAMChannelGate, kind="se", gate="sigmoid", prefix="CBAMC")
+    register_attention(CBAMSpatialGate, kind="spatial", gate="sigmoid", prefix="CBAMS")
+    register_attention(cbam.SpatialAttn, kind="spatial", gate="gate", prefix="CBAMS")
+    register_attention(cbam.LightSpatialAttn, kind="spatial", gate="gate", prefix="CBAMS")
+    register_attention(BAM, kind="bam", gate="gate", prefix="BAM")
     register_attention(split_attn.SplitAttn, kind="branch", gate="rsoftmax", prefix="SPLIT")
 
 
@@ -161,8 +178,8 @@ def _lookup(module: nn.Module) -> _AttentionType | None:
     return None
 
 
-# timm's ResNet: layer1 is the paper's stage 2; timm's ByobNet (gcresnet50t): stages.0 is.
-_STAGE_BLOCKS = ((re.compile(r"^layer(\d+)\.(\d+)\."), 1), (re.compile(r"^stages\.(\d+)\.(\d+)\."), 2))
+# timm's ResNet: layer1 is the paper's stage 2; timm's ByobNet (seresnext26ts): stages.0 is.
+_STAGE_BLOCKS = ((re.compile(r"^layer(\d+)\.(\d+)(?:\.|$)"), 1), (re.compile(r"^stages\.(\d+)\.(\d+)(?:\.|$)"), 2))
 
 _Found = tuple[str, nn.Module, _AttentionType]
 

@@ -9,6 +9,7 @@ registers one of its own with :func:`register_kind_figures`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import plotly.graph_objects as go
 
@@ -98,6 +99,19 @@ def _branch_figures(stats: ClassStats, layer: str, classes: Sequence[str]) -> li
     ]
 
 
+def _spatial_figures(stats: ClassStats, layer: str, classes: Sequence[str], *, what: str) -> list[go.Figure]:
+    """Each map's (CBAM: the one map's; BAM: each channel's) mean gate and spatial variance
+    per class, and the per-class histograms of every gate value."""
+    if not isinstance(stats, MaskStats):
+        raise TypeError(f"spatial gates are drawn from MaskStats, got {type(stats).__name__}")
+    return [
+        mask_class_stats(stats, layer, classes, what=what),
+        class_histograms(stats, layer, classes, value=what),
+    ]
+
+
 register_kind_figures("se", _se_figures)
 register_kind_figures("sge", _sge_figures)
 register_kind_figures("branch", _branch_figures)
+register_kind_figures("spatial", partial(_spatial_figures, what="spatial gate"))
+register_kind_figures("bam", partial(_spatial_figures, what="BAM gate"))

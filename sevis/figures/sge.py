@@ -100,10 +100,14 @@ def group_feature_maps(before: np.ndarray, after: np.ndarray, groups: Sequence[i
     return fig
 
 
-def mask_class_stats(stats: MaskStats, layer: str, classes: Sequence[str], *, band: bool = False) -> go.Figure:
-    """Per group: mean mask value and spatial variance, one line per class; with ``band``,
-    the mean mask value ± one standard deviation across the class's images (as the SE
-    profiles' Figure 7 band)."""
+def mask_class_stats(
+    stats: MaskStats, layer: str, classes: Sequence[str], *, band: bool = False, what: str = "SGE mask"
+) -> go.Figure:
+    """Per group (or map, or channel: the statistics' ``index_name``): mean mask value and
+    spatial variance, one line per class; with ``band``, the mean mask value ± one standard
+    deviation across the class's images (as the SE profiles' Figure 7 band). ``what`` names
+    the maps in the title (CBAM's spatial gates, BAM's gates)."""
+    index = stats.index_name
     fig = make_subplots(
         rows=2, cols=1, shared_xaxes=True, subplot_titles=["mean mask value", "spatial variance of the mask"]
     )
@@ -113,10 +117,10 @@ def mask_class_stats(stats: MaskStats, layer: str, classes: Sequence[str], *, ba
             mean, std = stats.group_mean(layer, cls), stats.std(layer, cls, "mean")
             fig.add_trace(_band(np.arange(len(mean)), mean, std, _colour(i), 0.15, repr(cls)), row=1, col=1)
         for row, values in ((1, stats.group_mean(layer, cls)), (2, stats.group_variance(layer, cls))):
-            trace = _class_line(cls, i, values, "group", legendgroup=repr(cls), showlegend=row == 1)
+            trace = _class_line(cls, i, values, index, legendgroup=repr(cls), showlegend=row == 1)
             fig.add_trace(trace, row=row, col=1)
-    fig.update_layout(title=f"{layer}: SGE mask statistics per class", height=520, **_LAYOUT)
-    fig.update_xaxes(title_text="group", row=2, col=1)
+    fig.update_layout(title=f"{layer}: {what} statistics per class", height=520, **_LAYOUT)
+    fig.update_xaxes(title_text=index, row=2, col=1)
     fig.update_yaxes(title_text="mean σ(a)", range=[0, 1], row=1, col=1)
     fig.update_yaxes(title_text="variance", rangemode="tozero", row=2, col=1)
     return fig

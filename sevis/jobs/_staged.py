@@ -112,6 +112,10 @@ def staged(model: nn.Module) -> Staged | None:
 
     if not isinstance(model, ResNet | SENet) or getattr(model, "grad_checkpointing", False):
         return None
+    # NOTE a subclass that rewrites the pass between the stages (PytorchInsight's BAM-ResNet-50
+    # puts BAM after three of them) is not stem, stages, head: it runs whole.
+    if type(model).forward_features is not (ResNet if isinstance(model, ResNet) else SENet).forward_features:
+        return None
     names = [f"layer{i}" for i in range(1, 5)]
     if not all(isinstance(getattr(model, n, None), nn.Module) for n in names):
         return None

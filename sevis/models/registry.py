@@ -8,6 +8,8 @@ built, where its default weights live, and how a checkpoint's keys map onto it:
   package's ``se_resnet50``). Hu et al., arXiv:1709.01507.
 * ``sge_resnet50``: SGE-ResNet-50, the PytorchInsight reference network, with the
   checkpoint its README links on Google Drive. Li et al., arXiv:1905.09646.
+* ``cbam_resnet50``, ``bam_resnet50``, ``sk_resnet50``: the networks PytorchInsight trained
+  beside it with one recipe (:mod:`sevis.models.pytorchinsight`), with its checkpoints.
 
 * the timm networks of the modules SGE is compared with, under their timm ids
   (:data:`COMPARED`): ECA (``ecaresnet50d.miil_in1k``, ``ecaresnet50t.ra2_in1k``), SK
@@ -40,6 +42,7 @@ from ..attention.registry import find_attention
 from ..attention.sge import SpatialGroupEnhance
 from ..errors import UnknownModelError, WeightsUnavailableError
 from ..provenance import UNTRAINED_SEED, Provenance
+from . import pytorchinsight
 from ._checkpoint import load_strict, read_checkpoint, read_checkpoint_isolated
 from .selfcheck import SelfCheck, self_check
 from .weights import WeightsFile, fetch_weights, register_weights, weights_file
@@ -135,6 +138,17 @@ def _build_sge_resnet50(pretrained: bool) -> nn.Module:
     return model
 
 
+def _imagenet(build: Callable[[bool], nn.Module]) -> Callable[[bool], nn.Module]:
+    """``build`` giving its network a torchvision-style ResNet's ImageNet data config."""
+
+    def built(pretrained: bool) -> nn.Module:
+        model = build(pretrained)
+        model.pretrained_cfg = dict(IMAGENET_CONFIG)  # type: ignore[assignment]
+        return model
+
+    return built
+
+
 def _pytorchinsight_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # NOTE timm's Bottleneck calls its attention slot `se`; PytorchInsight named it `sge`.
     return {k.replace(".sge.", ".se."): v for k, v in state.items()}
@@ -180,6 +194,22 @@ _REGISTRY: dict[str, _Spec] = {
         _build_sge_resnet50,
         "PytorchInsight (https://github.com/implus/PytorchInsight), Google Drive",
         adapt_keys=_pytorchinsight_keys,
+    ),
+    "cbam_resnet50": _Spec(
+        "CBAM-ResNet-50, PytorchInsight weights (77.63 top-1)",
+        _imagenet(pytorchinsight.build_cbam_resnet50),
+        "PytorchInsight (https://github.com/implus/PytorchInsight), Google Drive",
+        adapt_keys=pytorchinsight.cbam_keys,
+    ),
+    "bam_resnet50": _Spec(
+        "BAM-ResNet-50, PytorchInsight weights (76.90 top-1)",
+        _imagenet(pytorchinsight.build_bam_resnet50),
+        "PytorchInsight (https://github.com/implus/PytorchInsight), Google Drive",
+    ),
+    "sk_resnet50": _Spec(
+        "SK-ResNet-50 (PytorchInsight's SK on a ResNet-50 bottleneck), its weights (77.54 top-1)",
+        _imagenet(pytorchinsight.build_sk_resnet50),
+        "PytorchInsight (https://github.com/implus/PytorchInsight), Google Drive",
     ),
 }
 for _id, _description in COMPARED.items():

@@ -82,6 +82,37 @@ _FILES: dict[str, WeightsFile] = {
         ),
         also_matches=("*sge*resnet50*",),
     ),
+    # NOTE the rest of PytorchInsight's family: the README links Google Drive and Baidu for each.
+    "cbam_resnet50": WeightsFile(
+        "cbam_resnet50.pth.tar",
+        ("gdrive:1Q5gIKPARrZzDbCPZHpuj9tqXs06c2YZN",),
+        manual=(
+            "https://github.com/implus/PytorchInsight (README: CBAM-ResNet50)",
+            "https://drive.google.com/open?id=1Q5gIKPARrZzDbCPZHpuj9tqXs06c2YZN",
+            "https://pan.baidu.com/s/1xSwUg9LiuHfmGGq8nQs4Ug (code bram)",
+        ),
+        also_matches=("*cbam*resnet50*",),
+    ),
+    "bam_resnet50": WeightsFile(
+        "bam_resnet50.pth.tar",
+        ("gdrive:1K5iAUAIF_yRyC2pIiA65F8Ig0x4NzOqk",),
+        manual=(
+            "https://github.com/implus/PytorchInsight (README: BAM-ResNet50)",
+            "https://drive.google.com/file/d/1K5iAUAIF_yRyC2pIiA65F8Ig0x4NzOqk",
+            "https://pan.baidu.com/s/1ijPyAbUNQjlo_BcfDpM9Mg (code z0h3)",
+        ),
+        also_matches=("bam_resnet50*",),
+    ),
+    "sk_resnet50": WeightsFile(
+        "sk_resnet50.pth.tar",
+        ("gdrive:1DGYWPeKc7dyJ9i-zPJcPPa2engExPOnJ",),
+        manual=(
+            "https://github.com/implus/PytorchInsight (README: SK-ResNet50*)",
+            "https://drive.google.com/file/d/1DGYWPeKc7dyJ9i-zPJcPPa2engExPOnJ",
+            "https://pan.baidu.com/s/1Lx5CNUeRQXOSWjzTlcO2HQ (code tfwn)",
+        ),
+        also_matches=("sk_resnet50*",),
+    ),
 }
 
 

@@ -48,8 +48,8 @@ class MaskStats(ClassStats):
         "var_std": "spatial_variance_std",
     }
 
-    def __init__(self) -> None:
-        super().__init__(("mean", "var"), "group")
+    def __init__(self, index_name: str = "group") -> None:
+        super().__init__(("mean", "var"), index_name)
 
     def update(
         self, masks: Mapping[str, torch.Tensor | np.ndarray], labels: Sequence[str]

@@ -1,0 +1,272 @@
+"""PytorchInsight's ResNet-50 family beside SGE: CBAM-, BAM- and SK-ResNet-50.
+
+Each network loads the authors' training checkpoint (``module.``-prefixed, in a
+``state_dict`` wrapper with optimizer state) strictly and gives the authors' own code's
+logits with the same weights (their files, verbatim, in ``tests/reference``); each gate's
+captured values equal its formula restated here; each "removed" equals a copy of the
+network with the module replaced as README Methods says; CBAM's spatial gates and BAM's
+gates go through statistics, a saved run and the report.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import pytorchinsight_checkpoint
+from numpy.testing import assert_allclose
+from reference import pi_bam, pi_cbam, pi_sk
+from tiny import randomize_
+from torch import nn
+from torch.testing import assert_close
+
+import sevis
+from sevis import figures
+from sevis.attention import BAM, CBAMChannelGate, CBAMSpatialGate, SKBottleneck
+from sevis.cli import main
+from sevis.errors import CheckpointError
+from sevis.runs.reader import read_run
+
+REFERENCES = {
+    "cbam_resnet50": pi_cbam.cbam_resnet50,
+    "bam_resnet50": pi_bam.bam_resnet50,
+    "sk_resnet50": pi_sk.sk_resnet50,
+}
+
+
+@pytest.fixture(scope="module")
+def x(photos) -> torch.Tensor:
+    images = [sevis.decode_image(photos[name]) for name in ("chelsea.png", "rocket.jpg")]
+    return sevis.preprocess(sevis.load_model("se_resnet50", "untrained", check=False), images)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, tuple[nn.Module, object]]:
+    """Each network as the authors' code builds it, with random weights, and their training
+    checkpoint of it (a file)."""
+    folder = tmp_path_factory.mktemp("pytorchinsight")
+    made = {}
+    for seed, (name, build) in enumerate(REFERENCES.items()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # their init calls the deprecated init.kaiming_normal
+            theirs = build()
+        randomize_(theirs, seed + 11).eval()
+        path = folder / f"{name}.pth.tar"
+        torch.save(pytorchinsight_checkpoint(theirs.state_dict(), arch=name), path)
+        made[name] = (theirs, path)
+    return made
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+def test_the_authors_checkpoint_loads_strictly_and_gives_their_logits(name, checkpoints, x):
+    theirs, path = checkpoints[name]
+    ours = sevis.load_model(name, path, check=False)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    with torch.no_grad():
+        expected, got = theirs(x), ours(x)
+    assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    assert sevis.model_info(ours).weights_sha256 is not None
+
+
+def test_another_networks_checkpoint_is_refused_by_name(checkpoints):
+    _, cbam = checkpoints["cbam_resnet50"]
+    for name in ("bam_resnet50", "sk_resnet50", "sge_resnet50"):
+        with pytest.raises(CheckpointError, match=rf"cbam_resnet50\.pth\.tar does not fit {name}"):
+            sevis.load_model(name, cbam, check=False)
+
+
+def test_names_kinds_and_the_papers_counts():
+    cbam = [(x.name, x.kind) for x in sevis.find_attention(sevis.load_model("cbam_resnet50", "untrained", check=False))]
+    assert cbam[:2] == [("CBAMC_2_1", "se"), ("CBAMS_2_1", "spatial")] and len(cbam) == 32
+    bam = [(x.name, x.kind) for x in sevis.find_attention(sevis.load_model("bam_resnet50", "untrained", check=False))]
+    assert bam == [("BAM_1", "bam"), ("BAM_2", "bam"), ("BAM_3", "bam")]
+    sk = [x.name for x in sevis.find_attention(sevis.load_model("sk_resnet50", "untrained", check=False))]
+    assert sk[0] == "SK_2_1" and sk[-1] == "SK_5_3" and len(sk) == 16
+
+
+def _inputs(model: nn.Module, cls: type[nn.Module], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    seen: dict[str, torch.Tensor] = {}
+    handles = [
+        m.register_forward_pre_hook(lambda m, args, path=path: seen.__setitem__(path, args[0]))
+        for path, m in model.named_modules()
+        if isinstance(m, cls)
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
+def _captured(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    with torch.no_grad(), sevis.capture(model) as cap:
+        model(x)
+    return {layer.path: cap.values[layer.name] for layer in cap.layers}
+
+
+def _bn(x: torch.Tensor, bn: nn.Module) -> torch.Tensor:
+    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps)
+
+
+def test_cbam_gates_equal_their_formula(x):
+    """Channel: sigmoid(MLP(avgpool) + MLP(maxpool)), one MLP; spatial, on the channel-gated
+    features: sigmoid(BN(conv7x7([max over channels, mean over channels])))."""
+    model = sevis.load_model("tiny_cbam", "untrained", check=False)
+    captured = _captured(model, x)
+    channel_inputs, spatial_inputs = _inputs(model, CBAMChannelGate, x), _inputs(model, CBAMSpatialGate, x)
+    assert len(channel_inputs) == len(spatial_inputs) == 16
+    for path, features in channel_inputs.items():
+        fc1, fc2 = model.get_submodule(path).mlp[1], model.get_submodule(path).mlp[3]
+
+        def mlp(v: torch.Tensor, fc1: nn.Linear = fc1, fc2: nn.Linear = fc2) -> torch.Tensor:
+            return F.linear(F.relu(F.linear(v, fc1.weight, fc1.bias)), fc2.weight, fc2.bias)
+
+        expected = torch.sigmoid(mlp(features.mean((2, 3))) + mlp(features.amax((2, 3))))
+        assert_close(captured[path], expected, rtol=1e-5, atol=1e-6)
+    for path, features in spatial_inputs.items():
+        gate = model.get_submodule(path)
+        pooled = torch.stack([features.max(1).values, features.mean(1)], 1)
+        expected = torch.sigmoid(_bn(F.conv2d(pooled, gate.spatial.conv.weight, padding=3), gate.spatial.bn))
+        assert captured[path].shape == (2, 1, *features.shape[-2:])
+        assert_close(captured[path], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bam_gates_equal_their_formula(x):
+    """sigmoid(M_c(F) * M_s(F)): M_c = MLP with BatchNorm of the average-pooled features,
+    M_s = 1x1 reduction, two 3x3 convolutions of dilation 4, a 1x1 to one map (each but the
+    last with BatchNorm and ReLU); the block's map is 1 + the gate."""
+    model = sevis.load_model("tiny_bam", "untrained", check=False)
+    captured = _captured(model, x)
+    inputs = _inputs(model, BAM, x)
+    assert len(inputs) == 3
+    for path, features in inputs.items():
+        c, s = model.get_submodule(path).channel_att.gate_c, model.get_submodule(path).spatial_att.gate_s
+        hidden = F.relu(_bn(F.linear(features.mean((2, 3)), c.gate_c_fc_0.weight, c.gate_c_fc_0.bias), c.gate_c_bn_1))
+        m_c = F.linear(hidden, c.gate_c_fc_final.weight, c.gate_c_fc_final.bias)[:, :, None, None]
+        h = F.relu(
+            _bn(F.conv2d(features, s.gate_s_conv_reduce0.weight, s.gate_s_conv_reduce0.bias), s.gate_s_bn_reduce0)
+        )
+        for i in range(2):
+            conv = getattr(s, f"gate_s_conv_di_{i}")
+            h = F.relu(_bn(F.conv2d(h, conv.weight, conv.bias, padding=4, dilation=4), getattr(s, f"gate_s_bn_di_{i}")))
+        m_s = F.conv2d(h, s.gate_s_conv_final.weight, s.gate_s_conv_final.bias)
+        expected = torch.sigmoid(m_c * m_s)
+        assert captured[path].shape == features.shape
+        assert_close(captured[path], expected, rtol=1e-5, atol=1e-6)
+        with torch.no_grad():
+            assert_close(model.get_submodule(path)(features), features * (1 + expected), rtol=1e-5, atol=1e-5)
+
+
+def test_sk_bottleneck_branch_weights_equal_their_formula(x):
+    """a = softmax over the two branches of W_2 relu(BN(W_1 (GAP(U_1) + GAP(U_2)))), U_1 the
+    plain 3x3 branch, U_2 the grouped one, each after BatchNorm and ReLU."""
+    model = sevis.load_model("sk_resnet50", "untrained", check=False)
+    randomize_(model, 5)
+    captured = _captured(model, x)
+    for path, block_input in _inputs(model, SKBottleneck, x).items():
+        b = model.get_submodule(path)
+        out = F.relu(_bn(F.conv2d(block_input, b.conv1.weight), b.bn1))
+        stride = b.conv2.stride
+        u1 = F.relu(_bn(F.conv2d(out, b.conv2.weight, stride=stride, padding=1), b.bn2))
+        u2 = F.relu(_bn(F.conv2d(out, b.conv2g.weight, stride=stride, padding=1, groups=32), b.bn2g))
+        s = u1.mean((2, 3), keepdim=True) + u2.mean((2, 3), keepdim=True)
+        logits = F.conv2d(F.relu(_bn(F.conv2d(s, b.conv_fc1.weight), b.bn_fc1)), b.conv_fc2.weight)
+        expected = torch.softmax(logits.reshape(len(x), 2, -1), dim=1).transpose(1, 2)
+        assert_close(captured[path], expected, rtol=1e-5, atol=1e-6)
+
+
+class _Half(nn.Module):
+    """PytorchInsight's SK bottleneck with its selection taken out: (U_1 + U_2) / 2."""
+
+    def __init__(self, block: SKBottleneck) -> None:
+        super().__init__()
+        self.__dict__["b"] = block  # not a child: the copy has no SK module left for sevis to find
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.b
+        out = b.relu(b.bn1(b.conv1(x)))
+        mean = (b.relu(b.bn2(b.conv2(out))) + b.relu(b.bn2g(b.conv2g(out)))) / 2
+        return b.relu(b.bn3(b.conv3(mean)) + (x if b.downsample is None else b.downsample(x)))
+
+
+@pytest.mark.parametrize(("name", "replace"), [("tiny_cbam", "se"), ("tiny_bam", "bam"), ("sk_resnet50", "sk")])
+def test_removed_equals_the_network_with_its_modules_replaced_as_documented(name, replace, x):
+    """CBAM removed (both gates 1) is the block without CBAM; BAM removed (its gate 0, the map
+    1) is the network without BAM; SK removed (each branch 1/2) is the mean of the branches."""
+    model = sevis.load_model(name, "untrained", check=False)
+    if name == "sk_resnet50":
+        randomize_(model, 5)
+    copied = copy.deepcopy(model)
+    for path, module in list(copied.named_modules()):
+        parent, _, child = path.rpartition(".")
+        if replace == "se" and path.endswith(".se"):
+            copied.get_submodule(parent).se = nn.Identity()
+        elif replace == "bam" and isinstance(module, BAM):
+            setattr(copied, child, nn.Identity())
+        elif replace == "sk" and isinstance(module, SKBottleneck):
+            copied.get_submodule(parent)[int(child)] = _Half(module)
+    assert not sevis.find_attention(copied)
+    with torch.no_grad(), sevis.knockout(model, layers=[x.name for x in sevis.find_attention(model)]):
+        knocked = model(x)
+    with torch.no_grad():
+        expected, plain = copied(x), model(x)
+    assert_close(knocked, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    assert not torch.allclose(plain, knocked, rtol=1e-3, atol=1e-3)
+
+
+def test_spatial_and_bam_statistics_saved_run_report_and_figures(image_folder, tmp_path):
+    for name, kind, layer, what in (
+        ("tiny_cbam", "spatial", "CBAMS_4_6", "spatial gate"),
+        ("tiny_bam", "bam", "BAM_2", "BAM gate"),
+    ):
+        model = sevis.load_model(name, "untrained", check=False)
+        files = sorted(p for p in image_folder.rglob("*.*") if p.suffix in (".png", ".jpg") and p.name != "broken.jpg")
+        labels = [p.parent.name for p in files]
+        result = sevis.analyse(model, [(p.name, p.read_bytes()) for p in files], labels, batch_size=1, keep_values=True)
+        stats = result.stats[kind]
+        values = np.stack([image.values[layer] for image in result.images])  # (N, K, H, W)
+        cup = np.array(labels) == "cup"
+        flat = values.reshape(*values.shape[:2], -1).astype(np.float64)
+        assert_allclose(stats.mean(layer, "cup", "mean"), flat[cup].mean(-1).mean(0), rtol=1e-5)
+        assert_allclose(stats.mean(layer, "cup", "var"), flat[cup].var(-1).mean(0), rtol=1e-4, atol=1e-9)
+        assert stats.saturation(layer)["share_high"] == pytest.approx(np.mean(values >= 0.99))
+        assert stats.histogram(layer).sum() == values.size
+
+        out = tmp_path / f"{name}.parquet"
+        assert main(["extract", str(image_folder), "--model", name, "--weights", "untrained",
+                     "--batch-size", "1", "--out", str(out)]) == 0  # fmt: skip
+        run = read_run(out)
+        saved = run.stats[kind]
+        assert_allclose(saved.mean(layer, "cup", "mean"), stats.mean(layer, "cup", "mean"), rtol=1e-5)
+        fig, hist = figures.kind_figures(kind, saved, layer, ["cat", "cup"])
+        assert fig.layout.title.text == f"{layer}: {what} statistics per class"
+        assert hist.layout.xaxis.title.text == what
+        html = tmp_path / f"{name}.html"
+        assert main(["report", str(out), "--out", str(html), "--classes", "cat", "cup"]) == 0
+        assert f"{layer}: {what} statistics per class" in html.read_text()
+
+
+@pytest.mark.parametrize("name", ["tiny_bam", "tiny_cbam"])
+def test_the_ablation_equals_whole_network_knockouts(name, x):
+    """BAM's three layers sit between the stages (named in depth order, so one condition: all);
+    CBAM's gates are two layers per block, both removed with their stage. A BAM network is not
+    stem, stages, head: no pass of it resumes at a stage (which would skip BAM)."""
+    from sevis.jobs._staged import staged
+
+    model = sevis.load_model(name, "untrained", check=False)
+    assert (staged(model) is None) == (name == "tiny_bam")
+    with torch.no_grad():
+        truth = model(x).argmax(1).tolist()
+    result = sevis.ablate(model, [(x, truth)])
+    table = result.table.set_index("condition")
+    for condition, layers in sevis.ablation_conditions(model).items():
+        with torch.no_grad(), sevis.knockout(model, layers=layers):
+            top1 = (model(x).argmax(1) == torch.tensor(truth)).float().mean().item()
+        assert table.loc[condition, "top1"] == pytest.approx(top1), condition
+    assert table.loc["none", "top1"] == 1.0
