@@ -83,7 +83,7 @@ def test_names_kinds_and_the_papers_counts():
     cbam = [(x.name, x.kind) for x in sevis.find_attention(sevis.load_model("cbam_resnet50", "untrained", check=False))]
     assert cbam[:2] == [("CBAMC_2_1", "se"), ("CBAMS_2_1", "spatial")] and len(cbam) == 32
     bam = [(x.name, x.kind) for x in sevis.find_attention(sevis.load_model("bam_resnet50", "untrained", check=False))]
-    assert bam == [("BAM_1", "bam"), ("BAM_2", "bam"), ("BAM_3", "bam")]
+    assert bam == [("BAM_2_4", "bam"), ("BAM_3_5", "bam"), ("BAM_4_7", "bam")]  # after each stage's last block
     sk = [x.name for x in sevis.find_attention(sevis.load_model("sk_resnet50", "untrained", check=False))]
     assert sk[0] == "SK_2_1" and sk[-1] == "SK_5_3" and len(sk) == 16
 
@@ -208,7 +208,7 @@ def test_removed_equals_the_network_with_its_modules_replaced_as_documented(name
         if replace == "se" and path.endswith(".se"):
             copied.get_submodule(parent).se = nn.Identity()
         elif replace == "bam" and isinstance(module, BAM):
-            setattr(copied, child, nn.Identity())
+            copied.get_submodule(parent)[int(child)] = nn.Identity()
         elif replace == "sk" and isinstance(module, SKBottleneck):
             copied.get_submodule(parent)[int(child)] = _Half(module)
     assert not sevis.find_attention(copied)
@@ -223,7 +223,7 @@ def test_removed_equals_the_network_with_its_modules_replaced_as_documented(name
 def test_spatial_and_bam_statistics_saved_run_report_and_figures(image_folder, tmp_path):
     for name, kind, layer, what in (
         ("tiny_cbam", "spatial", "CBAMS_4_6", "spatial gate"),
-        ("tiny_bam", "bam", "BAM_2", "BAM gate"),
+        ("tiny_bam", "bam", "BAM_3_5", "BAM gate"),
     ):
         model = sevis.load_model(name, "untrained", check=False)
         files = sorted(p for p in image_folder.rglob("*.*") if p.suffix in (".png", ".jpg") and p.name != "broken.jpg")
@@ -254,13 +254,11 @@ def test_spatial_and_bam_statistics_saved_run_report_and_figures(image_folder, t
 
 @pytest.mark.parametrize("name", ["tiny_bam", "tiny_cbam"])
 def test_the_ablation_equals_whole_network_knockouts(name, x):
-    """BAM's three layers sit between the stages (named in depth order, so one condition: all);
-    CBAM's gates are two layers per block, both removed with their stage. A BAM network is not
-    stem, stages, head: no pass of it resumes at a stage (which would skip BAM)."""
-    from sevis.jobs._staged import staged
-
+    """BAM's three layers end stages 2 to 4, each removed with its stage; CBAM's gates are two
+    layers per block, both removed with their stage. The ablation resumes passes at stages:
+    its counts equal whole knocked-out passes."""
     model = sevis.load_model(name, "untrained", check=False)
-    assert (staged(model) is None) == (name == "tiny_bam")
+    assert list(sevis.ablation_conditions(model))[:4] == ["none", "stage 2", "stage 3", "stage 4"]
     with torch.no_grad():
         truth = model(x).argmax(1).tolist()
     result = sevis.ablate(model, [(x, truth)])

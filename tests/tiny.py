@@ -21,7 +21,7 @@ from torch import nn
 import sevis
 import sevis.models
 from sevis.attention import CBAM
-from sevis.models.pytorchinsight import BAMResNet
+from sevis.models.pytorchinsight import build_bam_resnet50
 
 CONFIG = sevis.models.IMAGENET_CONFIG  # ResNet-50's: 224 px, crop 0.875, ImageNet mean and std
 GROUPS = 8
@@ -68,7 +68,7 @@ def _build(attn_layer: object, seed: int, pretrained: bool, **resnet: object) ->
 def _build_bam(seed: int, pretrained: bool) -> nn.Module:
     if pretrained:
         raise OSError("tiny test networks have no pretrained weights")
-    model = BAMResNet(layers=(3, 4, 6, 3), channels=(8, 16, 32, 64), stem_width=8)
+    model = build_bam_resnet50(channels=(8, 16, 32, 64), stem_width=8)
     model.pretrained_cfg = dict(CONFIG)
     return randomize_(model, seed)
 

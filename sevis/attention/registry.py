@@ -30,8 +30,8 @@ Known classes (each module's gate is a child, so a hook sees the values it multi
 * CBAM as PytorchInsight trained it (:mod:`sevis.attention.cbam`): its channel gate (kind
   ``"se"``, layers ``CBAMC_2_1`` ...) and its spatial gate (kind ``"spatial"``, layers
   ``CBAMS_2_1`` ...); timm's CBAM spatial gates (``SpatialAttn``, ``LightSpatialAttn``) too.
-* BAM (:mod:`sevis.attention.bam`; arXiv:1807.06514): kind ``"bam"``, layers ``BAM_1`` ...
-  (three, at the stage boundaries).
+* BAM (:mod:`sevis.attention.bam`; arXiv:1807.06514): kind ``"bam"``; in PytorchInsight's
+  BAM-ResNet-50, the last module of stages 2 to 4: ``BAM_2_4``, ``BAM_3_5``, ``BAM_4_7``.
 * PytorchInsight's SK bottleneck (:mod:`sevis.attention.sk`): kind ``"branch"``, layers
   ``SK_2_1`` ...
 

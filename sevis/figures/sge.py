@@ -121,7 +121,7 @@ def mask_class_stats(
             fig.add_trace(trace, row=row, col=1)
     fig.update_layout(title=f"{layer}: {what} statistics per class", height=520, **_LAYOUT)
     fig.update_xaxes(title_text=index, row=2, col=1)
-    fig.update_yaxes(title_text="mean σ(a)", range=[0, 1], row=1, col=1)
+    fig.update_yaxes(title_text="mean σ(a)" if what == "SGE mask" else "mean gate", range=[0, 1], row=1, col=1)
     fig.update_yaxes(title_text="variance", rangemode="tozero", row=2, col=1)
     return fig
 

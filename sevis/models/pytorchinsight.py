@@ -10,7 +10,8 @@ placed it, checked against their code (``classification/models/imagenet/resnet_*
 
 * CBAM-ResNet-50: CBAM after each bottleneck's last BatchNorm, before the residual sum
   (timm's attention slot ``se``; the checkpoint calls it ``cbam``).
-* BAM-ResNet-50: a plain ResNet-50 with BAM after stages 2, 3 and 4 (``bam1`` ... ``bam3``).
+* BAM-ResNet-50: a plain ResNet-50 with BAM after stages 2, 3 and 4 (the checkpoint's ``bam1``
+  ... ``bam3``; here each stage's last module).
 * SK-ResNet-50: each bottleneck's 3x3 convolution selects between a plain and a grouped branch.
 """
 
@@ -26,9 +27,10 @@ from ..attention.bam import BAM
 from ..attention.cbam import CBAM
 from ..attention.sk import SKBottleneck
 
-__all__ = ["BAMResNet", "build_bam_resnet50", "build_cbam_resnet50", "build_sk_resnet50", "cbam_keys"]
+__all__ = ["bam_keys", "build_bam_resnet50", "build_cbam_resnet50", "build_sk_resnet50", "cbam_keys"]
 
 _LAYERS = (3, 4, 6, 3)
+_STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
 def _local_only(pretrained: bool) -> None:
@@ -47,26 +49,30 @@ def cbam_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k.replace(".cbam.", ".se."): v for k, v in state.items()}
 
 
-class BAMResNet(ResNet):
-    """timm's ResNet with a BAM after each of the first three stages (``bam1`` ... ``bam3``)."""
-
-    def __init__(self, layers: tuple[int, ...] = _LAYERS, **resnet: Any) -> None:
-        super().__init__(block=Bottleneck, layers=layers, **resnet)  # type: ignore[arg-type]
-        widths = [cast(int, info["num_chs"]) for info in self.feature_info[1:4]]  # stages 2 to 4's outputs
-        self.bam1, self.bam2, self.bam3 = BAM(widths[0]), BAM(widths[1]), BAM(widths[2])
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        stem, stages = self.get_submodule("maxpool"), [self.get_submodule(f"layer{i}") for i in range(1, 5)]
-        x = stem(self.act1(self.bn1(self.conv1(x))))
-        for stage, bam in zip(stages, (self.bam1, self.bam2, self.bam3), strict=False):  # stages 2 to 4
-            x = bam(stage(x))
-        return stages[3](x)
-
-
-def build_bam_resnet50(pretrained: bool = False) -> nn.Module:
-    """BAM-ResNet-50 (76.90 % top-1 in PytorchInsight's table)."""
+def build_bam_resnet50(pretrained: bool = False, **resnet: Any) -> nn.Module:
+    """BAM-ResNet-50 (76.90 % top-1 in PytorchInsight's table): BAM appended to stages 2, 3
+    and 4, so each is the last module of its stage (``layer1.3``, ``layer2.4``, ``layer3.6``;
+    layers ``BAM_2_4``, ``BAM_3_5``, ``BAM_4_7``: after the stage's last block) and the network
+    stays stem, stages, head (the ablation removes each with its stage). ``resnet``: timm
+    ``ResNet`` arguments (tests build narrower ones)."""
     _local_only(pretrained)
-    return BAMResNet()
+    model = ResNet(block=Bottleneck, layers=_LAYERS, **resnet)  # type: ignore[arg-type]
+    for stage, info in zip(_STAGES[:3], model.feature_info[1:4], strict=True):
+        cast(nn.Sequential, model.get_submodule(stage)).append(BAM(cast(int, info["num_chs"])))
+    return model
+
+
+_BAM_PLACES = {"bam1": "layer1.3", "bam2": "layer2.4", "bam3": "layer3.6"}
+
+
+def bam_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The authors' ``bam1`` ... ``bam3`` (after stages 2 to 4) are the last modules of timm's
+    ``layer1`` ... ``layer3``."""
+    out = {}
+    for key, value in state.items():
+        head, dot, rest = key.partition(".")
+        out[f"{_BAM_PLACES[head]}.{rest}" if head in _BAM_PLACES and dot else key] = value
+    return out
 
 
 def build_sk_resnet50(pretrained: bool = False) -> nn.Module:

@@ -129,17 +129,16 @@ def _build_sge_resnet50(pretrained: bool) -> nn.Module:
     from timm.models.resnet import Bottleneck, ResNet
 
     assert not pretrained, "SGE weights come from a local file"
-    model = ResNet(
+    return ResNet(
         block=Bottleneck,  # type: ignore[arg-type]  # timm annotates the class as an instance
         layers=(3, 4, 6, 3),
         block_args={"attn_layer": SpatialGroupEnhance},
     )
-    model.pretrained_cfg = dict(IMAGENET_CONFIG)  # type: ignore[assignment]  # what timm reads the data config from
-    return model
 
 
 def _imagenet(build: Callable[[bool], nn.Module]) -> Callable[[bool], nn.Module]:
-    """``build`` giving its network a torchvision-style ResNet's ImageNet data config."""
+    """``build`` giving its network a torchvision-style ResNet's ImageNet data config (what
+    timm reads the data config from)."""
 
     def built(pretrained: bool) -> nn.Module:
         model = build(pretrained)
@@ -191,7 +190,7 @@ _REGISTRY: dict[str, _Spec] = {
     ),
     "sge_resnet50": _Spec(
         "SGE-ResNet-50, PytorchInsight reference weights (77.58 top-1)",
-        _build_sge_resnet50,
+        _imagenet(_build_sge_resnet50),
         "PytorchInsight (https://github.com/implus/PytorchInsight), Google Drive",
         adapt_keys=_pytorchinsight_keys,
     ),
@@ -205,6 +204,7 @@ _REGISTRY: dict[str, _Spec] = {
         "BAM-ResNet-50, PytorchInsight weights (76.90 top-1)",
         _imagenet(pytorchinsight.build_bam_resnet50),
         "PytorchInsight (https://github.com/implus/PytorchInsight), Google Drive",
+        adapt_keys=pytorchinsight.bam_keys,
     ),
     "sk_resnet50": _Spec(
         "SK-ResNet-50 (PytorchInsight's SK on a ResNet-50 bottleneck), its weights (77.54 top-1)",
