@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         analyse as analyse,
         channel_view as channel_view,
         excitation_map as excitation_map,
+        module_curves as module_curves,
         run_image as run_image,
     )
     from .attention import (
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
         AttentionLayer as AttentionLayer,
         SpatialGroupEnhance as SpatialGroupEnhance,
         default_layer as default_layer,
+        depth_positions as depth_positions,
         find_attention as find_attention,
         get_kind as get_kind,
         list_kinds as list_kinds,
@@ -132,6 +134,7 @@ _EXPORTS = {
         "analyse",
         "channel_view",
         "excitation_map",
+        "module_curves",
         "run_image",
     ],
     "attention": [
@@ -139,6 +142,7 @@ _EXPORTS = {
         "AttentionLayer",
         "SpatialGroupEnhance",
         "default_layer",
+        "depth_positions",
         "find_attention",
         "get_kind",
         "list_kinds",

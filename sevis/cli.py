@@ -120,8 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     _label_options(rp)
     rp.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    rep = sub.add_parser("report", help="one standalone HTML page with the paper's figures for a run")
-    rep.add_argument("run", help="a Parquet file written by `sevis extract`")
+    rep = sub.add_parser(
+        "report", help="one standalone HTML page with the paper's figures for a run, or several runs side by side"
+    )
+    rep.add_argument(
+        "run",
+        nargs="+",
+        help="a Parquet file written by `sevis extract`; several runs of the same images (other networks or "
+        "checkpoints): one page with every module's depth curve on one chart, then each run",
+    )
     rep.add_argument("--out", required=True, help="the HTML file to write")
     rep.add_argument("--classes", nargs="+", default=None, help="classes to show (default: the first 8)")
     rep.add_argument("--layers", nargs="+", default=None, help="layers to show (default: the paper's six)")
@@ -264,9 +271,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{finding.verdict:>18}  {finding.title}: {finding.measured[:300]}")
             print(f"report: {done.report}")
         else:
-            from sevis.report import write_report
+            from sevis.report import write_comparison, write_report
 
-            out = write_report(args.run, args.out, args.classes, args.layers, args.baseline)
+            if len(args.run) == 1:
+                out = write_report(args.run[0], args.out, args.classes, args.layers, args.baseline)
+            elif args.baseline is not None:
+                raise sevis.SevisError("--baseline goes with one run; several runs are compared with each other")
+            else:
+                out = write_comparison(args.run, args.out, args.classes, args.layers)
             logging.getLogger("sevis").info("wrote %s", out)
     except (Terminated, KeyboardInterrupt) as stopped:
         if args.command == "reproduce":

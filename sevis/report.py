@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 
 from . import figures
 from ._files import write_atomic
+from .analysis.modules import module_curves
 from .attention.kinds import get_kind
 from .attention.layers import prefix_of
 from .errors import RunError
@@ -24,7 +25,7 @@ from .models.classes import class_candidates, class_indices, imagenet_names
 from .runs.reader import Run, read_run
 from .runs.schema import check_text_columns, open_run_file
 
-__all__ = ["build_report", "resolve_classes", "write_report"]
+__all__ = ["build_comparison", "build_report", "resolve_classes", "write_comparison", "write_report"]
 
 
 def build_report(
@@ -44,9 +45,88 @@ def build_report(
     m = run.metadata
     if baseline is not None:
         _check_baseline(run, baseline)
+    classes = _classes_shown(run, classes)
+    parts = _head(f"sevis report: {m.model}")
+    parts += _run_section(run, classes, layers, baseline, f"sevis report: {m.model}", first=True)
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def build_comparison(
+    runs: Sequence[Run], classes: Sequence[str] | None = None, layers: Sequence[str] | None = None
+) -> str:
+    """One page for several runs of the same images through different networks (or
+    checkpoints): every module's class-specificity and saturation against depth on one chart
+    (:func:`sevis.figures.module_depth_curves`), then each run's own section.
+
+    Raises:
+        RunError: fewer than two runs, or runs of other images than the first's.
+    """
+    if len(runs) < 2:
+        raise RunError("a comparison needs at least two runs")
+    for other in runs[1:]:
+        _check_same_images(runs[0], other, "run")
+    names = _run_names(runs)
+    shown = _classes_shown(runs[0], classes)
+    curves = module_curves(dict(zip(names, runs, strict=True)))
+    whose = {id(stats): (run, kind) for run in runs for kind, stats in run.stats.items()}
+    nulls = {
+        label: whose[id(stats)][0].null_bands(whose[id(stats)][1])
+        for label, stats in curves.items()
+        if len(stats.classes) > 1
+    }
+    title = f"sevis: {len(runs)} networks on the same images"
+    parts = _head(title)
+    parts.append(f"<h1>{html.escape(title)}</h1>")
+    depth = figures.module_depth_curves(curves, nulls)
+    parts.append(depth.to_html(full_html=False, include_plotlyjs=True))
+    for name, run in zip(names, runs, strict=True):
+        parts += _run_section(run, shown, layers, None, name, first=False, level=2)
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _run_names(runs: Sequence[Run]) -> list[str]:
+    """Each run's network, with its weights file's name where one network comes twice."""
+    models = [run.metadata.model for run in runs]
+    return [
+        f"{run.metadata.model} ({Path(run.metadata.weights).name[:60]})"
+        if models.count(run.metadata.model) > 1
+        else model
+        for model, run in zip(models, runs, strict=True)
+    ]
+
+
+def _classes_shown(run: Run, classes: Sequence[str] | None) -> list[str]:
+    known = next((s.classes for s in run.stats.values() if s.layers), [])
+    return resolve_classes(classes, known) if classes else known[:8]
+
+
+def _head(title: str) -> list[str]:
+    return [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        (
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+            ".warn{color:#b00020;font-weight:bold}td{padding:0 1em 0 0}</style></head><body>"
+        ),
+    ]
+
+
+def _run_section(
+    run: Run,
+    classes: Sequence[str],
+    layers: Sequence[str] | None,
+    baseline: Run | None,
+    title: str,
+    *,
+    first: bool,
+    level: int = 1,
+) -> list[str]:
+    """One run's table, warnings, figures and unreadable files; ``first``: the page's first
+    figures (plotly.js inlined with them)."""
+    m = run.metadata
     stats_by_kind = {k: s for k, s in run.stats.items() if s.layers}
-    known = next((s.classes for s in stats_by_kind.values()), [])
-    classes = resolve_classes(classes, known) if classes else known[:8]
 
     figs: list[go.Figure] = []
     for kind_name, stats in stats_by_kind.items():
@@ -69,13 +149,7 @@ def build_report(
     counted = next(iter(stats_by_kind.values()), None)
     counts = ", ".join(f"{html.escape(c)}: {counted.count(c)}" for c in classes) if counted else ""
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>sevis report: {html.escape(m.model)}</title>",
-        (
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-            ".warn{color:#b00020;font-weight:bold}td{padding:0 1em 0 0}</style></head><body>"
-        ),
-        f"<h1>sevis report: {html.escape(m.model)}</h1>",
+        f"<h{level}>{html.escape(title)}</h{level}>",
         "<table>",
         *(
             f"<tr><td>{k}</td><td>{html.escape(str(v))}</td></tr>"
@@ -100,13 +174,13 @@ def build_report(
             "sample photographs as an ImageNet network does (wrong preprocessing, or trained on something else?).</p>"
         )
     for i, fig in enumerate(figs):
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=i == 0))
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=first and i == 0))
     if run.failures:
-        parts.append("<h2>Unreadable files</h2><ul>")
+        parts.append(f"<h{level + 1}>Unreadable files</h{level + 1}>")
+        parts.append("<ul>")
         parts += [f"<li>{html.escape(f['path'])}: {html.escape(f['reason'])}</li>" for f in run.failures]
         parts.append("</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return parts
 
 
 def resolve_classes(asked: Sequence[str], known: Sequence[str]) -> list[str]:
@@ -146,12 +220,18 @@ def _check_baseline(run: Run, baseline: Run) -> None:
         raise RunError(f"the baseline {baseline.path.name} was made with {b.weights[:100]}, not untrained weights")
     if b.model != m.model:
         raise RunError(f"the baseline is a run of {b.model[:100]}, the run one of {m.model[:100]}")
-    for r in (run, baseline):  # before any path is decoded (the statistics may come from the cache)
+    _check_same_images(run, baseline, "baseline")
+
+
+def _check_same_images(run: Run, other: Run, called: str) -> None:
+    """``other`` must hold the images of ``run`` (its file paths), in any order."""
+    for r in (run, other):  # before any path is decoded (the statistics may come from the cache)
         check_text_columns(r.path)
-    ours, theirs = (open_run_file(r.path).read(columns=["path"]).column("path").to_pylist() for r in (run, baseline))
+    ours, theirs = (open_run_file(r.path).read(columns=["path"]).column("path").to_pylist() for r in (run, other))
     if sorted(ours) != sorted(theirs):
+        name = "the baseline" if called == "baseline" else f"the run {other.path.name[:100]}"
         raise RunError(
-            f"the baseline has other images than the run ({len(theirs):,} against {len(ours):,}, "
+            f"{name} has other images than {run.path.name[:100]} ({len(theirs):,} against {len(ours):,}, "
             f"{len(set(ours) ^ set(theirs)):,} in one only): make it from the same data"
         )
 
@@ -182,3 +262,15 @@ def write_report(
     ``out``, whole or not at all (the previous page stays when the disk is full)."""
     base = read_run(baseline, layers) if baseline is not None else None
     return write_atomic(out, build_report(read_run(run_path, layers), classes, layers, base).encode("utf-8"))
+
+
+def write_comparison(
+    run_paths: Sequence[str | Path],
+    out: str | Path,
+    classes: Sequence[str] | None = None,
+    layers: Sequence[str] | None = None,
+) -> Path:
+    """Read several saved runs of the same images and write their one page
+    (:func:`build_comparison`) to ``out``, whole or not at all."""
+    runs = [read_run(path, layers) for path in run_paths]
+    return write_atomic(out, build_comparison(runs, classes, layers).encode("utf-8"))

@@ -268,3 +268,59 @@ def test_the_ablation_equals_whole_network_knockouts(name, x):
             top1 = (model(x).argmax(1) == torch.tensor(truth)).float().mean().item()
         assert table.loc[condition, "top1"] == pytest.approx(top1), condition
     assert table.loc["none", "top1"] == 1.0
+
+
+def test_several_runs_of_the_same_images_make_one_page_with_every_module_on_one_chart(image_folder, tmp_path, photos):
+    """SE, SK, CBAM (two kinds) and BAM networks over one folder: `sevis report` of the four
+    runs draws five curves on one depth axis, each equal to its run's statistics."""
+    runs = {}
+    for name in ("tiny_se", "tiny_sk", "tiny_cbam", "tiny_bam"):
+        out = tmp_path / f"{name}.parquet"
+        assert main(["extract", str(image_folder), "--model", name, "--weights", "untrained", "--out", str(out)]) == 0
+        runs[name] = read_run(out)
+    curves = sevis.module_curves(runs)
+    assert list(curves) == ["tiny_se", "tiny_sk", "tiny_cbam CBAMC", "tiny_cbam CBAMS", "tiny_bam"]
+    fig = figures.module_depth_curves(curves)
+    lines = {t.name: t for t in fig.data if t.yaxis == "y" and t.mode == "lines+markers"}
+    assert set(lines) == set(curves)
+    se, bam = lines["tiny_se"], lines["tiny_bam"]
+    assert dict(zip(se.customdata, se.x, strict=True))["SE_2_3"] == 1.0
+    assert dict(zip(se.customdata, se.x, strict=True))["SE_5_3"] == 4.0
+    assert list(bam.customdata) == ["BAM_2_4", "BAM_3_5", "BAM_4_7"] and list(bam.x) == [1.0, 2.0, 3.0]
+    assert_allclose(bam.y, [runs["tiny_bam"].stats["bam"].specificity(k) for k in bam.customdata])
+    sk_high = next(t for t in fig.data if t.name == "tiny_sk" and t.yaxis == "y2")
+    assert_allclose(
+        sk_high.y, [runs["tiny_sk"].stats["branch"].saturation(k)["share_high"] for k in sk_high.customdata]
+    )
+
+    html = tmp_path / "modules.html"
+    assert main(["report", *(str(tmp_path / f"{n}.parquet") for n in runs), "--out", str(html)]) == 0
+    page = html.read_text()
+    assert "sevis: 4 networks on the same images" in page
+    assert "Class-specificity and saturation of each module against depth" in page
+    assert page.count("plotly.js v") <= 2 and all(f"<h2>{n}</h2>" in page for n in runs)
+    assert "SK_4_6: mean weight of each branch per class" in page and "BAM_3_5: BAM gate statistics" in page
+
+    # Other images are refused by name; --baseline goes with one run.
+    other = tmp_path / "other"
+    (other / "cat").mkdir(parents=True)
+    (other / "cat" / "chelsea.png").write_bytes(photos["chelsea.png"])
+    (other / "cat" / "coffee.png").write_bytes(photos["coffee.png"])
+    assert (
+        main(
+            [
+                "extract",
+                str(other),
+                "--model",
+                "tiny_sk",
+                "--weights",
+                "untrained",
+                "--out",
+                str(tmp_path / "o.parquet"),
+            ]
+        )
+        == 0
+    )
+    assert main(["report", str(tmp_path / "tiny_se.parquet"), str(tmp_path / "o.parquet"), "--out", str(html)]) == 2
+    assert main(["report", str(tmp_path / "tiny_se.parquet"), str(tmp_path / "tiny_sk.parquet"), "--baseline",
+                 str(tmp_path / "tiny_se.parquet"), "--out", str(html)]) == 2  # fmt: skip

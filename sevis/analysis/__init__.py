@@ -2,6 +2,7 @@
 
 from .explore import ChannelView, ExcitationMap, channel_view, excitation_map, run_image
 from .images import TOP_K, Analysis, Failure, ImageResult, analyse
+from .modules import HasStats, module_curves
 
 __all__ = [
     "TOP_K",
@@ -9,9 +10,11 @@ __all__ = [
     "ChannelView",
     "ExcitationMap",
     "Failure",
+    "HasStats",
     "ImageResult",
     "analyse",
     "channel_view",
     "excitation_map",
+    "module_curves",
     "run_image",
 ]

@@ -18,7 +18,7 @@ from .kinds import (
     register_kind,
     unregister_kind,
 )
-from .layers import LayerName, default_layer, paper_layers, parse_layer, prefix_of, stage_ends
+from .layers import LayerName, default_layer, depth_positions, paper_layers, parse_layer, prefix_of, stage_ends
 from .registry import AttentionLayer, find_attention, register_attention, unregister_attention
 from .sge import SpatialGroupEnhance
 from .sk import SKBottleneck
@@ -41,6 +41,7 @@ __all__ = [
     "SpatialKind",
     "cell_grid",
     "default_layer",
+    "depth_positions",
     "find_attention",
     "get_kind",
     "group_norms",

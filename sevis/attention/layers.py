@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["LayerName", "default_layer", "paper_layers", "parse_layer", "prefix_of", "stage_ends"]
+__all__ = ["LayerName", "default_layer", "depth_positions", "paper_layers", "parse_layer", "prefix_of", "stage_ends"]
 
 _STAGED = re.compile(r"^([A-Za-z][A-Za-z0-9]*)_(\d+)_(\d+)$")
 _NUMBERED = re.compile(r"^([A-Za-z][A-Za-z0-9]*)_(\d+)$")
@@ -45,6 +45,23 @@ def prefix_of(names: Sequence[str]) -> str | None:
     have several prefixes or there are none."""
     prefixes = {parse_layer(name).prefix for name in names}
     return prefixes.pop() if len(prefixes) == 1 else None
+
+
+def depth_positions(names: Sequence[str]) -> dict[str, float]:
+    """Where each layer sits in its network, in stages, so that layers of different networks
+    of one design share an axis: for staged names, ``stage - 2 + block / blocks`` (the end of
+    the paper's stage 2 is 1.0, of stage 5 is 4.0; ``SE_2_3``, ``SK_2_3`` and ``BAM_2_4``, the
+    last module of stage 2, all 1.0), ``blocks`` the stage's last block among ``names``. Names
+    without stages: spread evenly over (0, 4] in the given (depth) order."""
+    stages = _by_stage(names)
+    if stages is None:
+        return {name: 4.0 * (i + 1) / len(names) for i, name in enumerate(names)}
+    out = {}
+    for stage, blocks in stages.items():
+        last = max(parse_layer(name).block or 1 for name in blocks)
+        for name in blocks:
+            out[name] = stage - 2 + (parse_layer(name).block or 1) / last
+    return out
 
 
 def _by_stage(names: Sequence[str]) -> dict[int, list[str]] | None:

@@ -21,6 +21,7 @@ from .classes import (
     specificity_curve,
 )
 from .images import excitation_overview, excitation_profiles, heat_overlay, mask_grid, top_classes
+from .modules import module_depth_curves
 from .registry import KindFigures, kind_figures, register_kind_figures, unregister_kind_figures
 from .sge import group_activation_spread, group_distributions, group_feature_maps, mask_class_stats
 
@@ -50,6 +51,7 @@ __all__ = [
     "mark_untrained",
     "mask_class_stats",
     "mask_grid",
+    "module_depth_curves",
     "register_kind_figures",
     "sample_channels",
     "selectivity_distribution",
