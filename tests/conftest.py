@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import skimage
 import timm
@@ -190,6 +191,33 @@ def pytorchinsight_checkpoint(state: dict[str, torch.Tensor], arch: str = "sge_r
 
 
 @pytest.fixture(scope="session")
+def pytorchinsight_files(tmp_path_factory) -> dict[str, tuple[nn.Module, Path]]:
+    """CBAM-, BAM- and SK-ResNet-50 as the authors' code builds them (tests/reference), with
+    random weights, and their training checkpoints of them (files named as the weights
+    folder names them)."""
+    import warnings
+
+    from reference import pi_bam, pi_cbam, pi_sk
+
+    folder = tmp_path_factory.mktemp("pytorchinsight")
+    made = {}
+    builds = {
+        "cbam_resnet50": pi_cbam.cbam_resnet50,
+        "bam_resnet50": pi_bam.bam_resnet50,
+        "sk_resnet50": pi_sk.sk_resnet50,
+    }
+    for seed, (name, build) in enumerate(builds.items()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # their init calls the deprecated init.kaiming_normal
+            theirs = build()
+        randomize_(theirs, seed + 11).eval()
+        path = folder / f"{name}.pth.tar"
+        torch.save(pytorchinsight_checkpoint(theirs.state_dict(), arch=name), path)
+        made[name] = (theirs, path)
+    return made
+
+
+@pytest.fixture(scope="session")
 def sge_file(tmp_path_factory, sge_state) -> Path:
     path = tmp_path_factory.mktemp("weights") / "sge_resnet50.pth.tar"
     torch.save(pytorchinsight_checkpoint(sge_state), path)
@@ -251,3 +279,12 @@ def small_disk(folder: Path, size: str) -> Iterator[Path]:
 
 def remount(folder: Path, size: str) -> None:
     subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
+
+
+def array(value) -> np.ndarray:
+    """A figure's array as Plotly's JSON carries it: a list, or typed base64 ({dtype, bdata})."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(value.get("shape", -1))
+    return np.asarray(value)

@@ -15,7 +15,7 @@ import pytest
 import streamlit as st
 import timm
 import torch
-from conftest import class_folders, make_zip, shown
+from conftest import array, class_folders, make_zip, shown
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -477,7 +477,7 @@ def test_a_plugin_that_fails_is_reported_and_the_dashboard_runs(offline, monkeyp
         "'no_such_sevis_plugin'); the dashboard runs without it."
     )
     assert [shown(e.value) for e in at.error if "Plugin" in shown(e.value)] == [expected]
-    more = ["Two checkpoints of one network", "Another timm model"]
+    more = ["Several modules", "Two checkpoints of one network", "Another timm model"]
     assert at.sidebar.radio(key="model_choice").options == [SE_LABEL, *more]  # one model: no "Both"
     untrained(at)
     assert charts(at) == 3
@@ -500,7 +500,7 @@ def test_a_model_list_with_nothing_usable_falls_back_to_the_papers_models(offlin
     monkeypatch.setenv("SEVIS_DASHBOARD_MODELS", "no equals sign, =nameless")
     at = start(monkeypatch)
     assert not at.exception
-    more = ["Two checkpoints of one network", "Another timm model"]
+    more = ["Several modules", "Two checkpoints of one network", "Another timm model"]
     assert at.sidebar.radio(key="model_choice").options == ["SE-ResNet-50", "SGE-ResNet-50", "Both", *more]
 
 
@@ -915,15 +915,6 @@ def sevis_analyse_labelled(model, photos):
 
     names = ["chelsea.png", "astronaut.png", "rocket.jpg"]
     return sevis.analyse(model, [(n, photos[n]) for n in names], labels=["cat", "cat", "rocket"])
-
-
-def array(value) -> np.ndarray:
-    """A figure's array as Plotly's JSON carries it: a list, or typed base64 ({dtype, bdata})."""
-    if isinstance(value, dict) and "bdata" in value:
-        import base64
-
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(value.get("shape", -1))
-    return np.asarray(value)
 
 
 def figure(at: AppTest, n: int):

@@ -102,14 +102,17 @@ def streamlit_server(home: Path, command: list[str] | None = None):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, senet_state, sge_file):
+def server(tmp_path_factory, senet_state, sge_file, pytorchinsight_files):
     """Pretrained sources satisfied as a user's machine has them: the SENet file where
-    timm's download put it (torch hub's cache), the SGE file in the weights folder."""
+    timm's download put it (torch hub's cache), the SGE, CBAM, BAM and SK training
+    checkpoints (random weights, the authors' layout) in the weights folder."""
     home = tmp_path_factory.mktemp("server")
     (home / "torch" / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(senet_state, home / "torch" / "hub" / "checkpoints" / "se_resnet50-ce0d4300.pth")
     (home / "weights").mkdir()
     shutil.copy(sge_file, home / "weights" / "sge_resnet50.pth.tar")
+    for _, path in pytorchinsight_files.values():
+        shutil.copy(path, home / "weights" / path.name)
     yield from streamlit_server(home)
 
 
@@ -819,3 +822,58 @@ def test_two_photos_of_one_name_and_gradcam_following_the_image(server, page, se
     assert tops[1] in shown_value(cam_class)  # the new image's own top class
     assert page.locator(CHART).first.get_by_text(tops[1].split(",")[0]).count() > 0  # its own top-5
     shot(page, "images-duplicate-names-gradcam")
+
+
+def settled(page, timeout: float = 300) -> None:
+    """Wait until no script runs and no stale element is left, three polls in a row."""
+    deadline, steady = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        steady = steady + 1 if page_state(page)[1:] == [0, 0] else 0
+        if steady >= 3:
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError("the page did not settle")
+
+
+def test_several_modules_loaded_from_checkpoint_files_share_one_chart(server, page):
+    """ "Several modules": the first four families, each network's pretrained weights a file
+    (SE-ResNet-50 in torch hub's cache; SGE-, CBAM- and BAM-ResNet-50 training checkpoints
+    in the weights folder); two classes of photographs on the Classes page draw one chart
+    with every module's curve, then each network's sections."""
+    page.goto(f"{server}/classes")
+    page.get_by_role("heading", name="Classes").wait_for()
+    page.get_by_text("Several modules", exact=True).click()
+    for badge in ("SE-ResNet-50 (SENet authors)", "CBAM-ResNet-50 (PytorchInsight)", "BAM-ResNet-50 (PytorchInsight)"):
+        page.get_by_text(f"{badge}: self-check").first.wait_for()  # loaded: its self-check badge
+
+    def uploader(label: str):
+        found = page.locator('[data-testid="stFileUploader"]', has_text=label)
+        found.wait_for()
+        return found.locator('[data-testid="stFileUploaderDropzoneInput"]')
+
+    uploader("Images of class 1").set_input_files([str(PHOTOS / "chelsea.png"), str(PHOTOS / "astronaut.png")])
+    page.get_by_text("Images per class: class 1 2").first.wait_for()
+    settled(page)
+    uploader("Images of class 2").set_input_files([str(PHOTOS / "rocket.jpg"), str(PHOTOS / "coffee.png")])
+    page.get_by_text("Images per class: class 1 2, class 2 2").first.wait_for()
+    settled(page)
+    no_errors(page)
+    chart = page.locator(CHART, has_text="each module against depth")
+    chart.wait_for()
+    for curve in (
+        "SE-ResNet-50 (SENet authors)",
+        "SGE-ResNet-50 (PytorchInsight)",
+        "CBAM-ResNet-50 (PytorchInsight) CBAMC",
+        "CBAM-ResNet-50 (PytorchInsight) CBAMS",
+        "BAM-ResNet-50 (PytorchInsight)",
+    ):
+        assert chart.locator(".legend").get_by_text(curve, exact=True).count() == 1, curve
+    headers = page.locator('[data-testid="stHeading"]').all_inner_texts()
+    assert [h for h in headers if h.startswith(("Every module", "SE-", "SGE-", "CBAM-", "BAM-"))][:5] == [
+        "Every module",
+        "SE-ResNet-50 (SENet authors)",
+        "SGE-ResNet-50 (PytorchInsight)",
+        "CBAM-ResNet-50 (PytorchInsight)",
+        "BAM-ResNet-50 (PytorchInsight)",
+    ]
+    shot(page, "classes-several-modules")

@@ -424,3 +424,48 @@ def test_the_ablation_of_a_branch_network_equals_whole_network_knockouts(name, p
         )
         changed |= top1 != table.loc["none", "top1"]
     assert changed  # removing the branch gates moves some image's top-1
+
+
+def test_several_modules_on_the_classes_page_share_one_chart(offline, monkeypatch, photos):
+    """The model panel's "Several modules": families, then their networks; the Classes page
+    draws every module's curve on one chart, equal to the library's over the same images,
+    and each network's sections below."""
+    from conftest import ROOT, array
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("SEVIS_PLUGINS", "tiny")
+    modules = (
+        "SE:Tiny SE=tiny_se,SK:Tiny SK=tiny_sk,SK:Tiny SK again=tiny_sk,CBAM:Tiny CBAM=tiny_cbam,BAM:Tiny BAM=tiny_bam"
+    )
+    monkeypatch.setenv("SEVIS_DASHBOARD_MODULES", modules)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.sidebar.radio(key="model_choice").set_value("Several modules").run()
+    assert at.sidebar.multiselect(key="modules_families").options == ["SE", "SK", "CBAM", "BAM"]
+    assert at.sidebar.multiselect(key="modules_families").value == ["SE", "SK", "CBAM", "BAM"]
+    assert at.sidebar.multiselect(key="modules_SK").value == ["Tiny SK"]  # each family's first network
+    for name in ("tiny_se", "tiny_sk", "tiny_cbam", "tiny_bam"):
+        at.sidebar.selectbox(key=f"{name}_source").set_value("untrained")
+    at.run()
+    at.switch_page("sevis/app/views/classes.py").run()
+    files = {"class 1": ["chelsea.png", "astronaut.png"], "class 2": ["rocket.jpg", "coffee.png"]}
+    for i, names in enumerate(files.values()):
+        at.get("file_uploader")[i].set_value([(n, photos[n], "image/png") for n in names]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [h.value for h in at.header][:5] == ["Every module", "Tiny SE", "Tiny SK", "Tiny CBAM", "Tiny BAM"]
+    import plotly.io
+
+    chart = next(c for c in at.get("plotly_chart") if "each module against depth" in c.proto.spec)
+    fig = plotly.io.from_json(chart.proto.spec)
+    lines = {t.name: t for t in fig.data if t.mode == "lines+markers" and t.yaxis == "y"}
+    assert set(lines) == {"Tiny SE", "Tiny SK", "Tiny CBAM CBAMC", "Tiny CBAM CBAMS", "Tiny BAM"}
+
+    ordered = [n for names in files.values() for n in names]
+    labels = [label for label, names in files.items() for _ in names]
+    bam = sevis.load_model("tiny_bam", "untrained", check=False)
+    expected = sevis.analyse(bam, [(n, photos[n]) for n in ordered], labels).stats["bam"]
+    got = lines["Tiny BAM"]
+    assert list(got.customdata) == ["BAM_2_4", "BAM_3_5", "BAM_4_7"] and list(array(got.x)) == [1.0, 2.0, 3.0]
+    assert_allclose(array(got.y), [expected.specificity(k) for k in got.customdata], rtol=1e-4, atol=1e-6)
+    assert len([t for t in fig.data if t.fill == "toself"]) == 5  # a chance band for every curve

@@ -11,15 +11,12 @@ gates go through statistics, a saved run and the report.
 from __future__ import annotations
 
 import copy
-import warnings
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import pytorchinsight_checkpoint
 from numpy.testing import assert_allclose
-from reference import pi_bam, pi_cbam, pi_sk
 from tiny import randomize_
 from torch import nn
 from torch.testing import assert_close
@@ -31,11 +28,7 @@ from sevis.cli import main
 from sevis.errors import CheckpointError
 from sevis.runs.reader import read_run
 
-REFERENCES = {
-    "cbam_resnet50": pi_cbam.cbam_resnet50,
-    "bam_resnet50": pi_bam.bam_resnet50,
-    "sk_resnet50": pi_sk.sk_resnet50,
-}
+REFERENCES = ("cbam_resnet50", "bam_resnet50", "sk_resnet50")
 
 
 @pytest.fixture(scope="module")
@@ -45,23 +38,11 @@ def x(photos) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, tuple[nn.Module, object]]:
-    """Each network as the authors' code builds it, with random weights, and their training
-    checkpoint of it (a file)."""
-    folder = tmp_path_factory.mktemp("pytorchinsight")
-    made = {}
-    for seed, (name, build) in enumerate(REFERENCES.items()):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # their init calls the deprecated init.kaiming_normal
-            theirs = build()
-        randomize_(theirs, seed + 11).eval()
-        path = folder / f"{name}.pth.tar"
-        torch.save(pytorchinsight_checkpoint(theirs.state_dict(), arch=name), path)
-        made[name] = (theirs, path)
-    return made
+def checkpoints(pytorchinsight_files) -> dict[str, tuple[nn.Module, object]]:
+    return pytorchinsight_files
 
 
-@pytest.mark.parametrize("name", list(REFERENCES))
+@pytest.mark.parametrize("name", REFERENCES)
 def test_the_authors_checkpoint_loads_strictly_and_gives_their_logits(name, checkpoints, x):
     theirs, path = checkpoints[name]
     ours = sevis.load_model(name, path, check=False)

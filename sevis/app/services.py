@@ -46,8 +46,10 @@ from sevis.stats.measures import NullBand
 __all__ = [
     "BAND_WAIT_S",
     "DEFAULT_MODELS",
+    "DEFAULT_MODULES",
     "IMAGE_CACHE_ENTRIES",
     "IMAGE_TYPES",
+    "MAX_MODULES",
     "MAX_VALUE_IMAGES",
     "USER_ERRORS",
     "Loaded",
@@ -60,6 +62,7 @@ __all__ = [
     "channel_effect",
     "channel_view_of",
     "dashboard_models",
+    "dashboard_modules",
     "excitation_map_of",
     "grad_cam",
     "images_key",
@@ -88,6 +91,34 @@ IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 MAX_VALUE_IMAGES = 8  # keep every image's SGE masks (3.5 MB each) only for small sets
 USER_ERRORS = (sevis.SevisError,)
 DEFAULT_MODELS = {"SE-ResNet-50": "se_resnet50", "SGE-ResNet-50": "sge_resnet50"}
+DEFAULT_MODULES: dict[str, dict[str, str]] = {  # family -> menu label -> sevis model name
+    "SE": {
+        "SE-ResNet-50 (SENet authors)": "se_resnet50",
+        "SE-ResNet-50 (timm A1 recipe)": "seresnet50.a1_in1k",
+        "SE-ResNet-50 (timm A2 recipe)": "seresnet50.a2_in1k",
+        "SE-ResNet-50 (timm A3 recipe)": "seresnet50.a3_in1k",
+        "SE-ResNet-50 (timm RandAugment recipe)": "seresnet50.ra2_in1k",
+    },
+    "SGE": {"SGE-ResNet-50 (PytorchInsight)": "sge_resnet50"},
+    "CBAM": {"CBAM-ResNet-50 (PytorchInsight)": "cbam_resnet50"},
+    "BAM": {"BAM-ResNet-50 (PytorchInsight)": "bam_resnet50"},
+    "SK": {
+        "SK-ResNet-50 (PytorchInsight)": "sk_resnet50",
+        "SK-ResNeXt-50 32x4d (timm)": "skresnext50_32x4d.ra_in1k",
+        "SK-ResNet-34 (timm)": "skresnet34.ra_in1k",
+        "SK-ResNet-18 (timm)": "skresnet18.ra_in1k",
+    },
+    "ECA": {"ECA-ResNet-50-D (timm)": "ecaresnet50d.miil_in1k", "ECA-ResNet-50-T (timm)": "ecaresnet50t.ra2_in1k"},
+    "ResNeSt": {
+        "ResNeSt-50-D (authors)": "resnest50d.in1k",
+        "ResNeSt-26-D (GluonCV)": "resnest26d.gluon_in1k",
+        "ResNeSt-14-D (GluonCV)": "resnest14d.gluon_in1k",
+    },
+}
+"""The networks the "Several modules" choice offers, by family: SGE and the modules it is
+compared with (PytorchInsight's one-recipe ResNet-50s; timm's), and SE in five trainings."""
+MAX_MODULES = 6
+"""Networks loaded at once by "Several modules" (six ResNet-50s: about 0.7 GB)."""
 
 
 @st.cache_resource
@@ -114,6 +145,19 @@ def dashboard_models() -> dict[str, str]:
     pairs = [item.split("=", 1) for item in spec.split(",") if "=" in item]
     models = {label.strip(): name.strip() for label, name in pairs if label.strip() and name.strip()}
     return models or dict(DEFAULT_MODELS)  # nothing usable in it: the defaults
+
+
+def dashboard_modules() -> dict[str, dict[str, str]]:
+    """Family -> menu label -> sevis model name, for "Several modules": :data:`DEFAULT_MODULES`,
+    or what ``$SEVIS_DASHBOARD_MODULES`` lists as ``Family:Label=name,...``."""
+    spec = os.environ.get("SEVIS_DASHBOARD_MODULES", "").strip()
+    families: dict[str, dict[str, str]] = {}
+    for item in spec.split(","):
+        family, _, rest = item.partition(":")
+        label, _, name = rest.partition("=")
+        if family.strip() and label.strip() and name.strip():
+            families.setdefault(family.strip(), {})[label.strip()] = name.strip()
+    return families or {family: dict(members) for family, members in DEFAULT_MODULES.items()}
 
 
 @dataclass(frozen=True)

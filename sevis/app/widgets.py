@@ -21,10 +21,12 @@ import sevis
 from sevis import export
 from sevis.app import VIEWS
 from sevis.app.services import (
+    MAX_MODULES,
     USER_ERRORS,
     Loaded,
     Weights,
     dashboard_models,
+    dashboard_modules,
     load_run,
     open_model,
     retry_fetch,
@@ -185,6 +187,7 @@ UNTRAINED_LINES = {
 
 OTHER_TIMM = "Another timm model"
 TWO_CHECKPOINTS = "Two checkpoints of one network"
+SEVERAL = "Several modules"
 TIMM_SE_FAMILIES = [
     "seresnet*",
     "seresnext*",
@@ -227,12 +230,13 @@ def model_panel() -> list[Loaded]:
         models = dashboard_models()
         choice = st.sidebar.radio(
             "Attention model",
-            [*models, *(["Both"] if len(models) == 2 else []), TWO_CHECKPOINTS, OTHER_TIMM],
+            [*models, *(["Both"] if len(models) == 2 else []), SEVERAL, TWO_CHECKPOINTS, OTHER_TIMM],
             key=MODEL_CHOICE,
             persist_state=KEEP,
             bind=LINKED,
             help="SE: channel attention (Hu et al. 2018). SGE: spatial attention per channel group (Li et al. 2019). "
-            "Another timm model: any of timm's networks with SE modules.",
+            "Several modules: the modules SGE is compared with (CBAM, BAM, SK, ECA, ResNeSt) and SE's trainings, "
+            "side by side on the same images. Another timm model: any of timm's networks with attention sevis knows.",
         )
         # label -> (network, widget key and slot)
         slots: dict[str, tuple[str, str]]
@@ -248,6 +252,8 @@ def model_panel() -> list[Loaded]:
                 bind=LINKED,
             )
             slots = {name: (name, name)}
+        elif choice == SEVERAL:
+            slots = _module_slots()
         elif choice == TWO_CHECKPOINTS:
             label = st.sidebar.selectbox("Network", list(models), key="two_model", persist_state=KEEP, bind=LINKED)
             name = models[label]
@@ -284,6 +290,29 @@ def model_panel() -> list[Loaded]:
                     icon="⚠️",
                 )
     return loaded
+
+
+def _module_slots() -> dict[str, tuple[str, str]]:
+    """ "Several modules": families, then each family's networks; at most MAX_MODULES."""
+    families = dashboard_modules()
+    chosen = st.sidebar.multiselect(
+        "Families",
+        list(families),
+        default=list(families)[:4],
+        key="modules_families",
+        persist_state=KEEP,
+        help="SE, SGE and the modules SGE's paper compares it with; then each family's networks.",
+    )
+    slots: dict[str, tuple[str, str]] = {}
+    for family in chosen:
+        members = families[family]
+        picked = st.sidebar.multiselect(
+            f"{family} networks", list(members), default=list(members)[:1], key=f"modules_{family}", persist_state=KEEP
+        )
+        slots.update({label: (members[label], members[label]) for label in picked})
+    if len(slots) > MAX_MODULES:
+        st.sidebar.warning(f"{len(slots)} networks chosen: the first {MAX_MODULES} are loaded.")
+    return dict(list(slots.items())[:MAX_MODULES])
 
 
 def hide_model_messages() -> None:

@@ -84,9 +84,9 @@ def module_depth_curves(
             )
     fig.update_layout(title="Class-specificity and saturation of each module against depth", height=620, **_LAYOUT)
     fig.update_xaxes(
-        title_text="place in the network (stages: 1 = end of stage 2, 4 = end of stage 5)",
+        title_text="place in the network (the paper's stages)",
         tickvals=[1, 2, 3, 4],
-        ticktext=["end of stage 2", "stage 3", "stage 4", "stage 5"],
+        ticktext=["end of stage 2", "end of stage 3", "end of stage 4", "end of stage 5"],
         row=2,
         col=1,
     )

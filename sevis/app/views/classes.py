@@ -565,6 +565,46 @@ def checkpoint_comparison(
         )
 
 
+def pair_of_checkpoints(models: list[Loaded]) -> bool:
+    """Two checkpoints of one network: tabs and a comparison of the two, not the modules' chart."""
+    return len(models) == 2 and models[0].name == models[1].name
+
+
+def module_chart(
+    models: list[Loaded], results: dict[str, sevis.Analysis], files: list[tuple[str, bytes]], labels: list[str | None]
+) -> None:
+    """Several networks on the same images: every module's class-specificity (with its chance
+    band) and saturation against its place in the network, on one chart."""
+    st.header("Every module")
+    curves = sevis.module_curves({m.label: results[m.label] for m in models})
+    if len(next(iter(curves.values())).classes) < 2:
+        st.caption("Class-specificity needs images of at least two classes.")
+        return
+    whose = {id(stats): (m, kind) for m in models for kind, stats in results[m.label].stats.items()}
+    nulls = {
+        label: analysis_nulls(
+            whose[id(stats)][0], files, labels, results[whose[id(stats)][0].label], whose[id(stats)][1]
+        )
+        for label, stats in curves.items()
+    }
+
+    def table() -> pd.DataFrame:
+        frames = []
+        for label, stats in curves.items():
+            p = whose[id(stats)][0].provenance  # each curve's own network and weights
+            frame = stats.specificity_frame().assign(curve=label, curve_model=p.model, curve_weights=p.weights)
+            frames.append(frame.assign(curve_weights_sha256=p.weights_sha256, curve_untrained=p.untrained))
+        return pd.concat(frames, ignore_index=True)
+
+    several = sevis.Provenance(
+        "several: " + ", ".join(m.name for m in models),
+        "; ".join(m.provenance.weights for m in models),
+        all(m.provenance.untrained for m in models),
+    )
+    show_figure(figures.module_depth_curves(curves, nulls), "modules_depth", several, table)
+    st.caption("Each network's own sections follow, one after the other.")
+
+
 def difference_frame(one: ClassStats, other: ClassStats, layer: str, names: tuple[str, str]) -> pd.DataFrame:
     """Layer, class, position, each checkpoint's mean (``mean_a``, ``mean_b``; the checkpoints
     named in ``checkpoint_a``, ``checkpoint_b``) and their difference."""
@@ -641,11 +681,13 @@ if not first.images:
     st.stop()
 
 drills = {f"{m.label}: images on the Classes page": m for m in models}
-kinds_seen: list[list[str]] = []
+if len(models) > 1 and not pair_of_checkpoints(models):
+    module_chart(models, results, files, labels)
+kinds_seen: list[str] = []
 offer_drill("classes", {drill: (results[m.label], m) for drill, m in drills.items()})
 # NOTE two checkpoints of one network: a tab each, at full width (side by side, Figure 6's
 # panels were 40 px wide), and a third that compares them
-pair = len(models) == 2 and models[0].name == models[1].name
+pair = pair_of_checkpoints(models)
 tabs = st.tabs([m.label for m in models] + [f"{models[0].label} − {models[1].label}"]) if pair else []
 places = tabs[:2] if pair else [st.container() for _ in models]
 for (drill, loaded), place in zip(drills.items(), places, strict=True):
@@ -659,13 +701,14 @@ for (drill, loaded), place in zip(drills.items(), places, strict=True):
         )
         result = results[loaded.label]
         nulls = functools.partial(analysis_nulls, loaded, files, labels, result)
-        KEYS["suffix"] = f"_{loaded.ident}" if loaded.kinds in kinds_seen else ""
+        # NOTE a kind drawn already (two checkpoints; SE beside CBAM's channel gates) gets keys of its own
+        KEYS["suffix"] = f"_{loaded.ident}" if set(loaded.kinds) & set(kinds_seen) else ""
         KEYS["legend"] = loaded.label
-        kinds_seen.append(loaded.kinds)
+        kinds_seen += loaded.kinds
         BASELINES.clear()
         if not loaded.provenance.untrained and st.toggle(
             "Against the same network untrained (seed 0): what training put there",
-            key=key("classes_baseline"),
+            key="classes_baseline" + ("" if loaded is models[0] else f"_{loaded.ident}"),  # one per network
             persist_state=KEEP,
         ):
             twin = untrained_twin(loaded)
