@@ -286,5 +286,7 @@ def array(value) -> np.ndarray:
     if isinstance(value, dict) and "bdata" in value:
         import base64
 
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(value.get("shape", -1))
+        shape = value.get("shape", -1)  # a 2-D array's is a string, "224, 224"
+        shape = tuple(int(n) for n in shape.split(",")) if isinstance(shape, str) else shape
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
     return np.asarray(value)

@@ -469,3 +469,34 @@ def test_several_modules_on_the_classes_page_share_one_chart(offline, monkeypatc
     assert list(got.customdata) == ["BAM_2_4", "BAM_3_5", "BAM_4_7"] and list(array(got.x)) == [1.0, 2.0, 3.0]
     assert_allclose(array(got.y), [expected.specificity(k) for k in got.customdata], rtol=1e-4, atol=1e-6)
     assert len([t for t in fig.data if t.fill == "toself"]) == 5  # a chance band for every curve
+
+
+@pytest.mark.parametrize(
+    ("name", "layer", "title"),
+    [("tiny_cbam", "CBAMS_4_6", "spatial gate"), ("tiny_bam", "BAM_3_5", "mean of the 64 channels' gates")],
+)
+def test_the_images_page_draws_spatial_gates_over_the_image(name, layer, title, offline, monkeypatch, photos):
+    """CBAM's spatial map and BAM's gates (their channels' mean) over the photograph, each
+    value at its receptive field's centre, equal to the captured map placed the same way."""
+    from conftest import ROOT, array
+    from streamlit.testing.v1 import AppTest
+
+    from sevis.attention.geometry import layer_grid, upsample
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("SEVIS_PLUGINS", "tiny")
+    monkeypatch.setenv("SEVIS_DASHBOARD_MODELS", f"Tiny={name}")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.sidebar.selectbox(key=f"{name}_source").set_value("untrained").run()
+    at.get("file_uploader")[0].set_value([("coffee.png", photos["coffee.png"], "image/png")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key=f"{name}_spatial_layer").value == layer
+    import plotly.io
+
+    chart = next(c for c in at.get("plotly_chart") if f"{layer}: {title}" in c.proto.spec)
+    heat = next(t for t in plotly.io.from_json(chart.proto.spec).data if t.type == "heatmap")
+    model = sevis.load_model(name, "untrained", check=False)
+    image = sevis.analyse(model, [("coffee.png", photos["coffee.png"])], keep_values=True).images[0]
+    expected = upsample(image.values[layer].mean(0), image.view.shape[:2], layer_grid(model, layer))
+    assert_allclose(array(heat.z).reshape(expected.shape), expected, rtol=1e-4, atol=1e-6)

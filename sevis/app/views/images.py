@@ -141,6 +141,41 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
         gradcam_panel(loaded, image, opacity)
 
 
+SPATIAL_KINDS = ("spatial", "bam")
+"""Kinds drawn over the image as maps besides SGE's: CBAM's spatial gates, BAM's gates."""
+
+
+def spatial_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> None:
+    """CBAM's spatial gate (one map) or BAM's gates (the mean over its channels) of a
+    layer over the image the model saw, each value at its receptive field's centre."""
+    layers = [name for name, kind in image.kinds.items() if kind in SPATIAL_KINDS]
+    layer = st.selectbox(
+        "Spatial attention layer",
+        layers,
+        index=layers.index(sevis.default_layer(layers)),
+        key=f"{loaded.ident}_spatial_layer",
+        persist_state=KEEP,
+        bind=LINKED,
+    )
+    if layer not in image.values:  # a large upload: values are kept only for the image on show
+        image = analyse(loaded, [(image.name, files[image.name])], keep_values=True).images[0]
+    maps = image.values[layer]  # (K, H, W)
+    heat = maps.mean(0)
+    what = "spatial gate" if len(maps) == 1 else f"mean of the {len(maps)} channels' gates"
+    fig = figures.heat_overlay(
+        image.view,
+        heat,
+        title=f"{layer}: {what}",
+        opacity=st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{loaded.ident}_spatial_opacity"),
+        colorbar_title="gate",
+        grid=layer_grid(loaded.model, layer),
+    )
+    table = export.grid_frame(heat, "gate")
+    table.insert(0, "layer", layer)
+    table.insert(0, "image", image.name)
+    show_figure(fig, f"{loaded.ident}_{file_part(image.name)}_{layer}_spatial", loaded, table)
+
+
 def masks_frame(name: str, layer: str, masks) -> pd.DataFrame:
     """Every group's mask as a long table: image, layer, group, y, x, mask."""
     g, h, w = masks.shape
@@ -257,5 +292,7 @@ for loaded, place in zip(models, model_places(models), strict=True):
                 gradcam_panel(loaded, image, 0.5)
         if "sge" in loaded.kinds:
             sge_section(loaded, image, dict(files))
+        if set(SPATIAL_KINDS) & set(loaded.kinds):
+            spatial_section(loaded, image, dict(files))
 for loaded in models:
     export_all("Images", loaded, results[loaded.label], files, None)
