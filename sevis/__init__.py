@@ -93,6 +93,7 @@ if TYPE_CHECKING:
         ablate_data as ablate_data,
         ablation_conditions as ablation_conditions,
         channel_importance as channel_importance,
+        compare_ablations as compare_ablations,
         importance_data as importance_data,
     )
     from .models import (
@@ -199,6 +200,7 @@ _EXPORTS = {
         "ablate_data",
         "ablation_conditions",
         "channel_importance",
+        "compare_ablations",
         "importance_data",
     ],
     "models": [

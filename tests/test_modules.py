@@ -500,3 +500,49 @@ def test_the_images_page_draws_spatial_gates_over_the_image(name, layer, title, 
     image = sevis.analyse(model, [("coffee.png", photos["coffee.png"])], keep_values=True).images[0]
     expected = upsample(image.values[layer].mean(0), image.view.shape[:2], layer_grid(model, layer))
     assert_allclose(array(heat.z).reshape(expected.shape), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_knockout_tables_side_by_side_in_the_library_and_on_the_classes_page(offline, monkeypatch, photos):
+    """compare_ablations puts each network's ablation of the same images side by side; the
+    Classes page's "Every module" draws it for the networks loaded, each equal to its own
+    sevis.ablate."""
+    from conftest import ROOT, array
+    from streamlit.testing.v1 import AppTest
+
+    names = ["chelsea.png", "astronaut.png", "rocket.jpg", "coffee.png"]
+    own = {}
+    for name in ("tiny_se", "tiny_sk", "tiny_bam"):
+        model = sevis.load_model(name, "untrained", check=False)
+        x = sevis.preprocess(model, [sevis.decode_image(photos[n]) for n in names])
+        own[name] = sevis.ablate(model, [(x, [-1] * 4)])  # no label is a class: top1_kept only
+    table = sevis.compare_ablations(own)
+    assert list(table.network.unique()) == ["tiny_se", "tiny_sk", "tiny_bam"]
+    assert table[table.network == "tiny_bam"].condition.tolist() == ["none", "stage 2", "stage 3", "stage 4", "all"]
+    for name, result in own.items():
+        assert_allclose(table[table.network == name].top1_kept, result.table.top1_kept)
+    with pytest.raises(ValueError, match="other images"):
+        sevis.compare_ablations({"a": own["tiny_se"].table, "b": own["tiny_se"].table.assign(images=3)})
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("SEVIS_PLUGINS", "tiny")
+    monkeypatch.setenv("SEVIS_DASHBOARD_MODULES", "SE:Tiny SE=tiny_se,SK:Tiny SK=tiny_sk,BAM:Tiny BAM=tiny_bam")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.sidebar.radio(key="model_choice").set_value("Several modules").run()
+    for name in own:
+        at.sidebar.selectbox(key=f"{name}_source").set_value("untrained")
+    at.run()
+    at.switch_page("sevis/app/views/classes.py").run()
+    for i, pair in enumerate((names[:2], names[2:])):
+        at.get("file_uploader")[i].set_value([(n, photos[n], "image/png") for n in pair]).run()
+    at.toggle(key="classes_modules_ablate").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    import plotly.io
+
+    chart = next(c for c in at.get("plotly_chart") if "every network: top-1 kept" in c.proto.spec)
+    bars = {t.name: t for t in plotly.io.from_json(chart.proto.spec).data}
+    assert list(bars) == ["Tiny SE", "Tiny SK", "Tiny BAM"]
+    for label, name in (("Tiny SE", "tiny_se"), ("Tiny SK", "tiny_sk"), ("Tiny BAM", "tiny_bam")):
+        assert_allclose(array(bars[label].y), own[name].table.top1_kept)
+    side = at.dataframe[0].value
+    assert list(side.columns) == ["Tiny SE", "Tiny SK", "Tiny BAM"] and side.index[0] == "none"

@@ -3,7 +3,7 @@
 # NOTE sevis.figures.upsample was public before the subpackages: the overlays use it.
 from ..attention.geometry import upsample
 from ._style import UNTRAINED_NOTE, mark_untrained, short_label
-from .ablation import ablation_chart
+from .ablation import ablation_chart, ablation_comparison
 from .branch import branch_count, branch_profiles
 from .channels import channel_by_class, excitation_map_figure, importance_scatter, volcano
 from .classes import (
@@ -30,6 +30,7 @@ __all__ = [
     "UNTRAINED_NOTE",
     "KindFigures",
     "ablation_chart",
+    "ablation_comparison",
     "branch_count",
     "branch_profiles",
     "channel_by_class",

@@ -1,7 +1,15 @@
 """Batch work over datasets: ``sevis extract`` (the local and the Ray engine), ablations and
 per-channel knock-out importance."""
 
-from .ablation import Ablation, AblationRun, ablate, ablate_data, ablation_conditions, dataset_items
+from .ablation import (
+    Ablation,
+    AblationRun,
+    ablate,
+    ablate_data,
+    ablation_conditions,
+    compare_ablations,
+    dataset_items,
+)
 from .extraction import extract, prepare_run
 from .importance import Importance, ImportanceRun, channel_importance, importance_data
 from .ray_engine import extract_ray
@@ -17,6 +25,7 @@ __all__ = [
     "ablate_data",
     "ablation_conditions",
     "channel_importance",
+    "compare_ablations",
     "dataset_items",
     "extract",
     "extract_ray",

@@ -14,8 +14,10 @@ from sevis import Provenance, figures
 from sevis.app.services import (
     IMAGE_TYPES,
     Loaded,
+    ablation_of,
     analyse,
     analysis_nulls,
+    images_key,
     run_nulls,
     unique_names,
     untrained_twin,
@@ -602,6 +604,20 @@ def module_chart(
         all(m.provenance.untrained for m in models),
     )
     show_figure(figures.module_depth_curves(curves, nulls), "modules_depth", several, table)
+    if st.toggle(
+        "Accuracy with each stage's attention removed, every network (the SENet paper's Table 13)",
+        key="classes_modules_ablate",
+        help="Removed means what each module's absence means: gates at 1, branch weights at 1/M, BAM's gate at 0.",
+    ):
+        ablations = {}
+        for m in models:
+            targets, _ = sevis.class_indices([r.label for r in results[m.label].images], m.info.class_names)
+            ablations[m.label] = ablation_of(m, results[m.label], images_key(results[m.label]), targets.tolist())
+        compared = sevis.compare_ablations(ablations)
+        show_figure(figures.ablation_comparison(compared), "modules_ablation", several, compared)
+        metric = "top1" if int(compared["images"].iloc[0]) else "top1_kept"
+        side_by_side = compared.pivot(index="condition", columns="network", values=metric)
+        st.dataframe(side_by_side.loc[compared.condition.unique(), list(ablations)])  # the paper's order; as loaded
     st.caption("Each network's own sections follow, one after the other.")
 
 
