@@ -546,3 +546,47 @@ def test_knockout_tables_side_by_side_in_the_library_and_on_the_classes_page(off
         assert_allclose(array(bars[label].y), own[name].table.top1_kept)
     side = at.dataframe[0].value
     assert list(side.columns) == ["Tiny SE", "Tiny SK", "Tiny BAM"] and side.index[0] == "none"
+
+
+def test_checkpoints_of_one_network_against_a_chosen_reference(offline, monkeypatch, photos):
+    """Two trainings of one SE network among several modules: each one's mean per channel
+    minus the reference's, the reference chosen, and their class-specificity per layer."""
+    from conftest import ROOT, array
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("SEVIS_PLUGINS", "tiny")
+    monkeypatch.setenv("SEVIS_DASHBOARD_MODULES", "SE:Tiny SE=tiny_se,SE:Tiny SE B=tiny_se_b,SK:Tiny SK=tiny_sk")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.sidebar.radio(key="model_choice").set_value("Several modules").run()
+    at.sidebar.multiselect(key="modules_SE").set_value(["Tiny SE", "Tiny SE B"]).run()
+    for name in ("tiny_se", "tiny_se_b", "tiny_sk"):
+        at.sidebar.selectbox(key=f"{name}_source").set_value("untrained")
+    at.run()
+    at.switch_page("sevis/app/views/classes.py").run()
+    names = {"class 1": ["chelsea.png", "astronaut.png"], "class 2": ["rocket.jpg", "coffee.png"]}
+    for i, pair in enumerate(names.values()):
+        at.get("file_uploader")[i].set_value([(n, photos[n], "image/png") for n in pair]).run()
+    at.selectbox(key="classes_reference_se").set_value("Tiny SE B").run()
+    at.selectbox(key="classes_reference_se_layer").set_value("SE_5_2").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "2 checkpoints of one network (SE layers)" in [h.value for h in at.subheader]
+    files = [(n, photos[n]) for pair in names.values() for n in pair]
+    labels = [label for label, pair in names.items() for _ in pair]
+    stats = {
+        name: sevis.analyse(sevis.load_model(name, "untrained", check=False), files, labels).stats["se"]
+        for name in ("tiny_se", "tiny_se_b")
+    }
+    import plotly.io
+
+    chart = next(c for c in at.get("plotly_chart") if "each checkpoint" in c.proto.spec)
+    assert "SE_5_2" in chart.proto.spec and "Tiny SE B" in chart.proto.spec
+    (line,) = [t for t in plotly.io.from_json(chart.proto.spec).data if t.type == "scatter"]
+    assert line.name == "Tiny SE"
+    expected = stats["tiny_se"].mean("SE_5_2") - stats["tiny_se_b"].mean("SE_5_2")
+    assert_allclose(array(line.y), expected, rtol=1e-4, atol=1e-6)
+    table = next(d.value for d in at.dataframe if list(d.value.columns) == ["Tiny SE", "Tiny SE B"])
+    assert_allclose(
+        table.loc["SE_4_6"].to_numpy(), [stats[n].specificity("SE_4_6") for n in stats], rtol=1e-4, atol=1e-6
+    )

@@ -88,8 +88,8 @@ TINY_RESNEST = {
 
 
 def register() -> None:
-    """Add ``tiny_se``, ``tiny_sge``, ``tiny_cbam``, ``tiny_bam``, ``tiny_eca``, ``tiny_ceca``,
-    ``tiny_sk`` and ``tiny_resnest`` to sevis's models."""
+    """Add ``tiny_se`` (and ``tiny_se_b``, other weights), ``tiny_sge``, ``tiny_cbam``,
+    ``tiny_bam``, ``tiny_eca``, ``tiny_ceca``, ``tiny_sk`` and ``tiny_resnest`` to sevis's models."""
     sevis.register_model(
         "tiny_se",
         partial(_build, SEModule, 0),
@@ -103,6 +103,7 @@ def register() -> None:
         pretrained_source="nowhere (a test network)",
     )
     for name, build, description in (
+        ("tiny_se_b", partial(_build, SEModule, 9), "tiny SE-ResNet, another training (tests)"),
         ("tiny_cbam", partial(_build, partial(CBAM, reduction=4), 6), "tiny CBAM-ResNet (tests)"),
         ("tiny_bam", partial(_build_bam, 7), "tiny BAM-ResNet (tests)"),
         ("tiny_eca", partial(_build, EcaModule, 2), "tiny ECA-ResNet (tests)"),

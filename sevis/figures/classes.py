@@ -33,6 +33,7 @@ __all__ = [
     "class_profiles",
     "class_profiles_grid",
     "field_profiles",
+    "reference_difference",
     "sample_channels",
     "selectivity_distribution",
     "sort_by_difference",
@@ -525,6 +526,48 @@ def checkpoint_difference(
         title=f"{layer}: mean({a}) − mean({b}) per {first.index_name}, the same images through both",
         xaxis_title=f"{first.index_name} index",
         yaxis=dict(title="difference of means", range=[-1.05 * bound or -1, 1.05 * bound or 1]),
+        height=420,
+    )
+    return fig
+
+
+def reference_difference(curves: Mapping[str, ClassStats], reference: str, layer: str) -> go.Figure:
+    """Several checkpoints of one network on the same images: mean(checkpoint) − mean(reference)
+    over all images of every position of ``layer``, one line per checkpoint, around a zero
+    line; each point's ``customdata`` is its position and ``meta`` the layer.
+
+    Raises:
+        ValueError: ``reference`` is not a curve, or a checkpoint's layer has another size.
+    """
+    if reference not in curves:
+        raise ValueError(f"reference {reference!r} is not one of {list(curves)}")
+    base = curves[reference].mean(layer)
+    fig = go.Figure()
+    fig.add_hline(y=0, line=dict(color="#7f7f7f", width=1))
+    others = [name for name in curves if name != reference]
+    for i, name in enumerate(others):
+        values = curves[name].mean(layer)
+        if len(values) != len(base):
+            raise ValueError(f"{layer} has {len(values)} positions in {name} and {len(base)} in {reference}")
+        fig.add_trace(
+            go.Scatter(
+                x=np.arange(len(base)),
+                y=values - base,
+                mode="lines+markers",
+                name=short_label(name, 40),
+                customdata=np.arange(len(base)),
+                meta=layer,
+                marker=dict(size=4 if len(base) <= 64 else 2),
+                line=dict(color=_colour(i), width=1.5),
+                hovertemplate=f"{name}<br>{layer} %{{x}}: %{{y:+.4f}}<extra></extra>",
+            )
+        )
+    index = curves[reference].index_name
+    fig.update_layout(
+        **_LAYOUT,
+        title=f"{layer}: each checkpoint's mean − {short_label(reference, 40)}'s per {index}, all images",
+        xaxis_title=f"{index} index",
+        yaxis_title="difference of means",
         height=420,
     )
     return fig

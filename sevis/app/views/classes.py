@@ -618,7 +618,50 @@ def module_chart(
         metric = "top1" if int(compared["images"].iloc[0]) else "top1_kept"
         side_by_side = compared.pivot(index="condition", columns="network", values=metric)
         st.dataframe(side_by_side.loc[compared.condition.unique(), list(ablations)])  # the paper's order; as loaded
+    checkpoints_of_one_network(models, results)
     st.caption("Each network's own sections follow, one after the other.")
+
+
+def checkpoints_of_one_network(models: list[Loaded], results: dict[str, sevis.Analysis]) -> None:
+    """Networks with the same layers (SE-ResNet-50's trainings): each one's mean per position
+    minus a chosen reference's, and their class-specificity and saturation per layer."""
+    for kind_name in dict.fromkeys(kind for m in models for kind in m.kinds):
+        same = {m.label: results[m.label].stats[kind_name] for m in models if kind_name in results[m.label].stats}
+        layers = next(iter(same.values())).layers
+        same = {label: stats for label, stats in same.items() if stats.layers == layers}
+        if len(same) < 2:
+            continue
+        prefix = sevis.prefix_of(layers) or sevis.get_kind(kind_name).prefix
+        st.subheader(f"{len(same)} checkpoints of one network ({prefix} layers)")
+        left, right = st.columns(2)
+        reference = left.selectbox("Reference checkpoint", list(same), key=f"classes_reference_{kind_name}")
+        layer = right.selectbox(
+            f"{prefix} layer",
+            layers,
+            index=layers.index(sevis.default_layer(layers)),
+            key=f"classes_reference_{kind_name}_layer",
+        )
+        first = next(m for m in models if m.label == reference)
+        show_figure(
+            figures.reference_difference(same, reference, layer),
+            f"checkpoints_{kind_name}_{layer}_difference",
+            first,
+            functools.partial(means_frame, same, layer),
+        )
+        table = figures.specificity_comparison(same)
+        st.dataframe(table.pivot(index="layer", columns="curve", values="specificity").loc[layers, list(same)])
+        st.caption(
+            "Class-specificity ω² per layer of each checkpoint (the chart above draws them with their chance "
+            "bands and saturation); the download holds every checkpoint's mean per position."
+        )
+
+
+def means_frame(curves: dict[str, ClassStats], layer: str) -> pd.DataFrame:
+    """Each checkpoint's mean over all images of every position of ``layer``: the position,
+    then a column per checkpoint, and the layer."""
+    index = next(iter(curves.values())).index_name
+    frame = pd.DataFrame({label: stats.mean(layer) for label, stats in curves.items()})
+    return frame.rename_axis(index).reset_index().assign(layer=layer)
 
 
 def difference_frame(one: ClassStats, other: ClassStats, layer: str, names: tuple[str, str]) -> pd.DataFrame:
