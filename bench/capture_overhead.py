@@ -6,7 +6,7 @@ median ratio, min-max of per-pair ratios, and images/s. Target: ratio <= 1.03.
     python bench/capture_overhead.py [--batch 8] [--repeats 15] [--device cpu] [--models ...]
 
 The default models are SE- and SGE-ResNet-50 and one network of each module they are
-compared with (ECA, SK, ResNeSt, CBAM, BAM), with untrained weights (the cost does not depend on them).
+compared with (ECA, SK, ResNeSt, GC, CBAM, BAM), with untrained weights (the cost does not depend on them).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ MODELS = [
     "ecaresnet50d.miil_in1k",
     "skresnext50_32x4d.ra_in1k",
     "resnest50d.in1k",
+    "gcresnet50t.ra2_in1k",
     "cbam_resnet50",
     "bam_resnet50",
     "sk_resnet50",

@@ -78,13 +78,17 @@ def test_timm_networks_are_found_by_module_type_with_the_papers_names(model_id, 
     assert [x.stage for x in layers] == sorted(x.stage for x in layers)
 
 
-def test_gc_fused_by_adding_has_no_gate_and_cbam_light_channel_bypasses_its_gate():
-    # gcresnet50t fuses its context by adding: no gate the forward pass multiplies by.
-    assert sevis.find_attention(timm.create_model("gcresnet50t", pretrained=False)) == []
-    scale = nn.Sequential(
+def test_gc_is_a_channel_gate_fused_by_scaling_a_context_map_fused_by_adding_and_light_cbam_is_no_layer():
+    # gcresnet50t fuses its context by adding: its attention is the context softmax.
+    layers = sevis.find_attention(timm.create_model("gcresnet50t", pretrained=False))
+    assert len(layers) == 16 and {x.kind for x in layers} == {"context"} and layers[0].name == "GC_2_1"
+    both = nn.Sequential(
         GlobalContext(16, fuse_add=False, fuse_scale=True), GlobalContext(16, fuse_add=True, fuse_scale=False)
     )
-    assert [(x.name, x.kind, x.path) for x in sevis.find_attention(scale)] == [("GC_1", "se", "0")]
+    assert [(x.name, x.kind, x.path) for x in sevis.find_attention(both)] == [
+        ("GC_1", "se", "0"),
+        ("GC_2", "context", "1"),
+    ]
     # CBAM's gates are found, but not timm's LightChannelAttn: it calls F.sigmoid, not its gate child.
     cbam = nn.Sequential(CbamModule(16), LightCbamModule(16))
     assert [(x.name, x.kind, x.path) for x in sevis.find_attention(cbam)] == [
@@ -92,6 +96,57 @@ def test_gc_fused_by_adding_has_no_gate_and_cbam_light_channel_bypasses_its_gate
         ("CBAMS_1", "spatial", "0.spatial"),
         ("CBAMS_2", "spatial", "1.spatial"),
     ]
+
+
+def test_gc_context_weights_equal_their_formula_and_removed_is_the_global_average():
+    """GC (arXiv:1904.11492): the context weights are softmax over positions of W_k x (a 1x1
+    convolution to one map); removed, they are uniform: the context is the global average,
+    as a GC block without its attention (timm's ``conv_attn = None``) computes it."""
+    model = sevis.load_model("tiny_gc", "untrained", check=False)
+    x = _image_batch()
+    captured = _captured(model, x)
+    inputs = _inputs(model, GlobalContext)
+    assert len(inputs) == 16
+    for path, features in inputs.items():
+        conv = model.get_submodule(path).conv_attn
+        logits = F.conv2d(features, conv.weight, conv.bias).flatten(1)
+        expected = torch.softmax(logits, dim=1).reshape(len(x), 1, *features.shape[-2:])
+        assert_close(captured[path], expected, rtol=1e-5, atol=1e-7)
+    copied = copy.deepcopy(model)
+    for module in copied.modules():
+        if isinstance(module, GlobalContext):
+            module.conv_attn = None
+    assert not sevis.find_attention(copied)
+    with torch.no_grad(), sevis.knockout(model, stages=[2, 3, 4, 5]):
+        knocked = model(x)
+    with torch.no_grad():
+        assert_close(knocked, copied(x), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(model(x), knocked, atol=1e-3)
+
+
+def test_gc_context_statistics_saved_run_and_report(image_folder, tmp_path):
+    model = sevis.load_model("tiny_gc", "untrained", check=False)
+    files = sorted(p for p in image_folder.rglob("*.*") if p.suffix in (".png", ".jpg") and p.name != "broken.jpg")
+    labels = [p.parent.name for p in files]
+    result = sevis.analyse(model, [(p.name, p.read_bytes()) for p in files], labels, batch_size=1, keep_values=True)
+    stats = result.stats["context"]
+    weights = np.stack([image.values["GC_4_6"] for image in result.images]).reshape(len(files), -1).astype(np.float64)
+    entropy = -(weights * np.log(weights)).sum(1) / np.log(weights.shape[1])
+    cup = np.array(labels) == "cup"
+    assert_allclose(stats.mean("GC_4_6", "cup", "entropy"), [entropy[cup].mean()], rtol=1e-5)
+    assert_allclose(stats.mean("GC_4_6", field="peak"), [(weights.max(1) * weights.shape[1]).mean()], rtol=1e-5)
+    over_peak = weights / weights.max(1, keepdims=True)
+    assert stats.saturation("GC_4_6")["share_high"] == pytest.approx(np.mean(over_peak >= 0.99))
+
+    out = tmp_path / "gc.parquet"
+    assert main(["extract", str(image_folder), "--model", "tiny_gc", "--weights", "untrained",
+                 "--batch-size", "1", "--out", str(out)]) == 0  # fmt: skip
+    saved = read_run(out).stats["context"]
+    assert_allclose(saved.mean("GC_4_6", "cup", "entropy"), stats.mean("GC_4_6", "cup", "entropy"), rtol=1e-5)
+    html = tmp_path / "gc.html"
+    assert main(["report", str(out), "--out", str(html), "--classes", "cat", "cup"]) == 0
+    page = html.read_text()
+    assert "GC_5_3: mean entropy per class" in page and "context weight over the image's peak" in page
 
 
 def test_register_attention_checks_the_prefix():
@@ -473,7 +528,11 @@ def test_several_modules_on_the_classes_page_share_one_chart(offline, monkeypatc
 
 @pytest.mark.parametrize(
     ("name", "layer", "title"),
-    [("tiny_cbam", "CBAMS_4_6", "spatial gate"), ("tiny_bam", "BAM_3_5", "mean of the 64 channels' gates")],
+    [
+        ("tiny_cbam", "CBAMS_4_6", "spatial gate"),
+        ("tiny_bam", "BAM_3_5", "mean of the 64 channels' gates"),
+        ("tiny_gc", "GC_4_6", "context weights over their peak"),
+    ],
 )
 def test_the_images_page_draws_spatial_gates_over_the_image(name, layer, title, offline, monkeypatch, photos):
     """CBAM's spatial map and BAM's gates (their channels' mean) over the photograph, each
@@ -498,7 +557,9 @@ def test_the_images_page_draws_spatial_gates_over_the_image(name, layer, title, 
     heat = next(t for t in plotly.io.from_json(chart.proto.spec).data if t.type == "heatmap")
     model = sevis.load_model(name, "untrained", check=False)
     image = sevis.analyse(model, [("coffee.png", photos["coffee.png"])], keep_values=True).images[0]
-    expected = upsample(image.values[layer].mean(0), image.view.shape[:2], layer_grid(model, layer))
+    values = image.values[layer]  # (K, H, W)
+    drawn = values[0] / values[0].max() if name == "tiny_gc" else values.mean(0)  # GC: over its peak
+    expected = upsample(drawn, image.view.shape[:2], layer_grid(model, layer))
     assert_allclose(array(heat.z).reshape(expected.shape), expected, rtol=1e-4, atol=1e-6)
 
 

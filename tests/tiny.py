@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-from timm.layers import CecaModule, EcaModule, SEModule
+from timm.layers import CecaModule, EcaModule, GlobalContext, SEModule
 from timm.models.resnest import ResNestBottleneck
 from timm.models.resnet import Bottleneck, ResNet
 from timm.models.sknet import SelectiveKernelBottleneck
@@ -89,7 +89,7 @@ TINY_RESNEST = {
 
 def register() -> None:
     """Add ``tiny_se`` (and ``tiny_se_b``, other weights), ``tiny_sge``, ``tiny_cbam``,
-    ``tiny_bam``, ``tiny_eca``, ``tiny_ceca``, ``tiny_sk`` and ``tiny_resnest`` to sevis's models."""
+    ``tiny_bam``, ``tiny_gc``, ``tiny_eca``, ``tiny_ceca``, ``tiny_sk`` and ``tiny_resnest`` to sevis's models."""
     sevis.register_model(
         "tiny_se",
         partial(_build, SEModule, 0),
@@ -106,6 +106,11 @@ def register() -> None:
         ("tiny_se_b", partial(_build, SEModule, 9), "tiny SE-ResNet, another training (tests)"),
         ("tiny_cbam", partial(_build, partial(CBAM, reduction=4), 6), "tiny CBAM-ResNet (tests)"),
         ("tiny_bam", partial(_build_bam, 7), "tiny BAM-ResNet (tests)"),
+        (
+            "tiny_gc",
+            partial(_build, partial(GlobalContext, fuse_add=True, fuse_scale=False), 8),
+            "tiny GC-ResNet (tests)",
+        ),
         ("tiny_eca", partial(_build, EcaModule, 2), "tiny ECA-ResNet (tests)"),
         ("tiny_ceca", partial(_build, CecaModule, 3), "tiny circular-ECA-ResNet (tests)"),
         ("tiny_sk", partial(_build, None, 4, **TINY_SK), "tiny SK-ResNet (tests)"),

@@ -109,6 +109,7 @@ DEFAULT_MODULES: dict[str, dict[str, str]] = {  # family -> menu label -> sevis 
         "SK-ResNet-18 (timm)": "skresnet18.ra_in1k",
     },
     "ECA": {"ECA-ResNet-50-D (timm)": "ecaresnet50d.miil_in1k", "ECA-ResNet-50-T (timm)": "ecaresnet50t.ra2_in1k"},
+    "GC": {"GC-ResNet-50-T (timm)": "gcresnet50t.ra2_in1k"},
     "ResNeSt": {
         "ResNeSt-50-D (authors)": "resnest50d.in1k",
         "ResNeSt-26-D (GluonCV)": "resnest26d.gluon_in1k",

@@ -201,8 +201,9 @@ TIMM_SE_FAMILIES = [
     "skresnet*",
     "skresnext*",
     "resnest*",
+    "gcresnet*",
 ]
-"""timm networks whose blocks hold attention modules sevis finds: SE, ECA, SK, ResNeSt (a
+"""timm networks whose blocks hold attention modules sevis finds: SE, ECA, SK, ResNeSt, GC (a
 fixed list: a name typed freely could build a network of any size on a shared server)."""
 
 

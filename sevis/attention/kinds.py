@@ -43,6 +43,7 @@ __all__ = [
     "AttentionKind",
     "BAMKind",
     "BranchKind",
+    "ContextKind",
     "SEKind",
     "SGEKind",
     "SpatialKind",
@@ -116,6 +117,11 @@ class AttentionKind:
         """The values whose distribution the histograms show, from :meth:`per_image`
         values (default: all of them)."""
         return values
+
+    def overlay(self, values: np.ndarray) -> np.ndarray | None:
+        """One image's :meth:`per_image` values as one (H, W) map in [0, 1] to draw over the
+        image, or None (the default) for values that are no map."""
+        return None
 
     def histogram_from_summaries(self, summaries: Mapping[str, np.ndarray]) -> np.ndarray | None:
         """The same, when only the summaries are there (a saved run): None if they do
@@ -312,6 +318,9 @@ class SpatialKind(AttentionKind):
         mean, var = mask_summary(values)
         return {"mean": mean.astype(np.float32), "var": var.astype(np.float32)}
 
+    def overlay(self, values: np.ndarray) -> np.ndarray | None:
+        return values.mean(0)  # CBAM: its one map; BAM: the mean of its channels' gates
+
     def new_stats(self) -> MaskStats:
         return MaskStats(self.index_name)
 
@@ -329,6 +338,57 @@ class BAMKind(SpatialKind):
 
     def removed(self, module: nn.Module, values: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(values)
+
+
+class ContextKind(AttentionKind):
+    """GC's context map (arXiv:1904.11492): a softmax over the positions of a 1x1 convolution
+    of the features, the weights of the global context, (N, 1, H, W), summing to 1. The
+    hook is on the convolution (timm's ``GlobalContext`` applies the softmax as a function):
+    :meth:`rows` applies the same softmax to its output, the very values the module pools by.
+
+    Summaries: ``entropy``, the weights' entropy over log(H x W) (1: uniform, the context is
+    the global average; 0: one position), and ``peak``, the largest weight times H x W (how
+    many times the uniform weight the strongest position gets). Histograms and saturation
+    count each weight over its image's largest (the map's shape, whatever its size). Removed
+    means every weight 1 / (H x W): the context is the global average, GC's own ablation
+    without context modelling (its transform stays).
+    """
+
+    name = "context"
+    prefix = "GCC"
+    fields = ("entropy", "peak")
+    index_name = "map"
+    description = "spatial attention: softmax weights of a global context"
+
+    def rows(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = output.shape
+        return torch.softmax(output.reshape(n, 1, h * w), dim=-1).reshape(n, 1, h, w)
+
+    def per_image(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+        return self.rows(module, output).detach()
+
+    def restore(self, module: nn.Module, values: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        # NOTE the softmax of log(p) is p again for weights p that sum to 1 (a constant shift)
+        return torch.log(values.clamp_min(torch.finfo(values.dtype).tiny)).reshape(output.shape)
+
+    def removed(self, module: nn.Module, values: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(values, 1.0 / values[0].numel())
+
+    def summarise(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        flat = values.reshape(len(values), -1).astype(np.float64)
+        size = flat.shape[1]
+        entropy = -(flat * np.log(np.where(flat > 0, flat, 1.0))).sum(1) / np.log(size)
+        return {
+            "entropy": entropy[:, None].astype(np.float32),
+            "peak": (flat.max(1) * size)[:, None].astype(np.float32),
+        }
+
+    def histogram_values(self, values: np.ndarray) -> np.ndarray | None:
+        flat = values.reshape(len(values), -1)
+        return flat / flat.max(1, keepdims=True)
+
+    def overlay(self, values: np.ndarray) -> np.ndarray | None:
+        return values[0] / values[0].max()
 
 
 def group_norms(features: torch.Tensor, groups: int) -> torch.Tensor:
@@ -383,3 +443,4 @@ register_kind(SGEKind())
 register_kind(BranchKind())
 register_kind(SpatialKind())
 register_kind(BAMKind())
+register_kind(ContextKind())

@@ -17,9 +17,10 @@ Known classes (each module's gate is a child, so a hook sees the values it multi
 * CBAM's channel gate (arXiv:1807.06521): timm's ``ChannelAttn``, sigmoid(MLP(avg) +
   MLP(max)): kind ``"se"``, layers ``CBAMC_2_1`` ... (not its ``LightChannelAttn``, whose
   forward calls ``F.sigmoid`` rather than its gate child).
-* GC with fusion by scaling (arXiv:1904.11492): timm's ``GlobalContext`` where it has a
-  ``gate``, sigmoid of the transformed context: kind ``"se"``, layers ``GC_2_1`` ...
-  (fused by adding, as in ``gcresnet50t``, it has no gate and is no layer here).
+* GC (arXiv:1904.11492): timm's ``GlobalContext``; fused by scaling, its gate, sigmoid of
+  the transformed context, is a channel gate (kind ``"se"``, layers ``GC_2_1`` ...); fused by
+  adding (``gcresnet50t``), its one attention value is the context map, a softmax over the
+  positions of its ``conv_attn`` output (kind ``"context"``, layers ``GC_2_1`` ...).
 * SK (arXiv:1903.06586): timm's ``SelectiveKernel``, a softmax over its kernel branches per
   channel from its ``attn`` child: kind ``"branch"``, layers ``SK_2_1`` ...
 * ResNeSt's split attention (arXiv:2004.08955): timm's ``SplitAttn``, a softmax over the
@@ -68,7 +69,9 @@ class _AttentionType:
     applies: Callable[[nn.Module], bool] | None = None
 
 
-_REGISTRY: dict[type[nn.Module], _AttentionType] = {}
+# NOTE a class may have several types, tried in order: the first that applies to a module wins
+# (timm's GlobalContext is a channel gate when it fuses by scaling, a context map otherwise).
+_REGISTRY: dict[type[nn.Module], tuple[_AttentionType, ...]] = {}
 _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 
 
@@ -94,7 +97,7 @@ def register_attention(cls: type[nn.Module], *, kind: str, gate: str, prefix: st
         raise TypeError(f"gate must be the name of a child module, got {gate!r}")
     if prefix is not None and not (isinstance(prefix, str) and _PREFIX.fullmatch(prefix)):
         raise ValueError(f"prefix must be letters and digits starting with a letter, got {prefix!r}")
-    _REGISTRY[cls] = _AttentionType(kind, gate, prefix)
+    _REGISTRY[cls] = (_AttentionType(kind, gate, prefix),)
 
 
 def unregister_attention(cls: type[nn.Module]) -> None:
@@ -124,11 +127,12 @@ def _register_builtins() -> None:
     # NOTE timm's LightChannelAttn (a ChannelAttn) calls F.sigmoid, not its gate child, and
     # GlobalContext calls its gate only when it fuses by scaling (gcresnet50t fuses by adding:
     # its one attention value is the context softmax).
-    _REGISTRY[cbam.ChannelAttn] = _AttentionType(
-        "se", "gate", "CBAMC", lambda m: not isinstance(m, cbam.LightChannelAttn)
+    _REGISTRY[cbam.ChannelAttn] = (
+        _AttentionType("se", "gate", "CBAMC", lambda m: not isinstance(m, cbam.LightChannelAttn)),
     )
-    _REGISTRY[global_context.GlobalContext] = _AttentionType(
-        "se", "gate", "GC", lambda m: getattr(m, "mlp_scale", None) is not None
+    _REGISTRY[global_context.GlobalContext] = (
+        _AttentionType("se", "gate", "GC", lambda m: getattr(m, "mlp_scale", None) is not None),
+        _AttentionType("context", "conv_attn", "GC", lambda m: getattr(m, "conv_attn", None) is not None),
     )
     register_attention(selective_kernel.SelectiveKernel, kind="branch", gate="attn", prefix="SK")
     register_attention(SKBottleneck, kind="branch", gate="gate", prefix="SK")
@@ -174,7 +178,7 @@ class AttentionLayer:
 def _lookup(module: nn.Module) -> _AttentionType | None:
     for cls in type(module).__mro__:
         if cls in _REGISTRY:
-            return _REGISTRY[cls]
+            return next((t for t in _REGISTRY[cls] if t.applies is None or t.applies(module)), None)
     return None
 
 
@@ -190,8 +194,6 @@ def find_attention(model: nn.Module) -> list[AttentionLayer]:
     for path, module in model.named_modules():
         spec = _lookup(module)
         if spec is None:
-            continue
-        if spec.applies is not None and not spec.applies(module):
             continue
         gate = getattr(module, spec.gate, None)
         if not isinstance(gate, nn.Module):

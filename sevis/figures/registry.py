@@ -110,8 +110,19 @@ def _spatial_figures(stats: ClassStats, layer: str, classes: Sequence[str], *, w
     ]
 
 
+def _context_figures(stats: ClassStats, layer: str, classes: Sequence[str]) -> list[go.Figure]:
+    """GC's context weights: their entropy and peak per class, and the per-class histograms
+    of each weight over its image's largest."""
+    return [
+        field_profiles(stats, layer, classes, "entropy"),
+        field_profiles(stats, layer, classes, "peak"),
+        class_histograms(stats, layer, classes, value="context weight over the image's peak"),
+    ]
+
+
 register_kind_figures("se", _se_figures)
 register_kind_figures("sge", _sge_figures)
 register_kind_figures("branch", _branch_figures)
 register_kind_figures("spatial", partial(_spatial_figures, what="spatial gate"))
 register_kind_figures("bam", partial(_spatial_figures, what="BAM gate"))
+register_kind_figures("context", _context_figures)

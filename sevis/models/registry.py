@@ -12,7 +12,8 @@ built, where its default weights live, and how a checkpoint's keys map onto it:
   beside it with one recipe (:mod:`sevis.models.pytorchinsight`), with its checkpoints.
 
 * the timm networks of the modules SGE is compared with, under their timm ids
-  (:data:`COMPARED`): ECA (``ecaresnet50d.miil_in1k``, ``ecaresnet50t.ra2_in1k``), SK
+  (:data:`COMPARED`): ECA (``ecaresnet50d.miil_in1k``, ``ecaresnet50t.ra2_in1k``), GC
+  (``gcresnet50t.ra2_in1k``), SK
   (``skresnext50_32x4d.ra_in1k``, ``skresnet18.ra_in1k``, ``skresnet34.ra_in1k``), ResNeSt
   (``resnest50d.in1k``, ``resnest14d.gluon_in1k``, ``resnest26d.gluon_in1k``) and SE-ResNet-50
   in four more training recipes (``seresnet50.a1_in1k``, ``.a2_in1k``, ``.a3_in1k``,
@@ -159,6 +160,7 @@ COMPARED: dict[str, str] = {
     "skresnext50_32x4d.ra_in1k": "SK-ResNeXt-50 32x4d (SK, arXiv:1903.06586), timm weights",
     "skresnet18.ra_in1k": "SK-ResNet-18 (SK), timm weights",
     "skresnet34.ra_in1k": "SK-ResNet-34 (SK), timm weights",
+    "gcresnet50t.ra2_in1k": "GC-ResNet-50-T (global context, arXiv:1904.11492), timm weights",
     "resnest50d.in1k": "ResNeSt-50-D (split attention, arXiv:2004.08955), the authors' weights",
     "resnest14d.gluon_in1k": "ResNeSt-14-D (split attention), GluonCV weights",
     "resnest26d.gluon_in1k": "ResNeSt-26-D (split attention), GluonCV weights",

@@ -141,14 +141,18 @@ def sge_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> 
         gradcam_panel(loaded, image, opacity)
 
 
-SPATIAL_KINDS = ("spatial", "bam")
-"""Kinds drawn over the image as maps besides SGE's: CBAM's spatial gates, BAM's gates."""
+def overlaid_kinds(kinds: list[str]) -> list[str]:
+    """The kinds drawn over the image as maps besides SGE's: those with an overlay (CBAM's
+    spatial gates, BAM's gates, GC's context weights)."""
+    return [k for k in kinds if k != "sge" and type(sevis.get_kind(k)).overlay is not sevis.AttentionKind.overlay]
 
 
 def spatial_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes]) -> None:
-    """CBAM's spatial gate (one map) or BAM's gates (the mean over its channels) of a
-    layer over the image the model saw, each value at its receptive field's centre."""
-    layers = [name for name, kind in image.kinds.items() if kind in SPATIAL_KINDS]
+    """A spatial layer's map over the image the model saw, each value at its receptive
+    field's centre: CBAM's spatial gate, BAM's gates (their channels' mean), GC's context
+    weights (over the image's largest)."""
+    overlaid = overlaid_kinds(list(dict.fromkeys(image.kinds.values())))
+    layers = [name for name, kind in image.kinds.items() if kind in overlaid]
     layer = st.selectbox(
         "Spatial attention layer",
         layers,
@@ -160,12 +164,15 @@ def spatial_section(loaded: Loaded, image: ImageResult, files: dict[str, bytes])
     if layer not in image.values:  # a large upload: values are kept only for the image on show
         image = analyse(loaded, [(image.name, files[image.name])], keep_values=True).images[0]
     maps = image.values[layer]  # (K, H, W)
-    heat = maps.mean(0)
-    what = "spatial gate" if len(maps) == 1 else f"mean of the {len(maps)} channels' gates"
+    kind = image.kinds[layer]
+    heat = sevis.get_kind(kind).overlay(maps)
+    assert heat is not None  # overlaid_kinds chose the layer for its overlay
+    what = {"context": "context weights over their peak", "bam": f"mean of the {len(maps)} channels' gates"}
+    what_it_is = what.get(kind, "spatial gate")
     fig = figures.heat_overlay(
         image.view,
         heat,
-        title=f"{layer}: {what}",
+        title=f"{layer}: {what_it_is}",
         opacity=st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{loaded.ident}_spatial_opacity"),
         colorbar_title="gate",
         grid=layer_grid(loaded.model, layer),
@@ -292,7 +299,7 @@ for loaded, place in zip(models, model_places(models), strict=True):
                 gradcam_panel(loaded, image, 0.5)
         if "sge" in loaded.kinds:
             sge_section(loaded, image, dict(files))
-        if set(SPATIAL_KINDS) & set(loaded.kinds):
+        if overlaid_kinds(loaded.kinds):
             spatial_section(loaded, image, dict(files))
 for loaded in models:
     export_all("Images", loaded, results[loaded.label], files, None)
