@@ -192,12 +192,12 @@ def pytorchinsight_checkpoint(state: dict[str, torch.Tensor], arch: str = "sge_r
 
 @pytest.fixture(scope="session")
 def pytorchinsight_files(tmp_path_factory) -> dict[str, tuple[nn.Module, Path]]:
-    """CBAM-, BAM- and SK-ResNet-50 as the authors' code builds them (tests/reference), with
+    """CBAM-, BAM-, SK- and plain ResNet-50 as the authors' code builds them (tests/reference), with
     random weights, and their training checkpoints of them (files named as the weights
     folder names them)."""
     import warnings
 
-    from reference import pi_bam, pi_cbam, pi_sk
+    from reference import pi_bam, pi_cbam, pi_old, pi_sk
 
     folder = tmp_path_factory.mktemp("pytorchinsight")
     made = {}
@@ -205,6 +205,7 @@ def pytorchinsight_files(tmp_path_factory) -> dict[str, tuple[nn.Module, Path]]:
         "cbam_resnet50": pi_cbam.cbam_resnet50,
         "bam_resnet50": pi_bam.bam_resnet50,
         "sk_resnet50": pi_sk.sk_resnet50,
+        "resnet50_pytorchinsight": pi_old.old_resnet50,
     }
     for seed, (name, build) in enumerate(builds.items()):
         with warnings.catch_warnings():

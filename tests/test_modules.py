@@ -149,6 +149,37 @@ def test_gc_context_statistics_saved_run_and_report(image_folder, tmp_path):
     assert "GC_5_3: mean entropy per class" in page and "context weight over the image's peak" in page
 
 
+def test_timms_cbam_gates_and_gc_scale_gate_equal_their_formulas():
+    """timm's CBAM: channel gate sigmoid(MLP(avg) + MLP(max)) with 1x1 convolutions, spatial
+    gate sigmoid(BN(conv7x7([mean over channels, max over channels]))) (timm's order); GC fused
+    by scaling: sigmoid(MLP(context)), the context the softmax-weighted sum of positions."""
+    torch.manual_seed(3)
+    net = nn.Sequential(CbamModule(32, rd_ratio=1 / 4), GlobalContext(32, fuse_add=False, fuse_scale=True)).eval()
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    nn.init.normal_(net[1].mlp_scale.fc2.weight, std=0.3)  # timm zero-initialises it: a gate of 0.5 everywhere
+    x = torch.randn(2, 32, 10, 10)
+    captured = _captured(net, x)
+    channel, spatial, gc = net[0].channel, net[0].spatial, net[1]
+
+    def mlp(v: torch.Tensor) -> torch.Tensor:
+        return channel.fc2(F.relu(channel.fc1(v)))
+
+    s_c = torch.sigmoid(mlp(x.mean((2, 3), keepdim=True)) + mlp(x.amax((2, 3), keepdim=True))).flatten(1)
+    assert_close(captured["0.channel"], s_c, rtol=1e-5, atol=1e-6)
+    gated = x * s_c[:, :, None, None]
+    conv = spatial.conv
+    pooled = torch.cat([gated.mean(1, keepdim=True), gated.amax(1, keepdim=True)], 1)
+    s_s = torch.sigmoid(conv.bn(conv.conv(pooled)))
+    assert_close(captured["0.spatial"], s_s, rtol=1e-5, atol=1e-6)
+    y = gated * s_s
+    weights = torch.softmax(F.conv2d(y, gc.conv_attn.weight, gc.conv_attn.bias).flatten(1), dim=1)
+    context = (y.flatten(2) * weights[:, None]).sum(-1)[:, :, None, None]
+    assert_close(captured["1"], torch.sigmoid(gc.mlp_scale(context)).flatten(1), rtol=1e-5, atol=1e-6)
+
+
 def test_register_attention_checks_the_prefix():
     with pytest.raises(ValueError, match="prefix"):
         sevis.register_attention(nn.Identity, kind="se", gate="gate", prefix="E-CA")

@@ -28,7 +28,7 @@ from sevis.cli import main
 from sevis.errors import CheckpointError
 from sevis.runs.reader import read_run
 
-REFERENCES = ("cbam_resnet50", "bam_resnet50", "sk_resnet50")
+REFERENCES = ("cbam_resnet50", "bam_resnet50", "sk_resnet50", "resnet50_pytorchinsight")
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,22 @@ def test_the_authors_checkpoint_loads_strictly_and_gives_their_logits(name, chec
 
 def test_another_networks_checkpoint_is_refused_by_name(checkpoints):
     _, cbam = checkpoints["cbam_resnet50"]
-    for name in ("bam_resnet50", "sk_resnet50", "sge_resnet50"):
+    for name in ("bam_resnet50", "sk_resnet50", "sge_resnet50", "resnet50_pytorchinsight"):
         with pytest.raises(CheckpointError, match=rf"cbam_resnet50\.pth\.tar does not fit {name}"):
             sevis.load_model(name, cbam, check=False)
+
+
+def test_the_plain_resnet_classifies_and_ablates_with_nothing_to_capture(checkpoints, x):
+    """The recipe's ResNet-50 without attention: the baseline row of the comparison."""
+    _, path = checkpoints["resnet50_pytorchinsight"]
+    model = sevis.load_model("resnet50_pytorchinsight", path, check=False)
+    assert sevis.find_attention(model) == []
+    with torch.no_grad():
+        truth = model(x).argmax(1).tolist()
+    table = sevis.ablate(model, [(x, truth)]).table
+    assert table.condition.tolist() == ["none", "all"] and table.top1.tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="no attention layers"):
+        sevis.capture(model)
 
 
 def test_names_kinds_and_the_papers_counts():

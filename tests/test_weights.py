@@ -146,7 +146,8 @@ def test_the_cli_lists_fetches_and_names_alternatives(serve, folder, capsys):
     assert "sge_resnet50: sge_resnet50.pth.tar, 0.0 MB, SHA-256 " in capsys.readouterr().out
     assert main(["weights", "fetch", "resnet50"]) == 2
     said = capsys.readouterr().err
-    assert "resnet50: no pretrained weights file to fetch (known: se_resnet50, sge_resnet50, cbam_resnet50," in said
+    known = "se_resnet50, sge_resnet50, resnet50_pytorchinsight, cbam_resnet50,"
+    assert f"resnet50: no pretrained weights file to fetch (known: {known}" in said
     assert said.rstrip().endswith("seresnet50.ra2_in1k)")
     # An extract that cannot get its weights says what to do in the command line's own words.
     register_weights("se_resnet50", WeightsFile("se.pth", (url(server, "/gone.pth"),), ("a page",)))

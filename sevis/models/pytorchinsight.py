@@ -8,6 +8,7 @@ names as the authors' torchvision-style ResNet) with the authors' attention plac
 placed it, checked against their code (``classification/models/imagenet/resnet_*.py``) in
 ``tests/test_pytorchinsight.py``:
 
+* ResNet-50: the recipe's network without attention (the authors' ``old_resnet50``).
 * CBAM-ResNet-50: CBAM after each bottleneck's last BatchNorm, before the residual sum
   (timm's attention slot ``se``; the checkpoint calls it ``cbam``).
 * BAM-ResNet-50: a plain ResNet-50 with BAM after stages 2, 3 and 4 (the checkpoint's ``bam1``
@@ -27,7 +28,14 @@ from ..attention.bam import BAM
 from ..attention.cbam import CBAM
 from ..attention.sk import SKBottleneck
 
-__all__ = ["bam_keys", "build_bam_resnet50", "build_cbam_resnet50", "build_sk_resnet50", "cbam_keys"]
+__all__ = [
+    "bam_keys",
+    "build_bam_resnet50",
+    "build_cbam_resnet50",
+    "build_resnet50",
+    "build_sk_resnet50",
+    "cbam_keys",
+]
 
 _LAYERS = (3, 4, 6, 3)
 _STAGES = ("layer1", "layer2", "layer3", "layer4")
@@ -36,6 +44,12 @@ _STAGES = ("layer1", "layer2", "layer3", "layer4")
 def _local_only(pretrained: bool) -> None:
     if pretrained:
         raise ValueError("PytorchInsight weights come from a file of the weights folder")
+
+
+def build_resnet50(pretrained: bool = False) -> nn.Module:
+    """The plain ResNet-50 of the same recipe (76.38 % top-1; the checkpoint's ``old_resnet50``)."""
+    _local_only(pretrained)
+    return ResNet(block=Bottleneck, layers=_LAYERS, zero_init_last=False)  # type: ignore[arg-type]
 
 
 def build_cbam_resnet50(pretrained: bool = False) -> nn.Module:

@@ -9,7 +9,9 @@ built, where its default weights live, and how a checkpoint's keys map onto it:
 * ``sge_resnet50``: SGE-ResNet-50, the PytorchInsight reference network, with the
   checkpoint its README links on Google Drive. Li et al., arXiv:1905.09646.
 * ``cbam_resnet50``, ``bam_resnet50``, ``sk_resnet50``: the networks PytorchInsight trained
-  beside it with one recipe (:mod:`sevis.models.pytorchinsight`), with its checkpoints.
+  beside it with one recipe (:mod:`sevis.models.pytorchinsight`), with its checkpoints, and
+  ``resnet50_pytorchinsight``, the same recipe without attention (the baseline of its table:
+  it loads, classifies and ablates; it has nothing to capture).
 
 * the timm networks of the modules SGE is compared with, under their timm ids
   (:data:`COMPARED`): ECA (``ecaresnet50d.miil_in1k``, ``ecaresnet50t.ra2_in1k``), GC
@@ -107,6 +109,9 @@ class _Spec:
     build: Callable[[bool], nn.Module]  # pretrained -> model
     pretrained_source: str
     adapt_keys: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = _same_keys
+    # NOTE a reference network without attention (PytorchInsight's plain ResNet-50): it loads,
+    # classifies and ablates (its "none" row is the comparison's baseline), nothing to capture
+    attention_free: bool = False
 
 
 def _timm_builder(model_id: str) -> Callable[[bool], nn.Module]:
@@ -195,6 +200,12 @@ _REGISTRY: dict[str, _Spec] = {
         _imagenet(_build_sge_resnet50),
         "PytorchInsight (https://github.com/implus/PytorchInsight), Google Drive",
         adapt_keys=_pytorchinsight_keys,
+    ),
+    "resnet50_pytorchinsight": _Spec(
+        "ResNet-50 without attention, PytorchInsight's reference of the one recipe (76.38 top-1)",
+        _imagenet(pytorchinsight.build_resnet50),
+        "PytorchInsight (https://github.com/implus/PytorchInsight), Google Drive",
+        attention_free=True,
     ),
     "cbam_resnet50": _Spec(
         "CBAM-ResNet-50, PytorchInsight weights (77.63 top-1)",
@@ -333,7 +344,7 @@ def load_model(
             ) from err
         source = spec.pretrained_source
 
-    if not find_attention(model):
+    if not find_attention(model) and not spec.attention_free:
         raise UnknownModelError(f"{name} has no attention layers sevis knows (SE, SGE, ECA, SK, ResNeSt, ...)")
     data_config, class_names = resolve_model_data_config(model), _class_names(model)
     model = model.eval().to(device)

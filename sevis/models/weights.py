@@ -103,6 +103,16 @@ _FILES: dict[str, WeightsFile] = {
         ),
         also_matches=("bam_resnet50*",),
     ),
+    "resnet50_pytorchinsight": WeightsFile(
+        "resnet50_pytorchinsight.pth.tar",
+        ("gdrive:1ijUOmyDCSQTU9JaNwOu4_fs1cBXHnHPF",),
+        manual=(
+            "https://github.com/implus/PytorchInsight (README: ResNet50)",
+            "https://drive.google.com/file/d/1ijUOmyDCSQTU9JaNwOu4_fs1cBXHnHPF",
+            "https://pan.baidu.com/s/1gwvuaqlRT9Sl4rDI9SWn_Q (code zuvx)",
+        ),
+        also_matches=("old_resnet50*",),
+    ),
     "sk_resnet50": WeightsFile(
         "sk_resnet50.pth.tar",
         ("gdrive:1DGYWPeKc7dyJ9i-zPJcPPa2engExPOnJ",),
