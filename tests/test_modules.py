@@ -678,7 +678,9 @@ def test_checkpoints_of_one_network_against_a_chosen_reference(offline, monkeypa
     assert line.name == "Tiny SE"
     expected = stats["tiny_se"].mean("SE_5_2") - stats["tiny_se_b"].mean("SE_5_2")
     assert_allclose(array(line.y), expected, rtol=1e-4, atol=1e-6)
-    table = next(d.value for d in at.dataframe if list(d.value.columns) == ["Tiny SE", "Tiny SE B"])
-    assert_allclose(
-        table.loc["SE_4_6"].to_numpy(), [stats[n].specificity("SE_4_6") for n in stats], rtol=1e-4, atol=1e-6
-    )
+    columns = ["Tiny SE: ω²", "Tiny SE: share ≥ 0.99", "Tiny SE B: ω²", "Tiny SE B: share ≥ 0.99"]
+    table = next(d.value for d in at.dataframe if list(d.value.columns) == columns)
+    specificity = [stats[n].specificity("SE_4_6") for n in stats]
+    assert_allclose(table.loc["SE_4_6", ["Tiny SE: ω²", "Tiny SE B: ω²"]].to_numpy(), specificity, rtol=1e-4, atol=1e-6)
+    saturation = [stats[n].saturation("SE_4_6")["share_high"] for n in stats]
+    assert_allclose(table.loc["SE_4_6", [c for c in columns if "share" in c]].to_numpy(), saturation, atol=1e-9)

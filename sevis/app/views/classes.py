@@ -648,12 +648,17 @@ def checkpoints_of_one_network(models: list[Loaded], results: dict[str, sevis.An
             first,
             functools.partial(means_frame, same, layer),
         )
-        table = figures.specificity_comparison(same)
-        st.dataframe(table.pivot(index="layer", columns="curve", values="specificity").loc[layers, list(same)])
+        table = figures.specificity_comparison(same).set_index(["layer", "curve"])
+        columns = {f"{label}: {name}": table[what].xs(label, level="curve") for label in same for what, name in SHOWN}
+        st.dataframe(pd.DataFrame(columns).loc[layers])
         st.caption(
-            "Class-specificity ω² per layer of each checkpoint (the chart above draws them with their chance "
-            "bands and saturation); the download holds every checkpoint's mean per position."
+            "Class-specificity ω² and the share of gate values ≥ 0.99 per layer of each checkpoint (the chart "
+            "above draws them with their chance bands); the download holds every checkpoint's mean per position."
         )
+
+
+SHOWN = (("specificity", "ω²"), ("share_high", "share ≥ 0.99"))
+"""The columns of the checkpoints' table: class-specificity and saturation."""
 
 
 def means_frame(curves: dict[str, ClassStats], layer: str) -> pd.DataFrame:
