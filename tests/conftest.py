@@ -291,3 +291,28 @@ def array(value) -> np.ndarray:
         shape = tuple(int(n) for n in shape.split(",")) if isinstance(shape, str) else shape
         return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
     return np.asarray(value)
+
+
+def module_inputs(model: nn.Module, cls: type[nn.Module], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The input of every ``cls`` module of ``model`` in one forward pass of ``x``, by module
+    path (what a test restates an attention formula from)."""
+    seen: dict[str, torch.Tensor] = {}
+    handles = [
+        module.register_forward_pre_hook(lambda m, args, path=path: seen.__setitem__(path, args[0]))
+        for path, module in model.named_modules()
+        if isinstance(module, cls)
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
+def captured_by_path(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What :func:`sevis.capture` records of one forward pass of ``x``, by module path."""
+    with torch.no_grad(), sevis.capture(model) as cap:
+        model(x)
+    return {layer.path: cap.values[layer.name] for layer in cap.layers}

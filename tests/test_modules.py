@@ -18,6 +18,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from conftest import captured_by_path, module_inputs
 from numpy.testing import assert_allclose
 from timm.layers import CecaModule, EcaModule, GlobalContext, SelectiveKernel, SplitAttn
 from timm.layers.cbam import CbamModule, LightCbamModule
@@ -32,31 +33,39 @@ from sevis.report import build_report
 from sevis.runs.reader import read_run
 
 
-def _inputs(model: nn.Module, cls: type[nn.Module]) -> dict[str, torch.Tensor]:
-    """The input of every ``cls`` module of ``model`` in one forward pass, by module path."""
-    seen: dict[str, torch.Tensor] = {}
-    handles = [
-        module.register_forward_pre_hook(lambda m, args, path=path: seen.__setitem__(path, args[0]))
-        for path, module in model.named_modules()
-        if isinstance(module, cls)
-    ]
-    try:
-        with torch.no_grad():
-            model(torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(7)))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return seen
-
-
-def _captured(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    with torch.no_grad(), sevis.capture(model) as cap:
-        model(x)
-    return {layer.path: cap.values[layer.name] for layer in cap.layers}
-
-
 def _image_batch() -> torch.Tensor:
     return torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(7))
+
+
+TWO_CLASSES = {"class 1": ["chelsea.png", "astronaut.png"], "class 2": ["rocket.jpg", "coffee.png"]}
+
+
+def tiny_app(monkeypatch, **env: str):
+    """The dashboard with the tiny networks (``SEVIS_PLUGINS=tiny``) and ``env``, started."""
+    from conftest import ROOT
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("SEVIS_PLUGINS", "tiny")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    return at
+
+
+def several_on_the_classes_page(at, untrained: tuple[str, ...], photos, chosen: dict | None = None) -> None:
+    """ "Several modules" (``chosen``: multiselect key -> networks), ``untrained`` networks'
+    weights untrained, then TWO_CLASSES' photographs on the Classes page."""
+    at.sidebar.radio(key="model_choice").set_value("Several modules").run()
+    for key, value in (chosen or {}).items():
+        at.sidebar.multiselect(key=key).set_value(value).run()
+    for name in untrained:
+        at.sidebar.selectbox(key=f"{name}_source").set_value("untrained")
+    at.run()
+    at.switch_page("sevis/app/views/classes.py").run()
+    for i, pair in enumerate(TWO_CLASSES.values()):
+        at.get("file_uploader")[i].set_value([(n, photos[n], "image/png") for n in pair]).run()
 
 
 @pytest.mark.parametrize(
@@ -104,8 +113,8 @@ def test_gc_context_weights_equal_their_formula_and_removed_is_the_global_averag
     as a GC block without its attention (timm's ``conv_attn = None``) computes it."""
     model = sevis.load_model("tiny_gc", "untrained", check=False)
     x = _image_batch()
-    captured = _captured(model, x)
-    inputs = _inputs(model, GlobalContext)
+    captured = captured_by_path(model, x)
+    inputs = module_inputs(model, GlobalContext, x)
     assert len(inputs) == 16
     for path, features in inputs.items():
         conv = model.get_submodule(path).conv_attn
@@ -161,7 +170,7 @@ def test_timms_cbam_gates_and_gc_scale_gate_equal_their_formulas():
             module.running_var.uniform_(0.5, 1.5)
     nn.init.normal_(net[1].mlp_scale.fc2.weight, std=0.3)  # timm zero-initialises it: a gate of 0.5 everywhere
     x = torch.randn(2, 32, 10, 10)
-    captured = _captured(net, x)
+    captured = captured_by_path(net, x)
     channel, spatial, gc = net[0].channel, net[0].spatial, net[1]
 
     def mlp(v: torch.Tensor) -> torch.Tensor:
@@ -192,7 +201,7 @@ def test_eca_and_circular_eca_gates_equal_their_formula():
     for name, mode in (("tiny_eca", "constant"), ("tiny_ceca", "circular")):
         model = sevis.load_model(name, "untrained", check=False)
         cls = EcaModule if mode == "constant" else CecaModule
-        inputs, captured = _inputs(model, cls), _captured(model, x)
+        inputs, captured = module_inputs(model, cls, x), captured_by_path(model, x)
         assert len(captured) == 16
         for path, features in inputs.items():
             module = model.get_submodule(path)
@@ -234,7 +243,7 @@ def _split_by_hand(module: SplitAttn, x: torch.Tensor) -> tuple[torch.Tensor, to
 def test_sk_branch_weights_equal_their_formula_and_weigh_the_branches():
     x = _image_batch()
     model = sevis.load_model("tiny_sk", "untrained", check=False)
-    inputs, captured = _inputs(model, SelectiveKernel), _captured(model, x)
+    inputs, captured = module_inputs(model, SelectiveKernel, x), captured_by_path(model, x)
     assert len(inputs) == 16
     for path, features in inputs.items():
         module = model.get_submodule(path)
@@ -256,7 +265,7 @@ def test_split_attention_weights_equal_their_formula_and_weigh_the_splits(radix,
         bn.running_mean.uniform_(-0.2, 0.2)
         bn.running_var.uniform_(0.5, 1.5)
     x = torch.randn(3, 24, 9, 9)
-    captured = _captured(nn.Sequential(module), x)["0"]
+    captured = captured_by_path(nn.Sequential(module), x)["0"]
     with torch.no_grad():
         splits, expected = _split_by_hand(module, x)
         output = module(x)
@@ -270,7 +279,7 @@ def test_split_attention_weights_equal_their_formula_and_weigh_the_splits(radix,
 def test_resnest_network_captures_equal_the_formula():
     x = _image_batch()
     model = sevis.load_model("tiny_resnest", "untrained", check=False)
-    inputs, captured = _inputs(model, SplitAttn), _captured(model, x)
+    inputs, captured = module_inputs(model, SplitAttn, x), captured_by_path(model, x)
     assert len(inputs) == 16
     for path, features in inputs.items():
         with torch.no_grad():
@@ -516,28 +525,16 @@ def test_several_modules_on_the_classes_page_share_one_chart(offline, monkeypatc
     """The model panel's "Several modules": families, then their networks; the Classes page
     draws every module's curve on one chart, equal to the library's over the same images,
     and each network's sections below."""
-    from conftest import ROOT, array
-    from streamlit.testing.v1 import AppTest
+    from conftest import array
 
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("SEVIS_PLUGINS", "tiny")
     modules = (
         "SE:Tiny SE=tiny_se,SK:Tiny SK=tiny_sk,SK:Tiny SK again=tiny_sk,CBAM:Tiny CBAM=tiny_cbam,BAM:Tiny BAM=tiny_bam"
     )
-    monkeypatch.setenv("SEVIS_DASHBOARD_MODULES", modules)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.run()
-    at.sidebar.radio(key="model_choice").set_value("Several modules").run()
+    at = tiny_app(monkeypatch, SEVIS_DASHBOARD_MODULES=modules)
+    several_on_the_classes_page(at, ("tiny_se", "tiny_sk", "tiny_cbam", "tiny_bam"), photos)
     assert at.sidebar.multiselect(key="modules_families").options == ["SE", "SK", "CBAM", "BAM"]
     assert at.sidebar.multiselect(key="modules_families").value == ["SE", "SK", "CBAM", "BAM"]
     assert at.sidebar.multiselect(key="modules_SK").value == ["Tiny SK"]  # each family's first network
-    for name in ("tiny_se", "tiny_sk", "tiny_cbam", "tiny_bam"):
-        at.sidebar.selectbox(key=f"{name}_source").set_value("untrained")
-    at.run()
-    at.switch_page("sevis/app/views/classes.py").run()
-    files = {"class 1": ["chelsea.png", "astronaut.png"], "class 2": ["rocket.jpg", "coffee.png"]}
-    for i, names in enumerate(files.values()):
-        at.get("file_uploader")[i].set_value([(n, photos[n], "image/png") for n in names]).run()
     assert not at.exception, [e.value for e in at.exception]
     assert [h.value for h in at.header][:5] == ["Every module", "Tiny SE", "Tiny SK", "Tiny CBAM", "Tiny BAM"]
     import plotly.io
@@ -547,8 +544,8 @@ def test_several_modules_on_the_classes_page_share_one_chart(offline, monkeypatc
     lines = {t.name: t for t in fig.data if t.mode == "lines+markers" and t.yaxis == "y"}
     assert set(lines) == {"Tiny SE", "Tiny SK", "Tiny CBAM CBAMC", "Tiny CBAM CBAMS", "Tiny BAM"}
 
-    ordered = [n for names in files.values() for n in names]
-    labels = [label for label, names in files.items() for _ in names]
+    ordered = [n for names in TWO_CLASSES.values() for n in names]
+    labels = [label for label, names in TWO_CLASSES.items() for _ in names]
     bam = sevis.load_model("tiny_bam", "untrained", check=False)
     expected = sevis.analyse(bam, [(n, photos[n]) for n in ordered], labels).stats["bam"]
     got = lines["Tiny BAM"]
@@ -598,8 +595,7 @@ def test_knockout_tables_side_by_side_in_the_library_and_on_the_classes_page(off
     """compare_ablations puts each network's ablation of the same images side by side; the
     Classes page's "Every module" draws it for the networks loaded, each equal to its own
     sevis.ablate."""
-    from conftest import ROOT, array
-    from streamlit.testing.v1 import AppTest
+    from conftest import array
 
     names = ["chelsea.png", "astronaut.png", "rocket.jpg", "coffee.png"]
     own = {}
@@ -615,18 +611,8 @@ def test_knockout_tables_side_by_side_in_the_library_and_on_the_classes_page(off
     with pytest.raises(ValueError, match="other images"):
         sevis.compare_ablations({"a": own["tiny_se"].table, "b": own["tiny_se"].table.assign(images=3)})
 
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("SEVIS_PLUGINS", "tiny")
-    monkeypatch.setenv("SEVIS_DASHBOARD_MODULES", "SE:Tiny SE=tiny_se,SK:Tiny SK=tiny_sk,BAM:Tiny BAM=tiny_bam")
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.run()
-    at.sidebar.radio(key="model_choice").set_value("Several modules").run()
-    for name in own:
-        at.sidebar.selectbox(key=f"{name}_source").set_value("untrained")
-    at.run()
-    at.switch_page("sevis/app/views/classes.py").run()
-    for i, pair in enumerate((names[:2], names[2:])):
-        at.get("file_uploader")[i].set_value([(n, photos[n], "image/png") for n in pair]).run()
+    at = tiny_app(monkeypatch, SEVIS_DASHBOARD_MODULES="SE:Tiny SE=tiny_se,SK:Tiny SK=tiny_sk,BAM:Tiny BAM=tiny_bam")
+    several_on_the_classes_page(at, tuple(own), photos)
     at.toggle(key="classes_modules_ablate").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
     import plotly.io
@@ -643,29 +629,17 @@ def test_knockout_tables_side_by_side_in_the_library_and_on_the_classes_page(off
 def test_checkpoints_of_one_network_against_a_chosen_reference(offline, monkeypatch, photos):
     """Two trainings of one SE network among several modules: each one's mean per channel
     minus the reference's, the reference chosen, and their class-specificity per layer."""
-    from conftest import ROOT, array
-    from streamlit.testing.v1 import AppTest
+    from conftest import array
 
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("SEVIS_PLUGINS", "tiny")
-    monkeypatch.setenv("SEVIS_DASHBOARD_MODULES", "SE:Tiny SE=tiny_se,SE:Tiny SE B=tiny_se_b,SK:Tiny SK=tiny_sk")
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.run()
-    at.sidebar.radio(key="model_choice").set_value("Several modules").run()
-    at.sidebar.multiselect(key="modules_SE").set_value(["Tiny SE", "Tiny SE B"]).run()
-    for name in ("tiny_se", "tiny_se_b", "tiny_sk"):
-        at.sidebar.selectbox(key=f"{name}_source").set_value("untrained")
-    at.run()
-    at.switch_page("sevis/app/views/classes.py").run()
-    names = {"class 1": ["chelsea.png", "astronaut.png"], "class 2": ["rocket.jpg", "coffee.png"]}
-    for i, pair in enumerate(names.values()):
-        at.get("file_uploader")[i].set_value([(n, photos[n], "image/png") for n in pair]).run()
+    at = tiny_app(monkeypatch, SEVIS_DASHBOARD_MODULES="SE:Tiny SE=tiny_se,SE:Tiny SE B=tiny_se_b,SK:Tiny SK=tiny_sk")
+    chosen = {"modules_SE": ["Tiny SE", "Tiny SE B"]}
+    several_on_the_classes_page(at, ("tiny_se", "tiny_se_b", "tiny_sk"), photos, chosen)
     at.selectbox(key="classes_reference_se").set_value("Tiny SE B").run()
     at.selectbox(key="classes_reference_se_layer").set_value("SE_5_2").run()
     assert not at.exception, [e.value for e in at.exception]
     assert "2 checkpoints of one network (SE layers)" in [h.value for h in at.subheader]
-    files = [(n, photos[n]) for pair in names.values() for n in pair]
-    labels = [label for label, pair in names.items() for _ in pair]
+    files = [(n, photos[n]) for pair in TWO_CLASSES.values() for n in pair]
+    labels = [label for label, pair in TWO_CLASSES.items() for _ in pair]
     stats = {
         name: sevis.analyse(sevis.load_model(name, "untrained", check=False), files, labels).stats["se"]
         for name in ("tiny_se", "tiny_se_b")

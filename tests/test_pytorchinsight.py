@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import captured_by_path, module_inputs
 from numpy.testing import assert_allclose
 from tiny import randomize_
 from torch import nn
@@ -82,28 +83,6 @@ def test_names_kinds_and_the_papers_counts():
     assert sk[0] == "SK_2_1" and sk[-1] == "SK_5_3" and len(sk) == 16
 
 
-def _inputs(model: nn.Module, cls: type[nn.Module], x: torch.Tensor) -> dict[str, torch.Tensor]:
-    seen: dict[str, torch.Tensor] = {}
-    handles = [
-        m.register_forward_pre_hook(lambda m, args, path=path: seen.__setitem__(path, args[0]))
-        for path, m in model.named_modules()
-        if isinstance(m, cls)
-    ]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return seen
-
-
-def _captured(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    with torch.no_grad(), sevis.capture(model) as cap:
-        model(x)
-    return {layer.path: cap.values[layer.name] for layer in cap.layers}
-
-
 def _bn(x: torch.Tensor, bn: nn.Module) -> torch.Tensor:
     return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps)
 
@@ -112,8 +91,8 @@ def test_cbam_gates_equal_their_formula(x):
     """Channel: sigmoid(MLP(avgpool) + MLP(maxpool)), one MLP; spatial, on the channel-gated
     features: sigmoid(BN(conv7x7([max over channels, mean over channels])))."""
     model = sevis.load_model("tiny_cbam", "untrained", check=False)
-    captured = _captured(model, x)
-    channel_inputs, spatial_inputs = _inputs(model, CBAMChannelGate, x), _inputs(model, CBAMSpatialGate, x)
+    captured = captured_by_path(model, x)
+    channel_inputs, spatial_inputs = module_inputs(model, CBAMChannelGate, x), module_inputs(model, CBAMSpatialGate, x)
     assert len(channel_inputs) == len(spatial_inputs) == 16
     for path, features in channel_inputs.items():
         fc1, fc2 = model.get_submodule(path).mlp[1], model.get_submodule(path).mlp[3]
@@ -136,8 +115,8 @@ def test_bam_gates_equal_their_formula(x):
     M_s = 1x1 reduction, two 3x3 convolutions of dilation 4, a 1x1 to one map (each but the
     last with BatchNorm and ReLU); the block's map is 1 + the gate."""
     model = sevis.load_model("tiny_bam", "untrained", check=False)
-    captured = _captured(model, x)
-    inputs = _inputs(model, BAM, x)
+    captured = captured_by_path(model, x)
+    inputs = module_inputs(model, BAM, x)
     assert len(inputs) == 3
     for path, features in inputs.items():
         c, s = model.get_submodule(path).channel_att.gate_c, model.get_submodule(path).spatial_att.gate_s
@@ -162,8 +141,8 @@ def test_sk_bottleneck_branch_weights_equal_their_formula(x):
     plain 3x3 branch, U_2 the grouped one, each after BatchNorm and ReLU."""
     model = sevis.load_model("sk_resnet50", "untrained", check=False)
     randomize_(model, 5)
-    captured = _captured(model, x)
-    for path, block_input in _inputs(model, SKBottleneck, x).items():
+    captured = captured_by_path(model, x)
+    for path, block_input in module_inputs(model, SKBottleneck, x).items():
         b = model.get_submodule(path)
         out = F.relu(_bn(F.conv2d(block_input, b.conv1.weight), b.bn1))
         stride = b.conv2.stride
