@@ -315,8 +315,11 @@ def test_classes_from_a_zip_with_a_broken_file_and_both_models(app, photos):
     warning = next(shown(w.value) for w in app.warning if "could not be analysed" in shown(w.value))
     assert "data/cup/broken.jpg" in warning and ".DS_Store" not in warning
     assert classes_shown(app).value == ["cat", "cup"]
-    # SE figures; SGE mask statistics, activation spread before/after SGE, depth curve, selectivity
-    assert charts(app) == 5 + 4
+    # both modules' depth curves on one chart; SE figures; SGE mask statistics, activation spread
+    # before/after SGE, depth curve, selectivity
+    assert charts(app) == 1 + 5 + 4
+    both = app.get("plotly_chart")[0].proto.spec
+    assert "each module against depth" in both and SE_LABEL in both and SGE_LABEL in both
     assert any("**cat** 2" in shown(m.value) and "**cup** 1" in shown(m.value) for m in app.markdown)
 
 
