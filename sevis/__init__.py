@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         ImageResult as ImageResult,
         analyse as analyse,
         channel_view as channel_view,
+        compare_ablations as compare_ablations,
         excitation_map as excitation_map,
         module_curves as module_curves,
         run_image as run_image,
@@ -93,7 +94,6 @@ if TYPE_CHECKING:
         ablate_data as ablate_data,
         ablation_conditions as ablation_conditions,
         channel_importance as channel_importance,
-        compare_ablations as compare_ablations,
         importance_data as importance_data,
     )
     from .models import (
@@ -134,6 +134,7 @@ _EXPORTS = {
         "ImageResult",
         "analyse",
         "channel_view",
+        "compare_ablations",
         "excitation_map",
         "module_curves",
         "run_image",
@@ -200,7 +201,6 @@ _EXPORTS = {
         "ablate_data",
         "ablation_conditions",
         "channel_importance",
-        "compare_ablations",
         "importance_data",
     ],
     "models": [

@@ -133,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--classes", nargs="+", default=None, help="classes to show (default: the first 8)")
     rep.add_argument("--layers", nargs="+", default=None, help="layers to show (default: the paper's six)")
     rep.add_argument(
+        "--ablations",
+        nargs="+",
+        default=None,
+        metavar="TABLE",
+        help="with several runs: `sevis ablate`'s table (.csv or .parquet) of each run's network, in the runs' order: "
+        "their knock-outs side by side",
+    )
+    rep.add_argument(
         "--baseline",
         default=None,
         metavar="RUN",
@@ -273,12 +281,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from sevis.report import write_comparison, write_report
 
+            if len(args.run) == 1 and args.ablations:
+                raise sevis.SevisError("--ablations goes with several runs (`sevis ablate` writes one run's table)")
             if len(args.run) == 1:
                 out = write_report(args.run[0], args.out, args.classes, args.layers, args.baseline)
             elif args.baseline is not None:
                 raise sevis.SevisError("--baseline goes with one run; several runs are compared with each other")
             else:
-                out = write_comparison(args.run, args.out, args.classes, args.layers)
+                out = write_comparison(args.run, args.out, args.classes, args.layers, args.ablations)
             logging.getLogger("sevis").info("wrote %s", out)
     except (Terminated, KeyboardInterrupt) as stopped:
         if args.command == "reproduce":

@@ -13,11 +13,12 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
 import plotly.graph_objects as go
 
 from . import figures
 from ._files import write_atomic
-from .analysis.modules import module_curves
+from .analysis.modules import compare_ablations, module_curves
 from .attention.kinds import get_kind
 from .attention.layers import prefix_of
 from .errors import RunError
@@ -25,7 +26,15 @@ from .models.classes import class_candidates, class_indices, imagenet_names
 from .runs.reader import Run, read_run
 from .runs.schema import check_text_columns, open_run_file
 
-__all__ = ["build_comparison", "build_report", "resolve_classes", "write_comparison", "write_report"]
+__all__ = [
+    "ABLATION_COLUMNS",
+    "build_comparison",
+    "build_report",
+    "read_ablation",
+    "resolve_classes",
+    "write_comparison",
+    "write_report",
+]
 
 
 def build_report(
@@ -53,14 +62,23 @@ def build_report(
 
 
 def build_comparison(
-    runs: Sequence[Run], classes: Sequence[str] | None = None, layers: Sequence[str] | None = None
+    runs: Sequence[Run],
+    classes: Sequence[str] | None = None,
+    layers: Sequence[str] | None = None,
+    ablations: Sequence[pd.DataFrame] | None = None,
 ) -> str:
     """One page for several runs of the same images through different networks (or
     checkpoints): every module's class-specificity and saturation against depth on one chart
-    (:func:`sevis.figures.module_depth_curves`), then each run's own section.
+    (:func:`sevis.figures.module_depth_curves`), their ablations side by side where given,
+    then each run's own section.
+
+    Args:
+        ablations: one table of ``sevis ablate`` per run, in the runs' order (each network
+            over the same images).
 
     Raises:
-        RunError: fewer than two runs, or runs of other images than the first's.
+        RunError: fewer than two runs, runs of other images than the first's, or ablations
+            that are not one per run.
     """
     if len(runs) < 2:
         raise RunError("a comparison needs at least two runs")
@@ -80,10 +98,42 @@ def build_comparison(
     parts.append(f"<h1>{html.escape(title)}</h1>")
     depth = figures.module_depth_curves(curves, nulls)
     parts.append(depth.to_html(full_html=False, include_plotlyjs=True))
+    if ablations is not None:
+        if len(ablations) != len(runs):
+            raise RunError(f"{len(ablations)} ablation tables for {len(runs)} runs: give one per run, in their order")
+        try:
+            compared = compare_ablations(dict(zip(names, ablations, strict=True)))
+        except ValueError as err:
+            raise RunError(f"the ablations do not compare: {err}") from None
+        parts.append(figures.ablation_comparison(compared).to_html(full_html=False, include_plotlyjs=False))
+        metric = "top1" if int(compared["images"].iloc[0]) else "top1_kept"
+        table = compared.pivot(index="condition", columns="network", values=metric)
+        parts.append(table.loc[compared.condition.unique(), names].to_html(float_format=lambda v: f"{v:.2%}"))
     for name, run in zip(names, runs, strict=True):
         parts += _run_section(run, shown, layers, None, name, first=False, level=2)
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+ABLATION_COLUMNS = ("condition", "layers", "images", "top1", "top5", "top1_change", "top1_kept")
+"""What a table of ``sevis ablate`` must have for :func:`build_comparison`."""
+
+
+def read_ablation(path: str | Path) -> pd.DataFrame:
+    """A table ``sevis ablate`` wrote (``.csv`` or ``.parquet``).
+
+    Raises:
+        RunError: not such a table (the message names the first missing column).
+    """
+    path = Path(path)
+    try:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise RunError(f"{path.name[:100]}: not a readable table ({str(err)[:200]})") from None
+    missing = [c for c in ABLATION_COLUMNS if c not in frame]
+    if missing or frame.empty:
+        raise RunError(f"{path.name[:100]}: not a table of `sevis ablate` (no {missing[0] if missing else 'rows'})")
+    return frame
 
 
 def _run_names(runs: Sequence[Run]) -> list[str]:
@@ -269,8 +319,10 @@ def write_comparison(
     out: str | Path,
     classes: Sequence[str] | None = None,
     layers: Sequence[str] | None = None,
+    ablations: Sequence[str | Path] | None = None,
 ) -> Path:
-    """Read several saved runs of the same images and write their one page
-    (:func:`build_comparison`) to ``out``, whole or not at all."""
+    """Read several saved runs of the same images (and ``sevis ablate``'s table of each) and
+    write their one page (:func:`build_comparison`) to ``out``, whole or not at all."""
     runs = [read_run(path, layers) for path in run_paths]
-    return write_atomic(out, build_comparison(runs, classes, layers).encode("utf-8"))
+    tables = [read_ablation(path) for path in ablations] if ablations else None
+    return write_atomic(out, build_comparison(runs, classes, layers, tables).encode("utf-8"))

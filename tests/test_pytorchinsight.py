@@ -274,6 +274,22 @@ def test_several_runs_of_the_same_images_make_one_page_with_every_module_on_one_
     assert page.count("plotly.js v") <= 2 and all(f"<h2>{n}</h2>" in page for n in runs)
     assert "SK_4_6: mean weight of each branch per class" in page and "BAM_3_5: BAM gate statistics" in page
 
+    # Their ablations side by side: `sevis ablate` of each run's images with its own network.
+    tables = []
+    for name in runs:
+        table = tmp_path / f"{name}_ablation.csv"
+        assert main(["ablate", str(tmp_path / f"{name}.parquet"), "--out", str(table), "--quiet"]) == 0
+        tables.append(str(table))
+    both = tmp_path / "both.html"
+    runs_given = [str(tmp_path / f"{n}.parquet") for n in runs]
+    assert main(["report", *runs_given, "--ablations", *tables, "--out", str(both)]) == 0
+    page = both.read_text()
+    assert "Each stage&#x27;s attention removed, every network" in page or "Each stage's attention removed" in page
+    assert page.count("<th>stage 2</th>") == 1 and all(f"<th>{n}</th>" in page for n in runs)
+    assert main(["report", *runs_given, "--ablations", *tables[:2], "--out", str(both)]) == 2  # one per run
+    (tmp_path / "no.csv").write_text("a,b\n1,2\n")
+    assert main(["report", *runs_given, "--ablations", *tables[:3], str(tmp_path / "no.csv"), "--out", str(both)]) == 2
+
     # Other images are refused by name; --baseline goes with one run.
     other = tmp_path / "other"
     (other / "cat").mkdir(parents=True)

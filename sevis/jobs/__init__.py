@@ -7,7 +7,6 @@ from .ablation import (
     ablate,
     ablate_data,
     ablation_conditions,
-    compare_ablations,
     dataset_items,
 )
 from .extraction import extract, prepare_run
@@ -25,7 +24,6 @@ __all__ = [
     "ablate_data",
     "ablation_conditions",
     "channel_importance",
-    "compare_ablations",
     "dataset_items",
     "extract",
     "extract_ray",

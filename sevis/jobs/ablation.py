@@ -31,7 +31,6 @@ __all__ = [
     "ablate",
     "ablate_data",
     "ablation_conditions",
-    "compare_ablations",
     "dataset_items",
 ]
 
@@ -243,23 +242,3 @@ def dataset_items(
         for path, label in zip(table.column("path").to_pylist(), table.column("label").to_pylist(), strict=True)
     ]
     return source, items
-
-
-def compare_ablations(tables: Mapping[str, Ablation | pd.DataFrame]) -> pd.DataFrame:
-    """Several networks' ablations of the same images as one long table, side by side by
-    condition: a ``network`` column, then each table's rows (``condition`` … ``top1_kept``).
-    Conditions are the paper's (none, each stage, all) whatever the module: what "removed"
-    means for each is its kind's (:meth:`sevis.attention.kinds.AttentionKind.removed`).
-
-    Raises:
-        ValueError: no tables, or tables of different numbers of images.
-    """
-    if not tables:
-        raise ValueError("tables must hold at least one network's ablation")
-    frames = [(name, t.table if isinstance(t, Ablation) else t) for name, t in tables.items()]
-    sizes = {int(frame["images"].iloc[0]) for _, frame in frames}
-    if len(sizes) > 1:
-        raise ValueError(f"the ablations counted different numbers of labelled images ({sorted(sizes)}): other images")
-    return pd.concat([frame.assign(network=name) for name, frame in frames], ignore_index=True)[
-        ["network", *frames[0][1].columns]
-    ]
