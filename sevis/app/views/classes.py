@@ -657,8 +657,8 @@ def checkpoints_of_one_network(models: list[Loaded], results: dict[str, sevis.An
         )
 
 
-SHOWN = (("specificity", "ω²"), ("share_high", "share ≥ 0.99"))
-"""The columns of the checkpoints' table: class-specificity and saturation."""
+# NOTE a comment, not a docstring: Streamlit's magic would draw a bare string of a page script
+SHOWN = (("specificity", "ω²"), ("share_high", "share ≥ 0.99"))  # the checkpoints' table's columns
 
 
 def means_frame(curves: dict[str, ClassStats], layer: str) -> pd.DataFrame:
