@@ -281,7 +281,7 @@ def _check_same_images(run: Run, other: Run, called: str) -> None:
     if sorted(ours) != sorted(theirs):
         name = "the baseline" if called == "baseline" else f"the run {other.path.name[:100]}"
         raise RunError(
-            f"{name} has other images than {run.path.name[:100]} ({len(theirs):,} against {len(ours):,}, "
+            f"{name} has other images than the run {run.path.name[:100]} ({len(theirs):,} against {len(ours):,}, "
             f"{len(set(ours) ^ set(theirs)):,} in one only): make it from the same data"
         )
 

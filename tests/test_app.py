@@ -765,9 +765,10 @@ def test_a_drill_down_from_a_linked_view_opens_the_channels_page(offline, monkey
 
 
 def test_a_channels_link_opens_the_same_run_layer_and_channel_in_a_fresh_session(app, tiny_se, tmp_path, monkeypatch):
-    """The Channels page writes its layer and channel into the address beside the run's server
-    path, and its "Copy link" shows that address; a fresh session given it opens the same run
-    at the same layer and channel."""
+    """The Channels page writes its layer, channel and classes shown into the address beside
+    the run's server path, and its "Copy link" shows that address; a fresh session given it
+    opens the same run at the same layer and channel, showing the same classes (those the run
+    has)."""
     from urllib.parse import parse_qs
 
     from sevis.jobs.extraction import extract
@@ -782,9 +783,12 @@ def test_a_channels_link_opens_the_same_run_layer_and_channel_in_a_fresh_session
     no_errors(app)
     assert any(m.value == "SE_5_1, channel 37" for m in app.subheader)
     assert app.query_params["channel_layer"] == "SE_5_1" and app.query_params["channel"] == "37"
+    classes = app.multiselect[0]
+    assert classes.value == ["cat", "cup"] or classes.value == ["cup", "cat"]  # both, the most excited first
+    classes.set_value(["cup"]).run()
     (copy,) = [c.value for c in app.code if "/channels?" in c.value]
-    link = {k: v[-1] for k, v in parse_qs(copy.split("?", 1)[1]).items()}
-    assert link == {"channels_run_path": str(run), "channel_layer": "SE_5_1", "channel": "37"}
+    link = parse_qs(copy.split("?", 1)[1])
+    assert link == {"channels_run_path": [str(run)], "channel_layer": ["SE_5_1"], "channel": ["37"], "classes": ["cup"]}
     fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     fresh.query_params.update(link)
     fresh.run()
@@ -792,6 +796,15 @@ def test_a_channels_link_opens_the_same_run_layer_and_channel_in_a_fresh_session
     no_errors(fresh)
     assert any(m.value == "SE_5_1, channel 37" for m in fresh.subheader)
     assert fresh.selectbox[0].value == "SE_5_1" and fresh.number_input[0].value == 37
+    assert fresh.multiselect[0].value == ["cup"]
+    both = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)  # several classes, one not in the run
+    both.query_params.update({**link, "classes": ["cat", "dog", "cup"]})
+    both.run()
+    both.switch_page("sevis/app/views/channels.py").run()
+    no_errors(both)
+    assert both.multiselect[0].value == ["cat", "cup"]
+    (again,) = [c.value for c in both.code if "/channels?" in c.value]
+    assert parse_qs(again.split("?", 1)[1])["classes"] == ["cat", "cup"]
     odd = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)  # a hand-edited link: no traceback
     odd.query_params.update({"channels_run_path": str(run), "channel_layer": "SE_9_9", "channel": "9" * 40})
     odd.run()
@@ -1382,14 +1395,14 @@ def test_the_image_menu_and_the_charts_show_the_same_image_through_a_failed_fetc
 
 
 def test_a_views_link_opens_the_same_view_in_a_fresh_session(app, tiny_se, tmp_path, monkeypatch):
-    """The model, its weights, a saved run's server path and the layer are the view's query
-    parameters (the browser writes them into the address as they change: the Chromium test
+    """The model, its weights, a saved run's server path, the layer, the classes shown and the
+    two whose difference orders the channels are the view's query parameters (the browser writes them into the address as they change: the Chromium test
     copies one): a fresh session given them draws the same page; a value no option has is
     dropped."""
     from sevis.jobs.extraction import extract
 
-    folder = class_folders(tmp_path / "data", {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"]})
-    run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
+    classes = {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"], "rocket": ["rocket.jpg"]}
+    run = extract(tiny_se, class_folders(tmp_path / "data", classes), tmp_path / "run.parquet", workers=0, progress=False)
     monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
     untrained(app, SE)
     app.switch_page("sevis/app/views/classes.py").run()
@@ -1398,6 +1411,11 @@ def test_a_views_link_opens_the_same_view_in_a_fresh_session(app, tiny_se, tmp_p
     layer = app.selectbox(key="classes_layer")
     chosen = next(o for o in layer.options if o != layer.value)
     layer.set_value(chosen).run()
+    (shown_classes,) = [m for m in app.multiselect if m.key.startswith("classes_se_shown_")]
+    shown_classes.set_value(["rocket", "cup"]).run()
+    app.radio(key="classes_channels").set_value("sorted by the difference of two classes").run()
+    app.selectbox(key="classes_diff_a").set_value("cup").run()
+    app.selectbox(key="classes_diff_b").set_value("rocket").run()
     no_errors(app)
     # NOTE a choice shown through a format function is linked by its label, as the browser writes it
     link = {
@@ -1405,6 +1423,10 @@ def test_a_views_link_opens_the_same_view_in_a_fresh_session(app, tiny_se, tmp_p
         "classes_mode": "A saved run (sevis extract)",
         "classes_run_path": str(run),
         "classes_layer": chosen,
+        shown_classes.key: ["rocket", "cup"],
+        "classes_channels": "sorted by the difference of two classes",
+        "classes_diff_a": "cup",
+        "classes_diff_b": "rocket",
     }
     fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     fresh.query_params.update(link)
@@ -1414,8 +1436,11 @@ def test_a_views_link_opens_the_same_view_in_a_fresh_session(app, tiny_se, tmp_p
     assert fresh.sidebar.selectbox(key=f"{SE}_source").value == "untrained"
     assert fresh.radio(key="classes_mode").value == "run"
     assert fresh.selectbox(key="classes_layer").value == chosen
-    assert charts(fresh) == charts(app)
-    assert any("3 images from" in shown(m.value) for m in fresh.markdown)
+    assert fresh.multiselect(key=shown_classes.key).value == ["rocket", "cup"]
+    assert (fresh.selectbox(key="classes_diff_a").value, fresh.selectbox(key="classes_diff_b").value) == ("cup", "rocket")
+    assert [c.proto.spec for c in fresh.get("plotly_chart")] == [c.proto.spec for c in app.get("plotly_chart")]
+    assert any("sorted by mean(cup)" in c.proto.spec for c in fresh.get("plotly_chart"))
+    assert any("4 images from" in shown(m.value) for m in fresh.markdown)
     odd = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     odd.query_params.update({f"{SE}_source": "<b>nothing</b>", "classes_layer": "SE_9_9"})
     odd.run()

@@ -53,8 +53,8 @@ KEEP: Final = "session"
 """``persist_state`` of the widgets whose values outlive a page."""
 LINKED: Final = "query-params"
 """``bind`` of the widgets that make a view's link: the model, each model's weights source
-and server file, a saved run's server path, and the layer shown; the page is the link's
-path. Opened in another browser, the link draws the same view for the sample photographs
+and server file, a saved run's server path, the layer, the classes shown and the two compared;
+the page is the link's path. Opened in another browser, the link draws the same view for the sample photographs
 and server files (uploads stay with their session)."""
 
 _KEPT = "_kept_uploads"  # uploader key -> the files it last held
@@ -103,11 +103,13 @@ def exports() -> list[tuple[str, Any, Callable[[], Any] | None]]:
 @dataclass(frozen=True)
 class Drill:
     """The channel the Channels page opens on: ``layer``, ``channel``, and ``source``, the
-    name of the images (one of :func:`drill_sources`, or the page's own saved run)."""
+    name of the images (one of :func:`drill_sources`, or the page's own saved run); ``classes``,
+    the classes to show (a link's; none: the channel's most excited)."""
 
     layer: str
     channel: int
     source: str
+    classes: tuple[str, ...] = ()
 
 
 def ask_drill(chosen: Drill, *, go: bool = False) -> None:
@@ -124,7 +126,8 @@ def drill() -> Drill | None:
     if not isinstance(value, Mapping):
         return None
     try:
-        return Drill(str(value["layer"]), int(value["channel"]), str(value["source"]))
+        classes = tuple(str(c) for c in value.get("classes", ()))
+        return Drill(str(value["layer"]), int(value["channel"]), str(value["source"]), classes)
     except (KeyError, TypeError, ValueError):
         return None
 

@@ -34,7 +34,9 @@ GALLERY = 24  # images a lasso on the excitation map shows
 MAPPED_LABELS = 20  # labels that name no class of the model offered a menu each; the rest count only in 'top-1 kept'
 NO_CLASS = "(no class: top-1 kept only)"
 IMPORTANCE_SHOWN = [64, 256, 1024, 2048]  # the choice of how many channels of a layer to knock out, evenly spaced
-LINK_LAYER, LINK_CHANNEL = "channel_layer", "channel"  # the address's names for the view's layer and channel
+# the address's names for the view's layer, channel and classes shown
+LINK_LAYER, LINK_CHANNEL, LINK_CLASSES = "channel_layer", "channel", "classes"
+MAX_CLASSES = 24  # shown on the channel's chart at most
 
 
 def importance_pick(layer: str) -> Callable[[dict], tuple[str, int] | None]:
@@ -105,6 +107,7 @@ if drill() is None and LINK_LAYER in st.query_params:  # a link opened: its laye
             st.query_params[LINK_LAYER],
             int(asked) if asked.isdecimal() and len(asked) < 9 else 0,
             OWN_RUN if "channels_run_path" in st.query_params else names[0],
+            tuple(c[:200] for c in st.query_params.get_all(LINK_CLASSES)[:MAX_CLASSES]),
         )
     )
 asked_for = drill()
@@ -161,16 +164,7 @@ channel = int(
 # channel are written here (their widgets' keys follow the drill-down)
 st.query_params[LINK_LAYER] = layer
 st.query_params[LINK_CHANNEL] = str(channel)
-linked = st.query_params.to_dict()  # NOTE the browser writes the bound widgets' values: the run's path is added here
-typed = str(st.session_state.get("channels_run_path") or "").strip()
-if choice == OWN_RUN and typed:
-    linked["channels_run_path"] = typed
-with right.popover("Copy link", icon=":material/link:"):
-    st.code(f"{(st.context.url or '').rstrip('/')}/channels?{urlencode(linked)}", language=None)
-    st.caption(
-        "Opens this layer and channel; a saved run opened by its path on the server comes back with it. "
-        "Uploaded files stay with this session."
-    )
+copy_link = right.popover("Copy link", icon=":material/link:")  # filled once the classes are chosen
 
 images_id = images_key(data)  # hashed once a run: every view of an analysis
 view = channel_view_of(data, images_id, layer, channel)
@@ -184,14 +178,32 @@ b.metric(
     "0: no class preference, 1: one class only.",
 )
 c.metric("Mean over all images", f"{float(np.mean(view.values)):.4f}" if len(view.values) else "—")
+by_excitation = sorted(view.class_means, key=view.class_means.__getitem__, reverse=True)
+linked_classes = (
+    [c for c in asked_for.classes if c in view.class_means]
+    if asked_for is not None and (asked_for.source, asked_for.layer, asked_for.channel) == (choice, layer, channel)
+    else []
+)
 shown = st.multiselect(
     "Classes",
-    sorted(view.class_means, key=view.class_means.__getitem__, reverse=True),
-    default=sorted(view.class_means, key=view.class_means.__getitem__, reverse=True)[:12],
-    max_selections=24,
+    by_excitation,
+    default=linked_classes or by_excitation[:12],
+    max_selections=MAX_CLASSES,
     key=f"channels_classes_{images_id[:12]}_{layer}_{channel}",  # each channel starts at its own top classes
     placeholder="Type to search the classes",
 )
+st.query_params[LINK_CLASSES] = shown
+# NOTE the browser writes the bound widgets' values into the address: the typed run's path is added here
+linked = [(k, v) for k in st.query_params for v in st.query_params.get_all(k) if k != "channels_run_path"]
+typed = str(st.session_state.get("channels_run_path") or "").strip()
+if choice == OWN_RUN and typed:
+    linked.append(("channels_run_path", typed))
+with copy_link:
+    st.code(f"{(st.context.url or '').rstrip('/')}/channels?{urlencode(linked)}", language=None)
+    st.caption(
+        "Opens this layer, channel and classes; a saved run opened by its path on the server comes back with it. "
+        "Uploaded files stay with this session."
+    )
 show_figure(
     figures.channel_by_class(view, shown or None),
     f"{provenance.model}_{layer}_{stats.index_name}{channel}_by_class",

@@ -142,6 +142,7 @@ def class_choice(place: DeltaGenerator, stats: ClassStats, kind: str) -> list[st
         placeholder="Type to search the classes",
         key=key(f"classes_{kind}_shown_{digest}"),
         persist_state=KEEP,
+        bind=LINKED,  # a link to a run on the server shows the same classes
     )
 
 
@@ -163,6 +164,7 @@ def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) 
         horizontal=True,
         key=key("classes_channels"),
         persist_state=KEEP,
+        bind=LINKED,
     )
     n = len(stats.mean(layer))
     if how.startswith("50"):
@@ -173,8 +175,8 @@ def channel_order(stats: sevis.ExcitationStats, layer: str, classes: list[str]) 
         st.info("Sorting by the difference of two classes needs two classes shown: channel order instead.")
         return None, None
     a, b = st.columns(2)
-    first = a.selectbox("Class A", classes, index=0, key=key("classes_diff_a"), persist_state=KEEP)
-    second = b.selectbox("Class B", classes, index=1, key=key("classes_diff_b"), persist_state=KEEP)
+    first = a.selectbox("Class A", classes, index=0, key=key("classes_diff_a"), persist_state=KEEP, bind=LINKED)
+    second = b.selectbox("Class B", classes, index=1, key=key("classes_diff_b"), persist_state=KEEP, bind=LINKED)
     if first == second:
         st.info("Choose two different classes to sort by their difference: channel order instead.")
         return None, None
