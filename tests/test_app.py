@@ -1396,13 +1396,14 @@ def test_the_image_menu_and_the_charts_show_the_same_image_through_a_failed_fetc
 
 def test_a_views_link_opens_the_same_view_in_a_fresh_session(app, tiny_se, tmp_path, monkeypatch):
     """The model, its weights, a saved run's server path, the layer, the classes shown and the
-    two whose difference orders the channels are the view's query parameters (the browser writes them into the address as they change: the Chromium test
-    copies one): a fresh session given them draws the same page; a value no option has is
-    dropped."""
+    two whose difference orders the channels are the view's query parameters (the browser
+    writes them into the address as they change: the Chromium test copies one): a fresh
+    session given them draws the same page; a value no option has is dropped."""
     from sevis.jobs.extraction import extract
 
     classes = {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png"], "rocket": ["rocket.jpg"]}
-    run = extract(tiny_se, class_folders(tmp_path / "data", classes), tmp_path / "run.parquet", workers=0, progress=False)
+    folder = class_folders(tmp_path / "data", classes)
+    run = extract(tiny_se, folder, tmp_path / "run.parquet", workers=0, progress=False)
     monkeypatch.setenv("SEVIS_SERVER_DIRS", str(tmp_path))
     untrained(app, SE)
     app.switch_page("sevis/app/views/classes.py").run()
@@ -1437,7 +1438,8 @@ def test_a_views_link_opens_the_same_view_in_a_fresh_session(app, tiny_se, tmp_p
     assert fresh.radio(key="classes_mode").value == "run"
     assert fresh.selectbox(key="classes_layer").value == chosen
     assert fresh.multiselect(key=shown_classes.key).value == ["rocket", "cup"]
-    assert (fresh.selectbox(key="classes_diff_a").value, fresh.selectbox(key="classes_diff_b").value) == ("cup", "rocket")
+    pair = fresh.selectbox(key="classes_diff_a").value, fresh.selectbox(key="classes_diff_b").value
+    assert pair == ("cup", "rocket")
     assert [c.proto.spec for c in fresh.get("plotly_chart")] == [c.proto.spec for c in app.get("plotly_chart")]
     assert any("sorted by mean(cup)" in c.proto.spec for c in fresh.get("plotly_chart"))
     assert any("4 images from" in shown(m.value) for m in fresh.markdown)
