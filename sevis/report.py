@@ -137,14 +137,16 @@ def read_ablation(path: str | Path) -> pd.DataFrame:
 
 
 def _run_names(runs: Sequence[Run]) -> list[str]:
-    """Each run's network, with its weights file's name where one network comes twice."""
+    """Each run's network, with its weights file's name where one network comes twice, and
+    its place among the runs where that still leaves two alike (the same weights twice)."""
     models = [run.metadata.model for run in runs]
-    return [
+    names = [
         f"{run.metadata.model} ({Path(run.metadata.weights).name[:60]})"
         if models.count(run.metadata.model) > 1
         else model
         for model, run in zip(models, runs, strict=True)
     ]
+    return [f"{name} (run {i + 1})" if names.count(name) > 1 else name for i, name in enumerate(names)]
 
 
 def _classes_shown(run: Run, classes: Sequence[str] | None) -> list[str]:

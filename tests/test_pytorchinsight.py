@@ -313,3 +313,8 @@ def test_several_runs_of_the_same_images_make_one_page_with_every_module_on_one_
     assert main(["report", str(tmp_path / "tiny_se.parquet"), str(tmp_path / "o.parquet"), "--out", str(html)]) == 2
     assert main(["report", str(tmp_path / "tiny_se.parquet"), str(tmp_path / "tiny_sk.parquet"), "--baseline",
                  str(tmp_path / "tiny_se.parquet"), "--out", str(html)]) == 2  # fmt: skip
+    # The same network twice with the same weights: two curves and two sections, told apart by place.
+    twice = [str(tmp_path / "tiny_se.parquet")] * 2
+    assert main(["report", *twice, "--out", str(html)]) == 0
+    page = html.read_text()
+    assert "<h2>tiny_se (untrained) (run 1)</h2>" in page and "<h2>tiny_se (untrained) (run 2)</h2>" in page

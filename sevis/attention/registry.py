@@ -85,7 +85,9 @@ def register_attention(cls: type[nn.Module], *, kind: str, gate: str, prefix: st
             ``"sge"`` if it outputs spatial masks, shape (N * G, 1, H, W), and the module has
             ``groups``; ``"branch"`` if it outputs a softmax over M branches of each of C
             channels, M-major ((N, M, C, 1, 1) or (N, M * C)), and the module has
-            ``num_paths`` or ``radix`` (M).
+            ``num_paths`` or ``radix`` (M); ``"spatial"`` for sigmoid maps (N, K, H, W)
+            that multiply the features; ``"bam"`` for a gate the features are multiplied
+            by 1 + (BAM's); ``"context"`` for the logits of a softmax over positions (GC).
         gate: attribute name of the child module whose output is the attention.
         prefix: the layers' name prefix (``"ECA"`` gives ``ECA_2_1``); default the kind's.
             Letters and digits, starting with a letter.
