@@ -40,8 +40,9 @@ def _image_batch() -> torch.Tensor:
 TWO_CLASSES = {"class 1": ["chelsea.png", "astronaut.png"], "class 2": ["rocket.jpg", "coffee.png"]}
 
 
-def tiny_app(monkeypatch, **env: str):
-    """The dashboard with the tiny networks (``SEVIS_PLUGINS=tiny``) and ``env``, started."""
+def tiny_app(monkeypatch, link: dict | None = None, **env: str):
+    """The dashboard with the tiny networks (``SEVIS_PLUGINS=tiny``) and ``env``, started
+    (on ``link``'s query parameters, as a link opens it)."""
     from conftest import ROOT
     from streamlit.testing.v1 import AppTest
 
@@ -50,6 +51,7 @@ def tiny_app(monkeypatch, **env: str):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.query_params.update(link or {})
     at.run()
     return at
 
@@ -552,6 +554,25 @@ def test_several_modules_on_the_classes_page_share_one_chart(offline, monkeypatc
     assert list(got.customdata) == ["BAM_2_4", "BAM_3_5", "BAM_4_7"] and list(array(got.x)) == [1.0, 2.0, 3.0]
     assert_allclose(array(got.y), [expected.specificity(k) for k in got.customdata], rtol=1e-4, atol=1e-6)
     assert len([t for t in fig.data if t.fill == "toself"]) == 5  # a chance band for every curve
+
+
+def test_a_link_opens_several_modules_with_the_same_networks(monkeypatch):
+    """The families and each family's networks are in the view's link: opened afresh, the
+    model panel loads the same networks (a network no family has is dropped)."""
+    modules = "SE:Tiny SE=tiny_se,SK:Tiny SK=tiny_sk,SK:Tiny SK again=tiny_sk,BAM:Tiny BAM=tiny_bam"
+    link = {
+        "model_choice": "Several modules",
+        "modules_families": ["SK", "BAM"],
+        "modules_SK": ["Tiny SK again", "Tiny nothing"],
+    }
+    at = tiny_app(monkeypatch, link, SEVIS_DASHBOARD_MODULES=modules)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.sidebar.radio(key="model_choice").value == "Several modules"
+    assert at.sidebar.multiselect(key="modules_families").value == ["SK", "BAM"]
+    assert at.sidebar.multiselect(key="modules_SK").value == ["Tiny SK again"]
+    assert at.sidebar.multiselect(key="modules_BAM").value == ["Tiny BAM"]  # not in the link: its default
+    sources = {s.key for s in at.sidebar.selectbox if s.key and s.key.endswith("_source")}
+    assert sources == {"tiny_sk_source", "tiny_bam_source"}
 
 
 @pytest.mark.parametrize(

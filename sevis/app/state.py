@@ -52,10 +52,11 @@ __all__ = [
 KEEP: Final = "session"
 """``persist_state`` of the widgets whose values outlive a page."""
 LINKED: Final = "query-params"
-"""``bind`` of the widgets that make a view's link: the model, each model's weights source
-and server file, a saved run's server path, the layer, the classes shown and the two compared;
-the page is the link's path. Opened in another browser, the link draws the same view for the sample photographs
-and server files (uploads stay with their session)."""
+"""``bind`` of the widgets that make a view's link: the model (and the networks of "Several
+modules"), each model's weights source and server file, a saved run's server path, the layer,
+the classes shown and the two compared; the page is the link's path. Opened in another
+browser, the link draws the same view for the sample photographs and server files (uploads
+stay with their session)."""
 
 _KEPT = "_kept_uploads"  # uploader key -> the files it last held
 _EMPTIED = "_emptied_uploads"  # uploader keys the person changed in this run

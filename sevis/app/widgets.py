@@ -302,13 +302,19 @@ def _module_slots() -> dict[str, tuple[str, str]]:
         default=list(families)[:4],
         key="modules_families",
         persist_state=KEEP,
+        bind=LINKED,
         help="SE, SGE and the modules SGE's paper compares it with; then each family's networks.",
     )
     slots: dict[str, tuple[str, str]] = {}
     for family in chosen:
         members = families[family]
         picked = st.sidebar.multiselect(
-            f"{family} networks", list(members), default=list(members)[:1], key=f"modules_{family}", persist_state=KEEP
+            f"{family} networks",
+            list(members),
+            default=list(members)[:1],
+            key=f"modules_{family}",
+            persist_state=KEEP,
+            bind=LINKED,
         )
         slots.update({label: (members[label], members[label]) for label in picked})
     if len(slots) > MAX_MODULES:
