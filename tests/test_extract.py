@@ -241,7 +241,7 @@ def test_a_full_disk_is_reported_and_resume_finishes_after_space_is_freed(tiny_s
             extract(tiny_se, image_folder, tmp_path / "whole.parquet", batch_size=1, workers=0, progress=False)
         )
         assert 0 < len(kept) < 7 and kept == [r["path"] for r in whole][: len(kept)]
-        assert not list(out.with_name("run.parquet.parts").glob(".part-*"))  # no half-written part
+        assert not list(out.with_name("run.parquet.parts").glob("*.tmp"))  # no half-written part
         remount(disk, "8m")
         extract(tiny_se, image_folder, out, batch_size=1, workers=0, resume=True, progress=False)
         assert rows(out) == whole
@@ -338,10 +338,13 @@ def test_cli_extract_and_report(image_folder, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_ray_engine_gives_the_local_engine_rows(senet_file, image_folder, tmp_path):
+def test_ray_engine_gives_the_local_engine_rows(senet_file, image_folder, tmp_path, monkeypatch):
+    """The same rows, schema and metadata as the local engine's; the actors write the parts
+    and no row is handed to the driver's writer."""
     import ray  # requirements-dev.txt installs it: a missing Ray must fail, not skip
 
     from sevis.jobs.ray_engine import extract_ray
+    from sevis.runs.writer import RunWriter
 
     local = tmp_path / "local.parquet"
     assert (
@@ -363,6 +366,11 @@ def test_ray_engine_gives_the_local_engine_rows(senet_file, image_folder, tmp_pa
         == 0
     )
     out = tmp_path / "ray.parquet"
+    adopted = []
+    monkeypatch.setattr(RunWriter, "add", lambda self, *rows: pytest.fail("a row passed through the driver"))
+    monkeypatch.setattr(
+        RunWriter, "adopt", lambda self, name, adopt=RunWriter.adopt: adopted.append(name) or adopt(self, name)
+    )
     try:
         extract_ray(
             "se_resnet50", str(senet_file), image_folder, out, batch_size=3, workers=2, ray_init={"num_cpus": 2}
@@ -374,6 +382,7 @@ def test_ray_engine_gives_the_local_engine_rows(senet_file, image_folder, tmp_pa
         ray.shutdown()
     # Ray's actors run torch on other thread counts, so sums may differ in the last bits.
     assert_same_rows(rows(out), rows(local), rtol=1e-4)
+    assert len(adopted) == 3  # 8 images in batches of 3, a file each (the broken one fails to decode)
     assert pq.read_schema(out).metadata == pq.read_schema(local).metadata
     assert [f["path"] for f in json.loads(pq.read_schema(out).metadata[b"sevis"])["failures"]] == ["vehicle/broken.jpg"]
 

@@ -1,6 +1,7 @@
 """The Ray engine keeps the local engine's promises: an interrupted run (kill -9 at random
 points, SIGTERM, a full disk) loses at most the batch in flight, says truthfully what it
 kept, and resumes to the uninterrupted rows; other settings are refused before Ray starts.
+Its actors write the parts; the driver only adopts them (no row passes through it).
 
 Ray's actors load the model by name in their own processes, so these runs use SE-ResNet-50
 from a checkpoint file in the SENet layout (the tiny test networks live in this process only).
@@ -8,6 +9,7 @@ from a checkpoint file in the SENet layout (the tiny test networks live in this 
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -33,24 +35,25 @@ import os, signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)
 signal.signal(signal.SIGTERM, signal.SIG_DFL)
 sys.path[:0] = [{root!r}]
+import pyarrow.parquet as pq
 from sevis.jobs.ray_engine import extract_ray
 from sevis.runs.writer import RunWriter
-add, seen = RunWriter.add, []
-def dying_add(self, table, *counts):
-    seen.append(table.num_rows)
-    if len(seen) == {after}:  # the block of this call is in flight: not written
+adopt, seen = RunWriter.adopt, []
+def dying_adopt(self, name):
+    seen.append(pq.ParquetFile(self.parts / name).metadata.num_rows)
+    if len(seen) == {after}:  # the actor wrote this batch's file; the driver has not adopted it
         print(f"rows written before: {{sum(seen[:-1])}}", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.{signal})
-    return add(self, table, *counts)
-RunWriter.add = dying_add
+    return adopt(self, name)
+RunWriter.adopt = dying_adopt
 extract_ray("se_resnet50", {weights!r}, {data!r}, {out!r}, batch_size=1, workers=1, part_size=1,
             ray_init={{"num_cpus": 2}})
 """
 
 
 def ray_until_killed(weights, data, out, sig: str, after: int) -> tuple[subprocess.CompletedProcess, int]:
-    """Run the Ray engine in a process that sends itself ``sig`` in its ``after``-th write;
-    returns the process and the rows handed to the writer before that write."""
+    """Run the Ray engine in a process that sends itself ``sig`` as it is about to adopt the
+    ``after``-th file its actors wrote; returns the process and the rows adopted before."""
     script = RAY_KILL_SCRIPT.format(
         root=str(ROOT), weights=str(weights), data=str(data), out=str(out), signal=sig, after=after
     )
@@ -89,9 +92,11 @@ def test_ray_killed_at_random_points_keeps_every_finished_batch(senet_file, imag
         out = tmp_path / f"killed-{trial}.parquet"
         done, written = ray_until_killed(senet_file, image_folder, out, "SIGKILL", after=int(after))
         assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
-        # Killed in its k-th write: every row handed over before it is a part, in order.
+        # Killed adopting its k-th file: every file adopted before it is a part, in order; the
+        # k-th, written by the actor, is not part of the run (its images are done again).
         assert part_rows(out) == paths[:written], (after, written, part_rows(out))
         assert not out.exists()
+        assert list(out.with_name(out.name + ".parts").glob(".incoming-*"))  # written, never adopted
         if trial == 0:
             resume_with_ray(senet_file, image_folder, out)
         else:  # parts written by Ray, finished by the local engine: one format, one writer
@@ -128,7 +133,7 @@ def test_ray_on_a_full_disk_says_so_and_resumes_after_space_is_freed(senet_file,
                 ray.shutdown()
         kept = part_rows(out)
         assert 0 < len(kept) < len(whole) and kept == [r["path"] for r in whole][: len(kept)]
-        assert not list(out.with_name("run.parquet.parts").glob(".part-*"))  # no half-written part
+        assert not list(out.with_name("run.parquet.parts").glob("*.tmp"))  # no half-written part
         remount(disk, "64m")
         resume_with_ray(senet_file, image_folder, out)
         assert_same_rows(rows(out), whole, rtol=1e-4)
@@ -146,3 +151,42 @@ def test_ray_refuses_other_settings_before_starting(senet_file, image_folder, tm
         extract_ray("se_resnet50", str(senet_file), image_folder, out, layers=["SE_5_2"], resume=True)
     assert not ray.is_initialized()  # refused from the settings alone
     assert out.read_bytes() == before and pq.read_table(out).num_rows == len(rows(out))
+
+
+def test_ray_cluster_of_several_nodes_on_loopback_loses_a_node_and_resumes(senet_file, image_folder, tmp_path, whole):
+    """A head and two worker nodes started with `ray start`, every one on 127.0.0.1 (in a
+    network namespace of the test's own, where loopback is the only address: see
+    tests/ray_cluster.py); once two parts are adopted, a worker node holding an actor is
+    killed (SIGKILL to its processes) and the driver with it; the same extraction resumed on
+    the nodes left finishes with the local engine's rows."""
+    import shutil
+    import tempfile
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-n", "true"]).returncode != 0:
+        pytest.skip("needs a network namespace of its own (`unshare -n`, root): Ray binds loopback only there")
+    temp = tempfile.mkdtemp(prefix="sevis-ray-", dir="/tmp")  # Ray's socket paths: short
+    out, result = tmp_path / "cluster.parquet", tmp_path / "result.json"
+    spec = {
+        "root": str(ROOT), "weights": str(senet_file), "data": str(image_folder), "out": str(out), "temp": temp,
+        "port": 6390, "nodes": 2, "cpus": 2, "batch_size": 1, "workers": 2, "kill_after": 2, "grace": 0,
+        "result": str(result),
+    }  # fmt: skip
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    try:
+        done = subprocess.run(
+            ["unshare", "-n", sys.executable, str(ROOT / "tests" / "ray_cluster.py"), str(tmp_path / "spec.json")],
+            capture_output=True, text=True, timeout=1500,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(result.read_text())
+    assert report["addresses"] == ["127.0.0.1"] and report["nodes"] == 3  # every node on loopback
+    assert report["killed"] in report["actors_on"], report  # the node killed ran an actor
+    assert report["alive_after_kill"] == 2  # the head and the other worker node
+    killed, resumed = report["drivers"]
+    assert killed["rc"] == -signal.SIGKILL, killed["stderr"]
+    assert 2 <= report["parts_at_kill"] < len(whole)  # killed mid-run
+    assert resumed["rc"] == 0, resumed["stderr"]
+    assert_same_rows(rows(out), whole, rtol=1e-4)  # none lost, none twice
+    assert not out.with_name(out.name + ".parts").exists()

@@ -2,9 +2,14 @@
 
 Ray Data reads and decodes the images in tasks, and a pool of actors, each holding its
 own model (one per worker, a GPU each when ``device="cuda"``), runs the hooked forward
-passes. The driver writes the rows through the local engine's part files, so the
-output has the same schema, metadata and order (``preserve_order``), and ``--resume``
-works the same. Ray is an optional extra: ``pip install sevis[ray]``.
+passes and writes each batch's rows as a file of the run's parts folder itself
+(:func:`sevis.runs.writer.write_incoming`). The driver receives only each image's path,
+its decoding error if any and the name of the file holding its row: it records the
+failures and adopts the files as the run's parts in the dataset's order
+(``preserve_order``), then merges them as the local engine does. So the output has the
+same schema, metadata and order as the local engine's, ``--resume`` works the same, and
+no row's vectors pass through the driver. On a cluster the output's folder must be one
+every node shares. Ray is an optional extra: ``pip install sevis[ray]``.
 """
 
 from __future__ import annotations
@@ -15,15 +20,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from ..data.files import Item, iter_batches
-from ..errors import SevisError
+from ..errors import RunError, SevisError
 from ..hooks.forward import forward_batch
 from ..models.registry import load_model, model_info
-from ..runs.distributions import Counts, add_counts, decode_distributions, encode_distributions
 from ..runs.schema import batch_table
+from ..runs.writer import write_incoming
 from .extraction import prepare_run
 from .settings import RunSettings
 
@@ -47,7 +51,8 @@ def _decode(batch: dict[str, np.ndarray], data: str, items: list[Item], data_con
 
 
 class _Extractor:
-    """Ray actor: one model, loaded once, turning decoded batches into run rows."""
+    """Ray actor: one model, loaded once, turning decoded batches into part files of the
+    run (written into ``parts``, a folder its node shares with the driver's)."""
 
     def __init__(
         self,
@@ -57,38 +62,43 @@ class _Extractor:
         items: list[Item],
         schema: pa.Schema,
         layers: list[str],
+        parts: str,
         source: str = "folder",
         distributions: bool = False,
     ) -> None:
         torch.set_num_threads(max(1, torch.get_num_threads()))
         self.model = load_model(name, weights, device=device)
         self.items, self.schema, self.layers, self.source = items, schema, layers, source
-        self.distributions = distributions
+        self.parts, self.distributions = parts, distributions
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        """Index, path, decoding error and the part file holding the row, in the batch's
+        order; a write that failed (a full disk) is said in ``refused`` instead."""
+        indices = batch["index"]
+        paths = [self.items[int(i)].path for i in indices]
         good = np.flatnonzero(batch["error"] == "")
-        bad = np.flatnonzero(batch["error"] != "")
-        tables = []
+        part, refused = None, None
         if len(good):
-            items = [self.items[int(batch["index"][k])] for k in good]
+            items = [self.items[int(indices[k])] for k in good]
             result = forward_batch(self.model, torch.from_numpy(batch["view"][good]), layers=self.layers)
             table = batch_table(self.schema, [i.path for i in items], [i.label for i in items], result, self.source)
-            table = table.append_column("error", pa.nulls(len(good), pa.string()))
-            # NOTE the batch's counts ride on its first row: Ray may regroup rows into other
-            # blocks, and a row's value goes wherever the row goes
-            counts = [encode_distributions(result.distribution_counts())] if self.distributions else []
-            column = pa.array(counts + [None] * (len(good) - len(counts)), pa.binary())
-            tables.append(table.append_column("distributions", column))
-        if len(bad):
-            nulls = {f.name: pa.nulls(len(bad), f.type) for f in self.schema}
-            nulls["path"] = pa.array([self.items[int(batch["index"][k])].path for k in bad], pa.string())
-            nulls["error"] = pa.array([str(batch["error"][k]) for k in bad], pa.string())
-            nulls["distributions"] = pa.nulls(len(bad), pa.binary())
-            tables.append(pa.table(nulls))
-        order = np.concatenate([good, bad])
-        table = pa.concat_tables(tables)
-        # Keep the batch's own order, so the driver sees images in dataset order.
-        return table.take(pa.array(np.argsort(order, kind="stable")))
+            counts = result.distribution_counts() if self.distributions else None
+            try:
+                part = write_incoming(self.parts, table.cast(self.schema), counts)
+            except RunError as err:  # said by the driver, as the local engine says it
+                refused = str(err)
+        ok = batch["error"] == ""
+        return pa.table(
+            {
+                "index": pa.array(indices, pa.int64()),
+                "path": pa.array(paths, pa.string()),
+                "error": pa.array(
+                    [None if k else str(e) for k, e in zip(ok, batch["error"], strict=True)], pa.string()
+                ),
+                "part": pa.array([part if k else None for k in ok], pa.string()),
+                "refused": pa.array([refused] * len(indices), pa.string()),
+            }
+        )
 
 
 def extract_ray(
@@ -149,6 +159,7 @@ def extract_ray(
                 "items": todo,
                 "schema": schema,
                 "layers": list(writer.metadata.layer_kinds),
+                "parts": str(writer.parts.resolve()),
                 "source": writer.metadata.labels,
                 "distributions": writer.metadata.distributions,
             },
@@ -161,15 +172,17 @@ def extract_ray(
     with writer:
         # NOTE batch_format="pyarrow" gives tables; Ray's annotation is the union of every format.
         blocks: Iterable[pa.Table] = dataset.iter_batches(batch_format="pyarrow", batch_size=None) if todo else ()
+        adopted: set[str] = set()
         for block in blocks:
-            failed = block.filter(pc.is_valid(block.column("error")))
-            for path, error in zip(failed.column("path").to_pylist(), failed.column("error").to_pylist(), strict=True):
-                writer.fail(path, error)
-            rows = block.filter(pc.is_null(block.column("error")))
-            counts: Counts | None = None
-            if writer.metadata.distributions:
-                counts = {}
-                for raw in rows.column("distributions").drop_null().to_pylist():
-                    add_counts(counts, decode_distributions(raw, writer.metadata))
-            writer.add(rows.select(schema.names).cast(schema), counts)
+            refused = block.column("refused").drop_null()
+            if len(refused):
+                raise RunError(str(refused[0]))
+            for path, error, part in zip(
+                *(block.column(c).to_pylist() for c in ("path", "error", "part")), strict=True
+            ):
+                if error is not None:
+                    writer.fail(path, error)
+                elif part not in adopted:  # a batch's rows may come in several blocks: its file is adopted once
+                    adopted.add(part)
+                    writer.adopt(part)
     return out

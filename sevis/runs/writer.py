@@ -7,6 +7,12 @@ stopped at any moment (Ctrl-C, SIGTERM, kill -9, a full disk) loses at most the 
 in flight; resuming carries on from the parts, and the final file is the same as an
 uninterrupted run's. Settings are compared before anything is written: a run is never
 resumed with other settings, and a refused resume leaves the run as it was.
+
+The local engine hands the writer its rows (:meth:`RunWriter.add`). Ray's actors write
+their batches' rows themselves (:func:`write_incoming`, into the same folder) and the
+driver only adopts each file as the run's next part (:meth:`RunWriter.adopt`), in the
+dataset's order: no row passes through the driver. A file written but never adopted (its
+driver was killed first) is no part: it is deleted, and its images are done again.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import logging
 import shutil
 import signal
 import threading
+import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,7 +34,7 @@ from ..errors import RunError
 from .distributions import Counts, add_counts, read_distributions, with_distributions
 from .schema import RunMetadata, read_metadata, run_schema, writer_options
 
-__all__ = ["MERGED_ROW_GROUP", "PART_SIZE", "RunWriter", "Terminated"]
+__all__ = ["INCOMING", "MERGED_ROW_GROUP", "PART_SIZE", "RunWriter", "Terminated", "write_incoming"]
 
 PART_SIZE = 1
 """Rows pending before a part is written: 1 writes every batch as soon as it is done."""
@@ -44,6 +51,40 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 log = logging.getLogger(__name__)
+
+INCOMING = ".incoming-"
+"""The name prefix of a part file written but not yet adopted (:func:`write_incoming`)."""
+
+
+def write_incoming(parts: str | Path, table: pa.Table, counts: Counts | None = None) -> str:
+    """Write rows of a run's schema into its parts folder as one file not yet part of the
+    run (whole under a temporary name, then renamed), with their distributions' ``counts``
+    for a run that keeps them; returns the file's name, for :meth:`RunWriter.adopt`.
+
+    Ray's actors call this on their own node: ``parts`` must be a folder every node shares.
+
+    Raises:
+        RunError: the file could not be written (a full disk, a quota, a vanished folder).
+    """
+    parts = Path(parts)
+    name = f"{INCOMING}{uuid.uuid4().hex}.parquet"
+    tmp = parts / f"{name}.tmp"
+    try:
+        if counts is not None:
+            table = table.replace_schema_metadata(with_distributions(table.schema, counts).metadata)
+        pq.write_table(table, tmp, **writer_options(table.schema))
+        tmp.rename(parts / name)  # whole or absent, whatever kills us
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise RunError(
+            f"could not write to {parts} ({err.strerror or err}): the images done so far are kept "
+            "there; free some space and run again with --resume"
+        ) from err
+    finally:
+        # NOTE Arrow's allocator keeps freed buffers for reuse; hand them back, or the
+        # process's footprint grows with the largest part ever written.
+        pa.default_memory_pool().release_unused()
+    return name
 
 
 class RunWriter:
@@ -100,6 +141,7 @@ class RunWriter:
             shutil.copy(self.out, self.parts / "part-000000.parquet")
             (self.parts / "failures.jsonl").write_text("".join(json.dumps(f) + "\n" for f in before.failures))
         self.parts.mkdir(parents=True, exist_ok=True)
+        self._drop_incoming()
         settings.write_text(self.metadata.to_json())
         done: set[str] = set()
         for part in self._part_files():
@@ -120,6 +162,12 @@ class RunWriter:
 
     def _part_files(self) -> list[Path]:
         return sorted(self.parts.glob("part-*.parquet"))
+
+    def _drop_incoming(self) -> None:
+        """Delete the files written but never adopted (their driver died first) and any
+        half-written file: their images are not done."""
+        for stale in [*self.parts.glob(f"{INCOMING}*"), *self.parts.glob(".part-*.tmp")]:
+            stale.unlink(missing_ok=True)
 
     def _failures(self) -> list[dict[str, str]]:
         """The failures logged so far. A last line without its newline is an append cut
@@ -179,24 +227,24 @@ class RunWriter:
         """Write the pending rows as one part file."""
         if not self._pending:
             return
-        tmp = self.parts / f".part-{self._next_part:06d}.tmp"
-        try:
-            table = pa.concat_tables(self._pending)
-            if self.metadata.distributions:
-                table = table.replace_schema_metadata(with_distributions(table.schema, self._pending_counts).metadata)
-            pq.write_table(table, tmp, **writer_options(table.schema))
-        except OSError as err:  # a full disk, a quota, a vanished folder
-            tmp.unlink(missing_ok=True)
-            raise RunError(
-                f"could not write to {self.parts} ({err.strerror or err}): the images done so far are kept "
-                "there; free some space and run again with --resume"
-            ) from err
-        tmp.rename(self.parts / f"part-{self._next_part:06d}.parquet")  # whole or absent, whatever kills us
-        self._next_part += 1
+        counts = self._pending_counts if self.metadata.distributions else None
+        name = write_incoming(self.parts, pa.concat_tables(self._pending), counts)
         self._pending, self._pending_rows, self._pending_counts = [], 0, {}
-        # NOTE Arrow's allocator keeps freed buffers for reuse; hand them back, or the
-        # process's footprint grows with the largest part ever written.
-        pa.default_memory_pool().release_unused()
+        self.adopt(name)
+
+    def adopt(self, name: str) -> None:
+        """Take a file :func:`write_incoming` wrote into this run's parts folder (a Ray
+        actor's batch) as the run's next part, after the rows added before it.
+
+        Raises:
+            RunError: no such file in the parts folder.
+        """
+        self.flush()
+        source = self.parts / name
+        if not (name.startswith(INCOMING) and source.parent == self.parts and source.is_file()):
+            raise RunError(f"{name[:100]!r} is no file written for {self.out}'s parts (was the folder shared?)")
+        source.rename(self.parts / f"part-{self._next_part:06d}.parquet")
+        self._next_part += 1
 
     def _part_counts(self) -> Counts:
         """The distributions of every part's images, summed (a run that keeps them)."""
@@ -225,7 +273,8 @@ class RunWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         """Merge at the end of a ``with`` block; after Ctrl-C merge what is done and keep
-        the parts for ``--resume``; after any other error leave the parts as they are."""
+        the parts for ``--resume``; after any other error leave the parts as they are (files
+        written but not adopted are deleted)."""
         if self._previous_handler is not None:
             signal.signal(signal.SIGTERM, self._previous_handler)  # type: ignore[arg-type]
             self._previous_handler = None
@@ -239,6 +288,8 @@ class RunWriter:
             log.warning(
                 "%s: %s holds the %d images done so far; run again with --resume to finish", how, self.out, rows
             )
+        else:
+            self._drop_incoming()  # never parts: what the run holds is what was adopted
 
     def close(self, *, keep_parts: bool = False) -> int:
         """Write what is pending and merge the parts into ``out``; returns its rows.
@@ -275,6 +326,8 @@ class RunWriter:
                 f"{self.parts}; free some space and run again with --resume"
             ) from err
         tmp.replace(self.out)
-        if not keep_parts:
+        if keep_parts:
+            self._drop_incoming()
+        else:
             shutil.rmtree(self.parts)
         return self.metadata.images
