@@ -82,6 +82,12 @@ def worker_node(head: int, node_port: int, cpus: int, env: dict[str, str]) -> su
     manager on ``node_port`` (how the cluster tells its nodes apart: one address for all)."""
     args = ["--address", f"127.0.0.1:{head}", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus)]
     args += ["--node-manager-port", str(node_port), "--object-manager-port", str(node_port + 1)]
+    # NOTE nodes on one address must not share a port: each one's agents and workers get
+    # their own (their defaults are fixed, 52365 and up, or drawn from one range)
+    args += ["--dashboard-agent-listen-port", str(node_port + 2), "--dashboard-agent-grpc-port", str(node_port + 3)]
+    args += ["--metrics-export-port", str(node_port + 4), "--runtime-env-agent-port", str(node_port + 5)]
+    first_worker = 20000 + (node_port - 6000) * 20
+    args += ["--min-worker-port", str(first_worker), "--max-worker-port", str(first_worker + 199)]
     return subprocess.Popen(
         ray("start", *args, "--block", "--disable-usage-stats"),
         env=env,
