@@ -77,9 +77,10 @@ def kill_tree(marker: str) -> None:
                 os.kill(int(pid), signal.SIGKILL)
 
 
-def worker_node(head: int, node_port: int, cpus: int, env: dict[str, str]) -> subprocess.Popen:
+def worker_node(head: int, node_port: int, cpus: int, env: dict[str, str], log: Path) -> subprocess.Popen:
     """`ray start --block` of a worker node joining the head on port ``head``, its node
-    manager on ``node_port`` (how the cluster tells its nodes apart: one address for all)."""
+    manager on ``node_port`` (how the cluster tells its nodes apart: one address for all);
+    what it prints goes to ``log``."""
     args = ["--address", f"127.0.0.1:{head}", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus)]
     args += ["--node-manager-port", str(node_port), "--object-manager-port", str(node_port + 1)]
     # NOTE nodes on one address must not share a port: each one's agents and workers get
@@ -93,7 +94,7 @@ def worker_node(head: int, node_port: int, cpus: int, env: dict[str, str]) -> su
         env=env,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("w"),
     )
 
 
@@ -119,7 +120,8 @@ def main(spec_file: str) -> None:
             env=env, check=True, capture_output=True, timeout=300,
         )  # fmt: skip
         node_ports = [port + 100 + 10 * i for i in range(spec["nodes"])]
-        nodes = [worker_node(port, node_port, spec["cpus"], env) for node_port in node_ports]
+        logs = Path(spec["result"]).parent
+        nodes = [worker_node(port, p, spec["cpus"], env, logs / f"node-{p}.log") for p in node_ports]
         import ray as ray_api
 
         ray_api.init(address=f"127.0.0.1:{port}", log_to_driver=False)
