@@ -156,9 +156,9 @@ def test_ray_refuses_other_settings_before_starting(senet_file, image_folder, tm
 
 @pytest.mark.skipif(
     os.environ.get("SEVIS_TEST_RAY_CLUSTER") != "1",
-    reason="opt-in (SEVIS_TEST_RAY_CLUSTER=1): its worker nodes joined in 4 of 8 tries; in the others the' "
-    "raylets died at start (after a port clash was fixed, still 2 of 4) (their logs: node-*.log beside the result, Ray's in the "
-    "temporary folder the failure names)",
+    reason="opt-in (SEVIS_TEST_RAY_CLUSTER=1): its worker nodes joined in 4 of 8 tries (2 of 4 after a port "
+    "clash was fixed); in the others their raylets died at start. Their output: node-*.log beside the result; "
+    "Ray's logs: the temporary folder the failure names",
 )
 def test_ray_cluster_of_several_nodes_on_loopback_loses_a_node_and_resumes(senet_file, image_folder, tmp_path, whole):
     """A head and two worker nodes started with `ray start`, every one on 127.0.0.1 (in a
