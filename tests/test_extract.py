@@ -241,7 +241,7 @@ def test_a_full_disk_is_reported_and_resume_finishes_after_space_is_freed(tiny_s
             extract(tiny_se, image_folder, tmp_path / "whole.parquet", batch_size=1, workers=0, progress=False)
         )
         assert 0 < len(kept) < 7 and kept == [r["path"] for r in whole][: len(kept)]
-        assert not list(out.with_name("run.parquet.parts").glob("*.tmp"))  # no half-written part
+        assert not list(out.with_name("run.parquet.parts").glob(".*"))  # no half-written file, none unadopted
         remount(disk, "8m")
         extract(tiny_se, image_folder, out, batch_size=1, workers=0, resume=True, progress=False)
         assert rows(out) == whole
@@ -385,6 +385,34 @@ def test_ray_engine_gives_the_local_engine_rows(senet_file, image_folder, tmp_pa
     assert len(adopted) == 3  # 8 images in batches of 3, a file each (the broken one fails to decode)
     assert pq.read_schema(out).metadata == pq.read_schema(local).metadata
     assert [f["path"] for f in json.loads(pq.read_schema(out).metadata[b"sevis"])["failures"]] == ["vehicle/broken.jpg"]
+
+
+def test_files_written_for_a_run_are_parts_only_once_adopted(tiny_se, image_folder, tmp_path):
+    """What a Ray actor writes (write_incoming) joins the run when the driver adopts it, after
+    the rows added before; a file never adopted (its driver killed) is dropped when the run
+    resumes, and its images are done again; adopt takes only such files of its own folder."""
+    import pyarrow as pa
+
+    from sevis.runs.writer import RunWriter, write_incoming
+
+    whole = rows(extract(tiny_se, image_folder, tmp_path / "whole.parquet", batch_size=1, workers=0, progress=False))
+    table = pa.Table.from_pylist(whole, pq.read_schema(tmp_path / "whole.parquet"))
+    out = tmp_path / "run.parquet"
+    metadata = sevis.runs.read_metadata(tmp_path / "whole.parquet")
+    metadata.failures, metadata.images = [], 0
+    with pytest.raises(KeyboardInterrupt), RunWriter(out, metadata) as writer:
+        writer.add(table.slice(0, 2))  # rows the driver holds (part_size 1: a part at once)
+        unadopted = write_incoming(writer.parts, table.slice(2, 3))
+        writer.adopt(write_incoming(writer.parts, table.slice(5)))
+        for refused in ("part-000000.parquet", "../whole.parquet", unadopted + "x"):
+            with pytest.raises(sevis.RunError, match="no file written for"):
+                writer.adopt(refused)
+        assert (writer.parts / unadopted).is_file()
+        raise KeyboardInterrupt  # stopped: the parts are kept for --resume
+    assert pq.read_table(out).column("path").to_pylist() == [r["path"] for r in whole[:2] + whole[5:]]
+    assert not list(out.with_name("run.parquet.parts").glob(".*"))  # the unadopted file is gone
+    again = RunWriter(out, metadata, resume=True)
+    assert again.done == {r["path"] for r in whole[:2] + whole[5:]}  # its three images are to do again
 
 
 def test_resuming_a_finished_run_with_other_settings_leaves_it_as_it_was(tiny_se, image_folder, tmp_path):
