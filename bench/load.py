@@ -18,12 +18,13 @@ Prints p50/p95 upload-to-charts, the health endpoint's worst and p99 answer time
 peak memory, and the hostile uploads' outcomes.
 
 With ``--burst N``, instead: N sessions opened at once over bare WebSockets that never
-read their sockets, a normal visitor a second later, and the health endpoint throughout,
-side by side on a server whose concurrent runs are bounded (the default) and one
-unbounded (``SEVIS_MAX_CONCURRENT_RUNS=0``).
+read their sockets, a normal visitor 1, 3, 6 and 10 s later, the health endpoint
+throughout, side by side on four servers: concurrent runs bounded (the default) or not
+(``SEVIS_MAX_CONCURRENT_RUNS=0``), Streamlit's full garbage collection after every
+script run on (Streamlit's default) or off (sevis's).
 
     python bench/load.py [--sessions 3] [--rounds 4]
-    python bench/load.py --burst 40
+    python bench/load.py --burst 40 [--variant "sevis's defaults"]
 """
 
 from __future__ import annotations
@@ -321,43 +322,78 @@ def read_until_drawn(sock: socket.socket) -> tuple[float, float]:
             return first, time.perf_counter() - start
 
 
-def burst(sessions: int, seconds: float) -> None:
-    """Side by side, one server each: runs bounded (``SEVIS_MAX_CONCURRENT_RUNS``
-    unset: the machine's cores) and unbounded (0). ``sessions`` sessions open at once and
-    never read; a normal visitor opens the page a second later and reads it; the health
-    endpoint is asked every 0.2 s throughout. The default page is drawn for real: the
-    weights folder holds an SE-ResNet-50 file (random weights in the SENet authors'
-    layout), so every session analyses the sample photographs."""
+def open_stalled(port: int, into: list[socket.socket]) -> None:
+    """One session that never reads, kept in ``into``."""
+    into.append(raw_session(port))
+
+
+BURST_VARIANTS = {  # name: the server's environment
+    "Streamlit's defaults": {"SEVIS_MAX_CONCURRENT_RUNS": "0", "STREAMLIT_RUNNER_POST_SCRIPT_GC": "true"},
+    "bounded, post-run GC": {"STREAMLIT_RUNNER_POST_SCRIPT_GC": "true"},
+    "unbounded, no post-run GC": {"SEVIS_MAX_CONCURRENT_RUNS": "0"},
+    "sevis's defaults": {},
+}
+VISITS = (1, 3, 6, 10)  # seconds after the burst began: a normal visitor opens the page
+
+
+def burst(sessions: int, seconds: float, variants: list[str]) -> None:
+    """Side by side, one server each, the variants of :data:`BURST_VARIANTS`: runs bounded
+    (``SEVIS_MAX_CONCURRENT_RUNS`` unset: the machine's cores) or not (0), Streamlit's
+    full garbage collection after every script run (``runner.postScriptGC``) on or off.
+    ``sessions`` sessions open at once (one thread each) and never read; a normal visitor
+    opens the page at each of :data:`VISITS` seconds and reads it; the health endpoint is
+    asked every 0.2 s throughout; the server's memory is sampled. The default page is
+    drawn for real: the weights folder holds an SE-ResNet-50 file (random weights in the
+    SENet authors' layout), so every session analyses the sample photographs."""
     import timm
     from tiny import randomize_
 
     state = randomize_(timm.create_model("legacy_seresnet50"), seed=0).state_dict()
-    for variant, env in (("unbounded", {"SEVIS_MAX_CONCURRENT_RUNS": "0"}), ("bounded", {})):
+    weights = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    for variant in variants:
         with tempfile.TemporaryDirectory(prefix="sevis-burst-") as folder:
             home = Path(folder)
             (home / "weights").mkdir()
-            weights = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
             torch.save(weights, home / "weights" / "se_resnet50-ce0d4300.pth")
-            process, url = start_streamlit(home, SEVIS_DASHBOARD_MODELS="SE-ResNet-50=se_resnet50", **env)
+            env = {"SEVIS_DASHBOARD_MODELS": "SE-ResNet-50=se_resnet50", **BURST_VARIANTS[variant]}
+            process, url = start_streamlit(home, **env)
             port = int(url.rsplit(":", 1)[1])
+            stalled: list[socket.socket] = []
+            visits: list[tuple[float, float]] = []
             try:
                 read_until_drawn(raw_session(port, read=True))  # the models loaded once, as on a running server
+                memory = Memory(process.pid)
+                memory.start()
+                time.sleep(0.5)
+                before_mb = memory.peak_mb
                 health = Health(url, home / "health.log")
                 time.sleep(1)
-                stalled = [raw_session(port) for _ in range(sessions)]
-                time.sleep(1)
-                first, drawn = read_until_drawn(raw_session(port, read=True))
-                time.sleep(max(0.0, seconds - drawn))
+                began = time.perf_counter()
+                opener_args = (port, stalled)
+                openers = [threading.Thread(target=open_stalled, args=opener_args) for _ in range(sessions)]
+                for opener in openers:
+                    opener.start()
+                for opener in openers:
+                    opener.join()
+                opened = time.perf_counter() - began
+                for at in VISITS:
+                    time.sleep(max(0.0, began + at - time.perf_counter()))
+                    visits.append(read_until_drawn(raw_session(port, read=True)))
+                time.sleep(max(0.0, began + seconds - time.perf_counter()))
                 answers, failures, slow = health.finish()
+                memory.stop.set()
             finally:
                 process.terminate()
                 process.wait(30)
-            del stalled
+                for sock in stalled:
+                    sock.close()
+        firsts, drawn = [v[0] * 1000 for v in visits], [v[1] for v in visits]
         print(
-            f"{variant:>9}: {sessions} sessions at once, never read; a visitor's first message "
-            f"{first * 1000:.0f} ms, page drawn {drawn:.1f} s; health endpoint {len(answers)} asks, "
+            f"{variant:>26}: {len(stalled)} sessions opened at once in {opened:.1f} s, never read; "
+            f"{len(visits)} visitors: first message max {max(firsts):.0f} ms, page drawn "
+            f"{', '.join(f'{d:.2f}' for d in drawn)} s; health {len(answers)} asks, "
             f"p99 {percentile(answers, 0.99) * 1000:.0f} ms, worst {max(answers) * 1000:.0f} ms, "
-            f"{len(slow)} over 1 s, {failures} failed"
+            f"{len(slow)} over 1 s, {failures} failed; memory {before_mb:,.0f} -> peak {memory.peak_mb:,.0f} MB"
         )
 
 
@@ -368,9 +404,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-hostile", action="store_true", help="the normal sessions alone (a baseline)")
     parser.add_argument("--burst", type=int, metavar="N", help="instead: N sessions at once that never read")
     parser.add_argument("--seconds", type=float, default=30, help="how long the burst is watched")
+    parser.add_argument(
+        "--variant", action="append", choices=list(BURST_VARIANTS), help="with --burst: only these servers"
+    )
     args = parser.parse_args(argv)
     if args.burst:
-        burst(args.burst, args.seconds)
+        burst(args.burst, args.seconds, args.variant or list(BURST_VARIANTS))
         return
     sessions = max(1, min(args.sessions, MAX_SESSIONS))
     with tempfile.TemporaryDirectory(prefix="sevis-load-") as folder:

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
             run("load.py", "--sessions", "2" if args.quick else "3", "--rounds", "2" if args.quick else "4"),
         ),
         (
-            "8b. A burst of sessions that never read their sockets (health < 1 s p99)",
+            "8b. A burst of sessions that never read their sockets (health and a visitor < 1 s p99)",
             run("load.py", "--burst", "10" if args.quick else "40"),
         ),
         ("8c. What decoding one image may cost the server", run("decode.py")),

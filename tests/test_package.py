@@ -95,6 +95,42 @@ def test_the_built_wheel_ships_every_subpackage(tmp_path):
     assert helped.returncode == 0 and commands in helped.stdout, helped.stderr[-2000:]
 
 
+STREAMLIT_GC = """
+from streamlit import config
+from streamlit.web import bootstrap
+
+def serve(main_script_path, is_hello, args, flag_options):  # Streamlit's `run`, up to serving
+    print(config.get_option("runner.postScriptGC"))
+
+bootstrap.run = serve
+{start}
+"""
+
+
+@pytest.mark.parametrize(
+    ("start", "cwd"),
+    [
+        ("from streamlit.web.cli import main\nmain(['run', 'app.py'])", ROOT),  # a checkout, as the Docker image
+        ("from sevis.cli import main\nmain(['dashboard'])", None),  # from the wheel, anywhere
+    ],
+    ids=["streamlit run app.py", "sevis dashboard"],
+)
+def test_the_dashboard_runs_without_a_full_collection_after_each_run(start, cwd, tmp_path):
+    """Streamlit collects all garbage after every script run (runner.postScriptGC): with torch
+    loaded that is ~0.3 s holding the interpreter's lock, 90 % of a warm page, and the server
+    stops answering through a burst of sessions (BENCHMARKS.md 8b). Off however the dashboard
+    starts (the Docker image copies the checkout's config); the environment can turn it on."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
+    done = python(STREAMLIT_GC.format(start=start), cwd=cwd or tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]
+    env["STREAMLIT_RUNNER_POST_SCRIPT_GC"] = "true"
+    on = python(STREAMLIT_GC.format(start=start), cwd=cwd or tmp_path, env=env)
+    assert on.stdout.split() == ["True"], on.stderr
+
+
 def test_every_limit_is_in_the_readme_and_the_image_with_its_default():
     """Each SEVIS_* limit is one row of the docs' table (Running it for a group) and one ENV of the Docker image,
     both with the default `Limits` has."""
