@@ -77,11 +77,14 @@ def kill_tree(marker: str) -> None:
                 os.kill(int(pid), signal.SIGKILL)
 
 
-def worker_node(head: int, node_port: int, cpus: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+def worker_node(head: int, node_port: int, cpus: int, env: dict[str, str], temp: str, log: Path) -> subprocess.Popen:
     """`ray start --block` of a worker node joining the head on port ``head``, its node
-    manager on ``node_port`` (how the cluster tells its nodes apart: one address for all);
-    what it prints goes to ``log``."""
+    manager on ``node_port`` (how the cluster tells its nodes apart: one address for all),
+    its sockets and logs under ``temp``/``node_port``; what it prints goes to ``log``."""
     args = ["--address", f"127.0.0.1:{head}", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus)]
+    # NOTE a temporary folder of its own: nodes sharing one pick their socket and log names by
+    # looking for a free one (plasma_store, plasma_store.1, ...), a race when they start at once
+    args += ["--temp-dir", f"{temp}/{node_port}"]
     args += ["--node-manager-port", str(node_port), "--object-manager-port", str(node_port + 1)]
     # NOTE nodes on one address must not share a port: each one's agents and workers get
     # their own (their defaults are fixed, 52365 and up, or drawn from one range)
@@ -121,7 +124,7 @@ def main(spec_file: str) -> None:
         )  # fmt: skip
         node_ports = [port + 100 + 10 * i for i in range(spec["nodes"])]
         logs = Path(spec["result"]).parent
-        nodes = [worker_node(port, p, spec["cpus"], env, logs / f"node-{p}.log") for p in node_ports]
+        nodes = [worker_node(port, p, spec["cpus"], env, temp, logs / f"node-{p}.log") for p in node_ports]
         import ray as ray_api
 
         ray_api.init(address=f"127.0.0.1:{port}", log_to_driver=False)
