@@ -10,7 +10,6 @@ from a checkpoint file in the SENet layout (the tiny test networks live in this 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -154,12 +153,6 @@ def test_ray_refuses_other_settings_before_starting(senet_file, image_folder, tm
     assert out.read_bytes() == before and pq.read_table(out).num_rows == len(rows(out))
 
 
-@pytest.mark.skipif(
-    os.environ.get("SEVIS_TEST_RAY_CLUSTER") != "1",
-    reason="opt-in (SEVIS_TEST_RAY_CLUSTER=1): its worker nodes joined in 4 of 8 tries (2 of 4 after a port "
-    "clash was fixed); in the others their raylets died at start. Their output: node-*.log beside the result; "
-    "Ray's logs: the temporary folder the failure names",
-)
 def test_ray_cluster_of_several_nodes_on_loopback_loses_a_node_and_resumes(senet_file, image_folder, tmp_path, whole):
     """A head and two worker nodes started with `ray start`, every one on 127.0.0.1 (in a
     network namespace of the test's own, where loopback is the only address: see
