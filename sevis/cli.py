@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default="se_resnet50", help="se_resnet50, sge_resnet50 or a timm id (default se_resnet50)"
     )
     ex.add_argument("--weights", default="pretrained", help="pretrained (default), untrained, or a weights file")
-    ex.add_argument("--out", required=True, help="the Parquet file to write")
+    ex.add_argument(
+        "--out",
+        required=True,
+        help="the run to write: a .parquet file, or (any other name) a folder of its parts, never merged",
+    )
     ex.add_argument("--batch-size", type=_count(1), default=32, help="images per forward pass (default 32)")
     ex.add_argument("--workers", type=_count(0), default=2, help="data-loading processes (default 2)")
     ex.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -515,10 +519,10 @@ def _run_model(args: argparse.Namespace, doing: str) -> nn.Module:
     from pathlib import Path
 
     import sevis
-    from sevis.runs.schema import read_metadata
+    from sevis.runs.schema import is_run, read_metadata
 
     data = Path(args.data)
-    if data.suffix.lower() != ".parquet":
+    if not is_run(data):
         return sevis.load_model(args.model or "se_resnet50", args.weights or "pretrained", device=args.device)
     run = read_metadata(data)
     if args.model is not None and args.model != run.model and not args.other_model:

@@ -22,7 +22,7 @@ from ..hooks.knockouts import Knockout, MeanOf, Remove, Replacement
 from ..models.classes import class_indices
 from ..models.registry import model_info
 from ..provenance import Provenance
-from ..runs.schema import read_metadata
+from ..runs.schema import is_run, open_run_file, read_metadata
 from ._staged import RunCounter, Staged, stage_inputs, staged
 
 __all__ = [
@@ -227,15 +227,13 @@ def dataset_items(
     """The image source and its items: a folder or zip as ``sevis extract`` finds it, or a
     saved run's rows (paths inside its source, and labels)."""
     data = Path(data)
-    if data.suffix.lower() != ".parquet":
+    if not is_run(data):
         return data, discover(data, per_class, seed, labels)
-    import pyarrow.parquet as pq
-
     metadata = read_metadata(data)
     source = Path(metadata.source)
     if not source.exists():
         raise DataError(f"{data.name}: its images were read from {metadata.source[:200]}, which is not here")
-    table = pq.read_table(data, columns=["path", "label"])
+    table = open_run_file(data).read(columns=["path", "label"])
     labelled = metadata.labels in ("folder", "file")
     items = [
         Item(path, label if labelled else None)

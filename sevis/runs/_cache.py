@@ -8,8 +8,10 @@ import os
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .._version import __version__
+from .schema import run_files
 
 __all__ = ["cache_dir"]
 
@@ -27,17 +29,33 @@ def cache_dir() -> Path:
 def _cache_key(path: Path, layers: Sequence[str] | None) -> str:
     """Names a run's statistics: the hash of its Parquet footer (every column chunk's
     offsets, sizes and statistics, and the sevis metadata), its size and modification time,
-    the layers read and the cache format. Hashing the footer, not 3 GB of rows, keeps a
-    second open fast; a rewritten file changes its time and footer."""
+    the layers read and the cache format; of a run folder, those of each of its files (by
+    name) and of its failures log. Hashing the footer, not 3 GB of rows, keeps a second
+    open fast; a rewritten file changes its time and footer."""
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{__version__}|{layers}".encode())
+    if path.is_dir():
+        for part in run_files(path):
+            digest.update(part.name.encode() + b"\0")
+            _digest_file(part, digest)
+        failures = path / "failures.jsonl"
+        if failures.is_file():
+            stat = failures.stat()
+            digest.update(f"failures|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    else:
+        _digest_file(path, digest)
+    return digest.hexdigest()
+
+
+def _digest_file(path: Path, digest: Any) -> None:
+    """Add a Parquet file's size, modification time and footer to ``digest``."""
     stat = path.stat()
-    digest = hashlib.sha256(f"{CACHE_VERSION}|{__version__}|{stat.st_size}|{stat.st_mtime_ns}|{layers}".encode())
+    digest.update(f"|{stat.st_size}|{stat.st_mtime_ns}|".encode())
     with path.open("rb") as file:
         file.seek(max(stat.st_size - 8, 0))
         tail = file.read(8)
         footer = int.from_bytes(tail[:4], "little") if len(tail) == 8 and tail[4:] == b"PAR1" else 0
         file.seek(max(stat.st_size - 8 - min(footer, stat.st_size), 0))
         digest.update(file.read(min(footer, stat.st_size) + 8))
-    return digest.hexdigest()
 
 
 def _nulls_file(target: Path, kind: str) -> Path:

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from ..attention.kinds import get_kind
 from ..errors import RunError, shortened
 from ..stats import FINE_BINS
-from .schema import MAX_METADATA_BYTES, RunMetadata
+from .schema import MAX_METADATA_BYTES, RunMetadata, run_files
 
 __all__ = [
     "DISTRIBUTIONS_KEY",
@@ -118,11 +118,23 @@ def decode_distributions(raw: bytes, metadata: RunMetadata) -> Counts:
 
 
 def read_distributions(path: str | Path, metadata: RunMetadata) -> Counts | None:
-    """The counts a run file (or a part of one) holds; None where it holds none.
+    """The counts a run file (or a part of one) holds, summed over a run folder's files;
+    None where it holds none.
 
     Raises:
-        RunError: they are not of the shape sevis writes.
+        RunError: they are not of the shape sevis writes, or a folder's file holds none.
     """
+    path = Path(path)
+    if path.is_dir():
+        total: Counts = {}
+        for part in run_files(path):
+            counts = read_distributions(part, metadata)
+            if counts is None:
+                if metadata.distributions:
+                    raise RunError(f"{shortened(part.name)} of {shortened(path.name)} holds no distributions")
+                return None
+            add_counts(total, counts)
+        return total
     raw = (pq.read_schema(path).metadata or {}).get(DISTRIBUTIONS_KEY)
     try:
         return None if raw is None else decode_distributions(raw, metadata)

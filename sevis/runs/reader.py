@@ -28,7 +28,8 @@ from ..stats.measures import NullBand, specificity_nulls
 from ._cache import _cache_key, _load, _nulls_file, _store, cache_dir
 from .distributions import read_distributions
 from .sample import SAMPLE_ROWS, null_bands
-from .schema import RunMetadata, check_text_columns, column_matrix, open_run_file, read_metadata
+from .schema import RunMetadata, check_text_columns, column_matrix, open_run_file, read_metadata, rebatch, run_files
+from .writer import MERGED_ROW_GROUP
 
 __all__ = ["ITER_ROWS", "LayerRows", "Run", "read_run"]
 
@@ -244,23 +245,33 @@ def _read_share(path: Path, metadata: RunMetadata, share: _Share, labels: list[s
         for kind_name in dict.fromkeys(share.layers.values()):
             share.stats[kind_name] = get_kind(kind_name).new_stats()
             share.stats[kind_name].reserve(labels)  # every class, in the file's order, sized once
-        file = open_run_file(path)
-        groups = file.metadata.num_row_groups
-        with path.open("rb") as raw:  # for the read-ahead; Arrow reads the path itself
-            start = 0
+        start = 0
+        for batch in rebatch(_share_batches(path, share), READ_ROWS):
+            _add_batch(share, metadata, batch, labels[start : start + batch.num_rows])
+            for layer, kind_name in share.layers.items() if keep else ():
+                name = get_kind(kind_name).fields[0]
+                values = column_matrix(batch.column(share.columns[layer, name])).copy()
+                share.sampled.setdefault(kind_name, {}).setdefault(layer, []).append(values)
+            start += batch.num_rows
+    return share
+
+
+READ_ROWS = MERGED_ROW_GROUP
+"""Rows of a run summed at a time: a merged file's row group; a run folder's small parts are
+regrouped to it, so that both sum alike."""
+
+
+def _share_batches(path: Path, share: _Share) -> Iterator[pa.RecordBatch]:
+    """A share's columns of every file of the run, a row group at a time, the kernel asked
+    for the next row group's while one is decoded."""
+    columns = list(share.columns.values())
+    for part in run_files(path):
+        with pq.ParquetFile(part, pre_buffer=False) as file, part.open("rb") as raw:  # raw: for the read-ahead
+            groups = file.metadata.num_row_groups
             for group in range(groups):
                 if group + 1 < groups:
-                    _read_ahead(raw, file.metadata.row_group(group + 1), set(share.columns.values()))
-                for batch in file.iter_batches(
-                    1024, row_groups=[group], columns=list(share.columns.values()), use_threads=False
-                ):
-                    _add_batch(share, metadata, batch, labels[start : start + batch.num_rows])
-                    for layer, kind_name in share.layers.items() if keep else ():
-                        name = get_kind(kind_name).fields[0]
-                        values = column_matrix(batch.column(share.columns[layer, name])).copy()
-                        share.sampled.setdefault(kind_name, {}).setdefault(layer, []).append(values)
-                    start += batch.num_rows
-    return share
+                    _read_ahead(raw, file.metadata.row_group(group + 1), set(columns))
+                yield from file.iter_batches(READ_ROWS, row_groups=[group], columns=columns, use_threads=False)
 
 
 def _add_batch(share: _Share, metadata: RunMetadata, batch: pa.RecordBatch, labels: list[str]) -> None:
@@ -316,6 +327,11 @@ def read_run(
     path = Path(path)
     if within is None:
         return _read_run(path, path, layers, cache, bands, None)
+    if path.is_dir():
+        raise RunError(
+            f"{shortened(path.name)} is a run folder: here a run is opened as one file "
+            "(sevis.read_run and the command line read a folder)"
+        )
     try:
         with opened_within(path, within) as source:
             return _read_run(path, source, layers, cache, bands, tuple(map(str, within)))

@@ -38,7 +38,7 @@ def read_rows(
     columns = ["label", *(spec.column(layer, spec.fields[0]) for layer in layers)]
     check_text_columns(path)
     file = open_run_file(path)
-    total = file.metadata.num_rows
+    total = file.num_rows
     pick = sample_rows(total, max_rows, seed)
     # NOTE a record batch at a time, keeping only the sampled rows: a 50,000-image run is
     # gigabytes, the sample a few megabytes.

@@ -12,13 +12,19 @@ Columns:
   ``SGE_4_6_var``: each group's mask mean and spatial variance).
 
 The schema's metadata key ``sevis`` holds :class:`RunMetadata` as JSON.
+
+A run is one Parquet file, or a folder of them (:func:`run_files`): the parts a run is
+written as, or what Ray writes natively, each file with the same schema and settings, its
+rows in the order of the files' names; the folder's ``failures.jsonl`` lists the images that
+could not be read. Both are read alike (:func:`read_metadata`, :func:`open_run_file`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,15 +41,22 @@ from ..provenance import UNTRAINED_SEED, Provenance
 
 __all__ = [
     "MAX_METADATA_BYTES",
+    "MAX_RUN_FILES",
     "MAX_TEXT_BYTES",
     "METADATA_KEY",
+    "RunFiles",
     "RunMetadata",
     "batch_table",
     "check_text_columns",
     "column_matrix",
     "dims_of",
+    "is_run",
+    "is_run_folder",
     "open_run_file",
+    "read_failures",
     "read_metadata",
+    "rebatch",
+    "run_files",
     "run_schema",
     "writer_options",
 ]
@@ -306,12 +319,16 @@ def dims_of(batch: BatchResult) -> dict[str, dict[str, int]]:
 
 
 def read_metadata(path: str | Path) -> RunMetadata:
-    """The metadata of a run, from its schema alone.
+    """The metadata of a run (a file or a folder of them), from its schema alone; a
+    folder's ``images`` are its files' rows and its ``failures`` its ``failures.jsonl``.
 
     Raises:
-        RunError: not a Parquet file written by ``sevis extract``.
+        RunError: not a Parquet file written by ``sevis extract``, or a folder whose files
+            are not all parts of one run.
     """
     path = Path(path)
+    if path.is_dir():
+        return _folder_metadata(path)
     try:
         schema = pq.read_schema(path)
     except (pa.ArrowException, OSError) as err:
@@ -324,6 +341,105 @@ def read_metadata(path: str | Path) -> RunMetadata:
     except RunError as err:
         raise RunError(f"{_shown(path.name)}: {err}") from None
     return metadata
+
+
+MAX_RUN_FILES = 1_000_000
+"""Parquet files a run folder may hold (a part per batch: 1.28 M images in batches of 64 are 20,000)."""
+
+
+def run_files(path: str | Path) -> list[Path]:
+    """The Parquet files a run is made of: the file itself, or a folder's ``*.parquet``
+    files in the order of their names (hidden ones, a part being written, are not yet part
+    of it).
+
+    Raises:
+        RunError: a folder without Parquet files, or with more than :data:`MAX_RUN_FILES`.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    files: list[Path] = []
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.name.endswith(".parquet") and not entry.name.startswith(".") and entry.is_file():
+                    files.append(path / entry.name)
+                    if len(files) > MAX_RUN_FILES:
+                        raise RunError(f"{_shown(path.name)}: more than {MAX_RUN_FILES:,} Parquet files; not read")
+    except OSError as err:
+        raise RunError(f"{_shown(path.name)}: not a readable folder ({err.strerror or err})") from None
+    if not files:
+        raise RunError(f"{_shown(path.name)}: a folder without Parquet files is no run")
+    return sorted(files)
+
+
+def is_run(path: str | Path) -> bool:
+    """A saved run by its name or contents: a ``.parquet`` file or a run folder, as opposed
+    to a folder or zip of images."""
+    return Path(path).suffix.lower() == ".parquet" or is_run_folder(path)
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """A folder holding Parquet files of its own (a run written as parts), as opposed to
+    a folder of images."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    with os.scandir(path) as entries:
+        return any(e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file() for e in entries)
+
+
+def _folder_metadata(folder: Path) -> RunMetadata:
+    """:func:`read_metadata` of a run folder: every file's settings and columns those of
+    the first."""
+    files = run_files(folder)
+    metadata = read_metadata(files[0])
+    settings, names = metadata.settings(), pq.read_schema(files[0]).names
+    images, failures = 0, list(metadata.failures)
+    for part in files:
+        other = metadata if part == files[0] else read_metadata(part)
+        if other.settings() != settings or pq.read_schema(part).names != names:
+            raise RunError(
+                f"{_shown(folder.name)}: {_shown(part.name)} was made with other settings than "
+                f"{_shown(files[0].name)}: not one run"
+            )
+        if part != files[0]:
+            failures += other.failures
+        try:
+            images += pq.read_metadata(part).num_rows
+        except (pa.ArrowException, OSError) as err:
+            raise RunError(f"{_shown(folder.name)}: {_shown(part.name)} is not readable ({err})") from None
+    log_file = folder / "failures.jsonl"
+    if log_file.is_file():
+        failures += read_failures(log_file)
+    metadata.images, metadata.failures = images, failures
+    return metadata
+
+
+def read_failures(log_file: Path) -> list[dict[str, str]]:
+    """The records of a run's failures log (``{"path": ..., "reason": ...}`` a line); a
+    last line without its newline (an append cut short) is not one.
+
+    Raises:
+        RunError: a line that is not a failure record (named, with what to do).
+    """
+    data = log_file.read_bytes()
+    whole = data[: data.rfind(b"\n") + 1]
+    failures = []
+    for number, line in enumerate(whole.decode("utf-8", "replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not (isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("path", "reason"))):
+            raise RunError(
+                f"line {number} of {log_file} is not a failure record; "
+                "delete that line and resume (its image is tried again), or pass --overwrite"
+            )
+        failures.append({"path": entry["path"], "reason": entry["reason"]})
+    return failures
 
 
 def _check_columns(metadata: RunMetadata, schema: pa.Schema) -> None:
@@ -352,7 +468,11 @@ def check_text_columns(path: str | Path) -> None:
     Raises:
         RunError: a value too long, or a footer that does not add up.
     """
-    path = Path(path)
+    for part in run_files(path):
+        _check_text_columns(part)
+
+
+def _check_text_columns(path: Path) -> None:
     columns = ["path", "label"]
     try:
         file = pq.ParquetFile(path, read_dictionary=columns, pre_buffer=False)
@@ -386,11 +506,73 @@ def _shown(name: str) -> str:
     return shortened(name)
 
 
-def open_run_file(path: Path) -> pq.ParquetFile:
-    """A run's Parquet file, opened to be read one row group at a time."""
-    # NOTE pre_buffer=False: with it, iter_batches reads ahead the whole file (3.5 GB of
-    # arrow memory for a 50,000-image run); without, one row group at a time.
-    return pq.ParquetFile(path, pre_buffer=False)
+class RunFiles:
+    """A run's Parquet files (:func:`run_files`) read as one, a file at a time, each opened
+    only while it is read (a folder may hold thousands)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.files = run_files(path)
+        self._rows: int | None = None
+
+    @property
+    def schema_arrow(self) -> pa.Schema:
+        return pq.read_schema(self.files[0])
+
+    @property
+    def num_rows(self) -> int:
+        if self._rows is None:
+            self._rows = sum(pq.read_metadata(f).num_rows for f in self.files)
+        return self._rows
+
+    def parts(self) -> Iterator[pq.ParquetFile]:
+        """Each file opened to be read one row group at a time, in the run's order."""
+        for file in self.files:
+            # NOTE pre_buffer=False: with it, iter_batches reads ahead the whole file (3.5 GB of
+            # arrow memory for a 50,000-image run); without, one row group at a time.
+            with pq.ParquetFile(file, pre_buffer=False) as part:
+                yield part
+
+    def iter_batches(
+        self, batch_size: int, columns: Sequence[str] | None = None, use_threads: bool = True
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows ``batch_size`` at a time (the last fewer), whatever the files' sizes: a
+        folder of one-image parts is read in batches as large as a file's."""
+        batches = (
+            batch
+            for part in self.parts()
+            for batch in part.iter_batches(batch_size=batch_size, columns=columns, use_threads=use_threads)
+        )
+        yield from rebatch(batches, batch_size)
+
+    def read(self, columns: Sequence[str] | None = None, use_threads: bool = True) -> pa.Table:
+        tables = [part.read(columns=columns, use_threads=use_threads) for part in self.parts()]
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` regrouped ``size`` rows at a time (the last fewer), those of that size
+    passed on as they are: a run folder's rows in the batches its merged file gives, so
+    that its statistics are summed in the same order, to the last bit."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if not pending and batch.num_rows == size:
+            yield batch
+            continue
+        pending.append(batch)
+        rows += batch.num_rows
+        while rows >= size:
+            joined = pa.Table.from_batches(pending).combine_chunks()
+            yield from joined.slice(0, size).to_batches()
+            rest = joined.slice(size)
+            pending, rows = rest.to_batches(), rest.num_rows
+    if rows:
+        yield from pa.Table.from_batches(pending).combine_chunks().to_batches()
+
+
+def open_run_file(path: str | Path) -> RunFiles:
+    """A run (a file or a folder of them), opened to be read one row group at a time."""
+    return RunFiles(path)
 
 
 def column_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -13,6 +13,9 @@ their batches' rows themselves (:func:`write_incoming`, into the same folder) an
 driver only adopts each file as the run's next part (:meth:`RunWriter.adopt`), in the
 dataset's order: no row passes through the driver. A file written but never adopted (its
 driver was killed first) is no part: it is deleted, and its images are done again.
+
+An ``out`` whose name does not end in ``.parquet`` is a run folder: the parts are the run
+(no final merge, nothing rewritten by one process), read by :func:`sevis.read_run` as one file.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import pyarrow.parquet as pq
 
 from ..errors import RunError
 from .distributions import Counts, add_counts, read_distributions, with_distributions
-from .schema import RunMetadata, read_metadata, run_schema, writer_options
+from .schema import RunMetadata, read_failures, read_metadata, run_schema, writer_options
 
 __all__ = ["INCOMING", "MERGED_ROW_GROUP", "PART_SIZE", "RunWriter", "Terminated", "write_incoming"]
 
@@ -91,7 +94,8 @@ class RunWriter:
     """Writes one run's rows into ``out`` through part files.
 
     Args:
-        out: the Parquet file to write.
+        out: the Parquet file to write; a name not ending in ``.parquet``: the run folder
+            to write (its parts, ``run.json`` and ``failures.jsonl``, never merged).
         metadata: the run's settings (its ``images`` and ``failures`` are filled in).
         resume: carry on from ``{out}.parts`` or a finished ``out``.
         overwrite: delete ``out`` and its parts first.
@@ -110,7 +114,8 @@ class RunWriter:
         if part_size < 1:
             raise ValueError(f"part_size must be at least 1, got {part_size}")
         self.out = Path(out)
-        self.parts = self.out.with_name(self.out.name + ".parts")
+        self.folder = self.out.suffix.lower() != ".parquet"
+        self.parts = self.out if self.folder else self.out.with_name(self.out.name + ".parts")
         self.metadata = metadata
         self.schema = run_schema(metadata)
         self.part_size = part_size
@@ -123,6 +128,9 @@ class RunWriter:
 
     def _open(self, resume: bool, overwrite: bool) -> tuple[set[str], set[str]]:
         if overwrite:
+            if self.folder and self.out.is_dir() and any(self.out.iterdir()) and not (self.out / "run.json").exists():
+                # NOTE never delete a folder sevis did not write (a typo in --out could name one's data)
+                raise RunError(f"{self.out} is a folder but no run sevis wrote: not deleted; choose another --out")
             shutil.rmtree(self.parts, ignore_errors=True)
             self.out.unlink(missing_ok=True)
         elif not resume and (self.parts.exists() or self.out.exists()):
@@ -134,6 +142,8 @@ class RunWriter:
             except ValueError:
                 raise RunError(f"cannot resume {self.out}: {settings} is not readable; pass --overwrite") from None
             self._check(recorded, "its parts were")
+        elif self.folder and self.out.exists() and any(self.out.iterdir()):
+            raise RunError(f"{self.out} is not a run folder sevis is writing: choose another --out")
         elif self.out.exists():  # resuming a finished run: its rows count as done
             before = read_metadata(self.out)
             self._check(before.settings(), "it was")
@@ -183,21 +193,10 @@ class RunWriter:
             log.warning("the failures log ended in a partial line (an interrupted append); its image is tried again")
             with open(log_file, "r+b") as f:
                 f.truncate(len(whole))
-        failures = []
-        for number, line in enumerate(whole.decode("utf-8", "replace").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                entry = None
-            if not (isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("path", "reason"))):
-                raise RunError(
-                    f"cannot resume {self.out}: line {number} of {log_file} is not a failure record; "
-                    "delete that line and resume (its image is tried again), or pass --overwrite"
-                )
-            failures.append({"path": entry["path"], "reason": entry["reason"]})
-        return failures
+        try:
+            return read_failures(log_file)
+        except RunError as err:
+            raise RunError(f"cannot resume {self.out}: {err}") from None
 
     def add(self, table: pa.Table, distributions: Counts | None = None) -> None:
         """Rows of the run's schema; written in a part once ``part_size`` are pending.
@@ -292,14 +291,18 @@ class RunWriter:
             self._drop_incoming()  # never parts: what the run holds is what was adopted
 
     def close(self, *, keep_parts: bool = False) -> int:
-        """Write what is pending and merge the parts into ``out``; returns its rows.
+        """Write what is pending and merge the parts into ``out`` (a run folder: its parts are
+        the run, nothing is merged); returns its rows.
 
         Args:
             keep_parts: keep ``{out}.parts`` (after an interruption, for ``--resume``).
         """
         self.flush()
         self.metadata.failures = self._failures()
-        self.metadata.images = sum(pq.ParquetFile(p).metadata.num_rows for p in self._part_files())
+        self.metadata.images = sum(pq.read_metadata(p).num_rows for p in self._part_files())
+        if self.folder:  # the parts are the run
+            self._drop_incoming()
+            return self.metadata.images
         schema = run_schema(self.metadata)
         if self.metadata.distributions:
             schema = with_distributions(schema, self._part_counts())
