@@ -106,6 +106,26 @@ def test_ray_killed_at_random_points_keeps_every_finished_batch(senet_file, imag
         assert not out.with_name(out.name + ".parts").exists()
 
 
+def test_ray_writes_a_run_folder_its_parts_the_run_and_resumes_it_after_kill_9(
+    senet_file, image_folder, tmp_path, whole
+):
+    """--out without .parquet: the actors' files are the run (nobody merges them); a driver
+    killed as it is about to adopt a file leaves that file out, and the resumed run reads
+    as the local engine's file, row for row."""
+    from sevis.runs.schema import open_run_file, run_files
+
+    out = tmp_path / "run"
+    done, before = ray_until_killed(senet_file, image_folder, out, "SIGKILL", after=3)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert len(run_files(out)) == 2 and before == 2  # two adopted; the third written but not adopted
+    assert any(p.name.startswith(".incoming-") for p in out.iterdir())
+    resume_with_ray(senet_file, image_folder, out)
+    assert_same_rows(open_run_file(out).read().to_pylist(), whole, rtol=1e-4)
+    assert not out.with_name(out.name + ".parquet").exists() and not any(p.name.startswith(".") for p in out.iterdir())
+    run = sevis.read_run(out, cache=False)
+    assert run.metadata.images == len(whole) and run.stats["se"].count() == len(whole)
+
+
 def test_ray_terminated_keeps_what_was_done_and_says_so(senet_file, image_folder, tmp_path, whole):
     out = tmp_path / "terminated.parquet"
     done, written = ray_until_killed(senet_file, image_folder, out, "SIGTERM", after=4)
