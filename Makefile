@@ -12,13 +12,18 @@ PORT ?= 8501
 # .venv instead of 6.8), from this index; where it cannot be reached, the install says so.
 TORCH ?=
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+# Debian's packages, waiting (10 min at most) for another apt-get that holds apt's locks
+# (two checkouts' `make test` at once) instead of failing: `install` waits on its own,
+# `update` is tried again.
+APT_UPDATE = n=0; until apt-get update -qq; do n=$$((n+1)); [ $$n -lt 60 ] || exit 1; sleep 10; done
+APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq
 
 .PHONY: install install-test browser docker-tools run lint format docs screenshots test test-fast bench
 
 $(PY):
 	@$(PYTHON) -c "import ensurepip" 2>/dev/null || { \
 	  [ "$$(id -u)" = 0 ] || { echo "python3 -m venv needs Debian's python3-venv: sudo apt-get install python3-venv"; exit 1; }; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+	  $(APT_UPDATE); $(APT_INSTALL) python3-venv >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 
 # Stamps: a second `make run` starts at once; editing a requirements file reinstalls.
@@ -41,11 +46,11 @@ install: $(VENV)/.installed
 
 # Debian's Chromium drives the end-to-end tests (Playwright's own download needs the internet).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { $(APT_UPDATE); $(APT_INSTALL) chromium >/dev/null; }
 
 # buildah and debootstrap build and run the Docker image in tests/test_docker.py.
 docker-tools:
-	@command -v buildah >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; }
+	@command -v buildah >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { $(APT_UPDATE); $(APT_INSTALL) buildah debootstrap >/dev/null; }
 
 install-test: $(VENV)/.installed-dev browser docker-tools
 
