@@ -151,6 +151,24 @@ def test_a_folder_run_resumes_and_is_overwritten_but_no_other_folder_is(tiny_se,
     assert sorted(p.name for p in mine.iterdir()) == sorted(p.name for p in data.iterdir())
     with pytest.raises(sevis.RunError, match="is not a run folder sevis is writing"):
         extract(tiny_se, data, mine, resume=True, workers=0, progress=False)
+    a_file = tmp_path / "run.v1"  # a name without .parquet that is a file: not taken for a folder
+    a_file.write_bytes(b"something of the user's")
+    with pytest.raises(sevis.RunError, match=r"a run written as one file ends in \.parquet"):
+        extract(tiny_se, data, a_file, resume=True, workers=0, progress=False)
+    assert a_file.read_bytes() == b"something of the user's"
+
+
+def test_the_parts_of_a_finished_run_resumed_count_each_failure_once(tiny_se, data, tmp_path):
+    """Resuming a finished one-file run copies it as the first part and its failures to the
+    log: read as a folder, the parts list each failure once."""
+    from sevis.runs.writer import RunWriter
+
+    out = extract(tiny_se, data, tmp_path / "run.parquet", workers=0, progress=False)
+    writer = RunWriter(out, read_metadata(out), resume=True)
+    folder = writer.parts
+    assert (folder / "failures.jsonl").read_text().count("broken.jpg") == 1
+    assert read_metadata(folder).failures == read_metadata(out).failures == read_run(out, cache=False).failures
+    assert len(read_metadata(folder).failures) == 1
 
 
 def test_the_dashboard_s_confined_reading_refuses_a_folder_run(pair):

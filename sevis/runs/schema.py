@@ -383,10 +383,11 @@ def is_run_folder(path: str | Path) -> bool:
     """A folder holding Parquet files of its own (a run written as parts), as opposed to
     a folder of images."""
     path = Path(path)
-    if not path.is_dir():
+    try:
+        with os.scandir(path) as entries:
+            return any(e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file() for e in entries)
+    except OSError:  # not a folder, or not one that can be listed: whoever opens it says why
         return False
-    with os.scandir(path) as entries:
-        return any(e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file() for e in entries)
 
 
 def _folder_metadata(folder: Path) -> RunMetadata:
@@ -412,7 +413,10 @@ def _folder_metadata(folder: Path) -> RunMetadata:
     log_file = folder / "failures.jsonl"
     if log_file.is_file():
         failures += read_failures(log_file)
-    metadata.images, metadata.failures = images, failures
+    # NOTE once each: a finished run resumed as parts holds its failures twice (its merged
+    # file, now the first part, and the log they were copied to)
+    unique = dict.fromkeys((f["path"], f["reason"]) for f in failures)
+    metadata.images, metadata.failures = images, [{"path": p, "reason": r} for p, r in unique]
     return metadata
 
 

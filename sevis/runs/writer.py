@@ -142,8 +142,11 @@ class RunWriter:
             except ValueError:
                 raise RunError(f"cannot resume {self.out}: {settings} is not readable; pass --overwrite") from None
             self._check(recorded, "its parts were")
-        elif self.folder and self.out.exists() and any(self.out.iterdir()):
-            raise RunError(f"{self.out} is not a run folder sevis is writing: choose another --out")
+        elif self.folder and self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
+            raise RunError(
+                f"{self.out} is not a run folder sevis is writing (a run written as one file ends in .parquet): "
+                "choose another --out"
+            )
         elif self.out.exists():  # resuming a finished run: its rows count as done
             before = read_metadata(self.out)
             self._check(before.settings(), "it was")
