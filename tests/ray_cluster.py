@@ -19,7 +19,8 @@ folder holds ``kill_after`` parts, give the driver ``grace`` seconds to finish o
 left, kill it if it has not, and run the same extraction again with ``resume=True``. It
 writes ``result`` (JSON): each node's address, which node was killed and what its actors
 were, the parts at the kill, each driver's exit status and seconds. Every process it started
-is killed at the end, found by the cluster's own temporary folder.
+is killed at the end, found by the cluster's own temporary folder and by the network
+namespace they share.
 """
 
 from __future__ import annotations
@@ -75,6 +76,22 @@ def kill_tree(marker: str) -> None:
         if marker in cmdline:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
+
+
+def kill_namespace() -> None:
+    """SIGKILL every other process of this network namespace: all the cluster's, those
+    that renamed themselves too (Ray's agents become `ray::DashboardAgent`, so no marker
+    in their command line finds them, and they outlive their node)."""
+    own = os.readlink("/proc/self/ns/net")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            if os.readlink(f"/proc/{pid}/ns/net") != own:
+                continue
+            os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
 
 
 def worker_node(head: int, node_port: int, cpus: int, env: dict[str, str], temp: str, log: Path) -> subprocess.Popen:
@@ -186,6 +203,7 @@ def main(spec_file: str) -> None:
         for node_port in [port + 100 + 10 * i for i in range(spec["nodes"])]:
             kill_tree(f"--node_manager_port={node_port}")
         kill_tree(f"--gcs_server_port={port}")
+        kill_namespace()
         Path(spec["result"]).write_text(json.dumps(result))
 
 
