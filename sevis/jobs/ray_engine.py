@@ -76,7 +76,8 @@ class _Extractor:
         order; a write that failed (a full disk) is said in ``refused`` instead."""
         indices = batch["index"]
         paths = [self.items[int(i)].path for i in indices]
-        good = np.flatnonzero(batch["error"] == "")
+        ok = batch["error"] == ""
+        good = np.flatnonzero(ok)
         part, refused = None, None
         if len(good):
             items = [self.items[int(indices[k])] for k in good]
@@ -87,7 +88,6 @@ class _Extractor:
                 part = write_incoming(self.parts, table.cast(self.schema), counts)
             except RunError as err:  # said by the driver, as the local engine says it
                 refused = str(err)
-        ok = batch["error"] == ""
         return pa.table(
             {
                 "index": pa.array(indices, pa.int64()),

@@ -329,8 +329,14 @@ def read_metadata(path: str | Path) -> RunMetadata:
     path = Path(path)
     if path.is_dir():
         return _folder_metadata(path)
+    return _file_metadata(path)[0]
+
+
+def _file_metadata(path: Path) -> tuple[RunMetadata, pa.Schema, int]:
+    """A run file's metadata, schema and rows, from one read of its footer."""
     try:
-        schema = pq.read_schema(path)
+        footer = pq.read_metadata(path)
+        schema = footer.schema.to_arrow_schema()
     except (pa.ArrowException, OSError) as err:
         raise RunError(f"{path.name}: not a readable Parquet file ({err})") from None
     if not schema.metadata or METADATA_KEY not in schema.metadata:
@@ -340,7 +346,7 @@ def read_metadata(path: str | Path) -> RunMetadata:
         _check_columns(metadata, schema)
     except RunError as err:
         raise RunError(f"{_shown(path.name)}: {err}") from None
-    return metadata
+    return metadata, schema, footer.num_rows
 
 
 MAX_RUN_FILES = 1_000_000
@@ -362,7 +368,7 @@ def run_files(path: str | Path) -> list[Path]:
     try:
         with os.scandir(path) as entries:
             for entry in entries:
-                if entry.name.endswith(".parquet") and not entry.name.startswith(".") and entry.is_file():
+                if _is_part(entry):
                     files.append(path / entry.name)
                     if len(files) > MAX_RUN_FILES:
                         raise RunError(f"{_shown(path.name)}: more than {MAX_RUN_FILES:,} Parquet files; not read")
@@ -371,6 +377,11 @@ def run_files(path: str | Path) -> list[Path]:
     if not files:
         raise RunError(f"{_shown(path.name)}: a folder without Parquet files is no run")
     return sorted(files)
+
+
+def _is_part(entry: os.DirEntry[str]) -> bool:
+    """A file of a run folder: a ``.parquet`` file, not hidden (a part being written)."""
+    return entry.name.endswith(".parquet") and not entry.name.startswith(".") and entry.is_file()
 
 
 def is_run(path: str | Path) -> bool:
@@ -385,7 +396,7 @@ def is_run_folder(path: str | Path) -> bool:
     path = Path(path)
     try:
         with os.scandir(path) as entries:
-            return any(e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file() for e in entries)
+            return any(_is_part(entry) for entry in entries)
     except OSError:  # not a folder, or not one that can be listed: whoever opens it says why
         return False
 
@@ -394,22 +405,17 @@ def _folder_metadata(folder: Path) -> RunMetadata:
     """:func:`read_metadata` of a run folder: every file's settings and columns those of
     the first."""
     files = run_files(folder)
-    metadata = read_metadata(files[0])
-    settings, names = metadata.settings(), pq.read_schema(files[0]).names
-    images, failures = 0, list(metadata.failures)
-    for part in files:
-        other = metadata if part == files[0] else read_metadata(part)
-        if other.settings() != settings or pq.read_schema(part).names != names:
+    metadata, first, images = _file_metadata(files[0])
+    settings, failures = metadata.settings(), list(metadata.failures)
+    for part in files[1:]:
+        other, schema, rows = _file_metadata(part)  # NOTE one footer read a file: a folder may hold thousands
+        if other.settings() != settings or schema.names != first.names:
             raise RunError(
                 f"{_shown(folder.name)}: {_shown(part.name)} was made with other settings than "
                 f"{_shown(files[0].name)}: not one run"
             )
-        if part != files[0]:
-            failures += other.failures
-        try:
-            images += pq.read_metadata(part).num_rows
-        except (pa.ArrowException, OSError) as err:
-            raise RunError(f"{_shown(folder.name)}: {_shown(part.name)} is not readable ({err})") from None
+        failures += other.failures
+        images += rows
     log_file = folder / "failures.jsonl"
     if log_file.is_file():
         failures += read_failures(log_file)
