@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--out",
         required=True,
-        help="the run to write: a .parquet file, or (any other name) a folder of its parts, never merged",
+        help="the run to write: a .parquet file, or (any other name) a folder of its parts, never merged; "
+        "a folder may be at a pyarrow.fs URI (s3://bucket/run)",
     )
     ex.add_argument("--batch-size", type=_count(1), default=32, help="images per forward pass (default 32)")
     ex.add_argument("--workers", type=_count(0), default=2, help="data-loading processes (default 2)")
@@ -519,15 +520,17 @@ def _run_model(args: argparse.Namespace, doing: str) -> nn.Module:
     from pathlib import Path
 
     import sevis
+    from sevis.runs import Location
     from sevis.runs.schema import is_run, read_metadata
 
-    data = Path(args.data)
+    data = args.data  # a run on this machine or at a URI
     if not is_run(data):
         return sevis.load_model(args.model or "se_resnet50", args.weights or "pretrained", device=args.device)
     run = read_metadata(data)
+    name = Location.of(data).name[:80]
     if args.model is not None and args.model != run.model and not args.other_model:
         raise sevis.SevisError(
-            f"{data.name[:80]} was made with {run.model[:80]}, not {args.model[:80]}: leave --model out to use "
+            f"{name} was made with {run.model[:80]}, not {args.model[:80]}: leave --model out to use "
             "the run's own network, or add --other-model to run another one on its images"
         )
     weights = args.weights
@@ -540,7 +543,7 @@ def _run_model(args: argparse.Namespace, doing: str) -> nn.Module:
     if not same and not args.other_model:
         raise sevis.SevisError(
             f"the weights loaded ({info.weights[:120]}, SHA-256 {str(info.weights_sha256)[:12]}) are not the ones "
-            f"{data.name[:80]} was made with ({run.weights[:120]}, SHA-256 {str(run.weights_sha256)[:12]}): give "
+            f"{name} was made with ({run.weights[:120]}, SHA-256 {str(run.weights_sha256)[:12]}): give "
             "--weights the run's file, or add --other-model"
         )
     used = "untrained, seed 0" if info.untrained else f"{info.weights[:200]}, SHA-256 {info.weights_sha256 or 'none'}"

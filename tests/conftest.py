@@ -316,3 +316,40 @@ def captured_by_path(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tenso
     with torch.no_grad(), sevis.capture(model) as cap:
         model(x)
     return {layer.path: cap.values[layer.name] for layer in cap.layers}
+
+
+class Bucket:
+    """An S3 bucket on moto's S3 server (127.0.0.1, a port of its own), reached through
+    pyarrow's own S3 client: :meth:`uri` names a place in it as a user would."""
+
+    def __init__(self, port: int, name: str = "runs") -> None:
+        from pyarrow.fs import S3FileSystem
+
+        self.port, self.name = port, name
+        self.fs = S3FileSystem(
+            access_key="testing", secret_key="testing", endpoint_override=f"127.0.0.1:{port}",
+            scheme="http", region="us-east-1", allow_bucket_creation=True,
+        )  # fmt: skip
+        self.fs.create_dir(name)
+
+    def uri(self, key: str, secret: str = "testing") -> str:
+        return f"s3://testing:{secret}@{self.name}/{key}?endpoint_override=127.0.0.1:{self.port}&scheme=http&region=us-east-1"
+
+    def names(self, key: str) -> list[str]:
+        """The names of the objects under ``key``."""
+        from pyarrow.fs import FileSelector
+
+        return sorted(i.base_name for i in self.fs.get_file_info(FileSelector(f"{self.name}/{key}")))
+
+
+@pytest.fixture(scope="session")
+def bucket() -> Iterator[Bucket]:
+    """A bucket of a real S3 server (moto's) on the loopback address."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        yield Bucket(server.get_host_and_port()[1])
+    finally:
+        server.stop()

@@ -89,7 +89,7 @@ def test_files_as_ray_writes_them_are_a_run_in_the_order_of_their_names(pair, tm
     one, folder = pair
     native = tmp_path / "native"
     native.mkdir()
-    parts = run_files(folder)
+    parts = [part.local for part in run_files(folder)]
     for i, part in enumerate(parts):
         shutil.copy(part, native / f"{i:03d}_{uuid.uuid4().hex}_000000.parquet")
     run = read_run(native, cache=False)
@@ -128,7 +128,7 @@ def test_a_folder_run_is_cached_until_a_part_changes(pair, tmp_path):
     assert first.cache_file is not None and first.cache_file.exists()
     again = read_run(copy)
     assert again.cache_file == first.cache_file
-    part = run_files(copy)[-1]
+    part = run_files(copy)[-1].local
     table = pq.read_table(part)
     pq.write_table(pa.concat_tables([table, table]), part)  # one image twice: another run
     changed = read_run(copy)
@@ -137,9 +137,9 @@ def test_a_folder_run_is_cached_until_a_part_changes(pair, tmp_path):
 
 def test_a_folder_run_resumes_and_is_overwritten_but_no_other_folder_is(tiny_se, data, tmp_path):
     out = extract(tiny_se, data, tmp_path / "run", batch_size=2, workers=0, progress=False)
-    before = {p.name: p.stat().st_mtime_ns for p in run_files(out)}
+    before = {p.name: p.local.stat().st_mtime_ns for p in run_files(out)}
     extract(tiny_se, data, out, resume=True, workers=0, progress=False)  # finished: nothing to do
-    assert {p.name: p.stat().st_mtime_ns for p in run_files(out)} == before
+    assert {p.name: p.local.stat().st_mtime_ns for p in run_files(out)} == before
     with pytest.raises(sevis.RunError, match="already exists: pass --resume"):
         extract(tiny_se, data, out, workers=0, progress=False)
     extract(tiny_se, data, out, overwrite=True, batch_size=8, workers=0, progress=False)
@@ -155,6 +155,8 @@ def test_a_folder_run_resumes_and_is_overwritten_but_no_other_folder_is(tiny_se,
     a_file.write_bytes(b"something of the user's")
     with pytest.raises(sevis.RunError, match=r"a run written as one file ends in \.parquet"):
         extract(tiny_se, data, a_file, resume=True, workers=0, progress=False)
+    with pytest.raises(sevis.RunError, match="is a file, not a run folder: not deleted"):
+        extract(tiny_se, data, a_file, overwrite=True, workers=0, progress=False)
     assert a_file.read_bytes() == b"something of the user's"
 
 
@@ -165,7 +167,7 @@ def test_the_parts_of_a_finished_run_resumed_count_each_failure_once(tiny_se, da
 
     out = extract(tiny_se, data, tmp_path / "run.parquet", workers=0, progress=False)
     writer = RunWriter(out, read_metadata(out), resume=True)
-    folder = writer.parts
+    folder = writer.parts.local
     assert (folder / "failures.jsonl").read_text().count("broken.jpg") == 1
     assert read_metadata(folder).failures == read_metadata(out).failures == read_run(out, cache=False).failures
     assert len(read_metadata(folder).failures) == 1

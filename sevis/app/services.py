@@ -714,8 +714,10 @@ def images_key(data: sevis.Analysis | Run) -> str:
     by the content of the views it analysed and their labels."""
     digest = hashlib.sha256()
     if isinstance(data, Run):
-        stat = data.path.stat()
-        digest.update(f"{data.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        path = data.path
+        assert isinstance(path, Path), "the dashboard opens runs from its own folders, never a URI"
+        stat = path.stat()
+        digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     else:
         digest.update(
             data.provenance.model.encode() + (data.provenance.weights_sha256 or data.provenance.weights).encode()

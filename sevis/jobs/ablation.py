@@ -22,6 +22,7 @@ from ..hooks.knockouts import Knockout, MeanOf, Remove, Replacement
 from ..models.classes import class_indices
 from ..models.registry import model_info
 from ..provenance import Provenance
+from ..runs import Location
 from ..runs.schema import is_run, open_run_file, read_metadata
 from ._staged import RunCounter, Staged, stage_inputs, staged
 
@@ -195,7 +196,8 @@ def ablate_data(
                 yield normalise(info.data_config, batch.views), [target_of[i.path] for i in batch.items]
 
     result = ablate(model, batches(), conditions, replace=replace)
-    return AblationRun(result.table, result.stage_runs, str(data), failures, missing, info.provenance)
+    shown = str(Location.of(data))  # a URI without its keys
+    return AblationRun(result.table, result.stage_runs, shown, failures, missing, info.provenance)
 
 
 @dataclass
@@ -226,13 +228,14 @@ def dataset_items(
 ) -> tuple[Path, list[Item]]:
     """The image source and its items: a folder or zip as ``sevis extract`` finds it, or a
     saved run's rows (paths inside its source, and labels)."""
-    data = Path(data)
     if not is_run(data):
-        return data, discover(data, per_class, seed, labels)
+        return Path(data), discover(Path(data), per_class, seed, labels)
     metadata = read_metadata(data)
     source = Path(metadata.source)
     if not source.exists():
-        raise DataError(f"{data.name}: its images were read from {metadata.source[:200]}, which is not here")
+        raise DataError(
+            f"{Location.of(data).name[:100]}: its images were read from {metadata.source[:200]}, which is not here"
+        )
     table = open_run_file(data).read(columns=["path", "label"])
     labelled = metadata.labels in ("folder", "file")
     items = [

@@ -21,6 +21,7 @@ from ..data.files import Item, discover, iter_batches
 from ..data.labels import read_labels
 from ..hooks.forward import forward_batch
 from ..models.registry import model_info
+from ..runs import is_uri
 from ..runs.schema import RunMetadata, batch_table, dims_of
 from ..runs.writer import RunWriter
 from .settings import RunSettings
@@ -83,7 +84,7 @@ def extract(
     *,
     progress: bool = True,
     **options: Any,
-) -> Path:
+) -> Path | str:
     """Extract ``data`` with ``model`` (loaded by :func:`sevis.load_model`) into ``out``.
 
     Args:
@@ -95,7 +96,8 @@ def extract(
             (``batch_size=8, per_class=50``).
 
     Returns:
-        ``out``, the Parquet file (schema in :mod:`sevis.runs`). Ctrl-C or SIGTERM write
+        ``out``, the Parquet file or run folder (schema in :mod:`sevis.runs`); a
+        ``pyarrow.fs`` URI (``s3://bucket/run``) is returned as it was given. Ctrl-C or SIGTERM write
         what is done into ``out`` (a valid, partial run), keep the parts, and re-raise
         (SIGTERM as :class:`sevis.runs.writer.Terminated`, a ``KeyboardInterrupt``).
     """
@@ -103,7 +105,7 @@ def extract(
     writer, todo = prepare_run(model, data, out, settings)
     with writer:
         _run(model, Path(data), todo, writer, settings.batch_size, settings.workers, progress)
-    return Path(out)
+    return out if is_uri(out) else Path(out)
 
 
 def _run(

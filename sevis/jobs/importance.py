@@ -37,6 +37,7 @@ from ..hooks.knockouts import Knockout, Replacement
 from ..models.classes import class_indices
 from ..models.registry import model_info
 from ..provenance import Provenance
+from ..runs import Location
 from ..stats.classes import ClassStats
 from ._staged import InputsKept, RunCounter, staged
 from .ablation import dataset_items
@@ -376,7 +377,7 @@ def importance_data(
         value=result.value,
         runs=result.runs,
         resumed=result.resumed,
-        source=str(data),
+        source=str(Location.of(data)),  # a URI without its keys
         failures=failures,
         unknown_labels=missing,
         provenance=info.provenance,

@@ -26,6 +26,7 @@ from ..data.files import Item, iter_batches
 from ..errors import RunError, SevisError
 from ..hooks.forward import forward_batch
 from ..models.registry import load_model, model_info
+from ..runs import Location, is_uri
 from ..runs.schema import batch_table
 from ..runs.writer import write_incoming
 from .extraction import prepare_run
@@ -62,7 +63,7 @@ class _Extractor:
         items: list[Item],
         schema: pa.Schema,
         layers: list[str],
-        parts: str,
+        parts: Location,
         source: str = "folder",
         distributions: bool = False,
     ) -> None:
@@ -112,7 +113,7 @@ def extract_ray(
     device: str = "cpu",
     ray_init: dict[str, Any] | None = None,
     **options: Any,
-) -> Path:
+) -> Path | str:
     """Extract ``data`` into ``out`` on Ray, with the settings :func:`sevis.jobs.extract`
     takes (``settings.workers`` is the number of model-holding actors, one model each).
 
@@ -128,7 +129,7 @@ def extract_ray(
     except ImportError:
         raise SevisError("--engine ray needs Ray: pip install 'sevis[ray]'") from None
 
-    data, out = Path(data).resolve(), Path(out)
+    data = Path(data).resolve()
     probe = load_model(name, weights)  # on the driver, on the CPU: settings and layer sizes only
     info = model_info(probe)
     writer, todo = prepare_run(probe, data, out, settings)
@@ -142,6 +143,8 @@ def extract_ray(
     schema = writer.schema
     # NOTE a checkpoint path must exist on every node of a cluster (a shared disk).
     source = str(Path(weights).resolve()) if Path(weights).is_file() else weights
+    # every node writes its parts there itself: a folder they share (named absolutely) or a URI
+    parts = writer.parts if writer.parts.local is None else Location.of(writer.parts.local.resolve())
     dataset = (
         ray.data.from_items([{"index": i} for i in range(len(todo))])
         .map_batches(
@@ -159,7 +162,7 @@ def extract_ray(
                 "items": todo,
                 "schema": schema,
                 "layers": list(writer.metadata.layer_kinds),
-                "parts": str(writer.parts.resolve()),
+                "parts": parts,
                 "source": writer.metadata.labels,
                 "distributions": writer.metadata.distributions,
             },
@@ -185,4 +188,4 @@ def extract_ray(
                 elif part not in adopted:  # a batch's rows may come in several blocks: its file is adopted once
                     adopted.add(part)
                     writer.adopt(part)
-    return out
+    return out if is_uri(out) else Path(out)

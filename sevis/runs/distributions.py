@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from ..attention.kinds import get_kind
 from ..errors import RunError, shortened
 from ..stats import FINE_BINS
+from ._location import Location
 from .schema import MAX_METADATA_BYTES, RunMetadata, run_files
 
 __all__ = [
@@ -117,14 +118,14 @@ def decode_distributions(raw: bytes, metadata: RunMetadata) -> Counts:
     return out
 
 
-def read_distributions(path: str | Path, metadata: RunMetadata) -> Counts | None:
+def read_distributions(path: str | Path | Location, metadata: RunMetadata) -> Counts | None:
     """The counts a run file (or a part of one) holds, summed over a run folder's files;
     None where it holds none.
 
     Raises:
         RunError: they are not of the shape sevis writes, or a folder's file holds none.
     """
-    path = Path(path)
+    path = Location.of(path)
     if path.is_dir():
         total: Counts = {}
         for part in run_files(path):
@@ -135,11 +136,11 @@ def read_distributions(path: str | Path, metadata: RunMetadata) -> Counts | None
                 return None
             add_counts(total, counts)
         return total
-    raw = (pq.read_schema(path).metadata or {}).get(DISTRIBUTIONS_KEY)
+    raw = (pq.read_schema(path.path, filesystem=path.fs).metadata or {}).get(DISTRIBUTIONS_KEY)
     try:
         return None if raw is None else decode_distributions(raw, metadata)
     except RunError as err:
-        raise RunError(f"{shortened(Path(path).name)}: {err}") from None
+        raise RunError(f"{shortened(path.name)}: {err}") from None
 
 
 def with_distributions(schema: pa.Schema, counts: Mapping[str, Mapping[str, np.ndarray]]) -> pa.Schema:

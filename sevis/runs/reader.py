@@ -26,6 +26,7 @@ from ..stats.by_kind import StatsByKind
 from ..stats.classes import ClassStats
 from ..stats.measures import NullBand, specificity_nulls
 from ._cache import _cache_key, _load, _nulls_file, _store, cache_dir
+from ._location import Location
 from .distributions import read_distributions
 from .sample import SAMPLE_ROWS, null_bands
 from .schema import RunMetadata, check_text_columns, column_matrix, open_run_file, read_metadata, rebatch, run_files
@@ -56,7 +57,8 @@ class Run(StatsByKind):
     permutes labels without reading the file again; a larger run's bands read it again, a
     layer at a time."""
 
-    path: Path
+    path: Path | Location
+    """The run's file or folder: on this machine, or at a URI (a :class:`~sevis.runs.Location`)."""
     metadata: RunMetadata
     stats: dict[str, ClassStats] = field(default_factory=dict)
     samples: dict[str, tuple[dict[str, np.ndarray], list[str]]] = field(default_factory=dict, repr=False)
@@ -106,14 +108,14 @@ class Run(StatsByKind):
                 )
 
     @contextlib.contextmanager
-    def _source(self) -> Iterator[Path]:
+    def _source(self) -> Iterator[Path | Location]:
         """The run's file to read its rows from: with :attr:`within`, opened again inside
         those folders and checked to be the very file the statistics came from.
 
         Raises:
             RunError: the file is gone, lies outside the folders now, or is another file.
         """
-        if self.within is None:
+        if self.within is None or not isinstance(self.path, Path):
             yield self.path
             return
         with contextlib.ExitStack() as stack:
@@ -175,7 +177,7 @@ def _identity(path: Path) -> tuple[int, ...]:
     return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
-def _cached(target: Path, path: Path) -> Run | None:
+def _cached(target: Path, path: Path | Location) -> Run | None:
     """The run's statistics from the cache, with the chance bands computed so far."""
     run = _load(target)
     if not isinstance(run, Run):
@@ -234,7 +236,7 @@ def _shares(schema: pa.Schema, metadata: RunMetadata, kept: dict[str, str], coun
     ]
 
 
-def _read_share(path: Path, metadata: RunMetadata, share: _Share, labels: list[str], keep: bool) -> _Share:
+def _read_share(path: Path | Location, metadata: RunMetadata, share: _Share, labels: list[str], keep: bool) -> _Share:
     """Decode ``share``'s columns a row group at a time and add them to its statistics.
 
     NOTE each thread decodes and counts its own columns on one core (Arrow's and torch's
@@ -261,15 +263,17 @@ READ_ROWS = MERGED_ROW_GROUP
 regrouped to it, so that both sum alike."""
 
 
-def _share_batches(path: Path, share: _Share) -> Iterator[pa.RecordBatch]:
-    """A share's columns of every file of the run, a row group at a time, the kernel asked
-    for the next row group's while one is decoded."""
+def _share_batches(path: Path | Location, share: _Share) -> Iterator[pa.RecordBatch]:
+    """A share's columns of every file of the run, a row group at a time; a file on this
+    machine's disk: the kernel asked for the next row group's while one is decoded."""
     columns = list(share.columns.values())
     for part in run_files(path):
-        with pq.ParquetFile(part, pre_buffer=False) as file, part.open("rb") as raw:  # raw: for the read-ahead
+        with contextlib.ExitStack() as stack:
+            file = stack.enter_context(pq.ParquetFile(part.path, filesystem=part.fs, pre_buffer=False))
+            raw = stack.enter_context(part.local.open("rb")) if part.local is not None else None  # the read-ahead's
             groups = file.metadata.num_row_groups
             for group in range(groups):
-                if group + 1 < groups:
+                if raw is not None and group + 1 < groups:
                     _read_ahead(raw, file.metadata.row_group(group + 1), set(columns))
                 yield from file.iter_batches(READ_ROWS, row_groups=[group], columns=columns, use_threads=False)
 
@@ -301,7 +305,7 @@ def _read_ahead(raw: BinaryIO, group: pq.RowGroupMetaData, columns: set[str]) ->
 
 
 def read_run(
-    path: str | Path,
+    path: str | Path | Location,
     layers: Sequence[str] | None = None,
     *,
     cache: bool = True,
@@ -311,6 +315,8 @@ def read_run(
     """Read a run and rebuild its per-class statistics, a record batch at a time.
 
     Args:
+        path: a run file or folder on this machine, or at a ``pyarrow.fs`` URI
+            (``s3://bucket/run``; its query sets the filesystem's options).
         layers: the layers to read (default all); others are skipped unread.
         cache: keep the statistics in :func:`cache_dir`, keyed by the file's footer hash
             (see :func:`_cache_key`), and use them the next time the same file is read.
@@ -324,9 +330,13 @@ def read_run(
         RunError: not a Parquet file written by ``sevis extract``.
         UnknownLayerError: none of ``layers`` is in the run.
     """
-    path = Path(path)
+    where = Location.of(path)
     if within is None:
-        return _read_run(path, path, layers, cache, bands, None)
+        run_path = where.local if where.local is not None else where
+        return _read_run(run_path, run_path, layers, cache, bands, None)
+    if where.local is None:
+        raise RunError(f"{shortened(where.name)} is at a URI: here a run is opened from the server's own folders")
+    path = where.local
     if path.is_dir():
         raise RunError(
             f"{shortened(path.name)} is a run folder: here a run is opened as one file "
@@ -340,7 +350,12 @@ def read_run(
 
 
 def _read_run(
-    path: Path, source: Path, layers: Sequence[str] | None, cache: bool, bands: bool, within: tuple[str, ...] | None
+    path: Path | Location,
+    source: Path | Location,
+    layers: Sequence[str] | None,
+    cache: bool,
+    bands: bool,
+    within: tuple[str, ...] | None,
 ) -> Run:
     """:func:`read_run` of ``source`` (``path``, or the file ``path`` was opened as, inside
     the folders ``within``)."""
@@ -353,17 +368,25 @@ def _read_run(
     target = cache_dir() / f"{_cache_key(source, layers)}.pkl" if cache else None
     cached = _cached(target, path) if target is not None else None
     run = cached if cached is not None else _compute(path, metadata, kept, target, source)
-    run.within, run.opened_as = within, (_identity(source) if within is not None else None)
+    run.within = within
+    run.opened_as = _identity(source) if within is not None and isinstance(source, Path) else None
     if bands:
         for kind_name, stats in run.stats.items():
             if stats.layers and len(stats.classes) > 1:
                 run.prefetch_null_bands(kind_name)
     if target is not None and cached is None:  # the statistics only: bands get files of their own
-        _store(dataclasses.replace(run, samples={}, nulls={}, cache_file=None, within=None, opened_as=None), target)
+        # NOTE no filesystem in the cache: an S3 one pickles its keys (the path is set again on loading)
+        stored = run.path if isinstance(run.path, Path) else Path(run.path.name)
+        plain = dataclasses.replace(
+            run, path=stored, samples={}, nulls={}, cache_file=None, within=None, opened_as=None
+        )
+        _store(plain, target)
     return run
 
 
-def _compute(path: Path, metadata: RunMetadata, kept: dict[str, str], target: Path | None, source: Path) -> Run:
+def _compute(
+    path: Path | Location, metadata: RunMetadata, kept: dict[str, str], target: Path | None, source: Path | Location
+) -> Run:
     """The run's statistics from the rows of ``source`` (see :func:`read_run`);
     ``target`` is where they will be cached."""
     run = Run(path, metadata, cache_file=target)

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from ..attention.kinds import get_kind
 from ..stats.measures import PERMUTATIONS, NullBand, specificity_nulls
+from ._location import Location
 from .schema import check_text_columns, column_matrix, open_run_file, read_metadata
 
 __all__ = ["SAMPLE_ROWS", "null_bands", "read_layer", "read_rows", "sample_rows"]
@@ -27,11 +28,11 @@ def sample_rows(total: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def read_rows(
-    path: str | Path, kind: str, *, max_rows: int = SAMPLE_ROWS, seed: int = 0
+    path: str | Path | Location, kind: str, *, max_rows: int = SAMPLE_ROWS, seed: int = 0
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Per layer of ``kind``, its first summary field for at most ``max_rows`` images of the
     run (a uniform sample, the same for the same ``seed``), (N, D), and their labels."""
-    path = Path(path)
+    path = Location.of(path)
     metadata = read_metadata(path)
     spec = get_kind(kind)
     layers = metadata.attention.get(kind, [])
@@ -54,10 +55,10 @@ def read_rows(
     return rows, table.column("label").to_pylist()
 
 
-def read_layer(path: str | Path, column: str, rows: int) -> np.ndarray:
+def read_layer(path: str | Path | Location, column: str, rows: int) -> np.ndarray:
     """The fixed-size-list ``column`` of a run of ``rows`` rows as one (rows, D) float32
     array, filled a record batch at a time (no second copy of the column in Arrow's memory)."""
-    file = open_run_file(Path(path))
+    file = open_run_file(path)
     out: np.ndarray | None = None
     start = 0
     for batch in file.iter_batches(batch_size=2048, columns=[column]):
@@ -72,7 +73,7 @@ def read_layer(path: str | Path, column: str, rows: int) -> np.ndarray:
 
 
 def null_bands(
-    path: str | Path,
+    path: str | Path | Location,
     kind: str = "se",
     *,
     max_rows: int | None = None,
@@ -93,7 +94,7 @@ def null_bands(
     if max_rows is not None:
         rows, labels = read_rows(path, kind, max_rows=max_rows, seed=seed)
         return specificity_nulls(rows, labels, permutations=permutations, seed=seed, threads=threads)
-    path = Path(path)
+    path = Location.of(path)
     metadata = read_metadata(path)
     spec = get_kind(kind)
     check_text_columns(path)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from ..attention.kinds import get_kind
 from ..errors import RunError, shortened
 from ..hooks.forward import BatchResult
 from ..provenance import UNTRAINED_SEED, Provenance
+from ._location import Location, is_uri
 
 __all__ = [
     "MAX_METADATA_BYTES",
@@ -318,7 +318,7 @@ def dims_of(batch: BatchResult) -> dict[str, dict[str, int]]:
     return {layer: {name: int(np.prod(v.shape[1:])) for name, v in s.items()} for layer, s in batch.summaries.items()}
 
 
-def read_metadata(path: str | Path) -> RunMetadata:
+def read_metadata(path: str | Path | Location) -> RunMetadata:
     """The metadata of a run (a file or a folder of them), from its schema alone; a
     folder's ``images`` are its files' rows and its ``failures`` its ``failures.jsonl``.
 
@@ -326,16 +326,16 @@ def read_metadata(path: str | Path) -> RunMetadata:
         RunError: not a Parquet file written by ``sevis extract``, or a folder whose files
             are not all parts of one run.
     """
-    path = Path(path)
-    if path.is_dir():
-        return _folder_metadata(path)
-    return _file_metadata(path)[0]
+    where = Location.of(path)
+    if where.is_dir():
+        return _folder_metadata(where)
+    return _file_metadata(where)[0]
 
 
-def _file_metadata(path: Path) -> tuple[RunMetadata, pa.Schema, int]:
+def _file_metadata(path: Location) -> tuple[RunMetadata, pa.Schema, int]:
     """A run file's metadata, schema and rows, from one read of its footer."""
     try:
-        footer = pq.read_metadata(path)
+        footer = pq.read_metadata(path.path, filesystem=path.fs)
         schema = footer.schema.to_arrow_schema()
     except (pa.ArrowException, OSError) as err:
         raise RunError(f"{path.name}: not a readable Parquet file ({err})") from None
@@ -353,55 +353,56 @@ MAX_RUN_FILES = 1_000_000
 """Parquet files a run folder may hold (a part per batch: 1.28 M images in batches of 64 are 20,000)."""
 
 
-def run_files(path: str | Path) -> list[Path]:
+def run_files(path: str | Path | Location) -> list[Location]:
     """The Parquet files a run is made of: the file itself, or a folder's ``*.parquet``
     files in the order of their names (hidden ones, a part being written, are not yet part
-    of it).
+    of it). ``path``: on this machine, or a ``pyarrow.fs`` URI (``s3://bucket/run``).
 
     Raises:
         RunError: a folder without Parquet files, or with more than :data:`MAX_RUN_FILES`.
     """
-    path = Path(path)
-    if not path.is_dir():
-        return [path]
-    files: list[Path] = []
+    where = Location.of(path)
+    if not where.is_dir():
+        return [where]
+    names: list[str] = []
     try:
-        with os.scandir(path) as entries:
-            for entry in entries:
-                if _is_part(entry):
-                    files.append(path / entry.name)
-                    if len(files) > MAX_RUN_FILES:
-                        raise RunError(f"{_shown(path.name)}: more than {MAX_RUN_FILES:,} Parquet files; not read")
+        for name, is_file in where.entries():
+            if _is_part(name, is_file):
+                names.append(name)
+                if len(names) > MAX_RUN_FILES:
+                    raise RunError(f"{_shown(where.name)}: more than {MAX_RUN_FILES:,} Parquet files; not read")
     except OSError as err:
-        raise RunError(f"{_shown(path.name)}: not a readable folder ({err.strerror or err})") from None
-    if not files:
-        raise RunError(f"{_shown(path.name)}: a folder without Parquet files is no run")
-    return sorted(files)
+        raise RunError(f"{_shown(where.name)}: not a readable folder ({err.strerror or err})") from None
+    if not names:
+        raise RunError(f"{_shown(where.name)}: a folder without Parquet files is no run")
+    return [where / name for name in sorted(names)]
 
 
-def _is_part(entry: os.DirEntry[str]) -> bool:
+def _is_part(name: str, is_file: bool) -> bool:
     """A file of a run folder: a ``.parquet`` file, not hidden (a part being written)."""
-    return entry.name.endswith(".parquet") and not entry.name.startswith(".") and entry.is_file()
+    return name.endswith(".parquet") and not name.startswith(".") and is_file
 
 
-def is_run(path: str | Path) -> bool:
-    """A saved run by its name or contents: a ``.parquet`` file or a run folder, as opposed
-    to a folder or zip of images."""
-    return Path(path).suffix.lower() == ".parquet" or is_run_folder(path)
+def is_run(path: str | Path | Location) -> bool:
+    """A saved run by its name or contents: a ``.parquet`` file or a run folder (on this
+    machine or at a ``pyarrow.fs`` URI), as opposed to a folder or zip of images."""
+    if isinstance(path, Location):
+        name = path.name
+    else:
+        name = str(path).split("?", 1)[0] if is_uri(path) else Path(path).name
+    return name.lower().endswith(".parquet") or is_run_folder(path)
 
 
-def is_run_folder(path: str | Path) -> bool:
+def is_run_folder(path: str | Path | Location) -> bool:
     """A folder holding Parquet files of its own (a run written as parts), as opposed to
     a folder of images."""
-    path = Path(path)
     try:
-        with os.scandir(path) as entries:
-            return any(_is_part(entry) for entry in entries)
-    except OSError:  # not a folder, or not one that can be listed: whoever opens it says why
+        return any(_is_part(name, is_file) for name, is_file in Location.of(path).entries())
+    except (OSError, RunError):  # not a folder, or not one that can be listed: whoever opens it says why
         return False
 
 
-def _folder_metadata(folder: Path) -> RunMetadata:
+def _folder_metadata(folder: Location) -> RunMetadata:
     """:func:`read_metadata` of a run folder: every file's settings and columns those of
     the first."""
     files = run_files(folder)
@@ -426,14 +427,14 @@ def _folder_metadata(folder: Path) -> RunMetadata:
     return metadata
 
 
-def read_failures(log_file: Path) -> list[dict[str, str]]:
+def read_failures(log_file: Path | Location) -> list[dict[str, str]]:
     """The records of a run's failures log (``{"path": ..., "reason": ...}`` a line); a
     last line without its newline (an append cut short) is not one.
 
     Raises:
         RunError: a line that is not a failure record (named, with what to do).
     """
-    data = log_file.read_bytes()
+    data = Location.of(log_file).read_bytes()
     whole = data[: data.rfind(b"\n") + 1]
     failures = []
     for number, line in enumerate(whole.decode("utf-8", "replace").splitlines(), 1):
@@ -469,7 +470,7 @@ def _check_columns(metadata: RunMetadata, schema: pa.Schema) -> None:
                 raise RunError(f"its metadata names layer {_shown(layer)}, whose columns are not in the file")
 
 
-def check_text_columns(path: str | Path) -> None:
+def check_text_columns(path: str | Path | Location) -> None:
     """Refuse a run whose ``path`` or ``label`` values are longer than
     ``MAX_TEXT_BYTES``, before they are decoded: plain pages by the sizes the footer
     states, dictionary pages by the dictionary's own values (read as a dictionary, not
@@ -482,10 +483,10 @@ def check_text_columns(path: str | Path) -> None:
         _check_text_columns(part)
 
 
-def _check_text_columns(path: Path) -> None:
+def _check_text_columns(path: Location) -> None:
     columns = ["path", "label"]
     try:
-        file = pq.ParquetFile(path, read_dictionary=columns, pre_buffer=False)
+        file = pq.ParquetFile(path.path, filesystem=path.fs, read_dictionary=columns, pre_buffer=False)
         names = file.schema_arrow.names
         if not all(c in names for c in columns):
             raise RunError(f"{_shown(path.name)}: not a run written by `sevis extract` (no path or label column)")
@@ -508,7 +509,7 @@ def _check_text_columns(path: Path) -> None:
         raise RunError(f"{_shown(path.name)}: not a readable Parquet file ({str(err)[:200]})") from None
 
 
-def _too_long(path: Path, column: str) -> str:
+def _too_long(path: Location, column: str) -> str:
     return f"{_shown(path.name)}: refused, a {column} in it is longer than {MAX_TEXT_BYTES:,} bytes; not read"
 
 
@@ -520,18 +521,18 @@ class RunFiles:
     """A run's Parquet files (:func:`run_files`) read as one, a file at a time, each opened
     only while it is read (a folder may hold thousands)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path | Location) -> None:
         self.files = run_files(path)
         self._rows: int | None = None
 
     @property
     def schema_arrow(self) -> pa.Schema:
-        return pq.read_schema(self.files[0])
+        return pq.read_schema(self.files[0].path, filesystem=self.files[0].fs)
 
     @property
     def num_rows(self) -> int:
         if self._rows is None:
-            self._rows = sum(pq.read_metadata(f).num_rows for f in self.files)
+            self._rows = sum(pq.read_metadata(f.path, filesystem=f.fs).num_rows for f in self.files)
         return self._rows
 
     def parts(self) -> Iterator[pq.ParquetFile]:
@@ -539,7 +540,7 @@ class RunFiles:
         for file in self.files:
             # NOTE pre_buffer=False: with it, iter_batches reads ahead the whole file (3.5 GB of
             # arrow memory for a 50,000-image run); without, one row group at a time.
-            with pq.ParquetFile(file, pre_buffer=False) as part:
+            with pq.ParquetFile(file.path, filesystem=file.fs, pre_buffer=False) as part:
                 yield part
 
     def iter_batches(
@@ -580,7 +581,7 @@ def rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordB
         yield from pa.Table.from_batches(pending).combine_chunks().to_batches()
 
 
-def open_run_file(path: str | Path) -> RunFiles:
+def open_run_file(path: str | Path | Location) -> RunFiles:
     """A run (a file or a folder of them), opened to be read one row group at a time."""
     return RunFiles(path)
 

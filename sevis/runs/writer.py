@@ -20,9 +20,9 @@ An ``out`` whose name does not end in ``.parquet`` is a run folder: the parts ar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import shutil
 import signal
 import threading
 import uuid
@@ -33,7 +33,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import RunError
+from ..errors import RunError, shortened
+from ._location import Location
 from .distributions import Counts, add_counts, read_distributions, with_distributions
 from .schema import RunMetadata, read_failures, read_metadata, run_schema, writer_options
 
@@ -59,26 +60,28 @@ INCOMING = ".incoming-"
 """The name prefix of a part file written but not yet adopted (:func:`write_incoming`)."""
 
 
-def write_incoming(parts: str | Path, table: pa.Table, counts: Counts | None = None) -> str:
+def write_incoming(parts: str | Path | Location, table: pa.Table, counts: Counts | None = None) -> str:
     """Write rows of a run's schema into its parts folder as one file not yet part of the
     run (whole under a temporary name, then renamed), with their distributions' ``counts``
     for a run that keeps them; returns the file's name, for :meth:`RunWriter.adopt`.
 
-    Ray's actors call this on their own node: ``parts`` must be a folder every node shares.
+    Ray's actors call this on their own node: ``parts`` must be a folder every node shares,
+    or a ``pyarrow.fs`` URI (:class:`~sevis.runs.Location`) every node can write to.
 
     Raises:
         RunError: the file could not be written (a full disk, a quota, a vanished folder).
     """
-    parts = Path(parts)
+    parts = Location.of(parts)
     name = f"{INCOMING}{uuid.uuid4().hex}.parquet"
     tmp = parts / f"{name}.tmp"
     try:
         if counts is not None:
             table = table.replace_schema_metadata(with_distributions(table.schema, counts).metadata)
-        pq.write_table(table, tmp, **writer_options(table.schema))
-        tmp.rename(parts / name)  # whole or absent, whatever kills us
+        pq.write_table(table, tmp.path, filesystem=tmp.fs, **writer_options(table.schema))
+        tmp.move_to(parts / name)  # whole or absent, whatever kills us
     except OSError as err:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.delete()
         raise RunError(
             f"could not write to {parts} ({err.strerror or err}): the images done so far are kept "
             "there; free some space and run again with --resume"
@@ -95,7 +98,9 @@ class RunWriter:
 
     Args:
         out: the Parquet file to write; a name not ending in ``.parquet``: the run folder
-            to write (its parts, ``run.json`` and ``failures.jsonl``, never merged).
+            to write (its parts, ``run.json`` and ``failures.jsonl``, never merged). On this
+            machine, or a ``pyarrow.fs`` URI (``s3://bucket/run``, a run folder: an object
+            store cannot rename, so merging would copy every part once more).
         metadata: the run's settings (its ``images`` and ``failures`` are filled in).
         resume: carry on from ``{out}.parts`` or a finished ``out``.
         overwrite: delete ``out`` and its parts first.
@@ -113,8 +118,13 @@ class RunWriter:
     ) -> None:
         if part_size < 1:
             raise ValueError(f"part_size must be at least 1, got {part_size}")
-        self.out = Path(out)
+        self.out = Location.of(out)
         self.folder = self.out.suffix.lower() != ".parquet"
+        if self.out.local is None and not self.folder:
+            raise RunError(
+                f"{shortened(str(self.out))}: a run at a URI is written as a folder of parts; "
+                "name it without .parquet (sevis reads the folder as one run)"
+            )
         self.parts = self.out if self.folder else self.out.with_name(self.out.name + ".parts")
         self.metadata = metadata
         self.schema = run_schema(metadata)
@@ -128,21 +138,24 @@ class RunWriter:
 
     def _open(self, resume: bool, overwrite: bool) -> tuple[set[str], set[str]]:
         if overwrite:
-            if self.folder and self.out.is_dir() and any(self.out.iterdir()) and not (self.out / "run.json").exists():
+            if self.folder and self.out.is_file():
+                raise RunError(f"{self.out} is a file, not a run folder: not deleted; choose another --out")
+            if self.folder and self._holds_files(self.out) and not (self.out / "run.json").exists():
                 # NOTE never delete a folder sevis did not write (a typo in --out could name one's data)
                 raise RunError(f"{self.out} is a folder but no run sevis wrote: not deleted; choose another --out")
-            shutil.rmtree(self.parts, ignore_errors=True)
-            self.out.unlink(missing_ok=True)
+            self.parts.delete_tree()
+            if not self.folder:
+                self.out.delete()
         elif not resume and (self.parts.exists() or self.out.exists()):
             raise RunError(f"{self.out} already exists: pass --resume to finish it or --overwrite to start again")
         settings = self.parts / "run.json"
         if settings.exists():
             try:
-                recorded = json.loads(settings.read_text())
+                recorded = json.loads(settings.read_bytes())
             except ValueError:
                 raise RunError(f"cannot resume {self.out}: {settings} is not readable; pass --overwrite") from None
             self._check(recorded, "its parts were")
-        elif self.folder and self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
+        elif self.folder and self.out.exists() and (not self.out.is_dir() or self._holds_files(self.out)):
             raise RunError(
                 f"{self.out} is not a run folder sevis is writing (a run written as one file ends in .parquet): "
                 "choose another --out"
@@ -150,15 +163,16 @@ class RunWriter:
         elif self.out.exists():  # resuming a finished run: its rows count as done
             before = read_metadata(self.out)
             self._check(before.settings(), "it was")
-            self.parts.mkdir(parents=True, exist_ok=True)
-            shutil.copy(self.out, self.parts / "part-000000.parquet")
-            (self.parts / "failures.jsonl").write_text("".join(json.dumps(f) + "\n" for f in before.failures))
-        self.parts.mkdir(parents=True, exist_ok=True)
+            self.parts.make_dir()
+            self.out.copy_to(self.parts / "part-000000.parquet")
+            failures = "".join(json.dumps(f) + "\n" for f in before.failures)
+            (self.parts / "failures.jsonl").write_bytes(failures.encode())
+        self.parts.make_dir()
         self._drop_incoming()
-        settings.write_text(self.metadata.to_json())
+        settings.write_bytes(self.metadata.to_json().encode())
         done: set[str] = set()
         for part in self._part_files():
-            done.update(pq.read_table(part, columns=["path"]).column("path").to_pylist())
+            done.update(pq.read_table(part.path, filesystem=part.fs, columns=["path"]).column("path").to_pylist())
         failed = {f["path"] for f in self._failures()}
         if done or failed:
             log.info("resuming: %d images done, %d failed", len(done), len(failed))
@@ -173,14 +187,23 @@ class RunWriter:
                 "resume with the same settings, or pass --overwrite"
             )
 
-    def _part_files(self) -> list[Path]:
-        return sorted(self.parts.glob("part-*.parquet"))
+    @staticmethod
+    def _holds_files(folder: Location) -> bool:
+        try:
+            return any(True for _ in folder.entries())
+        except OSError:  # not a folder
+            return False
+
+    def _part_files(self) -> list[Location]:
+        names = self.parts.files()
+        return [self.parts / n for n in names if n.startswith("part-") and n.endswith(".parquet")]
 
     def _drop_incoming(self) -> None:
         """Delete the files written but never adopted (their driver died first) and any
         half-written file: their images are not done."""
-        for stale in [*self.parts.glob(f"{INCOMING}*"), *self.parts.glob(".part-*.tmp")]:
-            stale.unlink(missing_ok=True)
+        for name in self.parts.files():
+            if name.startswith(INCOMING) or (name.startswith(".part-") and name.endswith(".tmp")):
+                (self.parts / name).delete()
 
     def _failures(self) -> list[dict[str, str]]:
         """The failures logged so far. A last line without its newline is an append cut
@@ -194,8 +217,11 @@ class RunWriter:
         whole = data[: data.rfind(b"\n") + 1]
         if len(whole) < len(data):
             log.warning("the failures log ended in a partial line (an interrupted append); its image is tried again")
-            with open(log_file, "r+b") as f:
-                f.truncate(len(whole))
+            if log_file.local is not None:
+                with open(log_file.local, "r+b") as f:
+                    f.truncate(len(whole))
+            else:
+                log_file.write_bytes(whole)
         try:
             return read_failures(log_file)
         except RunError as err:
@@ -222,8 +248,7 @@ class RunWriter:
     def fail(self, path: str, reason: str) -> None:
         """Record an image that could not be read."""
         log.warning("skipped %s: %s", path, reason)
-        with open(self.parts / "failures.jsonl", "a") as failures:
-            failures.write(json.dumps({"path": path, "reason": reason}) + "\n")
+        (self.parts / "failures.jsonl").append_bytes((json.dumps({"path": path, "reason": reason}) + "\n").encode())
 
     def flush(self) -> None:
         """Write the pending rows as one part file."""
@@ -242,10 +267,11 @@ class RunWriter:
             RunError: no such file in the parts folder.
         """
         self.flush()
+        ok = name.startswith(INCOMING) and "/" not in name and "\\" not in name and name not in (".", "..")
         source = self.parts / name
-        if not (name.startswith(INCOMING) and source.parent == self.parts and source.is_file()):
+        if not (ok and source.is_file()):
             raise RunError(f"{name[:100]!r} is no file written for {self.out}'s parts (was the folder shared?)")
-        source.rename(self.parts / f"part-{self._next_part:06d}.parquet")
+        source.move_to(self.parts / f"part-{self._next_part:06d}.parquet")
         self._next_part += 1
 
     def _part_counts(self) -> Counts:
@@ -302,7 +328,7 @@ class RunWriter:
         """
         self.flush()
         self.metadata.failures = self._failures()
-        self.metadata.images = sum(pq.read_metadata(p).num_rows for p in self._part_files())
+        self.metadata.images = sum(pq.read_metadata(p.path, filesystem=p.fs).num_rows for p in self._part_files())
         if self.folder:  # the parts are the run
             self._drop_incoming()
             return self.metadata.images
@@ -310,14 +336,17 @@ class RunWriter:
         if self.metadata.distributions:
             schema = with_distributions(schema, self._part_counts())
         tmp = self.out.with_name(self.out.name + ".tmp")
+        assert tmp.local is not None  # a run at a URI is a folder
         # One part in memory at a time, in part order, regrouped into row groups of
         # MERGED_ROW_GROUP rows (parts are as small as a batch).
         try:
-            with pq.ParquetWriter(tmp, schema, **writer_options(schema)) as writer:
+            with pq.ParquetWriter(tmp.local, schema, **writer_options(schema)) as writer:
                 group: list[pa.RecordBatch] = []
                 rows = 0
                 for part in self._part_files():
-                    for batch in pq.ParquetFile(part).iter_batches(batch_size=MERGED_ROW_GROUP):
+                    for batch in pq.ParquetFile(part.path, filesystem=part.fs).iter_batches(
+                        batch_size=MERGED_ROW_GROUP
+                    ):
                         group.append(batch.replace_schema_metadata(schema.metadata))
                         rows += batch.num_rows
                         if rows >= MERGED_ROW_GROUP:
@@ -326,14 +355,14 @@ class RunWriter:
                 if group:
                     writer.write_table(pa.Table.from_batches(group, schema))
         except OSError as err:
-            tmp.unlink(missing_ok=True)
+            tmp.local.unlink(missing_ok=True)
             raise RunError(
                 f"could not write {self.out} ({err.strerror or err}): its {self.metadata.images} images are kept in "
                 f"{self.parts}; free some space and run again with --resume"
             ) from err
-        tmp.replace(self.out)
+        tmp.move_to(self.out)
         if keep_parts:
             self._drop_incoming()
         else:
-            shutil.rmtree(self.parts)
+            self.parts.delete_tree()
         return self.metadata.images
