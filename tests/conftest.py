@@ -141,6 +141,17 @@ def image_folder(tmp_path_factory) -> Path:
     return root
 
 
+RUN_LAYOUT = {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png", "camera.png"], "vehicle": ["rocket.jpg"]}
+
+
+@pytest.fixture(scope="session")
+def run_photos(tmp_path_factory) -> Path:
+    """Five photographs in three classes and one file that is no image (the runs' tests)."""
+    root = class_folders(tmp_path_factory.mktemp("run-photos"), RUN_LAYOUT)
+    (root / "cup" / "broken.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
 @pytest.fixture(scope="session")
 def photos() -> dict[str, bytes]:
     """Real photographs shipped with scikit-image, as uploaded bytes."""

@@ -15,7 +15,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import PHOTOS
 
 import sevis
 from sevis.cli import main
@@ -24,28 +23,14 @@ from sevis.runs.reader import read_run
 from sevis.runs.sample import null_bands, read_rows
 from sevis.runs.schema import open_run_file, read_metadata, run_files
 
-LAYOUT = {"cat": ["chelsea.png", "astronaut.png"], "cup": ["coffee.png", "camera.png"], "vehicle": ["rocket.jpg"]}
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """Five photographs in three classes and one file that is no image."""
-    root = tmp_path_factory.mktemp("data")
-    for label, names in LAYOUT.items():
-        (root / label).mkdir()
-        for name in names:
-            shutil.copy(PHOTOS / name, root / label / name)
-    (root / "cup" / "broken.jpg").write_bytes(b"not a jpeg")
-    return root
-
 
 @pytest.fixture(scope="module", params=["tiny_se", "tiny_sge"])
-def pair(request, data, tmp_path_factory) -> tuple[Path, Path]:
+def pair(request, run_photos, tmp_path_factory) -> tuple[Path, Path]:
     """The same extraction written as one file and as a folder (a part per image)."""
     model = request.getfixturevalue(request.param)
     root = tmp_path_factory.mktemp(request.param)
-    one = extract(model, data, root / "run.parquet", batch_size=1, workers=0, progress=False)
-    folder = extract(model, data, root / "run", batch_size=1, workers=0, progress=False)
+    one = extract(model, run_photos, root / "run.parquet", batch_size=1, workers=0, progress=False)
+    folder = extract(model, run_photos, root / "run", batch_size=1, workers=0, progress=False)
     return one, folder
 
 
@@ -101,12 +86,12 @@ def test_files_as_ray_writes_them_are_a_run_in_the_order_of_their_names(pair, tm
     assert paths == pq.read_table(one, columns=["path"]).column("path").to_pylist()
 
 
-def test_a_folder_that_is_not_one_run_is_refused_by_name(pair, data, tmp_path, tiny_se, tiny_sge):
+def test_a_folder_that_is_not_one_run_is_refused_by_name(pair, run_photos, tmp_path, tiny_se, tiny_sge):
     one, folder = pair
     mixed = tmp_path / "mixed"
     shutil.copytree(folder, mixed)
     other = tiny_sge if read_metadata(one).model == "tiny_se" else tiny_se
-    stranger = extract(other, data, tmp_path / "other.parquet", workers=0, progress=False)
+    stranger = extract(other, run_photos, tmp_path / "other.parquet", workers=0, progress=False)
     shutil.copy(stranger, mixed / "part-999999.parquet")
     with pytest.raises(sevis.RunError, match="part-999999.parquet was made with other settings than part-000000"):
         read_run(mixed, cache=False)
@@ -135,37 +120,37 @@ def test_a_folder_run_is_cached_until_a_part_changes(pair, tmp_path):
     assert changed.cache_file != first.cache_file and changed.metadata.images == first.metadata.images + 1
 
 
-def test_a_folder_run_resumes_and_is_overwritten_but_no_other_folder_is(tiny_se, data, tmp_path):
-    out = extract(tiny_se, data, tmp_path / "run", batch_size=2, workers=0, progress=False)
+def test_a_folder_run_resumes_and_is_overwritten_but_no_other_folder_is(tiny_se, run_photos, tmp_path):
+    out = extract(tiny_se, run_photos, tmp_path / "run", batch_size=2, workers=0, progress=False)
     before = {p.name: p.local.stat().st_mtime_ns for p in run_files(out)}
-    extract(tiny_se, data, out, resume=True, workers=0, progress=False)  # finished: nothing to do
+    extract(tiny_se, run_photos, out, resume=True, workers=0, progress=False)  # finished: nothing to do
     assert {p.name: p.local.stat().st_mtime_ns for p in run_files(out)} == before
     with pytest.raises(sevis.RunError, match="already exists: pass --resume"):
-        extract(tiny_se, data, out, workers=0, progress=False)
-    extract(tiny_se, data, out, overwrite=True, batch_size=8, workers=0, progress=False)
+        extract(tiny_se, run_photos, out, workers=0, progress=False)
+    extract(tiny_se, run_photos, out, overwrite=True, batch_size=8, workers=0, progress=False)
     assert len(run_files(out)) == 1 and read_run(out, cache=False).metadata.images == 5
     mine = tmp_path / "photos"
-    shutil.copytree(data, mine)
+    shutil.copytree(run_photos, mine)
     with pytest.raises(sevis.RunError, match="is a folder but no run sevis wrote: not deleted"):
-        extract(tiny_se, data, mine, overwrite=True, workers=0, progress=False)
-    assert sorted(p.name for p in mine.iterdir()) == sorted(p.name for p in data.iterdir())
+        extract(tiny_se, run_photos, mine, overwrite=True, workers=0, progress=False)
+    assert sorted(p.name for p in mine.iterdir()) == sorted(p.name for p in run_photos.iterdir())
     with pytest.raises(sevis.RunError, match="is not a run folder sevis is writing"):
-        extract(tiny_se, data, mine, resume=True, workers=0, progress=False)
+        extract(tiny_se, run_photos, mine, resume=True, workers=0, progress=False)
     a_file = tmp_path / "run.v1"  # a name without .parquet that is a file: not taken for a folder
     a_file.write_bytes(b"something of the user's")
     with pytest.raises(sevis.RunError, match=r"a run written as one file ends in \.parquet"):
-        extract(tiny_se, data, a_file, resume=True, workers=0, progress=False)
+        extract(tiny_se, run_photos, a_file, resume=True, workers=0, progress=False)
     with pytest.raises(sevis.RunError, match="is a file, not a run folder: not deleted"):
-        extract(tiny_se, data, a_file, overwrite=True, workers=0, progress=False)
+        extract(tiny_se, run_photos, a_file, overwrite=True, workers=0, progress=False)
     assert a_file.read_bytes() == b"something of the user's"
 
 
-def test_the_parts_of_a_finished_run_resumed_count_each_failure_once(tiny_se, data, tmp_path):
+def test_the_parts_of_a_finished_run_resumed_count_each_failure_once(tiny_se, run_photos, tmp_path):
     """Resuming a finished one-file run copies it as the first part and its failures to the
     log: read as a folder, the parts list each failure once."""
     from sevis.runs.writer import RunWriter
 
-    out = extract(tiny_se, data, tmp_path / "run.parquet", workers=0, progress=False)
+    out = extract(tiny_se, run_photos, tmp_path / "run.parquet", workers=0, progress=False)
     writer = RunWriter(out, read_metadata(out), resume=True)
     folder = writer.parts.local
     assert (folder / "failures.jsonl").read_text().count("broken.jpg") == 1
@@ -179,11 +164,11 @@ def test_the_dashboard_s_confined_reading_refuses_a_folder_run(pair):
         read_run(folder, within=[str(folder.parent)])
 
 
-def test_commands_that_take_a_run_take_a_folder_run(tiny_se, data, tmp_path):
+def test_commands_that_take_a_run_take_a_folder_run(tiny_se, run_photos, tmp_path):
     """`sevis report` and `sevis ablate` on a folder run: the report's numbers and the
     ablation's table are those of the merged file's."""
-    one = extract(tiny_se, data, tmp_path / "run.parquet", batch_size=1, workers=0, progress=False)
-    folder = extract(tiny_se, data, tmp_path / "run", batch_size=1, workers=0, progress=False)
+    one = extract(tiny_se, run_photos, tmp_path / "run.parquet", batch_size=1, workers=0, progress=False)
+    folder = extract(tiny_se, run_photos, tmp_path / "run", batch_size=1, workers=0, progress=False)
     for run in (one, folder):
         html = tmp_path / f"{run.name}.html"
         assert main(["report", str(run), "--out", str(html), "--classes", "cat", "cup"]) == 0

@@ -8,13 +8,10 @@ rename: the failures log is written again whole, a part is adopted by copy and d
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import PHOTOS
-from test_run_folders import LAYOUT, same_run
+from test_run_folders import same_run
 
 import sevis
 from sevis.cli import main
@@ -26,28 +23,16 @@ from sevis.runs.sample import read_rows
 from sevis.runs.schema import open_run_file, read_metadata, run_files
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """Five photographs in three classes and one file that is no image."""
-    root = tmp_path_factory.mktemp("data")
-    for label, names in LAYOUT.items():
-        (root / label).mkdir()
-        for name in names:
-            shutil.copy(PHOTOS / name, root / label / name)
-    (root / "cup" / "broken.jpg").write_bytes(b"not a jpeg")
-    return root
-
-
 @pytest.fixture(scope="module", params=["tiny_se", "tiny_sge"])
 def model(request):
     return request.getfixturevalue(request.param)
 
 
-def test_a_run_written_to_a_uri_reads_as_the_same_run_on_disk(model, data, bucket, tmp_path):
+def test_a_run_written_to_a_uri_reads_as_the_same_run_on_disk(model, run_photos, bucket, tmp_path):
     key = f"{type(model).__name__}-{id(model)}/run"
-    out = extract(model, data, bucket.uri(key), batch_size=1, workers=0, progress=False)
+    out = extract(model, run_photos, bucket.uri(key), batch_size=1, workers=0, progress=False)
     assert out == bucket.uri(key)  # given back as it was given
-    local = extract(model, data, tmp_path / "run", batch_size=1, workers=0, progress=False)
+    local = extract(model, run_photos, tmp_path / "run", batch_size=1, workers=0, progress=False)
     # a part per image, the settings and the failures log; nothing hidden left behind
     assert bucket.names(key) == ["failures.jsonl", *(f"part-{i:06d}.parquet" for i in range(5)), "run.json"]
     assert [p.name for p in run_files(out)] == [p.name for p in run_files(local)]
@@ -68,10 +53,10 @@ def test_a_run_written_to_a_uri_reads_as_the_same_run_on_disk(model, data, bucke
     same_run(again, on_disk)
 
 
-def test_a_run_at_a_uri_resumes_after_sigterm_and_is_overwritten(tiny_se, data, bucket, monkeypatch):
+def test_a_run_at_a_uri_resumes_after_sigterm_and_is_overwritten(tiny_se, run_photos, bucket, monkeypatch):
     """Terminated after its second image: the parts at the URI hold the images done; a
     resume does only the rest, and the run equals an uninterrupted one."""
-    whole = extract(tiny_se, data, bucket.uri("whole"), batch_size=1, workers=0, progress=False)
+    whole = extract(tiny_se, run_photos, bucket.uri("whole"), batch_size=1, workers=0, progress=False)
     forward, calls = extraction.forward_batch, []
 
     def dying(*args, **kwargs):
@@ -83,25 +68,25 @@ def test_a_run_at_a_uri_resumes_after_sigterm_and_is_overwritten(tiny_se, data, 
     monkeypatch.setattr(extraction, "forward_batch", dying)
     out = bucket.uri("stopped")
     with pytest.raises(Terminated):
-        extract(tiny_se, data, out, batch_size=1, workers=0, progress=False)
+        extract(tiny_se, run_photos, out, batch_size=1, workers=0, progress=False)
     assert read_metadata(out).images == 2
     monkeypatch.setattr(extraction, "forward_batch", forward)
     calls.clear()
-    extract(tiny_se, data, out, batch_size=1, workers=0, resume=True, progress=False)
+    extract(tiny_se, run_photos, out, batch_size=1, workers=0, resume=True, progress=False)
     assert open_run_file(out).read().equals(open_run_file(whole).read())
     assert read_metadata(out).failures == read_metadata(whole).failures  # the log written again whole
     with pytest.raises(sevis.RunError, match="already exists: pass --resume"):
-        extract(tiny_se, data, out, workers=0, progress=False)
+        extract(tiny_se, run_photos, out, workers=0, progress=False)
     with pytest.raises(sevis.RunError, match=r"cannot resume .*other settings \(seed\)"):
-        extract(tiny_se, data, out, seed=3, resume=True, workers=0, progress=False)
-    extract(tiny_se, data, out, overwrite=True, batch_size=8, workers=0, progress=False)
+        extract(tiny_se, run_photos, out, seed=3, resume=True, workers=0, progress=False)
+    extract(tiny_se, run_photos, out, overwrite=True, batch_size=8, workers=0, progress=False)
     assert bucket.names("stopped") == ["failures.jsonl", "part-000000.parquet", "run.json"]
     assert read_metadata(out).images == 5
 
 
-def test_a_uri_is_a_folder_and_its_messages_keep_its_keys(tiny_se, data, bucket):
+def test_a_uri_is_a_folder_and_its_messages_keep_its_keys(tiny_se, run_photos, bucket):
     with pytest.raises(sevis.RunError, match="a run at a URI is written as a folder of parts") as err:
-        extract(tiny_se, data, bucket.uri("run.parquet", secret="SECRET-KEY"), workers=0, progress=False)
+        extract(tiny_se, run_photos, bucket.uri("run.parquet", secret="SECRET-KEY"), workers=0, progress=False)
     assert "SECRET" not in str(err.value) and "endpoint_override" not in str(err.value)
     assert "s3://runs/run.parquet" in str(err.value)
     with pytest.raises(sevis.RunError, match="cannot open nosuch://bucket/run") as err:
@@ -114,12 +99,12 @@ def test_a_uri_is_a_folder_and_its_messages_keep_its_keys(tiny_se, data, bucket)
         read_run(bucket.uri("empty"), cache=False)
 
 
-def test_a_writer_s_files_at_a_uri_are_adopted_in_order(tiny_se, data, bucket):
+def test_a_writer_s_files_at_a_uri_are_adopted_in_order(tiny_se, run_photos, bucket):
     """What Ray's actors do: files written into the parts folder at the URI, adopted by the
     driver in its own order (an object store's rename is a copy and a delete)."""
     from sevis.runs.writer import write_incoming
 
-    local = extract(tiny_se, data, bucket.uri("source"), batch_size=5, workers=0, progress=False)
+    local = extract(tiny_se, run_photos, bucket.uri("source"), batch_size=5, workers=0, progress=False)
     table = open_run_file(local).read()
     metadata = read_metadata(local)
     with RunWriter(bucket.uri("adopted"), metadata) as writer:
@@ -135,10 +120,10 @@ def test_a_writer_s_files_at_a_uri_are_adopted_in_order(tiny_se, data, bucket):
     assert open_run_file(bucket.uri("adopted")).read().equals(table)
 
 
-def test_commands_that_take_a_run_take_one_at_a_uri(tiny_se, data, bucket, tmp_path):
+def test_commands_that_take_a_run_take_one_at_a_uri(tiny_se, run_photos, bucket, tmp_path):
     """`sevis report` and `sevis ablate` on a run at a URI: the numbers of the same run on disk."""
-    at_uri = extract(tiny_se, data, bucket.uri("commands"), batch_size=1, workers=0, progress=False)
-    local = extract(tiny_se, data, tmp_path / "commands", batch_size=1, workers=0, progress=False)
+    at_uri = extract(tiny_se, run_photos, bucket.uri("commands"), batch_size=1, workers=0, progress=False)
+    local = extract(tiny_se, run_photos, tmp_path / "commands", batch_size=1, workers=0, progress=False)
     for name, run in (("uri", at_uri), ("disk", local)):
         assert main(["report", str(run), "--out", str(tmp_path / f"{name}.html"), "--classes", "cat", "cup"]) == 0
         assert main(["ablate", str(run), "--out", str(tmp_path / f"{name}.csv"), "--workers", "0"]) == 0
@@ -151,10 +136,10 @@ def test_commands_that_take_a_run_take_one_at_a_uri(tiny_se, data, bucket, tmp_p
     assert "testing" not in pages[0]
 
 
-def test_sevis_extract_writes_to_a_uri(data, bucket, capsys):
+def test_sevis_extract_writes_to_a_uri(run_photos, bucket, capsys):
     """The command line as the README shows it: `sevis extract DATA --out s3://…`."""
     uri = bucket.uri("from-the-command-line")
-    assert main(["extract", str(data), "--out", uri, "--weights", "untrained", "--workers", "0", "--quiet"]) == 0
+    assert main(["extract", str(run_photos), "--out", uri, "--weights", "untrained", "--workers", "0", "--quiet"]) == 0
     metadata = read_metadata(uri)
     assert (metadata.model, metadata.untrained, metadata.images) == ("se_resnet50", True, 5)
     assert "part-000000.parquet" in bucket.names("from-the-command-line")
