@@ -110,6 +110,32 @@ def test_the_other_places_a_pass_resumes_at_give_the_same(resumed, tiny_sge, mon
     assert other.runs == {"network": 6 + (12 if resumed == "network" else 0), "knock-outs": 12}
 
 
+@pytest.mark.parametrize(("name", "layer"), [("tiny_se", "SE_4_2"), ("tiny_sge", "SGE_3_2"), ("se_model", "SE_5_2")])
+def test_one_layer_s_knock_outs_resumed_equal_whole_passes_and_run_only_the_network_after_it(name, layer, request):
+    """The Channels page's knock-out table: a channel forced to 0 and to 1, resumed at the
+    layer, gives sevis.knockout_effects' tables of whole passes; the stages before the
+    layer ran once (the plain pass), not three times."""
+    from sevis.jobs.importance import layer_knockout_effects
+
+    model = request.getfixturevalue(name)
+    x = views(model)[:4]
+    knocked = {"0": sevis.Channels({3: 0.0}), "1": sevis.Channels({3: 1.0})}
+    whole = sevis.knockout_effects(model, x, {k: {layer: r} for k, r in knocked.items()})
+    runs = []
+    hook = model.layer1.register_forward_pre_hook(lambda module, args: runs.append(len(args[0])))
+    try:
+        resumed = layer_knockout_effects(model, x, layer, knocked)
+    finally:
+        hook.remove()
+    assert runs == [4]  # the stages before the layer: the plain pass only
+    assert list(resumed) == ["0", "1"]
+    for key in knocked:
+        pd.testing.assert_frame_equal(resumed[key], whole[key], rtol=1e-5, atol=1e-7)
+    assert (resumed["0"].p_change != 0).any()  # the knock-out changes something to compare
+    with pytest.raises(sevis.UnknownLayerError, match="'SE_9_9' is not an attention layer"):
+        layer_knockout_effects(model, x, "SE_9_9", knocked)
+
+
 @pytest.mark.slow
 def test_the_real_se_resnet50_in_the_senet_layout_resumes_at_its_se_module(se_model, batch):
     """The SENet authors' block (timm's legacy SENet: se_module, then relu of the sum)."""

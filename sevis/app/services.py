@@ -39,6 +39,7 @@ from sevis._files import FileRefused, opened_within
 from sevis.data import assets_dir
 from sevis.errors import shortened
 from sevis.figures import mark_untrained
+from sevis.jobs.importance import layer_knockout_effects
 from sevis.models.weights import cached_weights
 from sevis.runs.reader import Run, read_run
 from sevis.stats.measures import NullBand
@@ -756,8 +757,9 @@ def _batch(loaded: Loaded, views: Sequence[np.ndarray]) -> torch.Tensor:
 def _channel_effect(
     key: str, layer: str, channel: int, names: tuple[str, ...], _loaded: Loaded, _views: list[np.ndarray]
 ) -> pd.DataFrame:
-    plans = {f"{value:g}": {layer: sevis.Channels({channel: value})} for value in (0.0, 1.0)}
-    effects = sevis.knockout_effects(_loaded.model, _batch(_loaded, _views), plans)  # one plain pass for both
+    knocked = {f"{value:g}": sevis.Channels({channel: value}) for value in (0.0, 1.0)}
+    # one plain pass for both; each knock-out runs only the network after the layer
+    effects = layer_knockout_effects(_loaded.model, _batch(_loaded, _views), layer, knocked)
     columns = {}
     for value, effect in effects.items():
         columns[f"p change at {value}"] = effect.p_change.to_numpy()

@@ -45,6 +45,7 @@ __all__ = [
     "MeanOf",
     "Remove",
     "Replacement",
+    "effect_tables",
     "knockout",
     "knockout_effect",
     "knockout_effects",
@@ -272,7 +273,6 @@ def knockout_effects(
     top_k: int = 5,
 ) -> dict[str, pd.DataFrame]:
     """:func:`knockout_effect` of several plans (name -> plan) against one plain pass."""
-    names = model_info(model).class_names
     with torch.inference_mode():
         before = model(x).float().softmax(1)
         afters = {}
@@ -280,10 +280,24 @@ def knockout_effects(
             with Knockout(model, plan) as ko:
                 ko.labels = labels
                 afters[name] = model(x).float().softmax(1)
+    return effect_tables(model_info(model).class_names, before, afters, targets=targets, top_k=top_k)
+
+
+def effect_tables(
+    class_names: Sequence[str],
+    before: torch.Tensor,
+    afters: Mapping[str, torch.Tensor],
+    *,
+    targets: Sequence[int] | None = None,
+    top_k: int = 5,
+) -> dict[str, pd.DataFrame]:
+    """The tables of :func:`knockout_effects` from the class probabilities (N, classes) of
+    the plain pass (``before``) and of each knock-out's (``afters``), however they were run."""
+    names = class_names
     k = min(top_k, before.shape[1])
     top_before = before.topk(k, 1).indices
     target = top_before[:, 0] if targets is None else torch.as_tensor(list(targets), device=before.device)
-    rows = torch.arange(len(x), device=before.device)
+    rows = torch.arange(len(before), device=before.device)
     tables = {}
     for name, after in afters.items():
         top_after = after.topk(k, 1).indices

@@ -33,7 +33,7 @@ from ..data.images import normalise
 from ..errors import DataError, UnknownLayerError
 from ..export import with_provenance
 from ..hooks.capturing import capture
-from ..hooks.knockouts import Knockout, Replacement
+from ..hooks.knockouts import Knockout, Replacement, effect_tables
 from ..models.classes import class_indices
 from ..models.registry import model_info
 from ..provenance import Provenance
@@ -42,7 +42,7 @@ from ..stats.classes import ClassStats
 from ._staged import InputsKept, RunCounter, staged
 from .ablation import dataset_items
 
-__all__ = ["Importance", "ImportanceRun", "channel_importance", "importance_data"]
+__all__ = ["Importance", "ImportanceRun", "channel_importance", "importance_data", "layer_knockout_effects"]
 
 CHUNK_BYTES = 128 * 2**20
 """About how many bytes of what a pass starts from (the module's input and the shortcut, or
@@ -142,10 +142,7 @@ def channel_importance(
         progress: called after each pass with the image knock-outs it did and the number
             of knock-outs per image (the channels chosen).
     """
-    found = {x.name: x for x in find_attention(model)}
-    if layer not in found:
-        raise UnknownLayerError(f"{layer!r} is not an attention layer of the model; it has {list(found)[:20]}")
-    target_layer = found[layer]
+    target_layer = _attention_layer(model, layer)
     kind = target_layer.spec
     tail = _Tail(model, target_layer)
     device = next(model.parameters()).device
@@ -208,6 +205,41 @@ def channel_importance(
         runs={"network": counter.runs["network"], "knock-outs": counter.runs["attention"] - images},
         resumed=tail.resumed,
     )
+
+
+@torch.inference_mode()
+def layer_knockout_effects(
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: str,
+    replacements: Mapping[str, Replacement],
+    *,
+    top_k: int = 5,
+) -> dict[str, pd.DataFrame]:
+    """:func:`sevis.knockout_effects` of knock-outs of one layer (name -> what replaces its
+    values), for the cost of the network after it: one plain pass keeps the layer's input
+    and its block's shortcut, and each knock-out runs from the layer on. The same tables
+    (the same operations on the same tensors); the Channels page's knock-out table.
+
+    Raises:
+        UnknownLayerError: ``layer`` is no attention layer of the model.
+    """
+    tail = _Tail(model, _attention_layer(model, layer))
+    with InputsKept(tail.kept) as kept:
+        before = model(x).float().softmax(1)
+    inputs = tail.inputs(x, kept.inputs)
+    afters = {}
+    for name, replacement in replacements.items():
+        with Knockout(model, {layer: replacement}):
+            afters[name] = tail.run(inputs).float().softmax(1)
+    return effect_tables(model_info(model).class_names, before, afters, top_k=top_k)
+
+
+def _attention_layer(model: nn.Module, layer: str) -> AttentionLayer:
+    found = {a.name: a for a in find_attention(model)}
+    if layer not in found:
+        raise UnknownLayerError(f"{layer!r} is not an attention layer of the model; it has {list(found)[:20]}")
+    return found[layer]
 
 
 class _Tail:
