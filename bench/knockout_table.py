@@ -3,7 +3,7 @@ shows, with whole forward passes (`sevis.knockout_effects`: three passes) agains
 resumed at the layer (`sevis.jobs.importance.layer_knockout_effects`: one plain pass, then
 only the network after the layer, twice). Side by side in one run, alternating; medians.
 
-    python bench/knockout_table.py [--images 12] [--repeats 7] [--layers SE_3_4 SE_4_6 SE_5_2]
+    python bench/knockout_table.py [--images 12] [--repeats 7] [--layers SE_3_4 SE_4_6 SE_5_2] [--threads N]
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=12, help="the page shows 6 at each end")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--layers", nargs="+", default=["SE_3_4", "SE_4_6", "SE_5_2"])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     model = sevis.load_model("se_resnet50", "untrained")
     images = [sevis.decode_image(PHOTOS[i % len(PHOTOS)].read_bytes()) for i in range(args.images)]
     x = sevis.preprocess(model, images)
@@ -38,7 +41,9 @@ def main() -> None:
     with torch.inference_mode():
         model(x[:2])  # warm-up
     threads = torch.get_num_threads()
-    print(f"SE-ResNet-50 (random weights), {args.images} images, {threads} torch threads, {args.repeats} repeats each:")
+    print(
+        f"SE-ResNet-50 (random weights), {args.images} images, {threads} torch thread(s), {args.repeats} repeats each:"
+    )
     for layer in args.layers:
         whole, resumed = [], []
         for _ in range(args.repeats):
