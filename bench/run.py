@@ -123,6 +123,10 @@ def main(argv: list[str] | None = None) -> None:
             run("importance.py", *(["--channels", "256", "--repeats", "1"] if args.quick else [])),
         ),
         (
+            "12b. The Channels page's knock-out table: whole passes against passes resumed at the layer",
+            run("knockout_table.py", "--repeats", "3" if args.quick else "7"),
+        ),
+        (
             "10. Channel drill-down and excitation maps on the 50,000-image run",
             run("explore.py", "--images", "5000" if args.quick else "50000"),
         ),
