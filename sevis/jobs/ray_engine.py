@@ -53,7 +53,7 @@ def _decode(batch: dict[str, np.ndarray], data: str, items: list[Item], data_con
 
 class _Extractor:
     """Ray actor: one model, loaded once, turning decoded batches into part files of the
-    run (written into ``parts``, a folder its node shares with the driver's)."""
+    run (written into ``parts``, a folder its node shares with the driver's, or a URI)."""
 
     def __init__(
         self,
