@@ -171,12 +171,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--actions", action="store_true", help="instead: each action in Chromium (bench/actions.py)")
     parser.add_argument("--sessions", type=int, default=3, help="with --actions: sessions at once after one alone")
+    parser.add_argument(
+        "--height", type=int, default=4200, help="with --actions: the browser window's height in px (a screen: ~1000)"
+    )
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.actions:
         from actions import run
 
-        run(args.repeats, args.sessions)
+        run(args.repeats, args.sessions, args.height)
         return
     model_side(args.repeats)
     upload_to_charts()
