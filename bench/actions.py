@@ -13,7 +13,7 @@ Printed: per action the median and max over the repeats for one session, then fo
 sessions at once (their p95), against the targets of issue 25 (every action but the ablation
 <= 2 s median alone, <= 4 s p95 with three).
 
-    python bench/dashboard.py --actions [--repeats 5] [--sessions 3]
+    python bench/dashboard.py --actions [--repeats 5] [--sessions 3] [--height 1000]
 """
 
 from __future__ import annotations
