@@ -110,7 +110,10 @@ def test_the_other_places_a_pass_resumes_at_give_the_same(resumed, tiny_sge, mon
     assert other.runs == {"network": 6 + (12 if resumed == "network" else 0), "knock-outs": 12}
 
 
-@pytest.mark.parametrize(("name", "layer"), [("tiny_se", "SE_4_2"), ("tiny_sge", "SGE_3_2"), ("se_model", "SE_5_2")])
+@pytest.mark.parametrize(
+    ("name", "layer"),
+    [("tiny_se", "SE_4_2"), ("tiny_sge", "SGE_3_2"), pytest.param("se_model", "SE_5_2", marks=pytest.mark.slow)],
+)
 def test_one_layer_s_knock_outs_resumed_equal_whole_passes_and_run_only_the_network_after_it(name, layer, request):
     """The Channels page's knock-out table: a channel forced to 0 and to 1, resumed at the
     layer, gives sevis.knockout_effects' tables of whole passes; the stages before the

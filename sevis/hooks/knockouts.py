@@ -293,7 +293,7 @@ def effect_tables(
 ) -> dict[str, pd.DataFrame]:
     """The tables of :func:`knockout_effects` from the class probabilities (N, classes) of
     the plain pass (``before``) and of each knock-out's (``afters``), however they were run."""
-    names = class_names
+    names = list(class_names)
     k = min(top_k, before.shape[1])
     top_before = before.topk(k, 1).indices
     target = top_before[:, 0] if targets is None else torch.as_tensor(list(targets), device=before.device)

@@ -91,12 +91,11 @@ class Location:
         return Location(self.fs, f"{self.path}/{name}", f"{self.shown.rstrip('/')}/{name}", None)
 
     def with_name(self, name: str) -> Location:
-        """The location of ``name`` in the same folder."""
-        if self.local is not None:
-            return Location.of(self.local.with_name(name))
-        parent, _ = self.path.rsplit("/", 1)
-        shown_parent, _ = self.shown.rstrip("/").rsplit("/", 1)
-        return Location(self.fs, f"{parent}/{name}", f"{shown_parent}/{name}", None)
+        """The location of ``name`` beside this one, on this machine (a run at a URI is a
+        folder: nothing is written beside it)."""
+        if self.local is None:
+            raise ValueError(f"{self.shown} is at a URI: nothing is written beside it")
+        return Location.of(self.local.with_name(name))
 
     def info(self) -> pafs.FileInfo:
         return self.fs.get_file_info(self.path)
