@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["one_torch_thread", "workers"]
+__all__ = ["one_torch_thread", "torch_threads", "workers"]
 
 
 class _Count:
@@ -27,25 +27,31 @@ class _Count:
 
 
 @contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run the block's torch ops, in this thread, on one thread.
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block's torch ops, in this thread, on ``count`` threads.
 
     NOTE torch's thread count is per thread (OpenMP's), but ``torch.set_num_threads`` also
     sets the count threads started later begin with. The first block entered records the
-    count before it; every block restores that count on leaving, so threads started later
-    get it back, and a block still running keeps its own one thread."""
+    count before it and the last one to leave restores it, so threads started later get it
+    back; a block still running keeps its own count, and a block inside another gives the
+    outer one its count back."""
+    mine = torch.get_num_threads()
     with _Count.lock:
         if _Count.inside == 0:
-            _Count.before = torch.get_num_threads()
+            _Count.before = mine
         _Count.inside += 1
-        before = _Count.before
-    torch.set_num_threads(1)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
         with _Count.lock:
             _Count.inside -= 1
-            torch.set_num_threads(before)
+            torch.set_num_threads(mine if _Count.inside else _Count.before)
+
+
+def one_torch_thread() -> contextlib.AbstractContextManager[None]:
+    """Run the block's torch ops, in this thread, on one thread (:func:`torch_threads`)."""
+    return torch_threads(1)
 
 
 def workers(most: int = 4) -> int:

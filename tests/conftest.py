@@ -39,6 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # told that this is a single-machine Ray (its switch for Windows and macOS, read when ray is
 # imported). Tests talk to 127.0.0.1 only.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# NOTE the dashboards the tests start (AppTest, and the servers, which inherit this) draw on
+# torch's own threads, like the library calls whose numbers the tests compare with theirs: on
+# a loaded machine a session would otherwise run on one thread (sevis.app.services.session_threads)
+# and its float32 sums would round differently. The test of that choice unsets it.
+os.environ["SEVIS_SESSION_THREADS"] = "0"
 
 
 def hook_count(model: nn.Module) -> int:

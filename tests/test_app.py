@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -1278,6 +1279,58 @@ def test_at_most_the_slots_draw_at_once_and_a_waiting_session_goes_next(monkeypa
         assert run_slots() == 0
     monkeypatch.delenv("SEVIS_MAX_CONCURRENT_RUNS")
     assert run_slots() == max(2, os.cpu_count() or 2)
+
+
+def test_a_session_drawing_beside_others_runs_torch_on_one_thread(monkeypatch, request):
+    """Alone on a machine with cores to spare, a session's page keeps torch's threads;
+    entering while another session draws, or while the machine's load is at its cores, it
+    runs its torch ops on one (their teams wait on each other's descheduled threads);
+    SEVIS_SESSION_THREADS sets the count for every session; afterwards torch's count is back."""
+    import threading
+
+    from sevis.app.services import run_slot
+
+    load = [0.0]
+    monkeypatch.setattr(os, "getloadavg", lambda: (load[0], load[0], load[0]))  # this machine's own may be high
+    monkeypatch.delenv("SEVIS_SESSION_THREADS", raising=False)
+    monkeypatch.setenv("SEVIS_MAX_CONCURRENT_RUNS", "2")
+    request.addfinalizer(functools.partial(torch.set_num_threads, torch.get_num_threads()))
+    torch.set_num_threads(2)
+    seen: dict[str, int] = {}
+    inside, leave = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with run_slot():
+            seen["alone"] = torch.get_num_threads()
+            inside.set()
+            leave.wait(30)
+
+    a = threading.Thread(target=first)
+    a.start()
+    inside.wait(30)
+    with run_slot():
+        seen["beside another"] = torch.get_num_threads()
+    leave.set()
+    a.join(30)
+    seen["after"] = torch.get_num_threads()
+    load[0] = float(len(os.sched_getaffinity(0)))
+    with run_slot():
+        seen["alone, the machine loaded"] = torch.get_num_threads()
+    load[0] = 0.0
+    monkeypatch.setenv("SEVIS_SESSION_THREADS", "1")
+    with run_slot():
+        seen["set to 1, alone"] = torch.get_num_threads()
+    monkeypatch.setenv("SEVIS_SESSION_THREADS", "0")
+    with run_slot():
+        seen["set to 0, alone"] = torch.get_num_threads()
+    assert seen == {
+        "alone": 2,
+        "beside another": 1,
+        "after": 2,
+        "alone, the machine loaded": 1,
+        "set to 1, alone": 1,
+        "set to 0, alone": 2,
+    }
 
 
 def test_each_models_weights_survive_the_model_radio_and_page_changes(app, photos):

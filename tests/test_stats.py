@@ -405,6 +405,17 @@ def test_one_torch_thread_is_this_threads_and_restored():
     assert seen == {"other": 1, "here": 1, "workers": min(4, before), "after": before, "late": before}
 
 
+def test_a_torch_threads_block_inside_another_gives_the_outer_one_its_count_back():
+    from sevis._threads import one_torch_thread, torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(3):
+        with one_torch_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+    assert torch.get_num_threads() == before
+
+
 def test_a_class_effect_is_far_above_the_null_band():
     from sevis.stats.measures import specificity_null
 

@@ -36,6 +36,7 @@ from torch import nn
 
 import sevis
 from sevis._files import FileRefused, opened_within
+from sevis._threads import torch_threads
 from sevis.data import assets_dir
 from sevis.errors import shortened
 from sevis.figures import mark_untrained
@@ -80,6 +81,7 @@ __all__ = [
     "sample_files",
     "server_file",
     "server_folders",
+    "session_threads",
     "shared_figure",
     "unique_names",
     "untrained_twin",
@@ -280,25 +282,69 @@ def run_slots() -> int:
         return max(2, os.cpu_count() or 2)
 
 
+class _Drawing:
+    """How many sessions are inside :func:`run_slot` now."""
+
+    lock = threading.Lock()
+    count = 0
+
+
+def session_threads(others_drawing: bool) -> int:
+    """Torch's threads for one session's page: ``$SEVIS_SESSION_THREADS`` if set (0: torch's
+    own); else torch's own (the cores) while the session draws alone on a machine with cores
+    to spare, and 1 while other sessions draw too or the machine's load (its one-minute
+    average of runnable processes) is at its cores or above."""
+    text = os.environ.get("SEVIS_SESSION_THREADS", "").strip()
+    if text.isdecimal() and len(text) < 4:
+        return int(text) or torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    busy = others_drawing or (hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores)
+    return 1 if busy else torch.get_num_threads()
+
+
 @contextlib.contextmanager
 def run_slot() -> Iterator[None]:
     """The block runs in one of :func:`run_slots` server-wide slots. A session that
     finds none free waits in its own thread, using no CPU and not the interpreter's
     lock, so the server's event loop (the health endpoint, every other session's
     messages) keeps answering while a burst of sessions opens; 40 sessions at once had
-    it stall for seconds."""
+    it stall for seconds.
+
+    A session that enters while others draw runs its torch ops on one thread
+    (:func:`session_threads`): each op's team of as many threads as cores waits at every
+    op's end for its slowest thread, and with other work on the cores one of them is
+    often descheduled. On the 2-core machine with two CPU-bound processes beside it, one
+    SE-ResNet-50 forward of 4 images took 0.65 s on two threads and 0.49 s on one
+    (0.15 and 0.30 s alone); the Channels page's knock-out table 3.2-5.8 s and 1.4-2.2 s
+    (BENCHMARKS.md, 2b)."""
     count = run_slots()
     if count <= 0:
-        yield
+        with _drawing():
+            yield
         return
     slots = _run_slots(count)
     if not slots.acquire(blocking=False):
         with st.spinner("Other sessions are drawing; this page is next…"):
             slots.acquire()
     try:
-        yield
+        with _drawing():
+            yield
     finally:
         slots.release()
+
+
+@contextlib.contextmanager
+def _drawing() -> Iterator[None]:
+    with _Drawing.lock:
+        others = _Drawing.count
+        _Drawing.count += 1
+    try:
+        threads = session_threads(others > 0)
+        with contextlib.nullcontext() if threads == torch.get_num_threads() else torch_threads(threads):
+            yield
+    finally:
+        with _Drawing.lock:
+            _Drawing.count -= 1
 
 
 class ServerFileError(sevis.SevisError, ValueError):
