@@ -7,8 +7,8 @@ Environment: ``SEVIS_PLUGINS`` (modules to import first, e.g. ones that register
 models or attention classes), ``SEVIS_DASHBOARD_MODELS`` (``Label=name,...``: the
 networks the model panel offers; default SE-ResNet-50 and SGE-ResNet-50); for a shared
 server, ``SEVIS_ALLOWED_USERS``, ``SEVIS_SERVER_DIRS``, ``SEVIS_UPLOAD_DIR``,
-``SEVIS_MAX_CONCURRENT_RUNS``, ``SEVIS_SESSION_THREADS`` and the limits of :mod:`sevis.limits` (the docs' "Running
-it for a group").
+``SEVIS_MAX_CONCURRENT_RUNS``, ``SEVIS_SESSION_THREADS`` and the limits of
+:mod:`sevis.limits` (the docs' "Running it for a group").
 """
 
 import os

@@ -310,8 +310,8 @@ def run_slot() -> Iterator[None]:
     messages) keeps answering while a burst of sessions opens; 40 sessions at once had
     it stall for seconds.
 
-    A session that enters while others draw runs its torch ops on one thread
-    (:func:`session_threads`): each op's team of as many threads as cores waits at every
+    A session that enters while others draw, or with the machine loaded to its cores, runs
+    its torch ops on one thread (:func:`session_threads`): each op's team of as many threads as cores waits at every
     op's end for its slowest thread, and with other work on the cores one of them is
     often descheduled. On the 2-core machine with two CPU-bound processes beside it, one
     SE-ResNet-50 forward of 4 images took 0.65 s on two threads and 0.49 s on one
