@@ -75,10 +75,29 @@ def test_the_map_is_the_pca_of_every_image(run_and_analysis):
     # drawn: a seeded sample; computed: on all
     few = sevis.excitation_map(out, "SE_3_4", max_points=3, seed=2)
     assert len(few.points) == 3 and few.images == 7 and few.explained == pytest.approx(emap.explained)
+    # every image drawn, the axes are the rows' SVD; a sample drawn, the covariance's eigenvectors: one map
+    where = emap.points.set_index("image").loc[few.points.image, ["x", "y"]].to_numpy()
+    np.testing.assert_allclose(few.points[["x", "y"]].to_numpy(), where, atol=1e-5)
+    np.testing.assert_allclose(few.centroids[["x", "y"]].to_numpy(), emap.centroids[["x", "y"]].to_numpy(), atol=1e-5)
     fig = figures.excitation_map_figure(few)
     assert "3 of 7 images drawn" in fig.layout.title.text
     with pytest.raises(ValueError, match="'pca' or 'umap'"):
         sevis.excitation_map(out, "SE_3_4", method="tsne")
+
+
+def test_the_map_of_two_images_is_their_difference(tiny_se, image_folder):
+    """Two images span one direction: the first axis is their difference, each sits half its
+    length from the centre, and the second axis holds nothing."""
+    files = [(p.name, p.read_bytes()) for p in sorted(image_folder.glob("*/*.png"))[:2]]
+    analysis = sevis.analyse(tiny_se, files, labels=["a", "b"])
+    rows = analysis.rows("se")["SE_4_6"].astype(np.float64)
+    emap = sevis.excitation_map(analysis, "SE_4_6")
+    half = np.linalg.norm(rows[0] - rows[1]) / 2
+    got = emap.points[["x", "y"]].to_numpy(np.float64)
+    np.testing.assert_allclose(np.abs(got[:, 0]), [half, half], rtol=1e-5)
+    assert got[0, 0] == pytest.approx(-got[1, 0], rel=1e-5)
+    np.testing.assert_allclose(got[:, 1], 0, atol=1e-6 * half)
+    assert emap.explained[0] == pytest.approx(1, abs=1e-9) and emap.explained[1] == pytest.approx(0, abs=1e-9)
 
 
 def _sklearn_pca(rows: np.ndarray):
