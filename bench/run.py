@@ -127,6 +127,10 @@ def main(argv: list[str] | None = None) -> None:
             run("knockout_table.py", "--repeats", "3" if args.quick else "7"),
         ),
         (
+            "10b. The Channels page's excitation map of a few images: the rows' SVD against the covariance's axes",
+            run("map_axes.py", "--repeats", "3" if args.quick else "7"),
+        ),
+        (
             "10. Channel drill-down and excitation maps on the 50,000-image run",
             run("explore.py", "--images", "5000" if args.quick else "50000"),
         ),
