@@ -4,7 +4,8 @@ Reading a saved run decodes and counts its layers in one thread per core, and th
 band's permutations run in several threads: each of them is a loop of memory-bound ops on
 one core. Torch's default of one OpenMP team per op (as many threads as cores) makes them
 compete with each other: on two cores a run's statistics took 7.5 s that way and 3.8 s with
-one thread per op (BENCHMARKS.md, section 6).
+one thread per op (BENCHMARKS.md, section 6). A dashboard session drawing beside others runs
+its page on one thread for the same reason (``sevis.app.services.session_threads``).
 """
 
 from __future__ import annotations
