@@ -44,6 +44,13 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 # a loaded machine a session would otherwise run on one thread (sevis.app.services.session_threads)
 # and its float32 sums would round differently. The test of that choice unsets it.
 os.environ["SEVIS_SESSION_THREADS"] = "0"
+# NOTE the processes the tests start run at the suite's own priority. Ray starts its workers
+# at niceness 15 and sevis its checkpoint readers 10 steps below the server: beside two
+# CPU-bound processes (issue 22's loaded runs) they got a few percent of a core, and one
+# Ray test took 442 s instead of 48 (28 alone), the checkpoint tests 2.5x as long. The
+# test of the readers' priority sets its own.
+os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112  # Ray spells its settings so
+os.environ["SEVIS_PARSE_NICE"] = "0"
 
 
 def hook_count(model: nn.Module) -> int:

@@ -8,10 +8,13 @@ the SENet and SGE authors' checkpoints use.
 from __future__ import annotations
 
 import io
+import os
 import pickletools
 import struct
+import time
 import tracemalloc
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -142,6 +145,49 @@ def test_a_worker_out_of_time_or_memory_is_a_message_not_a_crash(senet_file):
     # 200 MB of data segment: not even torch fits, the worker dies; this process does not
     with pytest.raises(CheckpointError, match=r"(needs more than|stopped \(exit \d+\) within its limits of) 200 MB"):
         read_checkpoint_isolated(senet_file, Limits(parse_memory_bytes=200 * MB))
+
+
+def reading_worker_niceness() -> int | None:
+    """The niceness of this process's checkpoint-reading worker once it has changed it
+    (from /proc: its parent is this process, its command runs ``_worker()``), or None."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            after_name = stat.read_text().rsplit(")", 1)[1].split()  # field 3 (state) onwards
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        parent, nice = int(after_name[1]), int(after_name[16])  # fields 4 and 19
+        if parent == os.getpid() and b"_worker()" in command and nice != os.nice(0):
+            return nice
+    return None
+
+
+@pytest.mark.parametrize(("setting", "steps"), [(None, 10), ("15", 15)])
+def test_the_reading_worker_yields_the_cpu_as_far_as_it_is_told(sge_file, monkeypatch, setting, steps):
+    if setting is None:
+        monkeypatch.delenv("SEVIS_PARSE_NICE", raising=False)
+    else:
+        monkeypatch.setenv("SEVIS_PARSE_NICE", setting)
+    seen = set()
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(read_checkpoint_isolated, sge_file)
+        while not reading.done():
+            if (nice := reading_worker_niceness()) is not None:
+                seen.add(nice)
+            time.sleep(0.005)
+        assert reading.result().state_dict
+    assert seen == {min(os.nice(0) + steps, 19)}  # steps below this process, Linux's floor at 19
+
+
+def test_the_reading_workers_niceness_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SEVIS_PARSE_NICE", "0")
+    assert Limits.from_env().parse_nice == 0  # as the server: the one setting that may be 0
+    for wrong in ("20", "2.5", "-1"):
+        monkeypatch.setenv("SEVIS_PARSE_NICE", wrong)
+        with pytest.raises(ValueError, match=rf"SEVIS_PARSE_NICE must be a whole number from 0 to 19, got '{wrong}'"):
+            Limits.from_env()
+    with pytest.raises(ValueError, match="Limits.parse_nice must be a whole number from 0 to 19, got 20"):
+        Limits(parse_nice=20)
 
 
 @pytest.fixture(scope="module")

@@ -175,7 +175,7 @@ def _worker() -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (limits.parse_memory_bytes, limits.parse_memory_bytes))
     seconds = int(limits.parse_seconds) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
-    os.nice(10)  # behind the server and its other sessions when the CPU is contended
+    os.nice(limits.parse_nice)  # behind the server and its other sessions when the CPU is contended
     answer: dict[str, str]
     try:
         checkpoint = read_checkpoint(path, limits, within=within)
